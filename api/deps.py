@@ -1,0 +1,66 @@
+"""Per-request resources: the DB session and the signed-in user."""
+from __future__ import annotations
+
+import functools
+import uuid
+
+from flask import current_app, g, request
+from sqlalchemy.orm import Session
+
+from api.errors import ApiError
+from db.session import new_session
+from db.users import user_for_token
+
+
+def db() -> Session:
+    if "db" not in g:
+        g.db = new_session()
+    return g.db
+
+
+def close_db(_exc=None) -> None:
+    s = g.pop("db", None)
+    if s is not None:
+        s.close()
+
+
+def storage():
+    return current_app.extensions["wardrobe"].storage
+
+
+def settings():
+    return current_app.extensions["wardrobe"].settings
+
+
+def celery():
+    return current_app.extensions["celery"]
+
+
+def require_user(view):
+    """401 unless `Authorization: Bearer <token>` names a user; sets g.user_id."""
+
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise ApiError(401, "unauthorized", "send an API token: Authorization: Bearer <token>",
+                           {"WWW-Authenticate": 'Bearer realm="wardrobe"'})
+        user_id = user_for_token(db(), token.strip())
+        if user_id is None:
+            raise ApiError(401, "unauthorized", "the API token is not valid",
+                           {"WWW-Authenticate": 'Bearer realm="wardrobe", error="invalid_token"'})
+        g.user_id = user_id
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def parse_uuid(value: str, what: str, not_found: bool = True) -> uuid.UUID:
+    """A path id that is not a UUID is simply not found (404); a query id is a bad request (400)."""
+    try:
+        return uuid.UUID(value)
+    except (ValueError, AttributeError, TypeError):
+        if not_found:
+            raise ApiError(404, "not_found", f"no such {what}") from None
+        raise ApiError(400, "invalid_parameter", f"{what} must be a UUID") from None

@@ -1,0 +1,76 @@
+"""Jobs: poll one, list them."""
+from __future__ import annotations
+
+from flask import Blueprint, g, jsonify, request
+from sqlalchemy import select
+
+from api import deps
+from api.errors import ApiError
+from api.paging import decode_cursor, encode_cursor, page_limit
+from api.serializers import job_body
+from db import jobstate
+from db.models import Job, Photo, PhotoStatus
+
+bp = Blueprint("jobs", __name__)
+MAX_ERRORS = 500
+
+
+def _own_job(job_id: str) -> Job:
+    jid = deps.parse_uuid(job_id, "job")
+    job = deps.db().scalar(select(Job).where(Job.id == jid, Job.user_id == g.user_id))
+    if job is None:
+        raise ApiError(404, "not_found", "no such job")
+    return job
+
+
+def _failed_photos(job: Job) -> list[Photo]:
+    if not job.photos_failed:
+        return []
+    return list(
+        deps.db().scalars(
+            select(Photo)
+            .where(Photo.job_id == job.id, Photo.status == PhotoStatus.FAILED.value)
+            .order_by(Photo.entry_index)
+            .limit(MAX_ERRORS)
+        )
+    )
+
+
+@bp.get("/v1/jobs/<job_id>")
+@deps.require_user
+def get_job(job_id: str):
+    job = _own_job(job_id)
+    return jsonify(job_body(job, _failed_photos(job)))
+
+
+@bp.delete("/v1/jobs/<job_id>")
+@deps.require_user
+def cancel_job(job_id: str):
+    job = _own_job(job_id)
+    s = deps.db()
+    if not jobstate.cancel(s, job.id):
+        s.rollback()
+        raise ApiError(409, "job_finished", f"the job is already {job.status}")
+    s.commit()
+    s.refresh(job)
+    return jsonify(job_body(job, _failed_photos(job)))
+
+
+@bp.get("/v1/jobs")
+@deps.require_user
+def list_jobs():
+    limit = page_limit(request.args, deps.settings())
+    q = select(Job).where(Job.user_id == g.user_id)
+    cursor = request.args.get("cursor")
+    if cursor:
+        ts, last_id = decode_cursor(cursor)
+        q = q.where((Job.created_at < ts) | ((Job.created_at == ts) & (Job.id < last_id)))
+    rows = list(deps.db().scalars(q.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return jsonify(
+        {
+            "jobs": [job_body(j) for j in rows],
+            "next_cursor": encode_cursor(rows[-1].created_at, rows[-1].id) if more else None,
+        }
+    )

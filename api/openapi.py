@@ -1,0 +1,143 @@
+"""The OpenAPI 3.1 document, served at /v1/openapi.json. A test keeps it in step with the routes."""
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+
+from db.models import JobStatus
+from db.taxonomy import NAMES, SUPERCATEGORIES
+
+bp = Blueprint("openapi", __name__)
+
+_err = {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+_auth = [{"bearer": []}]
+
+
+def _json(ref: str, desc: str = "ok") -> dict:
+    return {"description": desc, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}}
+
+
+def _id_param(name: str) -> dict:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
+
+
+_page = [
+    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}},
+    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+]
+
+SPEC = {
+    "openapi": "3.1.0",
+    "info": {"title": "wardrobe", "version": "1", "description": "Upload photos of clothes; get a catalogue of garments."},
+    "components": {
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "schemas": {
+            "Error": {
+                "type": "object",
+                "required": ["error"],
+                "properties": {"error": {"type": "object", "required": ["code", "message"],
+                                         "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}},
+            },
+            "Job": {
+                "type": "object",
+                "required": ["id", "status", "created_at", "progress", "errors", "links"],
+                "properties": {
+                    "id": {"type": "string", "format": "uuid"},
+                    "status": {"type": "string", "enum": [s.value for s in JobStatus]},
+                    "created_at": {"type": "string", "format": "date-time"},
+                    "started_at": {"type": ["string", "null"], "format": "date-time"},
+                    "finished_at": {"type": ["string", "null"], "format": "date-time"},
+                    "upload": {"type": "object"},
+                    "progress": {
+                        "type": "object",
+                        "properties": {k: {"type": "integer"} for k in ("photos_total", "photos_done", "photos_failed", "items_found")}
+                        | {"percent": {"type": "number"}},
+                    },
+                    "errors": {"type": "array", "items": {"type": "object", "properties": {
+                        "entry": {"type": ["string", "null"]}, "code": {"type": "string"}, "message": {"type": "string"}}}},
+                    "links": {"type": "object"},
+                },
+            },
+            "JobList": {"type": "object", "properties": {"jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}},
+                                                         "next_cursor": {"type": ["string", "null"]}}},
+            "Item": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string", "format": "uuid"},
+                    "photo_id": {"type": "string", "format": "uuid"},
+                    "job_id": {"type": "string", "format": "uuid"},
+                    "class_id": {"type": "integer", "minimum": 0, "maximum": 22},
+                    "category": {"type": "string", "enum": list(NAMES)},
+                    "supercategory": {"type": "string", "enum": list(SUPERCATEGORIES)},
+                    "confidence": {"type": "number"},
+                    "bbox": {"type": "array", "items": {"type": "integer"}, "minItems": 4, "maxItems": 4},
+                    "mask": {"type": "object"},
+                    "area_fraction": {"type": "number"},
+                    "model_version": {"type": "string"},
+                    "cutout_url": {"type": "string"},
+                    "photo_url": {"type": "string"},
+                    "created_at": {"type": "string", "format": "date-time"},
+                },
+            },
+            "ItemList": {"type": "object", "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Item"}},
+                                                          "next_cursor": {"type": ["string", "null"]}}},
+        },
+    },
+    "paths": {
+        "/healthz": {"get": {"summary": "process is up", "responses": {"200": {"description": "ok"}}}},
+        "/readyz": {"get": {"summary": "database, broker and storage reachable",
+                            "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}}}},
+        "/v1/categories": {"get": {"summary": "the 23-class taxonomy", "responses": {"200": {"description": "ok"}}}},
+        "/v1/uploads": {
+            "post": {
+                "summary": "upload a zip of photos; answers 202 with the queued job",
+                "security": _auth,
+                "requestBody": {"required": True, "content": {
+                    "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
+                                                       "properties": {"file": {"type": "string", "format": "binary"}}}},
+                    "application/zip": {"schema": {"type": "string", "format": "binary"}},
+                }},
+                "responses": {"202": _json("Job", "queued"), "400": _err, "401": _err, "413": _err, "415": _err, "422": _err, "503": _err},
+            }
+        },
+        "/v1/jobs": {"get": {"summary": "the user's jobs, newest first", "security": _auth, "parameters": _page,
+                             "responses": {"200": _json("JobList"), "400": _err, "401": _err}}},
+        "/v1/jobs/{job_id}": {
+            "get": {"summary": "a job's status and progress", "security": _auth, "parameters": [_id_param("job_id")],
+                    "responses": {"200": _json("Job"), "401": _err, "404": _err}},
+            "delete": {"summary": "cancel a queued or running job", "security": _auth, "parameters": [_id_param("job_id")],
+                       "responses": {"200": _json("Job"), "401": _err, "404": _err, "409": _err}},
+        },
+        "/v1/items": {
+            "get": {
+                "summary": "the user's catalogue, newest first",
+                "security": _auth,
+                "parameters": _page + [
+                    {"name": "category", "in": "query", "schema": {"type": "string", "enum": list(NAMES)}},
+                    {"name": "supercategory", "in": "query", "schema": {"type": "string", "enum": list(SUPERCATEGORIES)}},
+                    {"name": "job_id", "in": "query", "schema": {"type": "string", "format": "uuid"}},
+                    {"name": "photo_id", "in": "query", "schema": {"type": "string", "format": "uuid"}},
+                    {"name": "min_confidence", "in": "query", "schema": {"type": "number", "minimum": 0, "maximum": 1}},
+                ],
+                "responses": {"200": _json("ItemList"), "400": _err, "401": _err},
+            }
+        },
+        "/v1/items/{item_id}": {
+            "get": {"summary": "one item", "security": _auth, "parameters": [_id_param("item_id")],
+                    "responses": {"200": _json("Item"), "401": _err, "404": _err}},
+            "delete": {"summary": "delete an item and its cut-out", "security": _auth, "parameters": [_id_param("item_id")],
+                       "responses": {"204": {"description": "deleted"}, "401": _err, "404": _err}},
+        },
+        "/v1/items/{item_id}/cutout": {"get": {"summary": "the RGBA cut-out (mask as alpha)", "security": _auth,
+                                              "parameters": [_id_param("item_id")],
+                                              "responses": {"200": {"description": "image/webp or image/png"}, "401": _err, "404": _err}}},
+        "/v1/photos/{photo_id}": {"get": {"summary": "the stored, upright photo", "security": _auth,
+                                         "parameters": [_id_param("photo_id")],
+                                         "responses": {"200": {"description": "image/jpeg"}, "401": _err, "404": _err}}},
+        "/v1/openapi.json": {"get": {"summary": "this document", "responses": {"200": {"description": "ok"}}}},
+    },
+}
+
+
+@bp.get("/v1/openapi.json")
+def openapi():
+    return jsonify(SPEC)

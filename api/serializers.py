@@ -1,0 +1,62 @@
+"""Explicit JSON shapes for jobs and items: what clients see, decoupled from the tables."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from db.models import Item, Job, JobStatus, Photo
+
+
+def _ts(v: datetime | None) -> str | None:
+    return v.isoformat().replace("+00:00", "Z") if v else None
+
+
+def job_body(job: Job, failed_photos: list[Photo] | None = None) -> dict:
+    processed = job.photos_done + job.photos_failed
+    if job.status in (JobStatus.SUCCEEDED.value, JobStatus.PARTIALLY_SUCCEEDED.value):
+        percent = 100.0
+    elif job.photos_total:
+        percent = round(100.0 * processed / job.photos_total, 1)
+    else:
+        percent = 0.0
+    errors = []
+    if job.error_code:
+        errors.append({"entry": None, "code": job.error_code, "message": job.error_message or ""})
+    for p in failed_photos or []:
+        errors.append({"entry": p.entry_name, "code": p.error_code or "failed", "message": p.error_message or ""})
+    return {
+        "id": str(job.id),
+        "status": job.status,
+        "created_at": _ts(job.created_at),
+        "started_at": _ts(job.started_at),
+        "finished_at": _ts(job.finished_at),
+        "upload": {"name": job.upload_name, "bytes": job.upload_bytes},
+        "progress": {
+            "photos_total": job.photos_total,
+            "photos_done": job.photos_done,
+            "photos_failed": job.photos_failed,
+            "items_found": job.items_found,
+            "percent": percent,
+        },
+        "errors": errors,
+        "links": {"self": f"/v1/jobs/{job.id}", "items": f"/v1/items?job_id={job.id}"},
+    }
+
+
+def item_body(item: Item) -> dict:
+    return {
+        "id": str(item.id),
+        "photo_id": str(item.photo_id),
+        "job_id": str(item.job_id),
+        "class_id": item.class_id,
+        "category": item.category,
+        "supercategory": item.supercategory,
+        "confidence": item.confidence,
+        "bbox": item.bbox,
+        "mask": {"format": "polygons", "coordinates": "photo_pixels", "polygons": item.polygons},
+        "area_fraction": item.area_fraction,
+        "model_version": item.model_version,
+        "cutout_url": f"/v1/items/{item.id}/cutout",
+        "cutout_content_type": item.cutout_content_type,
+        "photo_url": f"/v1/photos/{item.photo_id}",
+        "created_at": _ts(item.created_at),
+    }

@@ -1,0 +1,93 @@
+"""A small HTTP client for the API, used by `wardrobe upload/jobs/items/demo`."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+
+class ApiClient:
+    def __init__(self, url: str | None = None, token: str | None = None, timeout: float = 30):
+        self.url = (url or os.environ.get("WARDROBE_URL") or "http://127.0.0.1:8000").rstrip("/")
+        self.token = token or os.environ.get("WARDROBE_TOKEN")
+        self.timeout = timeout
+        self.http = requests.Session()
+
+    def _headers(self) -> dict:
+        if not self.token:
+            raise SystemExit("no API token: pass --token or set WARDROBE_TOKEN")
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def _check(self, r: requests.Response) -> requests.Response:
+        if r.status_code >= 400:
+            try:
+                err = r.json()["error"]
+                msg = f"{err['code']}: {err['message']}"
+            except Exception:  # noqa: BLE001
+                msg = r.text[:300]
+            raise SystemExit(f"HTTP {r.status_code} {msg}")
+        return r
+
+    def get(self, path: str, **params) -> dict:
+        return self._check(self.http.get(self.url + path, headers=self._headers(), params=params, timeout=self.timeout)).json()
+
+    def get_bytes(self, path: str) -> bytes:
+        return self._check(self.http.get(self.url + path, headers=self._headers(), timeout=self.timeout)).content
+
+    def upload(self, zip_path: Path, progress: bool = True) -> dict:
+        size = zip_path.stat().st_size
+        sent = [0]
+        t0 = time.monotonic()
+
+        def body():
+            with open(zip_path, "rb") as f:
+                while chunk := f.read(256 * 1024):
+                    sent[0] += len(chunk)
+                    if progress:
+                        bar("uploading", sent[0], size, t0)
+                    yield chunk
+
+        headers = self._headers() | {"Content-Type": "application/zip", "Content-Length": str(size), "X-Filename": zip_path.name}
+        r = self._check(self.http.post(self.url + "/v1/uploads", data=body(), headers=headers, timeout=max(self.timeout, 600)))
+        if progress:
+            sys.stderr.write("\n")
+        return r.json()
+
+    def wait(self, job_id: str, progress: bool = True, poll: float = 0.5, timeout: float = 3600) -> dict:
+        t0 = time.monotonic()
+        while True:
+            job = self.get(f"/v1/jobs/{job_id}")
+            p = job["progress"]
+            if progress:
+                bar(f"job {job['status']:<9}", p["photos_done"] + p["photos_failed"], max(1, p["photos_total"]), t0,
+                    f" {p['items_found']} items")
+            if job["status"] not in ("queued", "running"):
+                if progress:
+                    sys.stderr.write("\n")
+                return job
+            if time.monotonic() - t0 > timeout:
+                raise SystemExit(f"job {job_id} still {job['status']} after {timeout:.0f}s")
+            time.sleep(poll)
+
+    def all_items(self, **filters) -> list[dict]:
+        out, cursor = [], None
+        while True:
+            params = dict(filters, limit=200)
+            if cursor:
+                params["cursor"] = cursor
+            page = self.get("/v1/items", **params)
+            out += page["items"]
+            cursor = page["next_cursor"]
+            if not cursor:
+                return out
+
+
+def bar(label: str, done: int, total: int, t0: float, suffix: str = "") -> None:
+    width = 30
+    frac = min(1.0, done / total) if total else 0.0
+    fill = int(frac * width)
+    sys.stderr.write(f"\r{label} [{'#' * fill}{'.' * (width - fill)}] {frac * 100:5.1f}% {time.monotonic() - t0:5.1f}s{suffix}   ")
+    sys.stderr.flush()

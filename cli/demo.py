@@ -1,0 +1,104 @@
+"""`wardrobe demo`: the whole product on one machine, no servers installed.
+
+Starts the API and a worker on the embedded default (SQLite, a storage folder,
+a filesystem broker), creates a demo user, zips the example photos, uploads
+them over HTTP, follows the job and prints the catalogue per category.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+from db.config import REPO_ROOT
+
+
+def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
+    import requests
+
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if proc.poll() is not None:
+            raise SystemExit(f"the API exited with code {proc.returncode}")
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.3)
+    raise SystemExit(f"{url} did not answer within {timeout:.0f}s")
+
+
+def run_demo(a) -> int:
+    from cli.client import ApiClient
+    from cli.main import print_catalogue
+
+    photos = Path(a.photos or REPO_ROOT / "examples" / "photos")
+    data_dir = Path(a.data_dir or REPO_ROOT / "var" / "demo").resolve()
+    out = Path(a.out or data_dir / "cutouts").resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WARDROBE_")}
+    env.update(WARDROBE_DATA_DIR=str(data_dir), WARDROBE_LOG_LEVEL="WARNING")
+    for k in ("WARDROBE_MODEL", "WARDROBE_DEVICE", "WARDROBE_BACKEND"):
+        if k in os.environ:
+            env[k] = os.environ[k]
+    exe = [sys.executable, "-m", "cli.main"]
+    logs = open(data_dir / "demo-services.log", "ab")
+    procs: list[subprocess.Popen] = []
+    try:
+        # migrate first so the API and worker do not race to create the schema
+        subprocess.run(exe + ["migrate"], env=env, check=True, stdout=subprocess.DEVNULL, cwd=REPO_ROOT)
+        token = subprocess.run(exe + ["users", "token", "demo"], env=env, capture_output=True, text=True, cwd=REPO_ROOT)
+        if token.returncode != 0:
+            token = subprocess.run(exe + ["users", "create", "demo"], env=env, capture_output=True, text=True, check=True, cwd=REPO_ROOT)
+        token_value = token.stdout.strip().splitlines()[-1]
+        api = subprocess.Popen(exe + ["serve", "--port", str(a.port)], env=env, stdout=logs, stderr=logs, cwd=REPO_ROOT,
+                               start_new_session=True)
+        procs.append(api)
+        worker = subprocess.Popen(exe + ["worker", "--loglevel", "WARNING"], env=env, stdout=logs, stderr=logs, cwd=REPO_ROOT,
+                                  start_new_session=True)
+        procs.append(worker)
+        url = f"http://127.0.0.1:{a.port}"
+        _wait_http(url + "/healthz", api)
+        print(f"API on {url}, worker started; data in {data_dir}", file=sys.stderr)
+
+        client = ApiClient(url, token_value)
+        with tempfile.TemporaryDirectory() as tmp:
+            zpath = Path(tmp) / "demo-photos.zip"
+            with zipfile.ZipFile(zpath, "w") as zf:
+                for p in sorted(photos.glob("*.jpg")):
+                    zf.write(p, p.name)
+            job = client.upload(zpath)
+        job = client.wait(job["id"])
+        print(f"job {job['id']}: {job['status']}, {job['progress']['photos_done']} photos, "
+              f"{job['progress']['items_found']} items", file=sys.stderr)
+        for e in job["errors"]:
+            print(f"  error {e['entry']}: {e['code']} {e['message']}", file=sys.stderr)
+        items = client.all_items(job_id=job["id"])
+        print_catalogue(items)
+        out.mkdir(parents=True, exist_ok=True)
+        for it in items:
+            ext = "webp" if it["cutout_content_type"] == "image/webp" else "png"
+            (out / f"{it['category'].split(',')[0].replace(' ', '-')}-{it['id'][:8]}.{ext}").write_bytes(
+                client.get_bytes(it["cutout_url"]))
+        print(f"\ncut-outs saved in {out}")
+        if a.keep_running:
+            print(f"API and worker keep running (pids {api.pid}, {worker.pid}); token: {token_value}")
+            procs.clear()
+        return 0 if job["status"] in ("succeeded", "partially_succeeded") else 1
+    finally:
+        for p in procs:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)

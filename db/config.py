@@ -1,0 +1,133 @@
+"""Settings, read once from the environment (WARDROBE_*). Every knob lives here.
+
+With nothing set, everything runs on one machine with no server: SQLite,
+a local storage directory and a filesystem Celery broker under WARDROBE_DATA_DIR.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MODEL = REPO_ROOT / "models" / "wardrobe-yolov8s-seg.pt"
+
+MiB = 1024 * 1024
+
+
+def _env(name: str, default):
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    if isinstance(default, bool):
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    if isinstance(default, int):
+        return int(raw)
+    if isinstance(default, float):
+        return float(raw)
+    return raw
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: str = str(Path.home() / ".local" / "share" / "wardrobe")
+    database_url: str = ""  # default: sqlite file in data_dir
+    broker_url: str = ""  # default: filesystem transport in data_dir
+    storage_url: str = ""  # file:///dir or s3://bucket; default: file in data_dir
+    s3_endpoint_url: str = ""  # MinIO, moto or another S3-compatible endpoint; empty for AWS
+    s3_region: str = "us-east-1"
+    s3_create_bucket: bool = True
+    auto_migrate: bool | None = None  # default: on for SQLite only
+
+    # Upload limits (checked at upload from the zip's directory, and again on the bytes read)
+    max_upload_bytes: int = 2048 * MiB
+    max_entries: int = 5000
+    max_entry_bytes: int = 64 * MiB
+    max_total_uncompressed_bytes: int = 8192 * MiB
+    max_compression_ratio: int = 200
+    max_pixels: int = 80_000_000  # decompression-bomb cap, checked before full decode
+    work_max_side: int = 2048  # photos are stored and segmented at most this large
+    photo_jpeg_quality: int = 90
+
+    # Model and segmentation
+    model: str = str(DEFAULT_MODEL)
+    segmenter: str = "yolo"  # yolo | fake (the fake is for fast tests only)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    backend: str = "auto"  # auto | pytorch | openvino
+    imgsz: int = 640
+    conf: float = 0.25
+    iou: float = 0.7
+    max_det: int = 100
+    batch_size: int = 8
+    threads: int = 0  # torch threads per worker process; 0 = cores / processes
+    segment_chunk: int = 16  # photos per segment task
+    preload_model: bool = True  # load the model when a worker process starts, not on its first task
+    cutout_format: str = "webp"  # webp | png
+    cutout_quality: int = 80
+
+    # Celery
+    task_time_limit: int = 1800
+    task_max_retries: int = 5
+    visibility_timeout: int = 7200  # must exceed task_time_limit: redelivery after a lost worker
+    worker_concurrency: int = 0  # 0 = number of cores
+
+    # API
+    page_default: int = 50
+    page_max: int = 200
+    log_level: str = "INFO"
+
+    extra: dict = field(default_factory=dict, compare=False)
+
+    @classmethod
+    def from_env(cls, **overrides) -> "Settings":
+        values = {}
+        for f in fields(cls):
+            if f.name == "extra":
+                continue
+            default = f.default
+            if f.name == "auto_migrate":
+                raw = os.environ.get("WARDROBE_AUTO_MIGRATE")
+                values[f.name] = None if raw in (None, "") else raw.strip().lower() in {"1", "true", "yes", "on"}
+                continue
+            values[f.name] = _env("WARDROBE_" + f.name.upper(), default)
+        values.update(overrides)
+        return cls(**values)
+
+    # Derived values ---------------------------------------------------------
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).expanduser()
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_path / 'wardrobe.db'}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.db_url.startswith("sqlite")
+
+    @property
+    def celery_broker_url(self) -> str:
+        return self.broker_url or "filesystem://"
+
+    @property
+    def broker_queue_dir(self) -> Path:
+        return self.data_path / "broker"
+
+    @property
+    def storage(self) -> str:
+        return self.storage_url or f"file://{self.data_path / 'objects'}"
+
+    @property
+    def should_auto_migrate(self) -> bool:
+        return self.is_sqlite if self.auto_migrate is None else self.auto_migrate
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """(variable, default, type) for every setting: the README's table is checked against it."""
+    out = []
+    for f in fields(Settings):
+        if f.name == "extra":
+            continue
+        out.append(("WARDROBE_" + f.name.upper(), str(f.default), f.type if isinstance(f.type, str) else f.type.__name__))
+    return out

@@ -1,0 +1,174 @@
+"""The catalogue's tables. The jobs table is the only truth about progress."""
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class JobStatus(str, enum.Enum):
+    """Stable, public job states (the API's `status`)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    PARTIALLY_SUCCEEDED = "partially_succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATUSES
+
+
+FINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.PARTIALLY_SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+class PhotoStatus(str, enum.Enum):
+    PENDING = "pending"  # stored, waiting for segmentation
+    DONE = "done"
+    FAILED = "failed"  # unreadable entry, or segmentation gave up: error_code says why
+
+
+def _enum_check(table: str, column: str, enum_cls) -> CheckConstraint:
+    values = ", ".join(f"'{e.value}'" for e in enum_cls)
+    return CheckConstraint(f"{column} IN ({values})", name=f"ck_{table}_{column}")
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    tokens: Mapped[list["ApiToken"]] = relationship(back_populates="user", cascade="all, delete-orphan")
+
+
+class ApiToken(Base):
+    """Only a SHA-256 of the token is stored; the token itself is shown once."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))  # shown in listings to tell tokens apart
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    user: Mapped[User] = relationship(back_populates="tokens")
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(32), default=JobStatus.QUEUED.value)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    upload_key: Mapped[str] = mapped_column(String(512))
+    upload_name: Mapped[str | None] = mapped_column(String(512))
+    upload_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    upload_sha256: Mapped[str] = mapped_column(String(64))
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    photos_total: Mapped[int] = mapped_column(Integer, default=0)
+    photos_done: Mapped[int] = mapped_column(Integer, default=0)
+    photos_failed: Mapped[int] = mapped_column(Integer, default=0)
+    items_found: Mapped[int] = mapped_column(Integer, default=0)
+    ingest_finished: Mapped[bool] = mapped_column(default=False)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        _enum_check("jobs", "status", JobStatus),
+        Index("ix_jobs_user_created", "user_id", "created_at"),
+        Index("ix_jobs_status_updated", "status", "updated_at"),
+        UniqueConstraint("user_id", "idempotency_key", name="uq_jobs_user_idempotency"),
+    )
+
+
+class Photo(Base):
+    """One image entry of an uploaded zip, readable or not."""
+
+    __tablename__ = "photos"
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    entry_index: Mapped[int] = mapped_column(Integer)  # position in the zip: the re-run key
+    entry_name: Mapped[str] = mapped_column(String(1024))  # shown to the user, never used as a path
+    status: Mapped[str] = mapped_column(String(16), default=PhotoStatus.PENDING.value)
+    storage_key: Mapped[str | None] = mapped_column(String(512))
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    original_width: Mapped[int | None] = mapped_column(Integer)
+    original_height: Mapped[int | None] = mapped_column(Integer)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        _enum_check("photos", "status", PhotoStatus),
+        UniqueConstraint("job_id", "entry_index", name="uq_photos_job_entry"),
+        Index("ix_photos_user_sha256", "user_id", "sha256"),
+        Index("ix_photos_job_status", "job_id", "status"),
+    )
+
+
+class Item(Base):
+    """One garment instance found on a photo."""
+
+    __tablename__ = "items"
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    photo_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("photos.id", ondelete="CASCADE"))
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    instance_index: Mapped[int] = mapped_column(SmallInteger)  # order within the photo's detections
+    class_id: Mapped[int] = mapped_column(SmallInteger)
+    category: Mapped[str] = mapped_column(String(64))
+    supercategory: Mapped[str] = mapped_column(String(32))
+    confidence: Mapped[float] = mapped_column(Float)
+    bbox: Mapped[list] = mapped_column(JSON)  # [x1, y1, x2, y2] in stored-photo pixels
+    polygons: Mapped[list] = mapped_column(JSON)  # [[[x, y], ...], ...] in stored-photo pixels
+    area_fraction: Mapped[float] = mapped_column(Float)
+    model_version: Mapped[str] = mapped_column(String(128))
+    cutout_key: Mapped[str] = mapped_column(String(512))
+    cutout_content_type: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (
+        CheckConstraint("class_id >= 0 AND class_id < 23", name="ck_items_class_id"),
+        UniqueConstraint("photo_id", "instance_index", name="uq_items_photo_instance"),
+        Index("ix_items_user_created", "user_id", "created_at", "id"),
+        Index("ix_items_user_category", "user_id", "category", "created_at"),
+        Index("ix_items_user_supercategory", "user_id", "supercategory", "created_at"),
+        Index("ix_items_job", "job_id"),
+        Index("ix_items_photo", "photo_id"),
+    )

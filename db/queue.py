@@ -1,0 +1,63 @@
+"""The Celery app's shape, shared by the API (which only sends) and the workers.
+
+The API sends tasks by name, so it never imports the worker (or torch).
+Messages carry ids only.
+"""
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Queue
+
+from db.config import Settings
+
+INGEST_TASK = "wardrobe.ingest"
+SEGMENT_TASK = "wardrobe.segment"
+REAP_TASK = "wardrobe.reap_stale_jobs"
+INGEST_QUEUE = "ingest"
+SEGMENT_QUEUE = "segment"
+QUEUES = (INGEST_QUEUE, SEGMENT_QUEUE)
+
+
+def make_celery(settings: Settings) -> Celery:
+    app = Celery("wardrobe", broker=settings.celery_broker_url, set_as_current=False)
+    transport_options: dict = {"visibility_timeout": settings.visibility_timeout}
+    if settings.celery_broker_url.startswith("filesystem"):
+        # The embedded default: a broker that is a folder, no server needed.
+        qdir = settings.broker_queue_dir
+        (qdir / "queue").mkdir(parents=True, exist_ok=True)
+        (qdir / "processed").mkdir(parents=True, exist_ok=True)
+        transport_options.update(
+            data_folder_in=str(qdir / "queue"),
+            data_folder_out=str(qdir / "queue"),
+            processed_folder=str(qdir / "processed"),
+            store_processed=False,
+        )
+    app.conf.update(
+        task_queues=[Queue(q) for q in QUEUES],
+        task_default_queue=INGEST_QUEUE,
+        task_routes={INGEST_TASK: {"queue": INGEST_QUEUE}, SEGMENT_TASK: {"queue": SEGMENT_QUEUE}, REAP_TASK: {"queue": INGEST_QUEUE}},
+        task_serializer="json",
+        accept_content=["json"],
+        # At-least-once delivery; the task bodies make a second run harmless.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        broker_transport_options=transport_options,
+        broker_connection_retry_on_startup=True,
+        task_time_limit=settings.task_time_limit,
+        task_soft_time_limit=max(1, settings.task_time_limit - 60),
+        # Progress lives in the jobs table, not in a result backend.
+        task_ignore_result=True,
+        result_backend=None,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+    )
+    return app
+
+
+def enqueue_ingest(app: Celery, job_id) -> None:
+    app.send_task(INGEST_TASK, args=[str(job_id)], queue=INGEST_QUEUE)
+
+
+def enqueue_segment(app: Celery, job_id, photo_ids) -> None:
+    app.send_task(SEGMENT_TASK, args=[str(job_id), [str(p) for p in photo_ids]], queue=SEGMENT_QUEUE)

@@ -1,0 +1,69 @@
+"""Engine and sessions. One engine per process; forked workers dispose the parent's."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+_engine: Engine | None = None
+_factory: sessionmaker | None = None
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):  # noqa: ANN001
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA journal_mode=WAL")  # API reads while the worker writes
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10, pool_recycle=1800)
+
+
+def configure(url: str) -> Engine:
+    global _engine, _factory
+    if _engine is not None:
+        _engine.dispose()
+    _engine = make_engine(url)
+    _factory = sessionmaker(bind=_engine, expire_on_commit=False)
+    return _engine
+
+
+def engine() -> Engine:
+    if _engine is None:
+        raise RuntimeError("database not configured: call db.bootup.bootup() first")
+    return _engine
+
+
+def new_session() -> Session:
+    if _factory is None:
+        raise RuntimeError("database not configured: call db.bootup.bootup() first")
+    return _factory()
+
+
+@contextmanager
+def session_scope() -> Iterator[Session]:
+    """A short unit of work: commit on success, roll back on error, always close."""
+    s = new_session()
+    try:
+        yield s
+        s.commit()
+    except BaseException:
+        s.rollback()
+        raise
+    finally:
+        s.close()
+
+
+def dispose_after_fork() -> None:
+    """Drop connections inherited from the parent process (they are not fork-safe)."""
+    if _engine is not None:
+        _engine.dispose(close=False)

@@ -1,0 +1,172 @@
+"""Worker task bodies (ingest, segment) with the fake segmenter, on the real services."""
+from __future__ import annotations
+
+import io
+import uuid
+
+import numpy as np
+from PIL import Image
+from sqlalchemy import func, select
+
+from db.models import Item, Job, Photo
+from db.session import session_scope
+from db.storage import keys
+from tests.conftest import example_photos, jpeg_bytes, zip_bytes
+from tests.helpers import run_job
+from worker import pipeline
+from worker.cutouts import rasterize
+from worker.segmenter import FakeSegmenter
+
+
+def new_job(rt, user_id, data: bytes) -> uuid.UUID:
+    job_id = uuid.uuid4()
+    key = keys.upload(user_id, job_id)
+    rt.storage.put_bytes(key, data, "application/zip")
+    with session_scope() as s:
+        s.add(Job(id=job_id, user_id=user_id, upload_key=key, upload_sha256="0" * 64, upload_bytes=len(data)))
+    return job_id
+
+
+def job_row(job_id) -> Job:
+    with session_scope() as s:
+        return s.get(Job, job_id)
+
+
+def count(model, **where) -> int:
+    with session_scope() as s:
+        q = select(func.count()).select_from(model)
+        for k, v in where.items():
+            q = q.where(getattr(model, k) == v)
+        return s.scalar(q)
+
+
+def test_every_task_run_twice_duplicates_nothing(make_user, rt):
+    uid, _ = make_user()
+    job_id = new_job(rt, uid, zip_bytes(example_photos(4)))
+    run_job(rt, job_id, twice=True)
+    job = job_row(job_id)
+    assert job.status == "succeeded"
+    assert (job.photos_total, job.photos_done, job.photos_failed, job.items_found) == (4, 4, 0, 8)
+    assert count(Photo, job_id=job_id) == 4
+    assert count(Item, job_id=job_id) == 8
+
+
+def test_segment_redelivered_after_commit_writes_nothing(make_user, rt):
+    uid, _ = make_user()
+    job_id = new_job(rt, uid, zip_bytes(example_photos(2)))
+    chunks = []
+    pipeline.ingest(job_id, rt, send_segment=lambda j, ids: chunks.append(list(ids)))
+    assert job_row(job_id).status == "running"
+    assert pipeline.segment(job_id, chunks[0], rt, FakeSegmenter()) == 2
+    assert pipeline.segment(job_id, chunks[0], rt, FakeSegmenter()) == 0
+    assert count(Item, job_id=job_id) == 4
+    assert job_row(job_id).items_found == 4
+
+
+def test_ingest_redelivered_midway_resumes_without_duplicates(make_user, rt):
+    """A first ingest that died after storing some photos: the second stores only the rest."""
+    uid, _ = make_user()
+    job_id = new_job(rt, uid, zip_bytes(example_photos(4)))
+    sent = []
+
+    class Boom(Exception):
+        pass
+
+    def send_then_die(j, ids):
+        sent.append(list(ids))
+        raise Boom
+
+    rt_small = type(rt)(settings=rt.settings.__class__(**{**rt.settings.__dict__, "segment_chunk": 2}), storage=rt.storage)
+    try:
+        pipeline.ingest(job_id, rt_small, send_segment=send_then_die)
+    except Boom:
+        pass
+    assert count(Photo, job_id=job_id) == 2  # died after the first chunk
+    chunks = []
+    pipeline.ingest(job_id, rt_small, send_segment=lambda j, ids: chunks.append(list(ids)))
+    assert count(Photo, job_id=job_id) == 4
+    for ids in chunks:
+        pipeline.segment(job_id, ids, rt, FakeSegmenter())
+    job = job_row(job_id)
+    assert job.status == "succeeded" and job.photos_done == 4 and job.items_found == 8
+
+
+def test_cutout_is_rgba_with_the_mask_as_alpha(make_user, rt):
+    uid, _ = make_user()
+    job_id = new_job(rt, uid, zip_bytes(example_photos(1)))
+    run_job(rt, job_id)
+    with session_scope() as s:
+        items = list(s.scalars(select(Item).where(Item.job_id == job_id)))
+        photo = s.get(Photo, items[0].photo_id)
+    stored = np.asarray(Image.open(io.BytesIO(rt.storage.get_bytes(photo.storage_key))).convert("RGB"))
+    assert {i.cutout_content_type for i in items} == {"image/webp", "image/png"}
+    for item in items:
+        cut = Image.open(io.BytesIO(rt.storage.get_bytes(item.cutout_key)))
+        assert cut.mode == "RGBA"
+        x1, y1, x2, y2 = item.bbox
+        assert cut.size == (x2 - x1, y2 - y1)
+        alpha = np.asarray(cut)[..., 3]
+        expected = rasterize([np.array(p) for p in item.polygons], x2 - x1, y2 - y1, (x1, y1))
+        # alpha is the mask, exactly (WebP keeps alpha lossless)
+        assert (alpha == expected).all()
+        assert item.area_fraction == round(int((expected > 0).sum()) / (photo.width * photo.height), 6)
+        # colour inside the mask is the photo's (lossy WebP: close, not equal)
+        rgb = np.asarray(cut)[..., :3].astype(int)
+        inside = expected > 0
+        diff = np.abs(rgb[inside] - stored[y1:y2, x1:x2][inside].astype(int)).mean()
+        assert diff < 8
+
+
+def test_unreadable_entries_are_per_entry_errors(make_user, rt):
+    uid, _ = make_user()
+    entries = example_photos(1) | {"broken.jpg": b"\xff\xd8\xff\xe0 definitely not a jpeg", "readme.txt": b"hi",
+                                   "__MACOSX/._x.jpg": b"junk", "folder/": b""}
+    job_id = new_job(rt, uid, zip_bytes(entries))
+    run_job(rt, job_id)
+    job = job_row(job_id)
+    assert job.status == "partially_succeeded"
+    assert (job.photos_total, job.photos_done, job.photos_failed) == (3, 1, 2)
+    with session_scope() as s:
+        failed = {p.entry_name: p.error_code for p in s.scalars(select(Photo).where(Photo.job_id == job_id, Photo.status == "failed"))}
+    assert failed == {"broken.jpg": "unreadable_image", "readme.txt": "not_an_image"}
+
+
+def test_job_with_no_readable_photo_fails(make_user, rt):
+    uid, _ = make_user()
+    job_id = new_job(rt, uid, zip_bytes({"a.txt": b"x", "b.jpg": b"nope"}))
+    run_job(rt, job_id)
+    job = job_row(job_id)
+    assert job.status == "failed" and job.photos_failed == 2 and job.photos_done == 0
+
+
+def test_corrupt_zip_in_storage_fails_the_job(make_user, rt):
+    uid, _ = make_user()
+    job_id = new_job(rt, uid, b"PK\x03\x04 truncated garbage")
+    run_job(rt, job_id)
+    job = job_row(job_id)
+    assert job.status == "failed" and job.error_code == "bad_zip"
+
+
+def test_exif_orientation_is_applied(make_user, rt):
+    uid, _ = make_user()
+    job_id = new_job(rt, uid, zip_bytes({"rot.jpg": jpeg_bytes(80, 40, exif_orientation=6)}))
+    run_job(rt, job_id)
+    with session_scope() as s:
+        p = s.scalar(select(Photo).where(Photo.job_id == job_id))
+    assert (p.width, p.height) == (40, 80)  # turned upright
+    assert (p.original_width, p.original_height) == (40, 80)
+    assert Image.open(io.BytesIO(rt.storage.get_bytes(p.storage_key))).size == (40, 80)
+
+
+def test_storage_keys_are_server_made_and_user_scoped(make_user, rt):
+    uid, _ = make_user()
+    job_id = new_job(rt, uid, zip_bytes({"../../etc/passwd.jpg": jpeg_bytes(), "/abs/x.jpg": jpeg_bytes(20, 20)}))
+    run_job(rt, job_id)
+    with session_scope() as s:
+        photos = list(s.scalars(select(Photo).where(Photo.job_id == job_id)))
+        items = list(s.scalars(select(Item).where(Item.job_id == job_id)))
+    assert len(photos) == 2
+    for p in photos:
+        assert p.storage_key == f"users/{uid}/photos/{p.id}.jpg"
+    for i in items:
+        assert i.cutout_key.startswith(f"users/{uid}/cutouts/{i.photo_id}/")

@@ -1,0 +1,73 @@
+"""Ship a training run's best weights: half precision, plus a model card beside them."""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+
+from training.runtime import prepare_ultralytics
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _results_summary(results_csv: Path) -> dict:
+    with open(results_csv) as f:
+        rows = [{k.strip(): v.strip() for k, v in r.items()} for r in csv.DictReader(f)]
+    if not rows:
+        return {}
+    best = max(rows, key=lambda r: 0.1 * float(r["metrics/mAP50(M)"]) + 0.9 * float(r["metrics/mAP50-95(M)"])
+               + 0.1 * float(r["metrics/mAP50(B)"]) + 0.9 * float(r["metrics/mAP50-95(B)"]))
+    return {"epochs_run": len(rows), "best_epoch": int(best["epoch"]), "train_seconds": float(rows[-1]["time"]),
+            "best_epoch_val": {"seg_loss": float(best["val/seg_loss"]), "cls_loss": float(best["val/cls_loss"]),
+                               "mAP50(M)": float(best["metrics/mAP50(M)"]), "mAP50-95(M)": float(best["metrics/mAP50-95(M)"])}}
+
+
+def ship(best: Path, out: Path, preset: str, data: str, hardware: str, eval_json: Path | None = None,
+         results_csv: Path | None = None) -> dict:
+    prepare_ultralytics()
+    import torch
+    from ultralytics.utils.torch_utils import strip_optimizer
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp.pt")
+    shutil.copyfile(best, tmp)
+    strip_optimizer(str(tmp))  # EMA weights, fp16, no optimizer state
+    ckpt = torch.load(tmp, map_location="cpu", weights_only=False)
+    args = ckpt.get("train_args", {})
+    tmp.replace(out)
+    digest = sha256(out)
+    card = {
+        "version": f"wardrobe-yolov8s-seg-{datetime.now(timezone.utc):%Y%m%d}-{digest[:8]}",
+        "file": out.name,
+        "sha256": digest,
+        "architecture": "yolov8s-seg.yaml, nc=23, trained from random initialisation",
+        "classes": list(ckpt["model"].names.values()),
+        "precision": "fp16",
+        "data": data,
+        "preset": preset,
+        "epochs": args.get("epochs"),
+        "imgsz": args.get("imgsz"),
+        "batch": args.get("batch"),
+        "seed": args.get("seed"),
+        "hardware": hardware,
+        "ultralytics": ckpt.get("version"),
+        "shipped_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    if results_csv:
+        card["training"] = _results_summary(results_csv)
+    if eval_json:
+        ev = json.loads(eval_json.read_text())
+        card["val_metrics"] = {k: ev.get(k) for k in ("split", "images", "imgsz", "seg_loss", "cls_loss", "precision_m",
+                                                      "recall_m", "map50_m", "map50_95_m", "map50_b", "map50_95_b")}
+        card["val_per_class"] = ev.get("per_class", [])
+    out.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+    return card

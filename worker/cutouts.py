@@ -1,0 +1,74 @@
+"""Cut-outs: the detection's bbox crop with its mask as alpha, encoded fast."""
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from worker.segmenter import Detection
+
+CONTENT_TYPES = {"webp": "image/webp", "png": "image/png"}
+
+
+@dataclass
+class Cutout:
+    data: bytes
+    content_type: str
+    ext: str
+    bbox: list[int]  # x1, y1, x2, y2 (exclusive) in photo pixels
+    polygons: list[list[list[float]]]
+    area_fraction: float
+
+
+def rasterize(polygons: list[np.ndarray], width: int, height: int, offset: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """Polygons -> uint8 mask (0/255) of width x height, shifted by -offset."""
+    img = Image.new("L", (width, height), 0)
+    draw = ImageDraw.Draw(img)
+    ox, oy = offset
+    for p in polygons:
+        if len(p) >= 3:
+            draw.polygon([(float(x) - ox, float(y) - oy) for x, y in p], fill=255)
+    return np.asarray(img)
+
+
+def make_cutout(photo: np.ndarray, det: Detection, fmt: str = "webp", quality: int = 80) -> Cutout | None:
+    h, w = photo.shape[:2]
+    # round once: the stored polygons are exactly what draws the alpha
+    polygons = [np.round(np.asarray(p, dtype=np.float64), 1) for p in det.polygons if len(p) >= 3]
+    pts = np.concatenate(polygons) if polygons else np.zeros((0, 2))
+    if len(pts) == 0:
+        return None
+    # the crop covers both the box and the mask, so nothing of the mask is cut off
+    x1 = max(0, math.floor(min(det.bbox[0], pts[:, 0].min())))
+    y1 = max(0, math.floor(min(det.bbox[1], pts[:, 1].min())))
+    x2 = min(w, math.ceil(max(det.bbox[2], pts[:, 0].max())))
+    y2 = min(h, math.ceil(max(det.bbox[3], pts[:, 1].max())))
+    if x2 - x1 < 1 or y2 - y1 < 1:
+        return None
+    alpha = rasterize(polygons, x2 - x1, y2 - y1, (x1, y1))
+    area = int(np.count_nonzero(alpha))
+    if area == 0:
+        return None
+    rgba = np.dstack([photo[y1:y2, x1:x2], alpha])
+    buf = io.BytesIO()
+    im = Image.fromarray(rgba, "RGBA")
+    if fmt == "webp" and alpha.min() == 255:
+        fmt = "png"  # libwebp drops an all-opaque alpha plane; a cut-out is always RGBA
+    if fmt == "webp":
+        # lossy colour, lossless alpha (Pillow's default alpha_quality=100): the mask survives exactly
+        im.save(buf, "WEBP", quality=quality, method=0)
+    elif fmt == "png":
+        im.save(buf, "PNG", compress_level=1)
+    else:
+        raise ValueError(f"unknown cut-out format {fmt!r}")
+    return Cutout(
+        data=buf.getvalue(),
+        content_type=CONTENT_TYPES[fmt],
+        ext=fmt,
+        bbox=[x1, y1, x2, y2],
+        polygons=[[[float(x), float(y)] for x, y in p] for p in polygons],
+        area_fraction=area / float(w * h),
+    )

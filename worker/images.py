@@ -1,0 +1,119 @@
+"""Decode one uploaded image into the upright, 8-bit RGB working photo.
+
+Everything a phone or a script may send ends up the same: EXIF orientation
+applied, colour converted, alpha flattened, first frame only, and no larger
+than the working size. The pixel cap is checked on the header, before decode.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+try:  # HEIC/HEIF from phones
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    HEIF = True
+except Exception:  # noqa: BLE001 - optional; HEIC entries then fail as unsupported
+    HEIF = False
+
+ALLOWED_FORMATS = {"JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF"}
+
+
+class ImageRejected(Exception):
+    """An entry that cannot become a photo; `code` is the stable reason."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class WorkingPhoto:
+    rgb: np.ndarray  # H x W x 3, uint8, upright
+    jpeg: bytes  # what is stored
+    width: int
+    height: int
+    original_width: int
+    original_height: int
+    source_format: str
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(im, dtype=np.float64)
+        hi = 65535.0 if arr.max() > 255 else 255.0
+        im = Image.fromarray((arr / hi * 255.0).clip(0, 255).astype(np.uint8), "L")
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    if im.mode in ("LA", "RGBA", "PA", "RGBa"):
+        rgba = im.convert("RGBA")
+        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(bg, rgba)
+    if im.mode != "RGB":
+        im = im.convert("RGB")  # L, CMYK, YCbCr, F, 1 ...
+    return im
+
+
+def decode_photo(data: bytes, max_pixels: int, work_max_side: int, jpeg_quality: int = 90) -> WorkingPhoto:
+    try:
+        im = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError as e:
+        raise ImageRejected("not_an_image", "the file is not an image in a supported format") from e
+    except Image.DecompressionBombError as e:
+        raise ImageRejected("too_many_pixels", str(e)) from e
+    except Exception as e:  # noqa: BLE001 - truncated headers and friends
+        raise ImageRejected("unreadable_image", f"cannot read image header: {e}") from e
+    fmt = (im.format or "").upper()
+    if fmt not in ALLOWED_FORMATS:
+        raise ImageRejected("unsupported_format", f"image format {fmt or 'unknown'} is not supported")
+    w, h = im.size
+    if w <= 0 or h <= 0:
+        raise ImageRejected("unreadable_image", "image has no pixels")
+    if w * h > max_pixels:
+        raise ImageRejected("too_many_pixels", f"{w}x{h} exceeds the limit of {max_pixels} pixels")
+    try:
+        if getattr(im, "is_animated", False):
+            im.seek(0)
+        if fmt in ("JPEG", "MPO") and max(w, h) > 2 * work_max_side:
+            # let libjpeg decode at 1/2, 1/4 or 1/8 scale: far cheaper than full decode + resize
+            im.draft("RGB", (work_max_side, work_max_side))
+        im.load()
+        im = ImageOps.exif_transpose(im)
+        im = _to_rgb(im)
+    except ImageRejected:
+        raise
+    except Exception as e:  # noqa: BLE001
+        raise ImageRejected("unreadable_image", f"cannot decode image: {e}") from e
+    if max(im.size) > work_max_side:
+        im.thumbnail((work_max_side, work_max_side), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=jpeg_quality, optimize=False)
+    ow, oh = (h, w) if _swaps_axes(im, data) else (w, h)
+    return WorkingPhoto(
+        rgb=np.asarray(im),
+        jpeg=buf.getvalue(),
+        width=im.width,
+        height=im.height,
+        original_width=ow,
+        original_height=oh,
+        source_format=fmt,
+    )
+
+
+def _swaps_axes(_im: Image.Image, data: bytes) -> bool:
+    """Whether the EXIF orientation (5-8) turns the photo by 90 degrees."""
+    try:
+        exif = Image.open(io.BytesIO(data)).getexif()
+        return exif.get(0x0112, 1) in (5, 6, 7, 8)
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def content_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

@@ -1,0 +1,242 @@
+"""The task bodies, free of Celery: ingest a zip into photos, segment photos into items.
+
+Both are safe to run twice (at-least-once delivery): ingest keys photos by the
+entry's position in the zip, and segment writes a photo's items and marks it
+done in one transaction that first locks the photo and checks it is pending.
+Sessions are short: none is held while files move or the model runs.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import tempfile
+import uuid
+import zipfile
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+from PIL import Image
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+
+from db import jobstate
+from db.bootup import Runtime
+from db.models import Item, Job, Photo, PhotoStatus, utcnow
+from db.session import session_scope
+from db.storage import ObjectNotFound, keys
+from db.taxonomy import by_id
+from worker.cutouts import make_cutout
+from worker.images import ImageRejected, content_hash, decode_photo
+from worker.segmenter import Segmenter
+from worker.zipreader import ArchiveRejected, EntryRejected, Limits, candidate_entries, display_name, read_entry
+
+log = logging.getLogger("wardrobe.pipeline")
+
+SendSegment = Callable[[uuid.UUID, Sequence[uuid.UUID]], None]
+
+
+def _limits(rt: Runtime) -> Limits:
+    s = rt.settings
+    return Limits(s.max_entries, s.max_entry_bytes, s.max_total_uncompressed_bytes, s.max_compression_ratio)
+
+
+def _job_active(job_id: uuid.UUID) -> bool:
+    with session_scope() as s:
+        return s.scalar(select(Job.status).where(Job.id == job_id)) in jobstate.ACTIVE
+
+
+def _send_in_chunks(send: SendSegment, job_id: uuid.UUID, ids: list[uuid.UUID], chunk: int) -> None:
+    for i in range(0, len(ids), chunk):
+        send(job_id, ids[i : i + chunk])
+
+
+def _record_failed_entry(job_id, user_id, index, name, code, message) -> None:
+    try:
+        with session_scope() as s:
+            s.add(Photo(job_id=job_id, user_id=user_id, entry_index=index, entry_name=name,
+                        status=PhotoStatus.FAILED.value, error_code=code, error_message=message[:2000],
+                        processed_at=utcnow()))
+            s.flush()
+            jobstate.add_progress(s, job_id, failed=1)
+    except IntegrityError:
+        pass  # another delivery of this task recorded the entry first
+
+
+def ingest(job_id: str | uuid.UUID, rt: Runtime, send_segment: SendSegment) -> None:
+    jid = uuid.UUID(str(job_id))
+    settings = rt.settings
+    with session_scope() as s:
+        job = s.get(Job, jid)
+        if job is None:
+            log.warning("ingest: job %s does not exist", jid)
+            return
+        if job.status not in jobstate.ACTIVE:
+            return  # cancelled or already finished
+        jobstate.mark_running(s, jid)
+        user_id, upload_key = job.user_id, job.upload_key
+        pending_before = list(s.scalars(select(Photo.id).where(Photo.job_id == jid, Photo.status == PhotoStatus.PENDING.value)))
+        seen = set(s.scalars(select(Photo.entry_index).where(Photo.job_id == jid)))
+        already_ingested = job.ingest_finished
+
+    # A second delivery re-sends what may not have reached the broker the first time.
+    _send_in_chunks(send_segment, jid, pending_before, settings.segment_chunk)
+    if already_ingested:
+        with session_scope() as s:
+            jobstate.maybe_finish(s, jid)
+        return
+
+    with tempfile.NamedTemporaryFile(suffix=".zip") as tmp:
+        try:
+            rt.storage.download_to(upload_key, tmp.name)
+        except ObjectNotFound:
+            with session_scope() as s:
+                jobstate.fail(s, jid, "upload_missing", "the uploaded zip is no longer in storage")
+            return
+        try:
+            zf = zipfile.ZipFile(tmp.name)
+            entries = candidate_entries(zf, _limits(rt))
+        except ArchiveRejected as e:
+            with session_scope() as s:
+                jobstate.fail(s, jid, e.code, e.message)
+            return
+        except (zipfile.BadZipFile, OSError, EOFError) as e:
+            with session_scope() as s:
+                jobstate.fail(s, jid, "bad_zip", f"the upload is not a readable zip: {e}")
+            return
+        with session_scope() as s:
+            s.execute(update(Job).where(Job.id == jid).values(photos_total=len(entries), updated_at=utcnow()))
+
+        budget = [settings.max_total_uncompressed_bytes]
+        ready: list[uuid.UUID] = []
+        for n, (index, info) in enumerate(entries):
+            if index in seen:
+                continue
+            if n % 25 == 0 and not _job_active(jid):
+                return  # cancelled while ingesting
+            name = display_name(info)
+            try:
+                data = read_entry(zf, info, _limits(rt), budget)
+                photo = decode_photo(data, settings.max_pixels, settings.work_max_side, settings.photo_jpeg_quality)
+            except (EntryRejected, ImageRejected) as e:
+                _record_failed_entry(jid, user_id, index, name, e.code, e.message)
+                continue
+            photo_id = uuid.uuid4()
+            key = keys.photo(user_id, photo_id)
+            rt.storage.put_bytes(key, photo.jpeg, "image/jpeg")
+            try:
+                with session_scope() as s:
+                    s.add(Photo(id=photo_id, job_id=jid, user_id=user_id, entry_index=index, entry_name=name,
+                                storage_key=key, sha256=content_hash(data), width=photo.width, height=photo.height,
+                                original_width=photo.original_width, original_height=photo.original_height))
+            except IntegrityError:
+                rt.storage.delete(key)  # the entry was stored by another delivery meanwhile
+                continue
+            ready.append(photo_id)
+            if len(ready) >= settings.segment_chunk:
+                send_segment(jid, ready)  # segmentation starts while ingest goes on
+                ready = []
+        if ready:
+            send_segment(jid, ready)
+    with session_scope() as s:
+        s.execute(update(Job).where(Job.id == jid).values(ingest_finished=True, updated_at=utcnow()))
+        s.flush()
+        if not entries:
+            jobstate.fail(s, jid, "no_images", "the zip holds no image files")
+        else:
+            jobstate.maybe_finish(s, jid)
+
+
+@dataclass
+class _Loaded:
+    id: uuid.UUID
+    user_id: uuid.UUID
+    rgb: np.ndarray
+
+
+def _decode_stored(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def mark_photos_failed(job_id: uuid.UUID, photo_ids: Sequence[uuid.UUID], code: str, message: str) -> None:
+    for pid in photo_ids:
+        with session_scope() as s:
+            res = s.execute(
+                update(Photo)
+                .where(Photo.id == pid, Photo.status == PhotoStatus.PENDING.value)
+                .values(status=PhotoStatus.FAILED.value, error_code=code, error_message=message[:2000], processed_at=utcnow())
+            )
+            if res.rowcount:
+                jobstate.add_progress(s, job_id, failed=1)
+                s.flush()
+                jobstate.maybe_finish(s, job_id)
+
+
+def commit_photo(job_id: uuid.UUID, photo_id: uuid.UUID, user_id: uuid.UUID, items: list[Item]) -> bool:
+    """Write one photo's items and mark it done, once. False if it was not pending."""
+    with session_scope() as s:
+        row = s.execute(select(Photo).where(Photo.id == photo_id).with_for_update()).scalar_one_or_none()
+        if row is None or row.status != PhotoStatus.PENDING.value:
+            return False
+        if s.scalar(select(Job.status).where(Job.id == job_id)) not in jobstate.ACTIVE:
+            return False
+        s.execute(delete(Item).where(Item.photo_id == photo_id))
+        s.add_all(items)
+        row.status = PhotoStatus.DONE.value
+        row.processed_at = utcnow()
+        s.flush()
+        jobstate.add_progress(s, job_id, done=1, items=len(items))
+        s.flush()
+        jobstate.maybe_finish(s, job_id)
+    return True
+
+
+def segment(job_id: str | uuid.UUID, photo_ids: Sequence[str | uuid.UUID], rt: Runtime, segmenter: Segmenter) -> int:
+    """Segment the pending photos among photo_ids; returns how many this call committed."""
+    jid = uuid.UUID(str(job_id))
+    ids = [uuid.UUID(str(p)) for p in photo_ids]
+    settings = rt.settings
+    with session_scope() as s:
+        if s.scalar(select(Job.status).where(Job.id == jid)) not in jobstate.ACTIVE:
+            return 0
+        rows = s.execute(
+            select(Photo.id, Photo.user_id, Photo.storage_key)
+            .where(Photo.id.in_(ids), Photo.job_id == jid, Photo.status == PhotoStatus.PENDING.value)
+        ).all()
+    committed = 0
+    loaded: list[_Loaded] = []
+    for pid, uid, key in rows:
+        try:
+            loaded.append(_Loaded(pid, uid, _decode_stored(rt.storage.get_bytes(key))))
+        except ObjectNotFound:
+            mark_photos_failed(jid, [pid], "photo_missing", "the stored photo is gone")
+        except (OSError, ValueError, Image.DecompressionBombError) as e:
+            mark_photos_failed(jid, [pid], "unreadable_image", f"stored photo cannot be decoded: {e}")
+    bs = max(1, settings.batch_size)
+    for start in range(0, len(loaded), bs):
+        batch = loaded[start : start + bs]
+        results = segmenter.segment([p.rgb for p in batch])
+        for photo, dets in zip(batch, results):
+            items: list[Item] = []
+            h, w = photo.rgb.shape[:2]
+            for det in dets:
+                cut = make_cutout(photo.rgb, det, settings.cutout_format, settings.cutout_quality)
+                if cut is None:
+                    continue
+                index = len(items)
+                key = keys.cutout(photo.user_id, photo.id, index, cut.ext)
+                rt.storage.put_bytes(key, cut.data, cut.content_type)
+                cls = by_id(det.class_id)
+                items.append(
+                    Item(
+                        user_id=photo.user_id, photo_id=photo.id, job_id=jid, instance_index=index,
+                        class_id=cls.id, category=cls.name, supercategory=cls.supercategory,
+                        confidence=round(det.confidence, 4), bbox=cut.bbox, polygons=cut.polygons,
+                        area_fraction=round(cut.area_fraction, 6), model_version=segmenter.version,
+                        cutout_key=key, cutout_content_type=cut.content_type,
+                    )
+                )
+            if commit_photo(jid, photo.id, photo.user_id, items):
+                committed += 1
+    return committed

@@ -1,0 +1,184 @@
+"""Segmenters: the real YOLOv8s-seg and a fake for fast tests.
+
+A segmenter takes upright RGB photos and returns, per photo, the garments
+found with polygons in the photo's own pixels. The model is loaded once per
+worker process (`get_segmenter`) and says when it is ready.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from db.config import Settings
+
+log = logging.getLogger("wardrobe.segmenter")
+
+MIN_CONTOUR_AREA = 6.0  # mask pixels; smaller islands are noise
+
+
+@dataclass
+class Detection:
+    class_id: int
+    confidence: float
+    bbox: tuple[float, float, float, float]  # x1, y1, x2, y2 in photo pixels
+    polygons: list[np.ndarray] = field(default_factory=list)  # each (N, 2) float, photo pixels
+
+
+class Segmenter(Protocol):
+    version: str
+
+    def segment(self, photos: list[np.ndarray]) -> list[list[Detection]]: ...
+
+
+def weights_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def model_version(path: str | os.PathLike) -> str:
+    """The model card's version when there is one, else the weights' short hash."""
+    card = Path(path).with_suffix(".json")
+    if card.exists():
+        try:
+            return str(json.loads(card.read_text())["version"])
+        except (KeyError, ValueError):
+            pass
+    return "sha256:" + weights_sha256(path)[:12]
+
+
+def mask_polygons(mask: np.ndarray, mask_shape: tuple[int, int], photo_shape: tuple[int, int]) -> list[np.ndarray]:
+    """Outer contours of one model-resolution mask, mapped into photo pixels."""
+    import cv2
+    import torch
+    from ultralytics.utils import ops
+
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    out = []
+    for c in contours:
+        if cv2.contourArea(c) < MIN_CONTOUR_AREA:
+            continue
+        c = cv2.approxPolyDP(c, 0.7, True).reshape(-1, 2).astype(np.float32)
+        if len(c) < 3:
+            continue
+        pts = ops.scale_coords(mask_shape, torch.from_numpy(c), photo_shape, normalize=False)
+        out.append(np.asarray(pts, dtype=np.float32))
+    return out
+
+
+def pick_device(setting: str) -> str:
+    if setting != "auto":
+        return setting
+    try:
+        import torch
+
+        return "cuda:0" if torch.cuda.is_available() else "cpu"
+    except ImportError:
+        return "cpu"
+
+
+class YoloSegmenter:
+    def __init__(self, settings: Settings):
+        from training.runtime import prepare_ultralytics
+
+        self.settings = settings
+        self.device = pick_device(settings.device)
+        threads = settings.threads or max(1, (os.cpu_count() or 1) // max(1, settings.worker_concurrency or (os.cpu_count() or 1)))
+        prepare_ultralytics(threads=threads if self.device == "cpu" else None)
+        from ultralytics import YOLO
+
+        path = Path(settings.model)
+        if not path.exists():
+            raise FileNotFoundError(f"model weights not found at {path} (set WARDROBE_MODEL)")
+        t0 = time.perf_counter()
+        self.model = YOLO(str(path), task="segment")
+        self.half = self.device.startswith("cuda")
+        self.version = model_version(path)
+        # One warm-up pass so the first real batch does not pay for lazy initialisation.
+        self.model.predict(np.zeros((64, 64, 3), np.uint8), imgsz=settings.imgsz, device=self.device, half=self.half, verbose=False)
+        log.info("model ready: %s (%s) on %s, %.1fs", path.name, self.version, self.device, time.perf_counter() - t0)
+
+    def segment(self, photos: list[np.ndarray]) -> list[list[Detection]]:
+        if not photos:
+            return []
+        s = self.settings
+        bgr = [np.ascontiguousarray(p[..., ::-1]) for p in photos]  # Ultralytics takes BGR arrays
+        results = self.model.predict(
+            bgr,
+            imgsz=s.imgsz,
+            conf=s.conf,
+            iou=s.iou,
+            max_det=s.max_det,
+            device=self.device,
+            half=self.half,
+            batch=len(bgr),
+            retina_masks=False,
+            verbose=False,
+        )
+        out: list[list[Detection]] = []
+        for photo, r in zip(photos, results):
+            dets: list[Detection] = []
+            if r.masks is not None and len(r.boxes):
+                masks = r.masks.data.cpu().numpy() > 0.5
+                boxes = r.boxes.xyxy.cpu().numpy()
+                confs = r.boxes.conf.cpu().numpy()
+                classes = r.boxes.cls.cpu().numpy().astype(int)
+                for i in range(len(boxes)):
+                    polys = mask_polygons(masks[i], masks.shape[1:], photo.shape[:2])
+                    if not polys:
+                        continue
+                    dets.append(Detection(int(classes[i]), float(confs[i]), tuple(float(v) for v in boxes[i]), polys))
+            out.append(dets)
+        return out
+
+
+class FakeSegmenter:
+    """Deterministic shapes, no model: for tests of everything around the model."""
+
+    version = "fake-1"
+
+    def segment(self, photos: list[np.ndarray]) -> list[list[Detection]]:
+        out = []
+        for p in photos:
+            h, w = p.shape[:2]
+            t = np.linspace(0, 2 * np.pi, 32, endpoint=False)
+            cx, cy, rx, ry = w / 2, h * 0.4, w * 0.25, h * 0.2
+            ellipse = np.stack([cx + rx * np.cos(t), cy + ry * np.sin(t)], 1).astype(np.float32)
+            shoe = np.array([[w * 0.3, h * 0.85], [w * 0.45, h * 0.85], [w * 0.45, h * 0.95], [w * 0.3, h * 0.95]], np.float32)
+            out.append(
+                [
+                    Detection(2, 0.9, (cx - rx, cy - ry, cx + rx, cy + ry), [ellipse]),
+                    Detection(0, 0.6, (w * 0.3, h * 0.85, w * 0.45, h * 0.95), [shoe]),
+                ]
+            )
+        return out
+
+
+_segmenter = None
+_seg_lock = threading.Lock()
+
+
+def get_segmenter(settings: Settings):
+    """The process's one segmenter, loaded on first use."""
+    global _segmenter
+    with _seg_lock:
+        if _segmenter is None:
+            _segmenter = FakeSegmenter() if settings.segmenter == "fake" else YoloSegmenter(settings)
+        return _segmenter
+
+
+def reset_segmenter() -> None:
+    global _segmenter
+    with _seg_lock:
+        _segmenter = None

@@ -1,0 +1,56 @@
+"""Celery tasks: thin wrappers that add retries with backoff around worker.pipeline."""
+from __future__ import annotations
+
+import logging
+
+from db import jobstate
+from db.bootup import runtime
+from db.queue import INGEST_TASK, REAP_TASK, SEGMENT_TASK, enqueue_ingest, enqueue_segment
+from db.session import session_scope
+from worker import pipeline
+from worker.celery_app import app, settings
+
+log = logging.getLogger("wardrobe.tasks")
+
+
+def _backoff(retries: int) -> int:
+    return min(60, 2 ** (retries + 1))
+
+
+@app.task(name=INGEST_TASK, bind=True, max_retries=settings.task_max_retries)
+def ingest(self, job_id: str) -> None:
+    rt = runtime()
+    try:
+        pipeline.ingest(job_id, rt, send_segment=lambda j, ids: enqueue_segment(app, j, ids))
+    except Exception as exc:  # noqa: BLE001 - storage, DB or broker trouble: retry, then give up cleanly
+        if self.request.retries >= self.max_retries:
+            log.exception("ingest of job %s failed for good", job_id)
+            with session_scope() as s:
+                jobstate.fail(s, job_id, "ingest_failed", f"{type(exc).__name__}: {exc}"[:2000])
+            return
+        log.warning("ingest of job %s: %s; retry %d", job_id, exc, self.request.retries + 1)
+        raise self.retry(exc=exc, countdown=_backoff(self.request.retries))
+
+
+@app.task(name=SEGMENT_TASK, bind=True, max_retries=settings.task_max_retries)
+def segment(self, job_id: str, photo_ids: list[str]) -> int:
+    from worker.segmenter import get_segmenter
+
+    rt = runtime()
+    try:
+        return pipeline.segment(job_id, photo_ids, rt, get_segmenter(rt.settings))
+    except Exception as exc:  # noqa: BLE001
+        if self.request.retries >= self.max_retries:
+            log.exception("segmentation of %d photos of job %s failed for good", len(photo_ids), job_id)
+            pipeline.mark_photos_failed(job_id, photo_ids, "segment_failed", f"{type(exc).__name__}: {exc}")
+            return 0
+        log.warning("segment job %s: %s; retry %d", job_id, exc, self.request.retries + 1)
+        raise self.retry(exc=exc, countdown=_backoff(self.request.retries))
+
+
+@app.task(name=REAP_TASK)
+def reap_stale_jobs() -> int:
+    """Re-send work for jobs that stopped moving (a worker vanished): see worker.reaper."""
+    from worker.reaper import reap
+
+    return reap(runtime(), send_ingest=lambda j: enqueue_ingest(app, j))
