@@ -1,13 +1,17 @@
 """Explicit JSON shapes for jobs and items: what clients see, decoupled from the tables."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 
 from db.models import Item, Job, JobStatus, Photo
 
 
 def _ts(v: datetime | None) -> str | None:
-    return v.isoformat().replace("+00:00", "Z") if v else None
+    if v is None:
+        return None
+    if v.tzinfo is None:  # SQLite hands back naive values; they were written as UTC
+        v = v.replace(tzinfo=timezone.utc)
+    return v.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 def job_body(job: Job, failed_photos: list[Photo] | None = None) -> dict:

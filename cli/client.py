@@ -39,19 +39,28 @@ class ApiClient:
 
     def upload(self, zip_path: Path, progress: bool = True) -> dict:
         size = zip_path.stat().st_size
-        sent = [0]
         t0 = time.monotonic()
 
-        def body():
-            with open(zip_path, "rb") as f:
-                while chunk := f.read(256 * 1024):
-                    sent[0] += len(chunk)
-                    if progress:
-                        bar("uploading", sent[0], size, t0)
-                    yield chunk
+        class _Reader:
+            """A file that reports progress; its __len__ gives requests a Content-Length, so the body streams."""
 
-        headers = self._headers() | {"Content-Type": "application/zip", "Content-Length": str(size), "X-Filename": zip_path.name}
-        r = self._check(self.http.post(self.url + "/v1/uploads", data=body(), headers=headers, timeout=max(self.timeout, 600)))
+            def __init__(self, f):
+                self.f, self.sent = f, 0
+
+            def __len__(self):
+                return size
+
+            def read(self, n=-1):
+                chunk = self.f.read(n if n and n > 0 else 256 * 1024)
+                self.sent += len(chunk)
+                if progress:
+                    bar("uploading", self.sent, size, t0)
+                return chunk
+
+        headers = self._headers() | {"Content-Type": "application/zip", "X-Filename": zip_path.name}
+        with open(zip_path, "rb") as f:
+            r = self._check(self.http.post(self.url + "/v1/uploads", data=_Reader(f), headers=headers,
+                                           timeout=max(self.timeout, 600)))
         if progress:
             sys.stderr.write("\n")
         return r.json()
@@ -85,9 +94,16 @@ class ApiClient:
                 return out
 
 
+_last_bar: list = [None]
+
+
 def bar(label: str, done: int, total: int, t0: float, suffix: str = "") -> None:
     width = 30
     frac = min(1.0, done / total) if total else 0.0
+    state = (label, int(frac * 100), suffix)
+    if state == _last_bar[0] and frac < 1.0:
+        return  # redraw only when something visible changed
+    _last_bar[0] = state
     fill = int(frac * width)
     sys.stderr.write(f"\r{label} [{'#' * fill}{'.' * (width - fill)}] {frac * 100:5.1f}% {time.monotonic() - t0:5.1f}s{suffix}   ")
     sys.stderr.flush()

@@ -21,7 +21,11 @@ def cmd_serve(a) -> int:
     from db.bootup import bootup
 
     bootup(_settings())  # migrate the embedded database before workers fork
-    gunicorn = shutil.which("gunicorn") or str(Path(sys.executable).parent / "gunicorn")
+    local = Path(sys.executable).parent / "gunicorn"
+    gunicorn = str(local) if local.exists() else shutil.which("gunicorn")
+    if not gunicorn:
+        print("error: gunicorn is not installed (pip install 'wardrobe[api]')", file=sys.stderr)
+        return 2
     argv = [gunicorn, "--bind", f"{a.host}:{a.port}", "--workers", str(a.workers), "--threads", str(a.threads),
             "--worker-class", "gthread", "--timeout", "600", "--access-logfile", "-" if a.access_log else "/dev/null",
             "api.wsgi:app"]

@@ -70,4 +70,38 @@ def ship(best: Path, out: Path, preset: str, data: str, hardware: str, eval_json
                                                       "recall_m", "map50_m", "map50_95_m", "map50_b", "map50_95_b")}
         card["val_per_class"] = ev.get("per_class", [])
     out.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+    (out.parent / "README.md").write_text(card_markdown(card))
     return card
+
+
+def card_markdown(card: dict) -> str:
+    """models/README.md: the card as a person reads it."""
+    v = card.get("val_metrics", {})
+    t = card.get("training", {})
+    lines = [
+        f"# {card['version']}",
+        "",
+        f"`{card['file']}` — YOLOv8s-seg ({card['architecture']}), {card['precision']}, sha256 `{card['sha256']}`.",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| data | {card['data']} |",
+        f"| preset | {card['preset']} (imgsz {card['imgsz']}, batch {card['batch']}, seed {card['seed']}) |",
+        f"| epochs | {t.get('epochs_run', card['epochs'])} run, best epoch {t.get('best_epoch', '?')} |",
+        f"| training time | {t.get('train_seconds', 0) / 60:.0f} min |",
+        f"| hardware | {card['hardware']} |",
+        f"| Ultralytics | {card.get('ultralytics')} |",
+        "",
+        f"Validation ({v.get('split')}, {v.get('images')} photos, imgsz {v.get('imgsz')}), measured by `wardrobe evaluate`:",
+        "",
+        "| seg_loss | cls_loss | Precision(M) | Recall(M) | mAP50(M) | mAP50-95(M) | mAP50(B) |",
+        "|---|---|---|---|---|---|---|",
+        f"| {v.get('seg_loss')} | {v.get('cls_loss')} | {v.get('precision_m')} | {v.get('recall_m')} | "
+        f"{v.get('map50_m')} | {v.get('map50_95_m')} | {v.get('map50_b')} |",
+        "",
+        "| class | val instances | P(M) | R(M) | mAP50(M) | mAP50-95(M) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for c in card.get("val_per_class", []):
+        lines.append(f"| {c['name']} | {c['instances']} | {c['precision_m']} | {c['recall_m']} | {c['map50_m']} | {c['map50_95_m']} |")
+    return "\n".join(lines) + "\n"

@@ -47,15 +47,18 @@ def weights_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def model_card(path: str | os.PathLike) -> dict:
+    card = Path(path).with_suffix(".json")
+    try:
+        return json.loads(card.read_text()) if card.exists() else {}
+    except ValueError:
+        return {}
+
+
 def model_version(path: str | os.PathLike) -> str:
     """The model card's version when there is one, else the weights' short hash."""
-    card = Path(path).with_suffix(".json")
-    if card.exists():
-        try:
-            return str(json.loads(card.read_text())["version"])
-        except (KeyError, ValueError):
-            pass
-    return "sha256:" + weights_sha256(path)[:12]
+    version = model_card(path).get("version")
+    return str(version) if version else "sha256:" + weights_sha256(path)[:12]
 
 
 def mask_polygons(mask: np.ndarray, mask_shape: tuple[int, int], photo_shape: tuple[int, int]) -> list[np.ndarray]:
@@ -105,9 +108,11 @@ class YoloSegmenter:
         self.model = YOLO(str(path), task="segment")
         self.half = self.device.startswith("cuda")
         self.version = model_version(path)
+        self.imgsz = settings.imgsz or int(model_card(path).get("imgsz") or 640)
         # One warm-up pass so the first real batch does not pay for lazy initialisation.
-        self.model.predict(np.zeros((64, 64, 3), np.uint8), imgsz=settings.imgsz, device=self.device, half=self.half, verbose=False)
-        log.info("model ready: %s (%s) on %s, %.1fs", path.name, self.version, self.device, time.perf_counter() - t0)
+        self.model.predict(np.zeros((64, 64, 3), np.uint8), imgsz=self.imgsz, device=self.device, half=self.half, verbose=False)
+        log.info("model ready: %s (%s) on %s at imgsz %d, %.1fs", path.name, self.version, self.device, self.imgsz,
+                 time.perf_counter() - t0)
 
     def segment(self, photos: list[np.ndarray]) -> list[list[Detection]]:
         if not photos:
@@ -116,7 +121,7 @@ class YoloSegmenter:
         bgr = [np.ascontiguousarray(p[..., ::-1]) for p in photos]  # Ultralytics takes BGR arrays
         results = self.model.predict(
             bgr,
-            imgsz=s.imgsz,
+            imgsz=self.imgsz,
             conf=s.conf,
             iou=s.iou,
             max_det=s.max_det,

@@ -1,0 +1,49 @@
+# make test   - the whole suite on real Postgres, Redis and a moto S3 server (started when not running)
+# make demo   - everything embedded on this machine: upload the example photos, print the catalogue
+# make train  - import the shared CCP data and train on the CPU (see README: training)
+PY      := .venv/bin/python
+STAMP   := .venv/.installed-$(shell cat pyproject.toml scripts/install.sh | sha1sum | cut -c1-12)
+SHARED  ?= ../shared/datasets/ccp-fashionpedia
+DATASET ?= var/datasets/ccp-yolo
+
+.PHONY: venv test test-fast demo serve worker migrate train evaluate clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml scripts/install.sh
+	bash scripts/install.sh
+	rm -f .venv/.installed-*
+	touch $@
+
+test: venv
+	bash scripts/services.sh
+	$(PY) -m pytest
+
+test-fast: venv
+	bash scripts/services.sh
+	$(PY) -m pytest -m "not e2e"
+
+demo: venv
+	$(PY) -m cli.main demo
+
+serve: venv
+	$(PY) -m cli.main serve
+
+worker: venv
+	$(PY) -m cli.main worker
+
+migrate: venv
+	$(PY) -m cli.main migrate
+
+$(DATASET)/data.yaml:
+	$(PY) -m cli.main import-fashionpedia --train-json $(SHARED)/instances_train.json \
+	  --val-json $(SHARED)/instances_val.json --images $(SHARED)/images --out $(DATASET)
+
+train: venv $(DATASET)/data.yaml
+	$(PY) -m cli.main train --data $(DATASET)/data.yaml --preset shared-cpu --project runs/train --name shared-cpu
+
+evaluate: venv $(DATASET)/data.yaml
+	$(PY) -m cli.main evaluate --data $(DATASET)/data.yaml --json var/eval.json
+
+clean:
+	rm -rf var runs .pytest_cache

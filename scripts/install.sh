@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Create .venv and install the project with every extra (API, worker, training, OpenVINO, tests).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+PIP=".venv/bin/python -m pip"
+$PIP install -q --upgrade pip
+# torchvision from PyPI does not import beside the small CPU torch wheel; these two pair up.
+case "$(uname -m)" in
+  aarch64) $PIP install -q torch==2.9.1 torchvision==0.24.1 ;;
+  *)       $PIP install -q torch==2.14.1 torchvision==0.29.1 ;;
+esac
+$PIP install -q -e '.[api,worker,training,openvino,dev]'

@@ -1,0 +1,108 @@
+"""Pins on the project's shape: registered tasks, import direction, compose file, settings docs."""
+from __future__ import annotations
+
+import ast
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from db.config import Settings, describe
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_registered_celery_tasks_are_pinned():
+    from worker.celery_app import app
+
+    ours = {name for name in app.tasks if not name.startswith("celery.")}
+    assert ours == {"wardrobe.ingest", "wardrobe.segment", "wardrobe.reap_stale_jobs"}
+    for name in ("wardrobe.ingest", "wardrobe.segment"):
+        t = app.tasks[name]
+        assert t.acks_late and t.reject_on_worker_lost
+    assert app.conf.worker_prefetch_multiplier == 1
+    assert app.conf.broker_transport_options["visibility_timeout"] > app.conf.task_time_limit
+    assert app.conf.task_routes["wardrobe.segment"]["queue"] == "segment"
+    assert app.conf.task_routes["wardrobe.ingest"]["queue"] == "ingest"
+
+
+def _imports(pkg: str) -> set[str]:
+    found = set()
+    for path in (ROOT / pkg).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                found.add(node.module.split(".")[0])
+    return found
+
+
+def test_import_direction():
+    # api -> db; worker -> db; training -> db; nothing imports api
+    for pkg in ("db", "worker", "training", "cli"):
+        assert "api" not in _imports(pkg), pkg
+    assert not {"worker", "training", "cli"} & _imports("api")
+    assert not {"api", "worker", "training", "cli"} & _imports("db")
+
+
+def test_api_process_never_imports_torch(tmp_path):
+    code = (
+        "import os, sys; os.environ['WARDROBE_DATA_DIR']=sys.argv[1]\n"
+        "from api.app import create_app; app = create_app(); c = app.test_client()\n"
+        "assert c.get('/healthz').status_code == 200\n"
+        "bad = [m for m in ('torch', 'ultralytics', 'cv2', 'worker') if m in sys.modules]\n"
+        "print(bad); sys.exit(1 if bad else 0)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WARDROBE_")}
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_compose_agrees_with_the_code():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    known = {name for name, _default, _type in describe()}
+    cli_commands = set(re.findall(r'add_parser\("([\w-]+)"', (ROOT / "cli" / "main.py").read_text()))
+    for name in ("postgres", "redis", "minio", "minio-bucket", "migrate", "api", "worker-ingest", "worker-segment"):
+        assert name in services, name
+    for name, svc in services.items():
+        env = svc.get("environment") or {}
+        if isinstance(env, dict):
+            for var in env:
+                if var.startswith("WARDROBE_"):
+                    assert var in known, f"{name}: {var} is not a setting"
+        cmd = svc.get("command")
+        if cmd and cmd[0] == "wardrobe":
+            assert cmd[1] in cli_commands, f"{name}: wardrobe {cmd[1]}"
+    # the API listens where it is published, and the endpoints point at the services
+    api_cmd = services["api"]["command"]
+    assert api_cmd[api_cmd.index("--port") + 1] == "8000" and services["api"]["ports"] == ["8000:8000"]
+    env = services["api"]["environment"]
+    assert "@postgres:5432/" in env["WARDROBE_DATABASE_URL"]
+    assert env["WARDROBE_BROKER_URL"].startswith("redis://redis:6379")
+    assert env["WARDROBE_S3_ENDPOINT_URL"] == "http://minio:9000"
+    bucket = env["WARDROBE_STORAGE_URL"].removeprefix("s3://")
+    assert f"local/{bucket}" in " ".join(services["minio-bucket"]["entrypoint"])
+    assert services["minio"]["environment"]["MINIO_ROOT_USER"] == env["AWS_ACCESS_KEY_ID"]
+    seg = services["worker-segment"]
+    assert seg["command"][seg["command"].index("--queues") + 1] == "segment"
+    assert seg["deploy"]["resources"]["reservations"]["devices"][0]["driver"] == "nvidia"
+    ing = services["worker-ingest"]
+    assert ing["command"][ing["command"].index("--queues") + 1] == "ingest"
+
+
+def test_readme_documents_every_setting():
+    readme = (ROOT / "README.md").read_text()
+    for name, _default, _type in describe():
+        assert f"`{name}`" in readme, name
+
+
+def test_settings_read_the_environment(monkeypatch):
+    monkeypatch.setenv("WARDROBE_MAX_ENTRIES", "7")
+    monkeypatch.setenv("WARDROBE_CONF", "0.4")
+    monkeypatch.setenv("WARDROBE_PRELOAD_MODEL", "false")
+    s = Settings.from_env()
+    assert (s.max_entries, s.conf, s.preload_model) == (7, 0.4, False)

@@ -1,0 +1,75 @@
+"""training/: a one-epoch smoke run, evaluation of the shipped weights, prediction drawing."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from db.config import DEFAULT_MODEL
+from training.fashionpedia import import_dataset
+
+MINI = Path(__file__).resolve().parent / "fixtures" / "ccp-mini"
+
+
+@pytest.fixture(scope="module")
+def mini_dataset(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ccp-mini-yolo")
+    report = import_dataset(MINI / "instances_train.json", MINI / "instances_val.json", MINI / "images", out)
+    assert report["train"]["images"] == 4 and report["val"]["images"] == 2
+    return out / "data.yaml"
+
+
+def test_one_epoch_cpu_smoke_run(mini_dataset, tmp_path):
+    from training.train import train
+
+    run = train(mini_dataset, "smoke", project=tmp_path, name="smoke", device="cpu", workers=0, threads=2, cache=False)
+    assert (run / "weights" / "last.pt").exists()
+    rows = list(csv.DictReader(open(run / "results.csv")))
+    assert len(rows) == 1
+    assert all(math.isfinite(float(rows[0][k])) for k in rows[0] if k.strip().startswith("train/"))
+
+
+def test_shipped_weights_and_card():
+    card = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())
+    from training.ship import sha256
+
+    assert card["sha256"] == sha256(DEFAULT_MODEL)
+    assert card["precision"] == "fp16" and len(card["classes"]) == 23
+    from db.taxonomy import NAMES
+
+    assert card["classes"] == list(NAMES)
+    for key in ("version", "data", "preset", "epochs", "imgsz", "hardware", "val_metrics"):
+        assert card[key], key
+    import torch
+
+    ckpt = torch.load(DEFAULT_MODEL, map_location="cpu", weights_only=False)
+    assert next(ckpt["model"].parameters()).dtype == torch.float16
+    assert ckpt.get("optimizer") is None
+
+
+def test_evaluate_shipped_weights_gives_numbers_in_range(mini_dataset):
+    from training.evaluate import evaluate
+
+    r = evaluate(DEFAULT_MODEL, mini_dataset, device="cpu", batch=2)
+    for k in ("precision_m", "recall_m", "map50_m", "map50_95_m", "map50_b"):
+        assert 0.0 <= r[k] <= 1.0, (k, r[k])
+    assert r["map50_95_m"] <= r["map50_m"]
+    for k in ("seg_loss", "cls_loss", "box_loss"):
+        assert math.isfinite(r[k]) and r[k] > 0, (k, r[k])
+    assert r["images"] == 2
+
+
+def test_predict_writes_an_image(tmp_path):
+    from training.predict import predict_and_draw
+
+    photo = next((MINI / "images").glob("*.jpg"))
+    out = tmp_path / "pred.png"
+    dets = predict_and_draw(DEFAULT_MODEL, photo, out, imgsz=320, conf=0.05)
+    with Image.open(out) as drawn, Image.open(photo) as src:
+        assert drawn.size == src.size
+    for d in dets:
+        assert 0 <= d["class_id"] < 23 and 0.05 <= d["confidence"] <= 1
