@@ -26,10 +26,12 @@ def make_celery(settings: Settings) -> Celery:
         qdir = settings.broker_queue_dir
         (qdir / "queue").mkdir(parents=True, exist_ok=True)
         (qdir / "processed").mkdir(parents=True, exist_ok=True)
+        (qdir / "control").mkdir(parents=True, exist_ok=True)
         transport_options.update(
             data_folder_in=str(qdir / "queue"),
             data_folder_out=str(qdir / "queue"),
             processed_folder=str(qdir / "processed"),
+            control_folder=str(qdir / "control"),  # kombu's default is ./control in the working directory
             store_processed=False,
         )
     app.conf.update(
