@@ -36,11 +36,27 @@ def _failed_photos(job: Job) -> list[Photo]:
     )
 
 
+def _duplicates(job: Job) -> list[Photo]:
+    if not job.photos_duplicate:
+        return []
+    return list(
+        deps.db().scalars(
+            select(Photo)
+            .where(Photo.job_id == job.id, Photo.status == PhotoStatus.DUPLICATE.value)
+            .order_by(Photo.entry_index)
+            .limit(MAX_ERRORS)
+        )
+    )
+
+
+def full_job_body(job: Job) -> dict:
+    return job_body(job, _failed_photos(job), _duplicates(job))
+
+
 @bp.get("/v1/jobs/<job_id>")
 @deps.require_user
 def get_job(job_id: str):
-    job = _own_job(job_id)
-    return jsonify(job_body(job, _failed_photos(job)))
+    return jsonify(full_job_body(_own_job(job_id)))
 
 
 @bp.delete("/v1/jobs/<job_id>")
@@ -53,7 +69,7 @@ def cancel_job(job_id: str):
         raise ApiError(409, "job_finished", f"the job is already {job.status}")
     s.commit()
     s.refresh(job)
-    return jsonify(job_body(job, _failed_photos(job)))
+    return jsonify(full_job_body(job))
 
 
 @bp.get("/v1/jobs")

@@ -14,8 +14,8 @@ def _ts(v: datetime | None) -> str | None:
     return v.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-def job_body(job: Job, failed_photos: list[Photo] | None = None) -> dict:
-    processed = job.photos_done + job.photos_failed
+def job_body(job: Job, failed_photos: list[Photo] | None = None, duplicates: list[Photo] | None = None) -> dict:
+    processed = job.photos_done + job.photos_failed + job.photos_duplicate
     if job.status in (JobStatus.SUCCEEDED.value, JobStatus.PARTIALLY_SUCCEEDED.value):
         percent = 100.0
     elif job.photos_total:
@@ -26,6 +26,8 @@ def job_body(job: Job, failed_photos: list[Photo] | None = None) -> dict:
     if job.error_code:
         errors.append({"entry": None, "code": job.error_code, "message": job.error_message or ""})
     for p in failed_photos or []:
+        if p.error_code == "cancelled":
+            continue  # not the photo's fault; the job's status says it
         errors.append({"entry": p.entry_name, "code": p.error_code or "failed", "message": p.error_message or ""})
     return {
         "id": str(job.id),
@@ -38,10 +40,13 @@ def job_body(job: Job, failed_photos: list[Photo] | None = None) -> dict:
             "photos_total": job.photos_total,
             "photos_done": job.photos_done,
             "photos_failed": job.photos_failed,
+            "photos_duplicate": job.photos_duplicate,
             "items_found": job.items_found,
             "percent": percent,
         },
         "errors": errors,
+        "duplicates": [{"entry": p.entry_name, "photo_id": str(p.duplicate_of) if p.duplicate_of else None}
+                       for p in duplicates or []],
         "links": {"self": f"/v1/jobs/{job.id}", "items": f"/v1/items?job_id={job.id}"},
     }
 

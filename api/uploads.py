@@ -13,6 +13,7 @@ import shutil
 import tempfile
 import uuid
 import zipfile
+from datetime import timedelta
 
 from flask import Blueprint, g, jsonify, request
 
@@ -30,6 +31,8 @@ bp = Blueprint("uploads", __name__)
 RAW_TYPES = {"application/zip", "application/x-zip-compressed", "application/octet-stream"}
 CHUNK = 1024 * 1024
 JUNK = ("__MACOSX/",)
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".png", ".webp", ".heic", ".heif", ".avif", ".gif", ".bmp", ".tif", ".tiff", ".mpo")
+ABANDONED_CLAIM = timedelta(minutes=15)  # an accept that never finished (crashed API process)
 
 
 def _spool_to(dst, src, limit: int) -> tuple[int, str]:
@@ -60,14 +63,71 @@ def check_zip(path: str, settings) -> int:
     files = [i for i in infos if not i.is_dir() and not i.filename.startswith(JUNK)]
     if not files:
         raise ApiError(422, "empty_zip", "the zip holds no files")
+    if not any(i.filename.lower().endswith(IMAGE_EXTENSIONS) for i in files):
+        raise ApiError(422, "no_images", "the zip holds no image files (JPEG, PNG, WebP, HEIC, ...)")
     return len(files)
+
+
+def _claim(s, user_id, key: str, sha: str):
+    """Claim an Idempotency-Key for this payload. Returns the existing job when the key
+    was used for this same payload; raises 409 while the first request is being accepted
+    and 422 when the key was used for a different payload."""
+    from sqlalchemy import delete, select
+    from sqlalchemy.exc import IntegrityError
+
+    from db.models import IdempotencyKey, utcnow
+
+    for _ in range(2):
+        try:
+            s.add(IdempotencyKey(user_id=user_id, key=key, request_sha256=sha))
+            s.commit()
+            return None
+        except IntegrityError:
+            s.rollback()
+        row = s.scalar(select(IdempotencyKey).where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key))
+        if row is None:
+            continue  # released meanwhile: try again
+        if row.request_sha256 != sha:
+            raise ApiError(422, "idempotency_key_reused", "this Idempotency-Key was used for a different upload")
+        if row.job_id is not None:
+            return s.get(Job, row.job_id)
+        created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=utcnow().tzinfo)
+        if utcnow() - created > ABANDONED_CLAIM:
+            s.execute(delete(IdempotencyKey).where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key,
+                                                   IdempotencyKey.job_id.is_(None)))
+            s.commit()
+            continue
+        raise ApiError(409, "idempotency_in_progress", "an upload with this Idempotency-Key is still being accepted")
+    raise ApiError(409, "idempotency_in_progress", "an upload with this Idempotency-Key is still being accepted")
+
+
+def _release(s, user_id, key: str) -> None:
+    from sqlalchemy import delete
+
+    from db.models import IdempotencyKey
+
+    s.rollback()
+    s.execute(delete(IdempotencyKey).where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key,
+                                           IdempotencyKey.job_id.is_(None)))
+    s.commit()
+
+
+def _accepted(job: Job, status: int = 202):
+    resp = jsonify(job_body(job))
+    resp.status_code = status
+    resp.headers["Location"] = f"/v1/jobs/{job.id}"
+    return resp
 
 
 @bp.post("/v1/uploads")
 @deps.require_user
 def create_upload():
     settings = deps.settings()
+    idem_key = request.headers.get("Idempotency-Key")
+    if idem_key is not None and not (1 <= len(idem_key) <= 200):
+        raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key must be 1-200 characters")
     ctype = (request.mimetype or "").lower()
+    s = deps.db()
     with tempfile.NamedTemporaryFile(prefix="wardrobe-upload-", suffix=".zip") as tmp:
         if ctype == "multipart/form-data":
             f = request.files.get("file")
@@ -82,21 +142,36 @@ def create_upload():
             raise ApiError(415, "unsupported_media_type", "send a zip as multipart/form-data (field 'file') or as an application/zip body")
         if size == 0:
             raise ApiError(400, "empty_upload", "the upload is empty")
-        check_zip(tmp.name, settings)
-
-        job_id = uuid.uuid4()
-        key = keys.upload(g.user_id, job_id)
-        tmp.seek(0)
+        if idem_key is not None:
+            existing = _claim(s, g.user_id, idem_key, sha)
+            if existing is not None:
+                return _accepted(existing)
         try:
-            deps.storage().put_file(key, tmp, "application/zip")
-        except StorageError as e:
-            log.error("storing upload failed: %s", e)
-            raise ApiError(503, "storage_unavailable", "storage is unavailable; try again shortly") from None
+            check_zip(tmp.name, settings)
+            job_id = uuid.uuid4()
+            key = keys.upload(g.user_id, job_id)
+            tmp.seek(0)
+            try:
+                deps.storage().put_file(key, tmp, "application/zip")
+            except StorageError as e:
+                log.error("storing upload failed: %s", e)
+                raise ApiError(503, "storage_unavailable", "storage is unavailable; try again shortly") from None
+            job = Job(id=job_id, user_id=g.user_id, upload_key=key, upload_name=name, upload_bytes=size,
+                      upload_sha256=sha, idempotency_key=idem_key)
+            s.add(job)
+            if idem_key is not None:
+                from sqlalchemy import update
 
-    s = deps.db()
-    job = Job(id=job_id, user_id=g.user_id, upload_key=key, upload_name=name, upload_bytes=size, upload_sha256=sha)
-    s.add(job)
-    s.commit()
+                from db.models import IdempotencyKey
+
+                s.flush()
+                s.execute(update(IdempotencyKey).where(IdempotencyKey.user_id == g.user_id, IdempotencyKey.key == idem_key)
+                          .values(job_id=job_id))
+            s.commit()
+        except BaseException:
+            if idem_key is not None:
+                _release(s, g.user_id, idem_key)  # a refused upload does not burn the key
+            raise
     try:
         enqueue_ingest(deps.celery(), job_id)  # only after the commit: the worker must find the row
     except Exception as e:  # noqa: BLE001 - the broker is down
@@ -104,7 +179,4 @@ def create_upload():
         jobstate.fail(s, job_id, "queue_unavailable", "the job could not be queued; upload again")
         s.commit()
         raise ApiError(503, "queue_unavailable", "the job queue is unavailable; try again shortly") from None
-    resp = jsonify(job_body(job))
-    resp.status_code = 202
-    resp.headers["Location"] = f"/v1/jobs/{job_id}"
-    return resp
+    return _accepted(job)

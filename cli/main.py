@@ -44,6 +44,8 @@ def cmd_worker(a) -> int:
             "-n", f"wardrobe-{os.getpid()}@%h", "--without-gossip", "--without-mingle"]
     if a.pool:
         argv += ["--pool", a.pool]
+    if a.beat:
+        argv += ["--beat", "--schedule", str(settings.data_path / "celerybeat-schedule")]
     app.worker_main(argv)
     return 0
 
@@ -251,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--concurrency", type=int, default=0)
     s.add_argument("--pool", default=None, help="prefork (default), solo, threads")
     s.add_argument("--loglevel", default="INFO")
+    s.add_argument("--beat", action="store_true", help="also run the periodic stale-job sweep (one worker per deployment)")
     s.set_defaults(fn=cmd_worker)
 
     s = sub.add_parser("migrate", help="apply database migrations")

@@ -69,6 +69,9 @@ class Settings:
     task_max_retries: int = 5
     visibility_timeout: int = 7200  # must exceed task_time_limit: redelivery after a lost worker
     worker_concurrency: int = 0  # 0 = number of cores
+    reap_interval: int = 60  # seconds between sweeps for stale jobs (workers started with --beat)
+    stale_after: int = 600  # a queued/running job that has not moved for this long gets its work re-sent
+    fake_delay_ms: int = 0  # the fake segmenter's time per photo (fault tests only)
 
     # API
     page_default: int = 50

@@ -24,13 +24,14 @@ def mark_running(s: Session, job_id: uuid.UUID) -> bool:
     return s.scalar(select(Job.status).where(Job.id == job_id)) == JobStatus.RUNNING.value
 
 
-def add_progress(s: Session, job_id: uuid.UUID, done: int = 0, failed: int = 0, items: int = 0) -> None:
+def add_progress(s: Session, job_id: uuid.UUID, done: int = 0, failed: int = 0, items: int = 0, duplicate: int = 0) -> None:
     s.execute(
         update(Job)
         .where(Job.id == job_id)
         .values(
             photos_done=Job.photos_done + done,
             photos_failed=Job.photos_failed + failed,
+            photos_duplicate=Job.photos_duplicate + duplicate,
             items_found=Job.items_found + items,
             updated_at=utcnow(),
         )
@@ -41,7 +42,7 @@ def maybe_finish(s: Session, job_id: uuid.UUID) -> str | None:
     """Finish a running job whose every photo is done or failed; returns the final status if this call finished it."""
     final = case(
         (Job.photos_failed == 0, JobStatus.SUCCEEDED.value),
-        (Job.photos_done > 0, JobStatus.PARTIALLY_SUCCEEDED.value),
+        (Job.photos_done + Job.photos_duplicate > 0, JobStatus.PARTIALLY_SUCCEEDED.value),
         else_=JobStatus.FAILED.value,
     )
     res = s.execute(
@@ -50,7 +51,7 @@ def maybe_finish(s: Session, job_id: uuid.UUID) -> str | None:
             Job.id == job_id,
             Job.status == JobStatus.RUNNING.value,
             Job.ingest_finished.is_(True),
-            Job.photos_done + Job.photos_failed >= Job.photos_total,
+            Job.photos_done + Job.photos_failed + Job.photos_duplicate >= Job.photos_total,
         )
         .values(status=final, finished_at=utcnow(), updated_at=utcnow())
         .execution_options(synchronize_session=False)
@@ -71,13 +72,24 @@ def fail(s: Session, job_id: uuid.UUID, code: str, message: str) -> bool:
 
 
 def cancel(s: Session, job_id: uuid.UUID) -> bool:
+    """Cancel an active job; its photos still waiting are closed (code `cancelled`), so their
+    content hashes are free for a later upload and no worker will segment them."""
+    from db.models import Photo, PhotoStatus
+
     now = utcnow()
     res = s.execute(
         update(Job)
         .where(Job.id == job_id, Job.status.in_(ACTIVE))
         .values(status=JobStatus.CANCELLED.value, finished_at=now, updated_at=now)
     )
-    return bool(res.rowcount)
+    if not res.rowcount:
+        return False
+    s.execute(
+        update(Photo)
+        .where(Photo.job_id == job_id, Photo.status == PhotoStatus.PENDING.value)
+        .values(status=PhotoStatus.FAILED.value, error_code="cancelled", error_message="the job was cancelled", processed_at=now)
+    )
+    return True
 
 
 def is_final(status: str) -> bool:

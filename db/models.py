@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -53,6 +54,7 @@ class PhotoStatus(str, enum.Enum):
     PENDING = "pending"  # stored, waiting for segmentation
     DONE = "done"
     FAILED = "failed"  # unreadable entry, or segmentation gave up: error_code says why
+    DUPLICATE = "duplicate"  # same bytes as a photo the user already has (duplicate_of); no items of its own
 
 
 def _enum_check(table: str, column: str, enum_cls) -> CheckConstraint:
@@ -101,6 +103,7 @@ class Job(Base):
     photos_done: Mapped[int] = mapped_column(Integer, default=0)
     photos_failed: Mapped[int] = mapped_column(Integer, default=0)
     items_found: Mapped[int] = mapped_column(Integer, default=0)
+    photos_duplicate: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     ingest_finished: Mapped[bool] = mapped_column(default=False)
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
@@ -131,6 +134,7 @@ class Photo(Base):
     original_height: Mapped[int | None] = mapped_column(Integer)
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
+    duplicate_of: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("photos.id", ondelete="SET NULL", name="fk_photos_duplicate_of"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
@@ -139,7 +143,21 @@ class Photo(Base):
         UniqueConstraint("job_id", "entry_index", name="uq_photos_job_entry"),
         Index("ix_photos_user_sha256", "user_id", "sha256"),
         Index("ix_photos_job_status", "job_id", "status"),
+        # one live photo per content hash and user: the same bytes uploaded again are a duplicate
+        Index("uq_photos_user_sha256_live", "user_id", "sha256", unique=True,
+              postgresql_where=text("status IN ('pending', 'done')"), sqlite_where=text("status IN ('pending', 'done')")),
     )
+
+
+class IdempotencyKey(Base):
+    """`Idempotency-Key` of an upload: same key and payload -> the same job."""
+
+    __tablename__ = "idempotency_keys"
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    request_sha256: Mapped[str] = mapped_column(String(64))
+    job_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))  # NULL while accepting
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class Item(Base):

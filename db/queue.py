@@ -21,6 +21,15 @@ QUEUES = (INGEST_QUEUE, SEGMENT_QUEUE)
 def make_celery(settings: Settings) -> Celery:
     app = Celery("wardrobe", broker=settings.celery_broker_url, set_as_current=False)
     transport_options: dict = {"visibility_timeout": settings.visibility_timeout}
+    if settings.celery_broker_url.startswith(("redis://", "rediss://")):
+        transport_options.update(
+            # sweep for messages of dead workers often enough to honour a short visibility timeout
+            unacked_restore_interval=max(1, min(10, settings.visibility_timeout // 4)),
+            unacked_restore_throttle=1,
+            socket_connect_timeout=5,
+            socket_timeout=30,
+            health_check_interval=10,
+        )
     if settings.celery_broker_url.startswith("filesystem"):
         # The embedded default: a broker that is a folder, no server needed.
         qdir = settings.broker_queue_dir
@@ -52,6 +61,7 @@ def make_celery(settings: Settings) -> Celery:
         task_ignore_result=True,
         result_backend=None,
         worker_hijack_root_logger=False,
+        beat_schedule={"reap-stale-jobs": {"task": REAP_TASK, "schedule": float(settings.reap_interval)}},
         worker_send_task_events=False,
     )
     return app

@@ -36,7 +36,8 @@ def test_upload_answers_202_stores_zip_and_queues_ids_only(client, make_user, rt
     job = resp.get_json()
     assert resp.headers["Location"] == f"/v1/jobs/{job['id']}"
     assert job["status"] == "queued"
-    assert job["progress"] == {"photos_total": 0, "photos_done": 0, "photos_failed": 0, "items_found": 0, "percent": 0.0}
+    assert job["progress"] == {"photos_total": 0, "photos_done": 0, "photos_failed": 0, "photos_duplicate": 0,
+                               "items_found": 0, "percent": 0.0}
     # the zip is in S3 under a server-made key scoped to the user
     assert rt.storage.get_bytes(f"users/{uid}/uploads/{job['id']}.zip") == data
     # one message on the ingest queue, carrying the job id and nothing else

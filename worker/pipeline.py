@@ -11,7 +11,6 @@ import io
 import logging
 import tempfile
 import uuid
-import zipfile
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -29,7 +28,7 @@ from db.taxonomy import by_id
 from worker.cutouts import make_cutout
 from worker.images import ImageRejected, content_hash, decode_photo
 from worker.segmenter import Segmenter
-from worker.zipreader import ArchiveRejected, EntryRejected, Limits, candidate_entries, display_name, read_entry
+from worker.zipreader import ArchiveRejected, EntryRejected, Limits, candidate_entries, display_name, open_zip, read_entry
 
 log = logging.getLogger("wardrobe.pipeline")
 
@@ -63,6 +62,23 @@ def _record_failed_entry(job_id, user_id, index, name, code, message) -> None:
         pass  # another delivery of this task recorded the entry first
 
 
+def _live_photo(user_id: uuid.UUID, digest: str) -> uuid.UUID | None:
+    with session_scope() as s:
+        return s.scalar(select(Photo.id).where(Photo.user_id == user_id, Photo.sha256 == digest,
+                                               Photo.status.in_([PhotoStatus.PENDING.value, PhotoStatus.DONE.value])))
+
+
+def _record_duplicate(job_id, user_id, index, name, digest, original) -> None:
+    try:
+        with session_scope() as s:
+            s.add(Photo(job_id=job_id, user_id=user_id, entry_index=index, entry_name=name, sha256=digest,
+                        status=PhotoStatus.DUPLICATE.value, duplicate_of=original, processed_at=utcnow()))
+            s.flush()
+            jobstate.add_progress(s, job_id, duplicate=1)
+    except IntegrityError:
+        pass  # this entry was recorded by another delivery of the task
+
+
 def ingest(job_id: str | uuid.UUID, rt: Runtime, send_segment: SendSegment) -> None:
     jid = uuid.UUID(str(job_id))
     settings = rt.settings
@@ -94,15 +110,11 @@ def ingest(job_id: str | uuid.UUID, rt: Runtime, send_segment: SendSegment) -> N
                 jobstate.fail(s, jid, "upload_missing", "the uploaded zip is no longer in storage")
             return
         try:
-            zf = zipfile.ZipFile(tmp.name)
+            zf = open_zip(tmp.name)
             entries = candidate_entries(zf, _limits(rt))
         except ArchiveRejected as e:
             with session_scope() as s:
                 jobstate.fail(s, jid, e.code, e.message)
-            return
-        except (zipfile.BadZipFile, OSError, EOFError) as e:
-            with session_scope() as s:
-                jobstate.fail(s, jid, "bad_zip", f"the upload is not a readable zip: {e}")
             return
         with session_scope() as s:
             s.execute(update(Job).where(Job.id == jid).values(photos_total=len(entries), updated_at=utcnow()))
@@ -121,16 +133,25 @@ def ingest(job_id: str | uuid.UUID, rt: Runtime, send_segment: SendSegment) -> N
             except (EntryRejected, ImageRejected) as e:
                 _record_failed_entry(jid, user_id, index, name, e.code, e.message)
                 continue
+            digest = content_hash(data)
+            original = _live_photo(user_id, digest)
+            if original is not None:
+                _record_duplicate(jid, user_id, index, name, digest, original)
+                continue
             photo_id = uuid.uuid4()
             key = keys.photo(user_id, photo_id)
             rt.storage.put_bytes(key, photo.jpeg, "image/jpeg")
             try:
                 with session_scope() as s:
                     s.add(Photo(id=photo_id, job_id=jid, user_id=user_id, entry_index=index, entry_name=name,
-                                storage_key=key, sha256=content_hash(data), width=photo.width, height=photo.height,
+                                storage_key=key, sha256=digest, width=photo.width, height=photo.height,
                                 original_width=photo.original_width, original_height=photo.original_height))
             except IntegrityError:
-                rt.storage.delete(key)  # the entry was stored by another delivery meanwhile
+                rt.storage.delete(key)
+                # either another delivery stored this entry meanwhile, or another upload stored the same bytes
+                original = _live_photo(user_id, digest)
+                if original is not None:
+                    _record_duplicate(jid, user_id, index, name, digest, original)
                 continue
             ready.append(photo_id)
             if len(ready) >= settings.segment_chunk:

@@ -19,7 +19,7 @@ log = logging.getLogger("wardrobe.reaper")
 
 
 def reap(rt: Runtime, send_ingest: Callable, stale_after: int | None = None) -> int:
-    stale_after = stale_after or max(300, rt.settings.task_time_limit + 60)
+    stale_after = stale_after or rt.settings.stale_after
     cutoff = utcnow() - timedelta(seconds=stale_after)
     with session_scope() as s:
         ids = list(

@@ -153,9 +153,14 @@ class FakeSegmenter:
 
     version = "fake-1"
 
+    def __init__(self, delay_ms: int = 0):
+        self.delay = delay_ms / 1000.0
+
     def segment(self, photos: list[np.ndarray]) -> list[list[Detection]]:
         out = []
         for p in photos:
+            if self.delay:
+                time.sleep(self.delay)
             h, w = p.shape[:2]
             t = np.linspace(0, 2 * np.pi, 32, endpoint=False)
             cx, cy, rx, ry = w / 2, h * 0.4, w * 0.25, h * 0.2
@@ -179,7 +184,7 @@ def get_segmenter(settings: Settings):
     global _segmenter
     with _seg_lock:
         if _segmenter is None:
-            _segmenter = FakeSegmenter() if settings.segmenter == "fake" else YoloSegmenter(settings)
+            _segmenter = FakeSegmenter(settings.fake_delay_ms) if settings.segmenter == "fake" else YoloSegmenter(settings)
         return _segmenter
 
 

@@ -51,6 +51,14 @@ def is_junk(info: zipfile.ZipInfo) -> bool:
     return info.is_dir() or name.startswith(JUNK_PREFIXES) or base in JUNK_NAMES or base.startswith("._")
 
 
+def open_zip(path) -> zipfile.ZipFile:
+    """Open a zip, turning every way it can be broken into ArchiveRejected."""
+    try:
+        return zipfile.ZipFile(path)
+    except Exception as e:  # noqa: BLE001 - BadZipFile, OSError, EOFError, ValueError, struct errors...
+        raise ArchiveRejected("bad_zip", f"the upload is not a readable zip: {type(e).__name__}: {e}") from e
+
+
 def candidate_entries(zf: zipfile.ZipFile, limits: Limits) -> list[tuple[int, zipfile.ZipInfo]]:
     """Entries that should each become a photo (or a per-entry error), with stable indexes."""
     infos = zf.infolist()
@@ -74,16 +82,17 @@ def read_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limits: Limits, budge
     try:
         with zf.open(info) as f:
             while True:
-                chunk = f.read(min(1024 * 1024, cap + 1 - len(out)))
+                chunk = f.read(min(256 * 1024, cap + 1 - len(out)))
                 if not chunk:
                     break
                 out += chunk
+                # ratio first: a bomb is named for what it is, whatever cap it would also hit
+                if info.compress_size and len(out) >= 256 * 1024 and len(out) / info.compress_size > limits.max_ratio:
+                    raise EntryRejected("compression_ratio", "the entry's compression ratio is beyond the limit (zip bomb?)")
                 if len(out) > cap:
                     if cap == budget[0] and cap < limits.max_entry_bytes:
                         raise EntryRejected("archive_too_large", "the zip inflates past the total size limit")
                     raise EntryRejected("entry_too_large", f"the entry inflates past {limits.max_entry_bytes} bytes")
-                if info.compress_size and len(out) > 1024 * 1024 and len(out) / info.compress_size > limits.max_ratio:
-                    raise EntryRejected("compression_ratio", "the entry's compression ratio is beyond the limit (zip bomb?)")
     except EntryRejected:
         raise
     except (zipfile.BadZipFile, EOFError, OSError, NotImplementedError, RuntimeError) as e:
