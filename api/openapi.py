@@ -49,11 +49,14 @@ SPEC = {
                     "upload": {"type": "object"},
                     "progress": {
                         "type": "object",
-                        "properties": {k: {"type": "integer"} for k in ("photos_total", "photos_done", "photos_failed", "items_found")}
+                        "properties": {k: {"type": "integer"} for k in ("photos_total", "photos_done", "photos_failed",
+                                                                        "photos_duplicate", "items_found")}
                         | {"percent": {"type": "number"}},
                     },
                     "errors": {"type": "array", "items": {"type": "object", "properties": {
                         "entry": {"type": ["string", "null"]}, "code": {"type": "string"}, "message": {"type": "string"}}}},
+                    "duplicates": {"type": "array", "items": {"type": "object", "properties": {
+                        "entry": {"type": "string"}, "photo_id": {"type": ["string", "null"], "format": "uuid"}}}},
                     "links": {"type": "object"},
                 },
             },
@@ -91,12 +94,17 @@ SPEC = {
             "post": {
                 "summary": "upload a zip of photos; answers 202 with the queued job",
                 "security": _auth,
+                "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
+                                "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+                                "description": "same key and payload -> the same job; another payload -> 422; "
+                                               "while the first is being accepted -> 409"}],
                 "requestBody": {"required": True, "content": {
                     "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
                                                        "properties": {"file": {"type": "string", "format": "binary"}}}},
                     "application/zip": {"schema": {"type": "string", "format": "binary"}},
                 }},
-                "responses": {"202": _json("Job", "queued"), "400": _err, "401": _err, "413": _err, "415": _err, "422": _err, "503": _err},
+                "responses": {"202": _json("Job", "queued"), "400": _err, "401": _err, "409": _err, "413": _err, "415": _err,
+                              "422": _err, "503": _err},
             }
         },
         "/v1/jobs": {"get": {"summary": "the user's jobs, newest first", "security": _auth, "parameters": _page,

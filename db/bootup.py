@@ -43,6 +43,7 @@ def bootup(settings: Settings | None = None, *, force: bool = False) -> Runtime:
             endpoint_url=settings.s3_endpoint_url or None,
             region=settings.s3_region,
             create_bucket=settings.s3_create_bucket,
+            max_attempts=settings.s3_max_attempts,
         )
         _runtime = Runtime(settings=settings, storage=storage)
         log.debug("bootup done: db=%s storage=%s", settings.db_url.split("@")[-1], settings.storage)

@@ -37,6 +37,7 @@ class Settings:
     s3_endpoint_url: str = ""  # MinIO, moto or another S3-compatible endpoint; empty for AWS
     s3_region: str = "us-east-1"
     s3_create_bucket: bool = True
+    s3_max_attempts: int = 5  # boto3's own retries per call, before the task's retries
     auto_migrate: bool | None = None  # default: on for SQLite only
 
     # Upload limits (checked at upload from the zip's directory, and again on the bytes read)

@@ -149,7 +149,8 @@ class LocalStorage(Storage):
 
 
 class S3Storage(Storage):
-    def __init__(self, bucket: str, endpoint_url: str | None = None, region: str = "us-east-1", create_bucket: bool = False):
+    def __init__(self, bucket: str, endpoint_url: str | None = None, region: str = "us-east-1", create_bucket: bool = False,
+                 max_attempts: int = 5):
         import boto3
         from botocore.config import Config
 
@@ -158,7 +159,7 @@ class S3Storage(Storage):
             "s3",
             endpoint_url=endpoint_url or None,
             region_name=region,
-            config=Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5, read_timeout=60),
+            config=Config(retries={"max_attempts": max_attempts, "mode": "standard"}, connect_timeout=5, read_timeout=60),
         )
         if create_bucket:
             self._ensure_bucket()
@@ -242,12 +243,14 @@ class S3Storage(Storage):
             raise StorageError(f"bucket {self.bucket!r} unreachable: {e}") from e
 
 
-def open_storage(url: str, endpoint_url: str | None = None, region: str = "us-east-1", create_bucket: bool = False) -> Storage:
+def open_storage(url: str, endpoint_url: str | None = None, region: str = "us-east-1", create_bucket: bool = False,
+                 max_attempts: int = 5) -> Storage:
     parsed = urlparse(url)
     if parsed.scheme == "file":
         return LocalStorage(parsed.path)
     if parsed.scheme == "s3":
         if not parsed.netloc:
             raise ValueError(f"storage URL {url!r} names no bucket")
-        return S3Storage(parsed.netloc, endpoint_url=endpoint_url, region=region, create_bucket=create_bucket)
+        return S3Storage(parsed.netloc, endpoint_url=endpoint_url, region=region, create_bucket=create_bucket,
+                         max_attempts=max_attempts)
     raise ValueError(f"unsupported storage URL {url!r}: use file:///dir or s3://bucket")

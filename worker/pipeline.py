@@ -200,7 +200,8 @@ def commit_photo(job_id: uuid.UUID, photo_id: uuid.UUID, user_id: uuid.UUID, ite
         row = s.execute(select(Photo).where(Photo.id == photo_id).with_for_update()).scalar_one_or_none()
         if row is None or row.status != PhotoStatus.PENDING.value:
             return False
-        if s.scalar(select(Job.status).where(Job.id == job_id)) not in jobstate.ACTIVE:
+        # lock the job row: a cancel either lands before (and this commit is skipped) or waits for it
+        if s.scalar(select(Job.status).where(Job.id == job_id).with_for_update()) not in jobstate.ACTIVE:
             return False
         s.execute(delete(Item).where(Item.photo_id == photo_id))
         s.add_all(items)
