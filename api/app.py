@@ -11,7 +11,7 @@ from db.queue import make_celery
 
 def create_app(settings: Settings | None = None) -> Flask:
     rt = bootup(settings)
-    app = Flask("wardrobe")
+    app = Flask("wardrobe", static_folder=None)  # the web blueprint serves /static
     app.config["MAX_CONTENT_LENGTH"] = rt.settings.max_upload_bytes
     app.json.sort_keys = False
     app.extensions["wardrobe"] = rt
@@ -19,8 +19,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.teardown_appcontext(deps.close_db)
     errors.register(app)
 
-    from api import health, items, jobs, openapi, uploads
+    from api import health, items, jobs, openapi, uploads, web
 
-    for mod in (health, uploads, jobs, items, openapi):
+    for mod in (health, uploads, jobs, items, openapi, web):
         app.register_blueprint(mod.bp)
     return app

@@ -6,13 +6,39 @@ import math
 from flask import Blueprint, Response, g, jsonify, request
 from sqlalchemy import select
 
-from api import deps
+from api import deps, signing
 from api.errors import ApiError
 from api.paging import decode_cursor, encode_cursor, page_limit
-from api.serializers import item_body
-from db.models import Item, Photo
+from api.serializers import item_body as _item_body
+from db.models import Item, ItemStatus, Photo, utcnow
 from db.storage import ObjectNotFound, StorageError
-from db.taxonomy import BY_NAME, SUPERCATEGORIES
+from db.palette import COLOR_NAMES
+from db.taxonomy import BY_NAME, CLASSES, SUPERCATEGORIES
+
+
+def _flag(args, name: str) -> bool:
+    raw = args.get(name)
+    if raw is None:
+        return False
+    if raw.lower() in ("1", "true", "yes"):
+        return True
+    if raw.lower() in ("0", "false", "no"):
+        return False
+    raise ApiError(400, "invalid_parameter", f"{name} must be true or false")
+
+
+def _signer():
+    key = deps.settings().resolved_secret_key()
+    ttl = deps.settings().signed_url_ttl
+    uid = g.user_id
+    return lambda path: signing.signed_url(key, path, uid, ttl)
+
+
+def item_body(item: Item) -> dict:
+    return _item_body(item, _signer())
+
+
+
 
 bp = Blueprint("items", __name__)
 
@@ -55,6 +81,14 @@ def list_items():
         q = q.where(Item.job_id == deps.parse_uuid(jid, "job_id", not_found=False))
     if (pid := args.get("photo_id")) is not None:
         q = q.where(Item.photo_id == deps.parse_uuid(pid, "photo_id", not_found=False))
+    if (color := args.get("color")) is not None:
+        if color not in COLOR_NAMES:
+            raise ApiError(400, "invalid_parameter", f"unknown color {color!r}; see /v1/categories")
+        q = q.where(Item.color == color)
+    if _flag(args, "hide_duplicates"):
+        q = q.where(Item.duplicate_of.is_(None))
+    if not _flag(args, "include_not_garment"):
+        q = q.where(Item.status == ItemStatus.OK.value)
     if (mc := args.get("min_confidence")) is not None:
         try:
             v = float(mc)
@@ -79,11 +113,63 @@ def get_item(item_id: str):
     return jsonify(item_body(_own_item(item_id)))
 
 
+def _signed_ok(path: str, owner) -> bool:
+    return signing.verify(deps.settings().resolved_secret_key(), path, owner, request.args.get("expires"),
+                          request.args.get("sig"))
+
+
 @bp.get("/v1/items/<item_id>/cutout")
-@deps.require_user
 def get_cutout(item_id: str):
+    if request.args.get("sig") and not request.headers.get("Authorization"):
+        iid = deps.parse_uuid(item_id, "item")
+        item = deps.db().get(Item, iid)
+        if item is None or not _signed_ok(request.path, item.user_id):
+            raise ApiError(404, "not_found", "no such item, or the link expired")
+        return _stream(item.cutout_key, item.cutout_content_type)
+    return _get_cutout_authed(item_id)
+
+
+@deps.require_user
+def _get_cutout_authed(item_id: str):
     item = _own_item(item_id)
     return _stream(item.cutout_key, item.cutout_content_type)
+
+
+@bp.patch("/v1/items/<item_id>")
+@deps.require_user
+def correct_item(item_id: str):
+    """Correct the model: a new category (by name or class_id), or "not a garment"."""
+    item = _own_item(item_id)
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or not body:
+        raise ApiError(400, "invalid_body", "send a JSON object: {\"category\": NAME} or {\"class_id\": N} or {\"not_garment\": true}")
+    unknown = set(body) - {"category", "class_id", "not_garment"}
+    if unknown:
+        raise ApiError(400, "invalid_body", f"unknown fields: {', '.join(sorted(unknown))}")
+    new_class = None
+    if "category" in body:
+        if body["category"] not in BY_NAME:
+            raise ApiError(422, "unknown_category", f"unknown category {body['category']!r}; see /v1/categories")
+        new_class = BY_NAME[body["category"]]
+    if "class_id" in body:
+        cid = body["class_id"]
+        if not isinstance(cid, int) or isinstance(cid, bool) or not 0 <= cid < len(CLASSES):
+            raise ApiError(422, "unknown_category", "class_id must be an integer from 0 to 22")
+        if new_class is not None and new_class.id != cid:
+            raise ApiError(422, "conflicting_fields", "category and class_id name different classes")
+        new_class = CLASSES[cid]
+    if "not_garment" in body and not isinstance(body["not_garment"], bool):
+        raise ApiError(400, "invalid_body", "not_garment must be true or false")
+    s = deps.db()
+    if new_class is not None and new_class.id != item.class_id:
+        if item.original_class_id is None:
+            item.original_class_id = item.class_id
+        item.class_id, item.category, item.supercategory = new_class.id, new_class.name, new_class.supercategory
+    if "not_garment" in body:
+        item.status = ItemStatus.NOT_GARMENT.value if body["not_garment"] else ItemStatus.OK.value
+    item.corrected_at = utcnow()
+    s.commit()
+    return jsonify(item_body(item))
 
 
 @bp.delete("/v1/items/<item_id>")
@@ -102,9 +188,18 @@ def delete_item(item_id: str):
 
 
 @bp.get("/v1/photos/<photo_id>")
-@deps.require_user
 def get_photo(photo_id: str):
     pid = deps.parse_uuid(photo_id, "photo")
+    if request.args.get("sig") and not request.headers.get("Authorization"):
+        photo = deps.db().get(Photo, pid)
+        if photo is None or not photo.storage_key or not _signed_ok(request.path, photo.user_id):
+            raise ApiError(404, "not_found", "no such photo, or the link expired")
+        return _stream(photo.storage_key, "image/jpeg")
+    return _get_photo_authed(pid)
+
+
+@deps.require_user
+def _get_photo_authed(pid):
     photo = deps.db().scalar(select(Photo).where(Photo.id == pid, Photo.user_id == g.user_id))
     if photo is None or not photo.storage_key:
         raise ApiError(404, "not_found", "no such photo")
@@ -113,6 +208,5 @@ def get_photo(photo_id: str):
 
 @bp.get("/v1/categories")
 def categories():
-    from db.taxonomy import CLASSES
-
-    return jsonify({"categories": [{"id": c.id, "name": c.name, "supercategory": c.supercategory} for c in CLASSES]})
+    return jsonify({"categories": [{"id": c.id, "name": c.name, "supercategory": c.supercategory} for c in CLASSES],
+                    "supercategories": list(SUPERCATEGORIES), "colors": list(COLOR_NAMES)})

@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 
 from db.models import JobStatus
+from db.palette import COLOR_NAMES
 from db.taxonomy import NAMES, SUPERCATEGORIES
 
 bp = Blueprint("openapi", __name__)
@@ -78,6 +79,14 @@ SPEC = {
                     "model_version": {"type": "string"},
                     "cutout_url": {"type": "string"},
                     "photo_url": {"type": "string"},
+                    "color": {"type": ["string", "null"]},
+                    "colors": {"type": "array", "items": {"type": "object", "properties": {
+                        "hex": {"type": "string"}, "name": {"type": "string"}, "fraction": {"type": "number"}}}},
+                    "duplicate_of": {"type": ["string", "null"], "format": "uuid"},
+                    "status": {"type": "string", "enum": ["ok", "not_garment"]},
+                    "corrected": {"type": "boolean"},
+                    "cutout_signed_url": {"type": "string", "description": "expiring URL that needs no Authorization header"},
+                    "photo_signed_url": {"type": "string"},
                     "created_at": {"type": "string", "format": "date-time"},
                 },
             },
@@ -125,6 +134,9 @@ SPEC = {
                     {"name": "job_id", "in": "query", "schema": {"type": "string", "format": "uuid"}},
                     {"name": "photo_id", "in": "query", "schema": {"type": "string", "format": "uuid"}},
                     {"name": "min_confidence", "in": "query", "schema": {"type": "number", "minimum": 0, "maximum": 1}},
+                    {"name": "color", "in": "query", "schema": {"type": "string", "enum": list(COLOR_NAMES)}},
+                    {"name": "hide_duplicates", "in": "query", "schema": {"type": "boolean"}},
+                    {"name": "include_not_garment", "in": "query", "schema": {"type": "boolean"}},
                 ],
                 "responses": {"200": _json("ItemList"), "400": _err, "401": _err},
             }
@@ -134,14 +146,38 @@ SPEC = {
                     "responses": {"200": _json("Item"), "401": _err, "404": _err}},
             "delete": {"summary": "delete an item and its cut-out", "security": _auth, "parameters": [_id_param("item_id")],
                        "responses": {"204": {"description": "deleted"}, "401": _err, "404": _err}},
+            "patch": {
+                "summary": "correct an item: its category, or that it is not a garment",
+                "security": _auth,
+                "parameters": [_id_param("item_id")],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "type": "object", "minProperties": 1, "additionalProperties": False,
+                    "properties": {"category": {"type": "string", "enum": list(NAMES)},
+                                   "class_id": {"type": "integer", "minimum": 0, "maximum": 22},
+                                   "not_garment": {"type": "boolean"}}}}}},
+                "responses": {"200": _json("Item"), "400": _err, "401": _err, "404": _err, "422": _err},
+            },
         },
-        "/v1/items/{item_id}/cutout": {"get": {"summary": "the RGBA cut-out (mask as alpha)", "security": _auth,
-                                              "parameters": [_id_param("item_id")],
+        "/v1/items/{item_id}/cutout": {"get": {"summary": "the RGBA cut-out (mask as alpha); bearer token, or a signed URL",
+                                              "security": _auth,
+                                              "parameters": [_id_param("item_id"),
+                                                             {"name": "expires", "in": "query", "schema": {"type": "integer"}},
+                                                             {"name": "sig", "in": "query", "schema": {"type": "string"}}],
                                               "responses": {"200": {"description": "image/webp or image/png"}, "401": _err, "404": _err}}},
-        "/v1/photos/{photo_id}": {"get": {"summary": "the stored, upright photo", "security": _auth,
-                                         "parameters": [_id_param("photo_id")],
+        "/v1/photos/{photo_id}": {"get": {"summary": "the stored, upright photo; bearer token, or a signed URL",
+                                         "security": _auth,
+                                         "parameters": [_id_param("photo_id"),
+                                                        {"name": "expires", "in": "query", "schema": {"type": "integer"}},
+                                                        {"name": "sig", "in": "query", "schema": {"type": "string"}}],
                                          "responses": {"200": {"description": "image/jpeg"}, "401": _err, "404": _err}}},
         "/v1/openapi.json": {"get": {"summary": "this document", "responses": {"200": {"description": "ok"}}}},
+        "/": {"get": {"summary": "the web page", "responses": {"200": {"description": "text/html"}}}},
+        "/v1/config": {"get": {"summary": "what the web page needs to know", "responses": {"200": {"description": "ok"}}}},
+        "/v1/users": {"post": {
+            "summary": "sign up (only where WARDROBE_ALLOW_SIGNUP is on); answers the new token once",
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["name"], "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 200}}}}}},
+            "responses": {"201": {"description": "created"}, "400": _err, "403": _err, "409": _err}}},
     },
 }
 

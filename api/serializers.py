@@ -51,8 +51,9 @@ def job_body(job: Job, failed_photos: list[Photo] | None = None, duplicates: lis
     }
 
 
-def item_body(item: Item) -> dict:
-    return {
+def item_body(item: Item, sign=None) -> dict:
+    """`sign(path)` -> an expiring URL that needs no Authorization header (for <img> tags)."""
+    body = {
         "id": str(item.id),
         "photo_id": str(item.photo_id),
         "job_id": str(item.job_id),
@@ -67,5 +68,15 @@ def item_body(item: Item) -> dict:
         "cutout_url": f"/v1/items/{item.id}/cutout",
         "cutout_content_type": item.cutout_content_type,
         "photo_url": f"/v1/photos/{item.photo_id}",
+        "color": item.color,
+        "colors": item.colors or [],
+        "duplicate_of": str(item.duplicate_of) if item.duplicate_of else None,
+        "status": item.status,
+        "corrected": item.original_class_id is not None or item.status != "ok",
+        "original_class_id": item.original_class_id,
         "created_at": _ts(item.created_at),
     }
+    if sign is not None:
+        body["cutout_signed_url"] = sign(body["cutout_url"])
+        body["photo_signed_url"] = sign(body["photo_url"])
+    return body

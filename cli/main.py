@@ -225,6 +225,18 @@ def cmd_predict(a) -> int:
     return 0
 
 
+def cmd_export_training(a) -> int:
+    from db.bootup import bootup
+    from training.export import export_training
+
+    counts = export_training(bootup(_settings()), Path(a.out), user_name=a.user, corrected_only=a.corrected_only,
+                             val_fraction=a.val_fraction)
+    print(json.dumps(counts, indent=2))
+    print(f"import it with: wardrobe import-fashionpedia --train-json {a.out}/instances_train.json "
+          f"--val-json {a.out}/instances_val.json --images {a.out}/images --out DATASET", file=sys.stderr)
+    return 0
+
+
 def cmd_ship(a) -> int:
     from training.ship import ship
 
@@ -347,6 +359,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--imgsz", type=int, default=640)
     s.add_argument("--conf", type=float, default=0.25)
     s.set_defaults(fn=cmd_predict)
+
+    s = sub.add_parser("export-training", help="write the corrected catalogue as a Fashionpedia-format dataset")
+    s.add_argument("--out", required=True)
+    s.add_argument("--user", help="only this user's catalogue")
+    s.add_argument("--corrected-only", action="store_true", help="only photos with at least one corrected item")
+    s.add_argument("--val-fraction", type=float, default=0.1)
+    s.set_defaults(fn=cmd_export_training)
 
     s = sub.add_parser("ship", help="write half-precision weights and their model card")
     s.add_argument("best", help="best.pt from a training run")

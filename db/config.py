@@ -75,6 +75,9 @@ class Settings:
     fake_delay_ms: int = 0  # the fake segmenter's time per photo (fault tests only)
 
     # API
+    secret_key: str = ""  # signs expiring image URLs; empty = generated once and kept in the data dir
+    signed_url_ttl: int = 3600  # seconds a signed cut-out or photo URL stays valid
+    allow_signup: bool = False  # let the web page create users (the demo turns it on)
     page_default: int = 50
     page_max: int = 200
     log_level: str = "INFO"
@@ -120,6 +123,20 @@ class Settings:
     @property
     def storage(self) -> str:
         return self.storage_url or f"file://{self.data_path / 'objects'}"
+
+    def resolved_secret_key(self) -> bytes:
+        if self.secret_key:
+            return self.secret_key.encode()
+        path = self.data_path / "secret_key"
+        if not path.exists():
+            import secrets
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(secrets.token_hex(32))
+            tmp.chmod(0o600)
+            os.replace(tmp, path)  # first writer wins; every process then reads the same key
+        return path.read_text().strip().encode()
 
     @property
     def should_auto_migrate(self) -> bool:

@@ -57,6 +57,11 @@ class PhotoStatus(str, enum.Enum):
     DUPLICATE = "duplicate"  # same bytes as a photo the user already has (duplicate_of); no items of its own
 
 
+class ItemStatus(str, enum.Enum):
+    OK = "ok"
+    NOT_GARMENT = "not_garment"  # a user said the model was wrong: kept for training, hidden from the catalogue
+
+
 def _enum_check(table: str, column: str, enum_cls) -> CheckConstraint:
     values = ", ".join(f"'{e.value}'" for e in enum_cls)
     return CheckConstraint(f"{column} IN ({values})", name=f"ck_{table}_{column}")
@@ -180,9 +185,19 @@ class Item(Base):
     cutout_key: Mapped[str] = mapped_column(String(512))
     cutout_content_type: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    colors: Mapped[list | None] = mapped_column(JSON)  # [{hex, name, fraction}], largest first
+    color: Mapped[str | None] = mapped_column(String(32))  # the dominant colour's name (filterable)
+    phash: Mapped[int | None] = mapped_column(BigInteger)  # 64-bit dHash of the cut-out, stored signed
+    duplicate_of: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("items.id", ondelete="SET NULL", name="fk_items_duplicate_of"))
+    status: Mapped[str] = mapped_column(String(16), default=ItemStatus.OK.value, server_default=ItemStatus.OK.value)
+    original_class_id: Mapped[int | None] = mapped_column(SmallInteger)  # the model's class, when a user corrected it
+    corrected_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (
         CheckConstraint("class_id >= 0 AND class_id < 23", name="ck_items_class_id"),
+        _enum_check("items", "status", ItemStatus),
+        Index("ix_items_user_color", "user_id", "color", "created_at"),
         UniqueConstraint("photo_id", "instance_index", name="uq_items_photo_instance"),
         Index("ix_items_user_created", "user_id", "created_at", "id"),
         Index("ix_items_user_category", "user_id", "category", "created_at"),

@@ -21,6 +21,7 @@ class Cutout:
     bbox: list[int]  # x1, y1, x2, y2 (exclusive) in photo pixels
     polygons: list[list[list[float]]]
     area_fraction: float
+    rgba: np.ndarray | None = None  # the cut-out's pixels, for colour and hash
 
 
 def rasterize(polygons: list[np.ndarray], width: int, height: int, offset: tuple[int, int] = (0, 0)) -> np.ndarray:
@@ -71,4 +72,5 @@ def make_cutout(photo: np.ndarray, det: Detection, fmt: str = "webp", quality: i
         bbox=[x1, y1, x2, y2],
         polygons=[[[float(x), float(y)] for x, y in p] for p in polygons],
         area_fraction=area / float(w * h),
+        rgba=rgba,
     )

@@ -25,6 +25,7 @@ from db.models import Item, Job, Photo, PhotoStatus, utcnow
 from db.session import session_scope
 from db.storage import ObjectNotFound, keys
 from db.taxonomy import by_id
+from worker.colors import dhash, dominant_colors, hamming
 from worker.cutouts import make_cutout
 from worker.images import ImageRejected, content_hash, decode_photo
 from worker.segmenter import Segmenter
@@ -194,6 +195,34 @@ def mark_photos_failed(job_id: uuid.UUID, photo_ids: Sequence[uuid.UUID], code: 
                 jobstate.maybe_finish(s, job_id)
 
 
+DUPLICATE_MAX_DISTANCE = 6  # of 64 dHash bits
+
+
+def _flag_near_duplicates(s, user_id: uuid.UUID, photo_id: uuid.UUID, items: list[Item]) -> None:
+    """Mark items that look like one the user already has (same class and colour, cut-outs
+    a few hash bits apart, similar shape) as near-duplicates of it. Items of the same photo
+    (a pair of shoes) are never duplicates of each other."""
+    if not items:
+        return
+    classes = {i.class_id for i in items}
+    rows = s.execute(
+        select(Item.id, Item.class_id, Item.color, Item.phash, Item.bbox)
+        .where(Item.user_id == user_id, Item.class_id.in_(classes), Item.photo_id != photo_id,
+               Item.duplicate_of.is_(None), Item.phash.is_not(None))
+    ).all()
+    for item in items:
+        w, h = item.bbox[2] - item.bbox[0], item.bbox[3] - item.bbox[1]
+        for rid, cid, color, ph, bbox in rows:
+            if cid != item.class_id or color != item.color:
+                continue
+            rw, rh = bbox[2] - bbox[0], bbox[3] - bbox[1]
+            if abs((w / max(h, 1)) - (rw / max(rh, 1))) > 0.15 * max(w / max(h, 1), rw / max(rh, 1)):
+                continue
+            if hamming(item.phash % (1 << 64), ph % (1 << 64)) <= DUPLICATE_MAX_DISTANCE:
+                item.duplicate_of = rid
+                break
+
+
 def commit_photo(job_id: uuid.UUID, photo_id: uuid.UUID, user_id: uuid.UUID, items: list[Item]) -> bool:
     """Write one photo's items and mark it done, once. False if it was not pending."""
     with session_scope() as s:
@@ -204,6 +233,7 @@ def commit_photo(job_id: uuid.UUID, photo_id: uuid.UUID, user_id: uuid.UUID, ite
         if s.scalar(select(Job.status).where(Job.id == job_id).with_for_update()) not in jobstate.ACTIVE:
             return False
         s.execute(delete(Item).where(Item.photo_id == photo_id))
+        _flag_near_duplicates(s, user_id, photo_id, items)
         s.add_all(items)
         row.status = PhotoStatus.DONE.value
         row.processed_at = utcnow()
@@ -250,8 +280,12 @@ def segment(job_id: str | uuid.UUID, photo_ids: Sequence[str | uuid.UUID], rt: R
                 key = keys.cutout(photo.user_id, photo.id, index, cut.ext)
                 rt.storage.put_bytes(key, cut.data, cut.content_type)
                 cls = by_id(det.class_id)
+                colors = dominant_colors(cut.rgba)
+                h = dhash(cut.rgba)
                 items.append(
                     Item(
+                        colors=colors, color=colors[0]["name"] if colors else None,
+                        phash=h - (1 << 64) if h >= (1 << 63) else h,
                         user_id=photo.user_id, photo_id=photo.id, job_id=jid, instance_index=index,
                         class_id=cls.id, category=cls.name, supercategory=cls.supercategory,
                         confidence=round(det.confidence, 4), bbox=cut.bbox, polygons=cut.polygons,

@@ -1,0 +1,52 @@
+"""The web page: one static HTML file and a script that talk to the JSON API. No build step."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Blueprint, jsonify, request, send_from_directory
+
+from api import deps
+from api.errors import ApiError
+
+STATIC = Path(__file__).resolve().parent / "static"
+bp = Blueprint("web", __name__, static_folder=str(STATIC), static_url_path="/static")
+
+
+@bp.get("/")
+def index():
+    resp = send_from_directory(STATIC, "index.html")
+    resp.headers["Cache-Control"] = "no-cache"
+    resp.headers["Content-Security-Policy"] = (
+        "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'")
+    return resp
+
+
+@bp.get("/v1/config")
+def config():
+    s = deps.settings()
+    return jsonify({"allow_signup": s.allow_signup, "max_upload_bytes": s.max_upload_bytes})
+
+
+@bp.post("/v1/users")
+def signup():
+    """Create a user from the page, when the server allows sign-up (off by default)."""
+    from sqlalchemy.exc import IntegrityError
+
+    from db.users import create_user
+
+    if not deps.settings().allow_signup:
+        raise ApiError(403, "signup_disabled", "this server does not allow sign-up; ask its operator for a token")
+    body = request.get_json(silent=True) or {}
+    name = body.get("name")
+    if not isinstance(name, str) or not name.strip() or len(name) > 200:
+        raise ApiError(400, "invalid_body", "send {\"name\": NAME} with 1-200 characters")
+    s = deps.db()
+    try:
+        user, token = create_user(s, name.strip())
+        s.commit()
+    except (ValueError, IntegrityError):
+        s.rollback()
+        raise ApiError(409, "name_taken", "that name is taken") from None
+    resp = jsonify({"user_id": str(user.id), "name": user.name, "token": token})
+    resp.status_code = 201
+    return resp
