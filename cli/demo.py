@@ -43,7 +43,7 @@ def run_demo(a) -> int:
     out = Path(a.out or data_dir / "cutouts").resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("WARDROBE_")}
-    env.update(WARDROBE_DATA_DIR=str(data_dir), WARDROBE_LOG_LEVEL="WARNING")
+    env.update(WARDROBE_DATA_DIR=str(data_dir), WARDROBE_LOG_LEVEL="WARNING", WARDROBE_ALLOW_SIGNUP="true")
     for k in ("WARDROBE_MODEL", "WARDROBE_DEVICE", "WARDROBE_BACKEND"):
         if k in os.environ:
             env[k] = os.environ[k]
@@ -87,9 +87,15 @@ def run_demo(a) -> int:
             (out / f"{it['category'].split(',')[0].replace(' ', '-')}-{it['id'][:8]}.{ext}").write_bytes(
                 client.get_bytes(it["cutout_url"]))
         print(f"\ncut-outs saved in {out}")
+        print(f"\nthe web page: {url}/  (sign in with the demo token: {token_value})")
         if a.keep_running:
-            print(f"API and worker keep running (pids {api.pid}, {worker.pid}); token: {token_value}")
+            print(f"API and worker keep running (pids {api.pid}, {worker.pid})")
             procs.clear()
+        elif sys.stdin.isatty():
+            try:
+                input("press Enter to stop the API and the worker ")
+            except (EOFError, KeyboardInterrupt):
+                pass
         return 0 if job["status"] in ("succeeded", "partially_succeeded") else 1
     finally:
         for p in procs:

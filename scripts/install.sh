@@ -12,3 +12,8 @@ case "$(uname -m)" in
   *)       $PIP install -q torch==2.14.1 torchvision==0.29.1 ;;
 esac
 $PIP install -q -e '.[api,worker,training,openvino,dev]'
+# Debian's Chromium for the browser test (Playwright's own browser download does not work here).
+if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  (apt-get install -y -qq chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }) \
+    || echo "warning: could not install chromium; the browser test will be skipped" >&2
+fi

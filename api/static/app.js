@@ -124,8 +124,10 @@ function renderJob(job) {
   $("#job").dataset.status = job.status;
   text($("#job-status"), job.status.replace("_", " "));
   $("#job-progress").value = p.percent;
+  const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
   text($("#job-counts"), `${p.photos_done + p.photos_failed + p.photos_duplicate} / ${p.photos_total} photos, ` +
-    `${p.items_found} garments found` + (p.photos_duplicate ? `, ${p.photos_duplicate} duplicate photos` : ""));
+    `${plural(p.items_found, "garment")} found` + (p.photos_failed ? `, ${plural(p.photos_failed, "photo")} failed` : "") +
+    (p.photos_duplicate ? `, ${plural(p.photos_duplicate, "duplicate photo")}` : ""));
   const ul = $("#job-errors");
   ul.replaceChildren(...job.errors.map((e) => el("li", { text: `${e.entry || "upload"}: ${e.message}` })));
 }
