@@ -237,6 +237,28 @@ def cmd_export_training(a) -> int:
     return 0
 
 
+def cmd_export(a) -> int:
+    """Export the configured weights for the worker's CPU backend (OpenVINO), into its cache."""
+    from dataclasses import replace
+
+    settings = _settings()
+    if a.weights:
+        settings = replace(settings, model=a.weights)
+    from training.runtime import prepare_ultralytics
+    from worker.backends import openvino_available, openvino_model
+    from worker.segmenter import model_card, weights_sha256
+
+    if not openvino_available():
+        print("error: openvino is not installed (pip install 'wardrobe[openvino]')", file=sys.stderr)
+        return 2
+    prepare_ultralytics()
+    path = Path(settings.model)
+    imgsz = a.imgsz or settings.imgsz or int(model_card(path).get("imgsz") or 640)
+    out = openvino_model(path, imgsz, settings.data_path / "model-cache", model_card(path).get("sha256") or weights_sha256(path))
+    print(out)
+    return 0
+
+
 def cmd_ship(a) -> int:
     from training.ship import ship
 
@@ -359,6 +381,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--imgsz", type=int, default=640)
     s.add_argument("--conf", type=float, default=0.25)
     s.set_defaults(fn=cmd_predict)
+
+    s = sub.add_parser("export", help="export the model for the CPU backend (OpenVINO), cached by the weights' hash")
+    s.add_argument("--weights", help="default: WARDROBE_MODEL")
+    s.add_argument("--imgsz", type=int)
+    s.set_defaults(fn=cmd_export)
 
     s = sub.add_parser("export-training", help="write the corrected catalogue as a Fashionpedia-format dataset")
     s.add_argument("--out", required=True)

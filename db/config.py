@@ -54,6 +54,7 @@ class Settings:
     model: str = str(DEFAULT_MODEL)
     segmenter: str = "yolo"  # yolo | fake (the fake is for fast tests only)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    backend: str = "auto"  # auto (OpenVINO on CPU when installed, else PyTorch) | pytorch | openvino
     imgsz: int = 0  # 0 = the imgsz in the model card beside the weights (else 640)
     conf: float = 0.25
     iou: float = 0.7

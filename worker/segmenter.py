@@ -94,25 +94,40 @@ def pick_device(setting: str) -> str:
 class YoloSegmenter:
     def __init__(self, settings: Settings):
         from training.runtime import prepare_ultralytics
+        from worker.backends import limit_openvino_threads, openvino_model, resolve_backend
 
         self.settings = settings
         self.device = pick_device(settings.device)
-        threads = settings.threads or max(1, (os.cpu_count() or 1) // max(1, settings.worker_concurrency or (os.cpu_count() or 1)))
-        prepare_ultralytics(threads=threads if self.device == "cpu" else None)
+        procs = settings.worker_concurrency or (os.cpu_count() or 1)
+        self.threads = settings.threads or max(1, (os.cpu_count() or 1) // max(1, procs))
+        prepare_ultralytics(threads=self.threads if self.device == "cpu" else None)
         from ultralytics import YOLO
 
         path = Path(settings.model)
         if not path.exists():
             raise FileNotFoundError(f"model weights not found at {path} (set WARDROBE_MODEL)")
         t0 = time.perf_counter()
-        self.model = YOLO(str(path), task="segment")
-        self.half = self.device.startswith("cuda")
         self.version = model_version(path)
         self.imgsz = settings.imgsz or int(model_card(path).get("imgsz") or 640)
+        self.half = self.device.startswith("cuda")
+        self.backend = resolve_backend(settings.backend, self.device)
+        source = path
+        if self.backend == "openvino":
+            try:
+                digest = model_card(path).get("sha256") or weights_sha256(path)
+                source = openvino_model(path, self.imgsz, settings.data_path / "model-cache", digest)
+            except Exception as e:  # noqa: BLE001 - export needs openvino + onnx bits; PyTorch always works
+                log.warning("OpenVINO export failed (%s); using PyTorch", e)
+                self.backend, source = "pytorch", path
+        self.model = YOLO(str(source), task="segment")
         # One warm-up pass so the first real batch does not pay for lazy initialisation.
-        self.model.predict(np.zeros((64, 64, 3), np.uint8), imgsz=self.imgsz, device=self.device, half=self.half, verbose=False)
-        log.info("model ready: %s (%s) on %s at imgsz %d, %.1fs", path.name, self.version, self.device, self.imgsz,
-                 time.perf_counter() - t0)
+        warm = np.zeros((64, 64, 3), np.uint8)
+        self.model.predict(warm, imgsz=self.imgsz, device=self.device, half=self.half, verbose=False)
+        if self.backend == "openvino":
+            limit_openvino_threads(self.model, source, self.threads)
+            self.model.predict(warm, imgsz=self.imgsz, verbose=False)
+        log.info("model ready: %s (%s) on %s with %s, imgsz %d, %d thread(s), %.1fs", path.name, self.version,
+                 self.device, self.backend, self.imgsz, self.threads, time.perf_counter() - t0)
 
     def segment(self, photos: list[np.ndarray]) -> list[list[Detection]]:
         if not photos:
