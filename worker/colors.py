@@ -25,8 +25,22 @@ def name_of(rgb) -> str:
     return COLOR_NAMES[int(np.argmin(((_PALETTE_LAB - lab) ** 2).sum(1)))]
 
 
+def small_rgba(rgba: np.ndarray, side: int = 64) -> np.ndarray:
+    """A nearest-neighbour thumbnail: real pixel values (no blending with the transparent
+    background), a few thousand of them, which is all colours and hashes need."""
+    from PIL import Image
+
+    h, w = rgba.shape[:2]
+    if max(h, w) <= side:
+        return rgba
+    scale = side / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.asarray(Image.fromarray(rgba, "RGBA").resize(size, Image.Resampling.NEAREST))
+
+
 def dominant_colors(rgba: np.ndarray, k: int = 3, max_pixels: int = 4000, seed: int = 0) -> list[dict]:
     """k-means in Lab over the opaque pixels; clusters by share, largest first."""
+    rgba = small_rgba(rgba)
     px = rgba[..., :3][rgba[..., 3] > 127]
     if len(px) == 0:
         return []
@@ -34,7 +48,7 @@ def dominant_colors(rgba: np.ndarray, k: int = 3, max_pixels: int = 4000, seed: 
     if len(px) > max_pixels:
         px = px[rng.choice(len(px), max_pixels, replace=False)]
     lab = srgb_to_lab(px)
-    k = min(k, len(np.unique(px, axis=0)))
+    k = min(k, len(px))
     # k-means++ seeding, then a few Lloyd steps: cheap at a few thousand points
     centres = [lab[rng.integers(len(lab))]]
     for _ in range(1, k):
@@ -63,6 +77,7 @@ def dhash(rgba: np.ndarray, size: int = 8) -> int:
     """64-bit difference hash of the cut-out over neutral grey: near-identical cut-outs land close."""
     from PIL import Image
 
+    rgba = small_rgba(rgba, 4 * size)
     rgb = rgba[..., :3].astype(np.float64)
     a = rgba[..., 3:4].astype(np.float64) / 255.0
     grey = (rgb * a + 128.0 * (1 - a)).mean(axis=2)

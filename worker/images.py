@@ -35,7 +35,7 @@ class ImageRejected(Exception):
 
 @dataclass
 class WorkingPhoto:
-    rgb: np.ndarray  # H x W x 3, uint8, upright
+    rgb: np.ndarray | None  # H x W x 3, uint8, upright; None when the bytes were stored as they came
     jpeg: bytes  # what is stored
     width: int
     height: int
@@ -77,6 +77,12 @@ def decode_photo(data: bytes, max_pixels: int, work_max_side: int, jpeg_quality:
         raise ImageRejected("unreadable_image", "image has no pixels")
     if w * h > max_pixels:
         raise ImageRejected("too_many_pixels", f"{w}x{h} exceeds the limit of {max_pixels} pixels")
+    if (fmt == "JPEG" and im.mode == "RGB" and max(w, h) <= work_max_side
+            and im.getexif().get(0x0112, 1) == 1 and not getattr(im, "is_animated", False)):
+        # Already an upright, 8-bit RGB JPEG of working size: store the bytes as they are, so the
+        # photo is decoded once (by the segment worker, which marks it failed if the body is broken).
+        return WorkingPhoto(rgb=None, jpeg=data, width=w, height=h, original_width=w, original_height=h,
+                            source_format=fmt)
     try:
         if getattr(im, "is_animated", False):
             im.seek(0)

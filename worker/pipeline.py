@@ -244,8 +244,75 @@ def commit_photo(job_id: uuid.UUID, photo_id: uuid.UUID, user_id: uuid.UUID, ite
     return True
 
 
-def segment(job_id: str | uuid.UUID, photo_ids: Sequence[str | uuid.UUID], rt: Runtime, segmenter: Segmenter) -> int:
-    """Segment the pending photos among photo_ids; returns how many this call committed."""
+_io_pool = None
+
+
+def _io():
+    """Threads for storage round trips (S3 latency, not CPU): shared by the process's tasks."""
+    global _io_pool
+    if _io_pool is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _io_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="wardrobe-io")
+    return _io_pool
+
+
+def _load(rt: Runtime, jid: uuid.UUID, pid, uid, key) -> _Loaded | None:
+    try:
+        return _Loaded(pid, uid, _decode_stored(rt.storage.get_bytes(key)))
+    except ObjectNotFound:
+        mark_photos_failed(jid, [pid], "photo_missing", "the stored photo is gone")
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        mark_photos_failed(jid, [pid], "unreadable_image", f"stored photo cannot be decoded: {e}")
+    return None
+
+
+def _items_for(rt: Runtime, jid: uuid.UUID, photo: _Loaded, dets, version: str) -> list[Item]:
+    """Cut-outs, colours and hashes for one photo's detections; cut-outs are uploaded concurrently."""
+    settings = rt.settings
+    items: list[Item] = []
+    uploads = []
+    for det in dets:
+        cut = make_cutout(photo.rgb, det, settings.cutout_format, settings.cutout_quality)
+        if cut is None:
+            continue
+        index = len(items)
+        key = keys.cutout(photo.user_id, photo.id, index, cut.ext)
+        uploads.append(_io().submit(rt.storage.put_bytes, key, cut.data, cut.content_type))
+        cls = by_id(det.class_id)
+        colors = dominant_colors(cut.rgba)
+        h = dhash(cut.rgba)
+        items.append(
+            Item(
+                colors=colors, color=colors[0]["name"] if colors else None,
+                phash=h - (1 << 64) if h >= (1 << 63) else h,
+                user_id=photo.user_id, photo_id=photo.id, job_id=jid, instance_index=index,
+                class_id=cls.id, category=cls.name, supercategory=cls.supercategory,
+                confidence=round(det.confidence, 4), bbox=cut.bbox, polygons=cut.polygons,
+                area_fraction=round(cut.area_fraction, 6), model_version=version,
+                cutout_key=key, cutout_content_type=cut.content_type,
+            )
+        )
+    for f in uploads:
+        f.result()  # a storage error surfaces here and retries the task
+    return items
+
+
+def segment(job_id: str | uuid.UUID, photo_ids: Sequence[str | uuid.UUID], rt: Runtime, segmenter: Segmenter,
+            timings: dict | None = None) -> int:
+    """Segment the pending photos among photo_ids; returns how many this call committed.
+
+    The stages overlap: stored photos are fetched and decoded by I/O threads ahead of the
+    model, and each batch's post-processing (cut-outs, colours, hashes, encoding, uploads,
+    rows) runs on a second thread while the model works on the next batch.
+
+    `timings`, when given, accumulates seconds spent waiting for photos, in the model, and in
+    post-processing (which overlaps the model): the benchmark's breakdown."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    clock = time.perf_counter
+    t = timings if timings is not None else {}
     jid = uuid.UUID(str(job_id))
     ids = [uuid.UUID(str(p)) for p in photo_ids]
     settings = rt.settings
@@ -256,43 +323,28 @@ def segment(job_id: str | uuid.UUID, photo_ids: Sequence[str | uuid.UUID], rt: R
             select(Photo.id, Photo.user_id, Photo.storage_key)
             .where(Photo.id.in_(ids), Photo.job_id == jid, Photo.status == PhotoStatus.PENDING.value)
         ).all()
-    committed = 0
-    loaded: list[_Loaded] = []
-    for pid, uid, key in rows:
-        try:
-            loaded.append(_Loaded(pid, uid, _decode_stored(rt.storage.get_bytes(key))))
-        except ObjectNotFound:
-            mark_photos_failed(jid, [pid], "photo_missing", "the stored photo is gone")
-        except (OSError, ValueError, Image.DecompressionBombError) as e:
-            mark_photos_failed(jid, [pid], "unreadable_image", f"stored photo cannot be decoded: {e}")
-    bs = max(1, settings.batch_size)
-    for start in range(0, len(loaded), bs):
-        batch = loaded[start : start + bs]
-        results = segmenter.segment([p.rgb for p in batch])
+    loading = [_io().submit(_load, rt, jid, pid, uid, key) for pid, uid, key in rows]
+
+    def post(batch: list[_Loaded], results) -> int:
+        t_start = clock()
+        done = 0
         for photo, dets in zip(batch, results):
-            items: list[Item] = []
-            h, w = photo.rgb.shape[:2]
-            for det in dets:
-                cut = make_cutout(photo.rgb, det, settings.cutout_format, settings.cutout_quality)
-                if cut is None:
-                    continue
-                index = len(items)
-                key = keys.cutout(photo.user_id, photo.id, index, cut.ext)
-                rt.storage.put_bytes(key, cut.data, cut.content_type)
-                cls = by_id(det.class_id)
-                colors = dominant_colors(cut.rgba)
-                h = dhash(cut.rgba)
-                items.append(
-                    Item(
-                        colors=colors, color=colors[0]["name"] if colors else None,
-                        phash=h - (1 << 64) if h >= (1 << 63) else h,
-                        user_id=photo.user_id, photo_id=photo.id, job_id=jid, instance_index=index,
-                        class_id=cls.id, category=cls.name, supercategory=cls.supercategory,
-                        confidence=round(det.confidence, 4), bbox=cut.bbox, polygons=cut.polygons,
-                        area_fraction=round(cut.area_fraction, 6), model_version=segmenter.version,
-                        cutout_key=key, cutout_content_type=cut.content_type,
-                    )
-                )
-            if commit_photo(jid, photo.id, photo.user_id, items):
-                committed += 1
-    return committed
+            if commit_photo(jid, photo.id, photo.user_id, _items_for(rt, jid, photo, dets, segmenter.version)):
+                done += 1
+        t["post"] = t.get("post", 0.0) + clock() - t_start
+        return done
+
+    bs = max(1, settings.batch_size)
+    pending_posts = []
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="wardrobe-post") as post_pool:
+        for start in range(0, len(loading), bs):
+            t0 = clock()
+            batch = [p for p in (f.result() for f in loading[start : start + bs]) if p is not None]
+            t1 = clock()
+            t["load"] = t.get("load", 0.0) + t1 - t0
+            if not batch:
+                continue
+            results = segmenter.segment([p.rgb for p in batch])
+            t["infer"] = t.get("infer", 0.0) + clock() - t1
+            pending_posts.append(post_pool.submit(post, batch, results))
+        return sum(f.result() for f in pending_posts)

@@ -1,0 +1,228 @@
+"""`make bench`: inference and pipeline speed, and mask accuracy, in one run on one machine.
+
+Measures, on the same photos and in the same process:
+  1. bare YOLO.predict with PyTorch fp32 (the baseline),
+  2. bare YOLO.predict with the worker's chosen backend (OpenVINO on the CPU),
+  3. the whole pipeline end to end with the worker's settings: the zip in storage -> ingest
+     (decode, orient, downscale, store photos, rows) -> segment (inference, cut-outs, colours,
+     hashes, encoding, storage, item rows),
+  4. mask mAP50 on the val labels for each backend,
+and prints the ratios (backend / baseline, pipeline / bare backend, post-processing share),
+writing every figure to JSON as well.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+import uuid
+import zipfile
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "datasets" / "ccp-fashionpedia"
+
+
+def machine() -> dict:
+    cpu = "unknown"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    flags = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
+    gpu = None
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            gpu = torch.cuda.get_device_name(0)
+    except Exception:  # noqa: BLE001
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "amx_bf16": "amx_bf16" in flags, "gpu": gpu,
+            "python": platform.python_version()}
+
+
+def load_photos(folder: Path, n: int) -> tuple[list[Path], list[np.ndarray]]:
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".webp"})[:n]
+    return paths, [np.asarray(ImageOps.exif_transpose(Image.open(p)).convert("RGB")) for p in paths]
+
+
+def time_predict(yolo, photos: list[np.ndarray], imgsz: int, batch: int, device: str, half: bool, repeats: int) -> dict:
+    bgr = [np.ascontiguousarray(p[..., ::-1]) for p in photos]
+    yolo.predict(bgr[:batch], imgsz=imgsz, device=device, half=half, verbose=False, batch=batch)  # warm-up
+    best = None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for i in range(0, len(bgr), batch):
+            yolo.predict(bgr[i:i + batch], imgsz=imgsz, device=device, half=half, verbose=False, batch=batch)
+        dt = time.perf_counter() - t0
+        best = dt if best is None else min(best, dt)
+    return {"seconds": round(best, 3), "ms_per_photo": round(1000 * best / len(bgr), 2), "photos_per_s": round(len(bgr) / best, 2)}
+
+
+def mask_map50(weights: str, data_yaml: Path, imgsz: int, device: str) -> dict:
+    from ultralytics import YOLO
+
+    m = YOLO(weights, task="segment").val(data=str(data_yaml), imgsz=imgsz, batch=8, device=device, plots=False,
+                                          verbose=False, half=device.startswith("cuda"))
+    return {"map50_m": round(float(m.seg.map50), 4), "map50_95_m": round(float(m.seg.map), 4)}
+
+
+def run_pipeline(settings, photos_dir: Path, paths: list[Path], segmenter) -> dict:
+    """The real task bodies on an embedded store (SQLite + a folder) under a temp dir."""
+    from sqlalchemy import func, select
+
+    from db.bootup import bootup
+    from db.models import Item, Job
+    from db.session import session_scope
+    from db.storage import keys
+    from db.users import create_user
+    from worker import pipeline
+
+    rt = bootup(settings, force=True)
+    with session_scope() as s:
+        user, _ = create_user(s, f"bench-{uuid.uuid4().hex[:6]}")
+        uid = user.id
+    zpath = Path(settings.data_dir) / "bench.zip"
+    with zipfile.ZipFile(zpath, "w", zipfile.ZIP_STORED) as zf:
+        for p in paths:
+            zf.write(p, p.name)
+    job_id = uuid.uuid4()
+    with open(zpath, "rb") as f:
+        rt.storage.put_file(keys.upload(uid, job_id), f)
+    with session_scope() as s:
+        s.add(Job(id=job_id, user_id=uid, upload_key=keys.upload(uid, job_id), upload_sha256="0" * 64))
+    chunks: list[list] = []
+    t0 = time.perf_counter()
+    pipeline.ingest(job_id, rt, send_segment=lambda j, ids: chunks.append(list(ids)))
+    t_ingest = time.perf_counter() - t0
+    timings: dict = {}
+    t1 = time.perf_counter()
+    for ids in chunks:
+        pipeline.segment(job_id, ids, rt, segmenter, timings=timings)
+    t_segment = time.perf_counter() - t1
+    total = t_ingest + t_segment
+    with session_scope() as s:
+        job = s.get(Job, job_id)
+        n_items = s.scalar(select(func.count()).select_from(Item).where(Item.job_id == job_id))
+        status = job.status
+    n = len(paths)
+    return {
+        "status": status, "photos": n, "items": n_items,
+        "seconds": round(total, 3), "photos_per_s": round(n / total, 2), "ms_per_photo": round(1000 * total / n, 2),
+        "ingest_ms_per_photo": round(1000 * t_ingest / n, 2),
+        "segment_ms_per_photo": round(1000 * t_segment / n, 2),
+        "load_ms_per_photo": round(1000 * timings.get("load", 0) / n, 2),
+        "infer_ms_per_photo": round(1000 * timings.get("infer", 0) / n, 2),
+        "post_ms_per_photo": round(1000 * timings.get("post", 0) / n, 2),
+        "post_share": round(timings.get("post", 0) / total, 4),
+    }
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--photos", default=str(SHARED / "images") if SHARED.exists() else str(ROOT / "examples" / "photos"))
+    ap.add_argument("--val-json", default=str(SHARED / "instances_val.json") if SHARED.exists() else None,
+                    help="Fashionpedia-format labels for the mAP check (default: the shared val split)")
+    ap.add_argument("-n", type=int, default=100, help="photos to time")
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "pipeline.json"))
+    args = ap.parse_args(argv)
+
+    from db.config import Settings
+    from training.runtime import prepare_ultralytics
+
+    base = Settings.from_env()
+    threads = base.threads or os.cpu_count() or 1
+    prepare_ultralytics(threads=threads)
+    from ultralytics import YOLO
+
+    from worker.segmenter import YoloSegmenter, model_card
+
+    tmp = Path(tempfile.mkdtemp(prefix="wardrobe-bench-"))
+    settings = replace(base, data_dir=str(tmp), database_url="", broker_url="", storage_url="", auto_migrate=True,
+                       worker_concurrency=1, threads=threads, log_level="WARNING")
+    photos_dir = Path(args.photos)
+    val_names = None
+    if args.val_json:
+        val_names = [im["file_name"] for im in json.load(open(args.val_json))["images"]]
+        paths = [photos_dir / n for n in val_names][: args.n]
+        photos = [np.asarray(ImageOps.exif_transpose(Image.open(p)).convert("RGB")) for p in paths]
+    else:
+        paths, photos = load_photos(photos_dir, args.n)
+    weights = settings.model
+    imgsz = settings.imgsz or int(model_card(weights).get("imgsz") or 640)
+    seg = YoloSegmenter(settings)  # the worker's own choice of backend, threads and export cache
+    device = seg.device
+    report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
+              "weights": Path(weights).name, "model_version": seg.version, "imgsz": imgsz, "photos": len(paths),
+              "batch": settings.batch_size, "threads": threads, "backend": seg.backend}
+    print(f"{len(paths)} photos from {photos_dir}, imgsz {imgsz}, batch {settings.batch_size}, {threads} thread(s), "
+          f"{report['machine']['cpu']}")
+
+    baseline = YOLO(weights, task="segment")
+    report["baseline_pytorch_fp32"] = time_predict(baseline, photos, imgsz, settings.batch_size, device,
+                                                   half=False, repeats=args.repeats)
+    report["backend_bare"] = time_predict(seg.model, photos, imgsz, settings.batch_size, device, half=seg.half,
+                                          repeats=args.repeats)
+    report["pipeline"] = run_pipeline(settings, photos_dir, paths, seg)
+
+    if args.val_json:
+        from training.fashionpedia import import_dataset
+
+        ds = tmp / "val-yolo"
+        import_dataset(Path(args.val_json), Path(args.val_json), photos_dir, ds)
+        ov_dir = None
+        if seg.backend == "openvino":
+            from worker.backends import openvino_model
+            from worker.segmenter import weights_sha256
+
+            ov_dir = openvino_model(Path(weights), imgsz, settings.data_path / "model-cache",
+                                    model_card(weights).get("sha256") or weights_sha256(weights))
+        report["accuracy"] = {"pytorch_fp32": mask_map50(weights, ds / "data.yaml", imgsz, device)}
+        if ov_dir is not None:
+            report["accuracy"]["openvino"] = mask_map50(str(ov_dir), ds / "data.yaml", imgsz, device)
+
+    b, k, p = report["baseline_pytorch_fp32"], report["backend_bare"], report["pipeline"]
+    report["ratios"] = {
+        "backend_speedup_vs_pytorch_fp32": round(b["ms_per_photo"] / k["ms_per_photo"], 2),
+        "pipeline_throughput_vs_bare_backend": round(p["photos_per_s"] / k["photos_per_s"], 3),
+        "post_processing_share_of_photo_time": p["post_share"],
+    }
+    if "accuracy" in report and "openvino" in report["accuracy"]:
+        a = report["accuracy"]
+        report["ratios"]["mask_map50_delta_backend_minus_pytorch"] = round(a["openvino"]["map50_m"] - a["pytorch_fp32"]["map50_m"], 4)
+
+    print(f"\n{'':34} {'ms/photo':>9} {'photos/s':>9}")
+    print(f"{'1. bare PyTorch fp32 (baseline)':34} {b['ms_per_photo']:9.1f} {b['photos_per_s']:9.2f}")
+    print(f"{'2. bare ' + seg.backend:34} {k['ms_per_photo']:9.1f} {k['photos_per_s']:9.2f}")
+    print(f"{'3. pipeline end to end':34} {p['ms_per_photo']:9.1f} {p['photos_per_s']:9.2f}")
+    print(f"   of which ingest {p['ingest_ms_per_photo']} ms, load {p['load_ms_per_photo']} ms, "
+          f"inference {p['infer_ms_per_photo']} ms, post-processing {p['post_ms_per_photo']} ms per photo "
+          f"({p['items']} items, job {p['status']})")
+    if "accuracy" in report:
+        for name, a in report["accuracy"].items():
+            print(f"4. mask mAP50 {name:14} {a['map50_m']:.4f}  (mAP50-95 {a['map50_95_m']:.4f})")
+    print()
+    for key, v in report["ratios"].items():
+        print(f"{key:45} {v}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
