@@ -1,12 +1,14 @@
 # make test   - the whole suite on real Postgres, Redis and a moto S3 server (started when not running)
 # make demo   - everything embedded on this machine: upload the example photos, print the catalogue
 # make train  - import the shared CCP data and train on the CPU (see README: training)
+# make bench  - inference and pipeline speed and mask accuracy, PyTorch vs the worker's backend
+# make bench-api - poll/catalogue latency at 200 requests/s and the upload's memory
 PY      := .venv/bin/python
 STAMP   := .venv/.installed-$(shell cat pyproject.toml scripts/install.sh | sha1sum | cut -c1-12)
 SHARED  ?= ../shared/datasets/ccp-fashionpedia
 DATASET ?= var/datasets/ccp-yolo
 
-.PHONY: venv test test-fast demo serve worker migrate train evaluate clean
+.PHONY: venv test test-fast demo serve worker migrate train evaluate bench bench-api clean
 
 venv: $(STAMP)
 
@@ -44,6 +46,12 @@ train: venv $(DATASET)/data.yaml
 
 evaluate: venv $(DATASET)/data.yaml
 	$(PY) -m cli.main evaluate --data $(DATASET)/data.yaml --json var/eval.json
+
+bench: venv
+	$(PY) -m bench.pipeline
+
+bench-api: venv
+	$(PY) -m bench.api
 
 clean:
 	rm -rf var runs .pytest_cache

@@ -5,6 +5,7 @@ a local storage directory and a filesystem Celery broker under WARDROBE_DATA_DIR
 """
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -128,20 +129,31 @@ class Settings:
     def resolved_secret_key(self) -> bytes:
         if self.secret_key:
             return self.secret_key.encode()
-        path = self.data_path / "secret_key"
-        if not path.exists():
-            import secrets
-
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(secrets.token_hex(32))
-            tmp.chmod(0o600)
-            os.replace(tmp, path)  # first writer wins; every process then reads the same key
-        return path.read_text().strip().encode()
+        return _data_dir_key(str(self.data_path))
 
     @property
     def should_auto_migrate(self) -> bool:
         return self.is_sqlite if self.auto_migrate is None else self.auto_migrate
+
+
+@functools.lru_cache(maxsize=8)
+def _data_dir_key(data_dir: str) -> bytes:
+    """The data dir's signing key, made on first use; every process sharing the dir reads the same one."""
+    path = Path(data_dir) / "secret_key"
+    if not path.exists():
+        import secrets
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".secret_key.{os.getpid()}")
+        tmp.write_text(secrets.token_hex(32))
+        tmp.chmod(0o600)
+        try:
+            os.link(tmp, path)  # atomic and never overwrites: the first process's key wins
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
+    return path.read_text().strip().encode()
 
 
 def describe() -> list[tuple[str, str, str]]:
