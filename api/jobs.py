@@ -23,34 +23,17 @@ def _own_job(job_id: str) -> Job:
     return job
 
 
-def _failed_photos(job: Job) -> list[Photo]:
-    if not job.photos_failed:
+def _photos(job: Job, status: PhotoStatus, count: int) -> list[Photo]:
+    """The job's photos in one state, in zip order (no query when the counter says none)."""
+    if not count:
         return []
-    return list(
-        deps.db().scalars(
-            select(Photo)
-            .where(Photo.job_id == job.id, Photo.status == PhotoStatus.FAILED.value)
-            .order_by(Photo.entry_index)
-            .limit(MAX_ERRORS)
-        )
-    )
-
-
-def _duplicates(job: Job) -> list[Photo]:
-    if not job.photos_duplicate:
-        return []
-    return list(
-        deps.db().scalars(
-            select(Photo)
-            .where(Photo.job_id == job.id, Photo.status == PhotoStatus.DUPLICATE.value)
-            .order_by(Photo.entry_index)
-            .limit(MAX_ERRORS)
-        )
-    )
+    return list(deps.db().scalars(
+        select(Photo).where(Photo.job_id == job.id, Photo.status == status.value).order_by(Photo.entry_index).limit(MAX_ERRORS)))
 
 
 def full_job_body(job: Job) -> dict:
-    return job_body(job, _failed_photos(job), _duplicates(job))
+    return job_body(job, _photos(job, PhotoStatus.FAILED, job.photos_failed),
+                    _photos(job, PhotoStatus.DUPLICATE, job.photos_duplicate))
 
 
 @bp.get("/v1/jobs/<job_id>")

@@ -5,6 +5,7 @@ the moto server is started here, on a free port, for the session.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import socket
@@ -60,25 +61,31 @@ def moto_endpoint(tmp_path_factory):
         proc.wait(10)
 
 
-@pytest.fixture(scope="session")
-def pg_url():
+@contextlib.contextmanager
+def temp_database(prefix: str = "wardrobe_test"):
+    """A fresh, empty PostgreSQL database for the block; dropped after, connections and all."""
     from sqlalchemy import create_engine, text
 
-    name = f"wardrobe_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
     with admin.connect() as c:
         c.execute(text(f'CREATE DATABASE "{name}"'))
-    url = PG_ADMIN.rsplit("/", 1)[0] + "/" + name
     try:
-        yield url
+        yield PG_ADMIN.rsplit("/", 1)[0] + "/" + name
     finally:
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_url():
+    with temp_database() as url:
+        yield url
         from db import session as dbs
 
         if dbs._engine is not None:
             dbs._engine.dispose()
-        with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,21 @@ from pathlib import Path
 from tests.conftest import ROOT, free_port, wait_port
 
 
+def service_env(settings, broker: str, **extra) -> dict:
+    """The environment for a wardrobe process on the test session's services (and `broker`)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WARDROBE_")}
+    env.update(
+        WARDROBE_DATABASE_URL=settings.database_url,
+        WARDROBE_BROKER_URL=broker,
+        WARDROBE_STORAGE_URL=settings.storage_url,
+        WARDROBE_S3_ENDPOINT_URL=settings.s3_endpoint_url,
+        WARDROBE_DATA_DIR=settings.data_dir,
+        WARDROBE_LOG_LEVEL="INFO",
+    )
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
 class Proc:
     """A wardrobe command in its own process group, restartable and killable."""
 

@@ -12,7 +12,7 @@ import redis
 import requests
 
 from tests.conftest import EXAMPLES, ROOT, free_port, wait_port
-from tests.procs import Proc
+from tests.procs import Proc, service_env
 
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = [
@@ -23,18 +23,10 @@ BROWSER_REDIS = "redis://127.0.0.1:6379/12"
 SHOTS = ROOT / "docs" / "screenshots"
 
 
-def env_for(settings) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WARDROBE_")}
-    env.update(WARDROBE_DATABASE_URL=settings.database_url, WARDROBE_BROKER_URL=BROWSER_REDIS,
-               WARDROBE_STORAGE_URL=settings.storage_url, WARDROBE_S3_ENDPOINT_URL=settings.s3_endpoint_url,
-               WARDROBE_DATA_DIR=settings.data_dir, WARDROBE_ALLOW_SIGNUP="true", WARDROBE_BATCH_SIZE="6")
-    return env
-
-
 def test_upload_watch_browse_filter_correct(clean_db, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api")
     redis.Redis.from_url(BROWSER_REDIS).flushdb()
-    env = env_for(clean_db.settings)
+    env = service_env(clean_db.settings, BROWSER_REDIS, WARDROBE_ALLOW_SIGNUP="true", WARDROBE_BATCH_SIZE=6)
     port = free_port()
     api = Proc(["serve", "--port", str(port), "--workers", "1"], env, tmp_path / "api.log").start()
     worker = Proc(["worker", "--concurrency", "1"], env, tmp_path / "worker.log").start()

@@ -21,6 +21,7 @@ from db.config import DEFAULT_MODEL
 from db.models import Item, Photo
 from db.session import session_scope
 from tests.conftest import EXAMPLES, ROOT, free_port, wait_port
+from tests.procs import service_env
 from worker.cutouts import rasterize
 from worker.segmenter import model_version
 
@@ -28,25 +29,10 @@ pytestmark = pytest.mark.e2e
 E2E_REDIS = "redis://127.0.0.1:6379/14"
 
 
-def _env(settings) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WARDROBE_")}
-    env.update(
-        WARDROBE_DATABASE_URL=settings.database_url,
-        WARDROBE_BROKER_URL=E2E_REDIS,
-        WARDROBE_STORAGE_URL=settings.storage_url,
-        WARDROBE_S3_ENDPOINT_URL=settings.s3_endpoint_url,
-        WARDROBE_DATA_DIR=settings.data_dir,
-        WARDROBE_LOG_LEVEL="INFO",
-        WARDROBE_BATCH_SIZE="4",
-        WARDROBE_SEGMENT_CHUNK="4",
-    )
-    return env
-
-
 @pytest.fixture()
 def services(clean_db, tmp_path):
     redis.Redis.from_url(E2E_REDIS).flushdb()
-    env = _env(clean_db.settings)
+    env = service_env(clean_db.settings, E2E_REDIS, WARDROBE_BATCH_SIZE=4, WARDROBE_SEGMENT_CHUNK=4)
     port = free_port()
     exe = [sys.executable, "-m", "cli.main"]
     token = subprocess.run(exe + ["users", "create", "e2e"], env=env, cwd=ROOT, capture_output=True, text=True, check=True)

@@ -17,7 +17,7 @@ from db.models import Item, Job, Photo
 from db.queue import enqueue_ingest, make_celery
 from db.session import session_scope
 from tests.conftest import free_port, jpeg_bytes, wait_port, zip_bytes
-from tests.procs import PgCluster, Proc, RedisServer, TcpProxy, have, wait_for
+from tests.procs import PgCluster, Proc, RedisServer, TcpProxy, have, service_env, wait_for
 from tests.test_pipeline import new_job
 
 pytestmark = pytest.mark.skipif(not have("redis-server"), reason="redis-server is not installed")
@@ -31,25 +31,11 @@ def photos_zip(n: int = N_PHOTOS, seed: int = 0) -> bytes:
 
 
 def worker_env(settings, broker: str, **extra) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WARDROBE_")}
-    env.update(
-        WARDROBE_DATABASE_URL=settings.database_url,
-        WARDROBE_BROKER_URL=broker,
-        WARDROBE_STORAGE_URL=settings.storage_url,
-        WARDROBE_S3_ENDPOINT_URL=settings.s3_endpoint_url,
-        WARDROBE_DATA_DIR=settings.data_dir,
-        WARDROBE_SEGMENTER="fake",
-        WARDROBE_FAKE_DELAY_MS="150",
-        WARDROBE_SEGMENT_CHUNK="2",
-        WARDROBE_BATCH_SIZE="2",
-        WARDROBE_VISIBILITY_TIMEOUT="4",
-        WARDROBE_TASK_TIME_LIMIT="3",
-        WARDROBE_REAP_INTERVAL="2",
-        WARDROBE_STALE_AFTER="5",
-        WARDROBE_LOG_LEVEL="INFO",
-    )
-    env.update({k: str(v) for k, v in extra.items()})
-    return env
+    """Short timeouts and a slow fake model, so faults land mid-batch and recovery is quick."""
+    fault_settings = dict(WARDROBE_SEGMENTER="fake", WARDROBE_FAKE_DELAY_MS=150, WARDROBE_SEGMENT_CHUNK=2,
+                          WARDROBE_BATCH_SIZE=2, WARDROBE_VISIBILITY_TIMEOUT=4, WARDROBE_TASK_TIME_LIMIT=3,
+                          WARDROBE_REAP_INTERVAL=2, WARDROBE_STALE_AFTER=5)
+    return service_env(settings, broker, **(fault_settings | extra))
 
 
 def job_state(job_id) -> Job:

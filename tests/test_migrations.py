@@ -1,24 +1,17 @@
 """Alembic: upgrade from empty, the schema matches the models, downgrade to nothing."""
 from __future__ import annotations
 
-import uuid
-
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, inspect
 
 from db.migrate import downgrade, upgrade
 from db.models import Base
-from tests.conftest import PG_ADMIN
+from tests.conftest import temp_database
 
 
 def test_upgrade_from_empty_matches_models_and_downgrades():
-    name = f"wardrobe_mig_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    url = PG_ADMIN.rsplit("/", 1)[0] + "/" + name
-    try:
+    with temp_database("wardrobe_mig") as url:
         upgrade(url)
         eng = create_engine(url)
         with eng.connect() as c:
@@ -30,10 +23,6 @@ def test_upgrade_from_empty_matches_models_and_downgrades():
             assert set(inspect(c).get_table_names()) == {"alembic_version"}
         upgrade(url)  # and back up again
         eng.dispose()
-    finally:
-        with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def test_sqlite_embedded_default_migrates(tmp_path):

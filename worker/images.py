@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from worker.rejections import ImageRejected
+
 try:  # HEIC/HEIF from phones
     import pillow_heif
 
@@ -22,15 +24,6 @@ except Exception:  # noqa: BLE001 - optional; HEIC entries then fail as unsuppor
     HEIF = False
 
 ALLOWED_FORMATS = {"JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF"}
-
-
-class ImageRejected(Exception):
-    """An entry that cannot become a photo; `code` is the stable reason."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 @dataclass

@@ -10,25 +10,11 @@ import zipfile
 from dataclasses import dataclass
 from typing import Iterator
 
+from worker.rejections import ArchiveRejected, EntryRejected
+
 JUNK_PREFIXES = ("__MACOSX/",)
 JUNK_NAMES = {".DS_Store", "Thumbs.db", "desktop.ini"}
 ARCHIVE_MAGIC = (b"PK\x03\x04", b"\x1f\x8b", b"7z\xbc\xaf", b"Rar!", b"BZh")
-
-
-class EntryRejected(Exception):
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-class ArchiveRejected(Exception):
-    """The whole zip is unusable."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 @dataclass
