@@ -167,14 +167,14 @@ def main(argv=None) -> int:
     device = seg.device
     report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
               "weights": Path(weights).name, "model_version": seg.version, "imgsz": imgsz, "photos": len(paths),
-              "batch": settings.batch_size, "threads": threads, "backend": seg.backend}
-    print(f"{len(paths)} photos from {photos_dir}, imgsz {imgsz}, batch {settings.batch_size}, {threads} thread(s), "
+              "batch": seg.batch, "threads": threads, "backend": seg.backend}
+    print(f"{len(paths)} photos from {photos_dir}, imgsz {imgsz}, batch {seg.batch}, {threads} thread(s), "
           f"{report['machine']['cpu']}")
 
     baseline = YOLO(weights, task="segment")
-    report["baseline_pytorch_fp32"] = time_predict(baseline, photos, imgsz, settings.batch_size, device,
+    report["baseline_pytorch_fp32"] = time_predict(baseline, photos, imgsz, seg.batch, device,
                                                    half=False, repeats=args.repeats)
-    report["backend_bare"] = time_predict(seg.model, photos, imgsz, settings.batch_size, device, half=seg.half,
+    report["backend_bare"] = time_predict(seg.model, photos, imgsz, seg.batch, device, half=seg.half,
                                           repeats=args.repeats)
     report["pipeline"] = run_pipeline(settings, photos_dir, paths, seg)
 

@@ -60,7 +60,7 @@ class Settings:
     conf: float = 0.25
     iou: float = 0.7
     max_det: int = 100
-    batch_size: int = 8
+    batch_size: int = 0  # photos per forward pass; 0 = 8 on the CPU, sized to free memory on a GPU
     threads: int = 0  # torch threads per worker process; 0 = cores / processes
     segment_chunk: int = 16  # photos per segment task
     preload_model: bool = True  # load the model when a worker process starts, not on its first task

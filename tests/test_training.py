@@ -73,3 +73,18 @@ def test_predict_writes_an_image(tmp_path):
         assert drawn.size == src.size
     for d in dets:
         assert 0 <= d["class_id"] < 23 and 0.05 <= d["confidence"] <= 1
+
+
+def test_evaluate_reproduces_the_model_card_on_the_shared_val_split(tmp_path):
+    """`wardrobe evaluate` on the shipped weights gives the card's numbers (needs ../shared)."""
+    shared = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "ccp-fashionpedia"
+    if not shared.exists():
+        pytest.skip("no shared dataset here (only developers' machines and CI have it)")
+    from training.evaluate import evaluate
+
+    report = import_dataset(shared / "instances_val.json", shared / "instances_val.json", shared / "images", tmp_path / "val")
+    assert report["val"]["images"] == 100
+    card = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())["val_metrics"]
+    r = evaluate(DEFAULT_MODEL, tmp_path / "val" / "data.yaml", imgsz=card["imgsz"], device="cpu", with_losses=False)
+    for k in ("precision_m", "recall_m", "map50_m", "map50_95_m"):
+        assert abs(r[k] - card[k]) <= 0.005, (k, r[k], card[k])

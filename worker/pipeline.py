@@ -334,7 +334,7 @@ def segment(job_id: str | uuid.UUID, photo_ids: Sequence[str | uuid.UUID], rt: R
         t["post"] = t.get("post", 0.0) + clock() - t_start
         return done
 
-    bs = max(1, settings.batch_size)
+    bs = max(1, getattr(segmenter, "batch", 0) or settings.batch_size or 8)
     pending_posts = []
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="wardrobe-post") as post_pool:
         for start in range(0, len(loading), bs):

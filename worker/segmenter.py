@@ -80,6 +80,19 @@ def mask_polygons(mask: np.ndarray, mask_shape: tuple[int, int], photo_shape: tu
     return out
 
 
+def auto_batch(device: str, imgsz: int) -> int:
+    """Photos per forward pass: 8 on the CPU (larger gains nothing there); on a GPU, as many as
+    about half the free memory holds (YOLOv8s-seg at 640 in fp16 needs roughly 60 MB a photo,
+    activations and masks included), between 8 and 256."""
+    if not device.startswith("cuda"):
+        return 8
+    import torch
+
+    free, _total = torch.cuda.mem_get_info(torch.device(device))
+    per_photo = 60e6 * (imgsz / 640) ** 2
+    return int(max(8, min(256, free * 0.5 // per_photo)))
+
+
 def pick_device(setting: str) -> str:
     if setting != "auto":
         return setting
@@ -110,6 +123,7 @@ class YoloSegmenter:
         self.version = model_version(path)
         self.imgsz = settings.imgsz or int(model_card(path).get("imgsz") or 640)
         self.half = self.device.startswith("cuda")
+        self.batch = settings.batch_size or auto_batch(self.device, self.imgsz)
         self.backend = resolve_backend(settings.backend, self.device)
         source = path
         if self.backend == "openvino":
@@ -126,8 +140,8 @@ class YoloSegmenter:
         if self.backend == "openvino":
             limit_openvino_threads(self.model, source, self.threads)
             self.model.predict(warm, imgsz=self.imgsz, verbose=False)
-        log.info("model ready: %s (%s) on %s with %s, imgsz %d, %d thread(s), %.1fs", path.name, self.version,
-                 self.device, self.backend, self.imgsz, self.threads, time.perf_counter() - t0)
+        log.info("model ready: %s (%s) on %s with %s, imgsz %d, batch %d, %d thread(s), %.1fs", path.name, self.version,
+                 self.device, self.backend, self.imgsz, self.batch, self.threads, time.perf_counter() - t0)
 
     def segment(self, photos: list[np.ndarray]) -> list[list[Detection]]:
         if not photos:
