@@ -130,6 +130,93 @@ def run_pipeline(settings, photos_dir: Path, paths: list[Path], segmenter) -> di
     }
 
 
+def run_worker_pipeline(paths: list[Path], concurrency: int, tmp: Path) -> dict:
+    """The same zip through real worker processes in the default layout (N processes, one core each),
+    on PostgreSQL and Redis, from the moment the ingest task is sent to the job's end."""
+    import signal
+    import subprocess
+    import sys
+
+    from sqlalchemy import create_engine, text
+
+    from db.config import Settings
+    from db.queue import enqueue_ingest, make_celery
+
+    subprocess.run(["bash", str(ROOT / "scripts" / "services.sh")], check=True, stdout=subprocess.DEVNULL)
+    admin_url = os.environ.get("WARDROBE_BENCH_PG_ADMIN", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+    dbname = f"wardrobe_bench_{uuid.uuid4().hex[:6]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{dbname}"'))
+    data = tmp / "workers"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WARDROBE_")}
+    env.update(WARDROBE_DATABASE_URL=admin_url.rsplit("/", 1)[0] + "/" + dbname, WARDROBE_BROKER_URL="redis://127.0.0.1:6379/10",
+               WARDROBE_DATA_DIR=str(data), WARDROBE_STORAGE_URL=f"file://{data}/objects", WARDROBE_LOG_LEVEL="INFO")
+    # reuse the export made for the in-process run
+    (data / "model-cache").mkdir(parents=True, exist_ok=True)
+    for d in (tmp / "model-cache").glob("*_openvino_model"):
+        os.symlink(d, data / "model-cache" / d.name)
+    exe = [sys.executable, "-m", "cli.main"]
+    log = tmp / "worker.log"
+    worker = None
+    try:
+        import redis
+
+        redis.Redis.from_url(env["WARDROBE_BROKER_URL"]).flushdb()
+        subprocess.run(exe + ["migrate"], env=env, cwd=ROOT, check=True, capture_output=True)
+        worker = subprocess.Popen(exe + ["worker", "--concurrency", str(concurrency)], env=env, cwd=ROOT,
+                                  stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+        t_wait = time.monotonic()
+        while log.read_text(errors="replace").count("model ready") < concurrency:
+            if worker.poll() is not None or time.monotonic() - t_wait > 300:
+                raise RuntimeError("worker did not start:\n" + log.read_text(errors="replace")[-2000:])
+            time.sleep(0.2)
+        os.environ.update({k: v for k, v in env.items() if k.startswith("WARDROBE_")})
+        settings = Settings.from_env()
+        from db.bootup import bootup
+        from db.models import Job
+        from db.session import session_scope
+        from db.storage import keys
+        from db.users import create_user
+
+        rt = bootup(settings, force=True)
+        with session_scope() as s:
+            user, _ = create_user(s, "bench-workers")
+            uid = user.id
+        zpath = tmp / "workers.zip"
+        with zipfile.ZipFile(zpath, "w", zipfile.ZIP_STORED) as zf:
+            for p in paths:
+                zf.write(p, p.name)
+        job_id = uuid.uuid4()
+        with open(zpath, "rb") as f:
+            rt.storage.put_file(keys.upload(uid, job_id), f)
+        with session_scope() as s:
+            s.add(Job(id=job_id, user_id=uid, upload_key=keys.upload(uid, job_id), upload_sha256="0" * 64))
+        t0 = time.perf_counter()
+        enqueue_ingest(make_celery(settings), job_id)
+        while True:
+            with session_scope() as s:
+                job = s.get(Job, job_id)
+            if job.status not in ("queued", "running"):
+                break
+            time.sleep(0.02)
+        dt = time.perf_counter() - t0
+        n = len(paths)
+        return {"status": job.status, "processes": concurrency, "photos": n, "items": job.items_found,
+                "seconds": round(dt, 3), "photos_per_s": round(n / dt, 2), "ms_per_photo": round(1000 * dt / n, 2)}
+    finally:
+        if worker is not None:
+            os.killpg(worker.pid, signal.SIGTERM)
+            worker.wait(30)
+        from db import session as dbs
+
+        if dbs._engine is not None:
+            dbs._engine.dispose()
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)'))
+        admin.dispose()
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--photos", default=str(SHARED / "images") if SHARED.exists() else str(ROOT / "examples" / "photos"))
@@ -138,6 +225,7 @@ def main(argv=None) -> int:
     ap.add_argument("-n", type=int, default=100, help="photos to time")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "pipeline.json"))
+    ap.add_argument("--no-workers", action="store_true", help="skip the run through real worker processes")
     args = ap.parse_args(argv)
 
     from db.config import Settings
@@ -151,6 +239,7 @@ def main(argv=None) -> int:
     from worker.segmenter import YoloSegmenter, model_card
 
     tmp = Path(tempfile.mkdtemp(prefix="wardrobe-bench-"))
+    os.environ.pop("WARDROBE_DATABASE_URL", None)
     settings = replace(base, data_dir=str(tmp), database_url="", broker_url="", storage_url="", auto_migrate=True,
                        worker_concurrency=1, threads=threads, log_level="WARNING")
     photos_dir = Path(args.photos)
@@ -177,6 +266,9 @@ def main(argv=None) -> int:
     report["backend_bare"] = time_predict(seg.model, photos, imgsz, seg.batch, device, half=seg.half,
                                           repeats=args.repeats)
     report["pipeline"] = run_pipeline(settings, photos_dir, paths, seg)
+    if not args.no_workers:
+        # the model is loaded by the worker processes, not here: free this process's copy first
+        report["pipeline_workers"] = run_worker_pipeline(paths, base.worker_concurrency or os.cpu_count() or 1, tmp)
 
     if args.val_json:
         from training.fashionpedia import import_dataset
@@ -198,6 +290,8 @@ def main(argv=None) -> int:
     report["ratios"] = {
         "backend_speedup_vs_pytorch_fp32": round(b["ms_per_photo"] / k["ms_per_photo"], 2),
         "pipeline_throughput_vs_bare_backend": round(p["photos_per_s"] / k["photos_per_s"], 3),
+        **({"worker_pipeline_throughput_vs_bare_backend": round(report["pipeline_workers"]["photos_per_s"] / k["photos_per_s"], 3)}
+           if "pipeline_workers" in report else {}),
         "post_processing_share_of_photo_time": p["post_share"],
     }
     if "accuracy" in report and "openvino" in report["accuracy"]:
@@ -208,9 +302,13 @@ def main(argv=None) -> int:
     print(f"{'1. bare PyTorch fp32 (baseline)':34} {b['ms_per_photo']:9.1f} {b['photos_per_s']:9.2f}")
     print(f"{'2. bare ' + seg.backend:34} {k['ms_per_photo']:9.1f} {k['photos_per_s']:9.2f}")
     print(f"{'3. pipeline end to end':34} {p['ms_per_photo']:9.1f} {p['photos_per_s']:9.2f}")
-    print(f"   of which ingest {p['ingest_ms_per_photo']} ms, load {p['load_ms_per_photo']} ms, "
-          f"inference {p['infer_ms_per_photo']} ms, post-processing {p['post_ms_per_photo']} ms per photo "
-          f"({p['items']} items, job {p['status']})")
+    print(f"   of which ingest {p['ingest_ms_per_photo']} ms, waiting for photos {p['load_ms_per_photo']} ms, "
+          f"inference {p['infer_ms_per_photo']} ms; post-processing {p['post_ms_per_photo']} ms per photo on its own "
+          f"thread ({p['items']} items, job {p['status']})")
+    if "pipeline_workers" in report:
+        w = report["pipeline_workers"]
+        print(f"{'3b. pipeline, ' + str(w['processes']) + ' worker processes':34} {w['ms_per_photo']:9.1f} {w['photos_per_s']:9.2f}"
+              f"   (PostgreSQL + Redis, job {w['status']}, {w['items']} items)")
     if "accuracy" in report:
         for name, a in report["accuracy"].items():
             print(f"4. mask mAP50 {name:14} {a['map50_m']:.4f}  (mAP50-95 {a['map50_95_m']:.4f})")
