@@ -181,67 +181,94 @@ def _decode_stored(data: bytes) -> np.ndarray:
         return np.asarray(im.convert("RGB"))
 
 
+def _lock_active_job(s, job_id: uuid.UUID) -> bool:
+    """Lock the job row, always first (before any photo row): every writer takes the locks in
+    the same order, so a cancel and a commit wait for each other instead of deadlocking."""
+    return s.scalar(select(Job.status).where(Job.id == job_id).with_for_update()) in jobstate.ACTIVE
+
+
 def mark_photos_failed(job_id: uuid.UUID, photo_ids: Sequence[uuid.UUID], code: str, message: str) -> None:
-    for pid in photo_ids:
-        with session_scope() as s:
-            res = s.execute(
-                update(Photo)
-                .where(Photo.id == pid, Photo.status == PhotoStatus.PENDING.value)
-                .values(status=PhotoStatus.FAILED.value, error_code=code, error_message=message[:2000], processed_at=utcnow())
-            )
-            if res.rowcount:
-                jobstate.add_progress(s, job_id, failed=1)
-                s.flush()
-                jobstate.maybe_finish(s, job_id)
+    ids = [uuid.UUID(str(p)) for p in photo_ids]
+    if not ids:
+        return
+    with session_scope() as s:
+        s.scalar(select(Job.id).where(Job.id == job_id).with_for_update())
+        res = s.execute(
+            update(Photo)
+            .where(Photo.id.in_(ids), Photo.status == PhotoStatus.PENDING.value)
+            .values(status=PhotoStatus.FAILED.value, error_code=code, error_message=message[:2000], processed_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        if res.rowcount:
+            jobstate.add_progress(s, job_id, failed=res.rowcount)
+            s.flush()
+            jobstate.maybe_finish(s, job_id)
 
 
 DUPLICATE_MAX_DISTANCE = 6  # of 64 dHash bits
 
 
-def _flag_near_duplicates(s, user_id: uuid.UUID, photo_id: uuid.UUID, items: list[Item]) -> None:
+def _flag_near_duplicates(s, user_id: uuid.UUID, batch: list[tuple[uuid.UUID, list[Item]]]) -> None:
     """Mark items that look like one the user already has (same class and colour, cut-outs
     a few hash bits apart, similar shape) as near-duplicates of it. Items of the same photo
-    (a pair of shoes) are never duplicates of each other."""
-    if not items:
+    (a pair of shoes) are never duplicates of each other; earlier photos of the batch count."""
+    classes = {i.class_id for _, items in batch for i in items}
+    if not classes:
         return
-    classes = {i.class_id for i in items}
-    rows = s.execute(
-        select(Item.id, Item.class_id, Item.color, Item.phash, Item.bbox)
-        .where(Item.user_id == user_id, Item.class_id.in_(classes), Item.photo_id != photo_id,
-               Item.duplicate_of.is_(None), Item.phash.is_not(None))
-    ).all()
-    for item in items:
-        w, h = item.bbox[2] - item.bbox[0], item.bbox[3] - item.bbox[1]
-        for rid, cid, color, ph, bbox in rows:
-            if cid != item.class_id or color != item.color:
-                continue
-            rw, rh = bbox[2] - bbox[0], bbox[3] - bbox[1]
-            if abs((w / max(h, 1)) - (rw / max(rh, 1))) > 0.15 * max(w / max(h, 1), rw / max(rh, 1)):
-                continue
-            if hamming(item.phash % (1 << 64), ph % (1 << 64)) <= DUPLICATE_MAX_DISTANCE:
-                item.duplicate_of = rid
-                break
+    photo_ids = [pid for pid, _ in batch]
+    known = [
+        (rid, pid, cid, color, ph % (1 << 64), bbox)
+        for rid, pid, cid, color, ph, bbox in s.execute(
+            select(Item.id, Item.photo_id, Item.class_id, Item.color, Item.phash, Item.bbox)
+            .where(Item.user_id == user_id, Item.class_id.in_(classes), Item.photo_id.not_in(photo_ids),
+                   Item.duplicate_of.is_(None), Item.phash.is_not(None))
+        ).all()
+    ]
+
+    def ratio(b) -> float:
+        return (b[2] - b[0]) / max(b[3] - b[1], 1)
+
+    for pid, items in batch:
+        for item in items:
+            r, ph = ratio(item.bbox), item.phash % (1 << 64)
+            for rid, kpid, cid, color, kph, kbbox in known:
+                if kpid == pid or cid != item.class_id or color != item.color:
+                    continue
+                if abs(r - ratio(kbbox)) > 0.15 * max(r, ratio(kbbox)):
+                    continue
+                if hamming(ph, kph) <= DUPLICATE_MAX_DISTANCE:
+                    item.duplicate_of = rid
+                    break
+        known += [(i.id, pid, i.class_id, i.color, i.phash % (1 << 64), i.bbox) for i in items if i.duplicate_of is None]
 
 
-def commit_photo(job_id: uuid.UUID, photo_id: uuid.UUID, user_id: uuid.UUID, items: list[Item]) -> bool:
-    """Write one photo's items and mark it done, once. False if it was not pending."""
+def commit_photos(job_id: uuid.UUID, user_id: uuid.UUID, batch: list[tuple[uuid.UUID, list[Item]]]) -> int:
+    """Write a batch of photos' items and mark them done, each photo once, in one transaction.
+    Photos that are no longer pending (a second delivery of the task) are skipped. Returns how
+    many photos this call committed."""
+    if not batch:
+        return 0
     with session_scope() as s:
-        row = s.execute(select(Photo).where(Photo.id == photo_id).with_for_update()).scalar_one_or_none()
-        if row is None or row.status != PhotoStatus.PENDING.value:
-            return False
-        # lock the job row: a cancel either lands before (and this commit is skipped) or waits for it
-        if s.scalar(select(Job.status).where(Job.id == job_id).with_for_update()) not in jobstate.ACTIVE:
-            return False
-        s.execute(delete(Item).where(Item.photo_id == photo_id))
-        _flag_near_duplicates(s, user_id, photo_id, items)
-        s.add_all(items)
-        row.status = PhotoStatus.DONE.value
-        row.processed_at = utcnow()
+        # the job first: a cancel either lands before (and nothing is written) or waits for this
+        if not _lock_active_job(s, job_id):
+            return 0
+        ids = sorted(pid for pid, _ in batch)
+        pending = set(s.scalars(select(Photo.id).where(Photo.id.in_(ids), Photo.status == PhotoStatus.PENDING.value)
+                                .order_by(Photo.id).with_for_update()))
+        todo = [(pid, items) for pid, items in batch if pid in pending]
+        if not todo:
+            return 0
+        s.execute(delete(Item).where(Item.photo_id.in_(pending)).execution_options(synchronize_session=False))
+        _flag_near_duplicates(s, user_id, todo)
+        for _, items in todo:
+            s.add_all(items)
+        s.execute(update(Photo).where(Photo.id.in_(pending))
+                  .values(status=PhotoStatus.DONE.value, processed_at=utcnow()).execution_options(synchronize_session=False))
         s.flush()
-        jobstate.add_progress(s, job_id, done=1, items=len(items))
+        jobstate.add_progress(s, job_id, done=len(todo), items=sum(len(items) for _, items in todo))
         s.flush()
         jobstate.maybe_finish(s, job_id)
-    return True
+    return len(todo)
 
 
 _io_pool = None
@@ -284,7 +311,7 @@ def _items_for(rt: Runtime, jid: uuid.UUID, photo: _Loaded, dets, version: str) 
         h = dhash(cut.rgba)
         items.append(
             Item(
-                colors=colors, color=colors[0]["name"] if colors else None,
+                id=uuid.uuid4(), colors=colors, color=colors[0]["name"] if colors else None,
                 phash=h - (1 << 64) if h >= (1 << 63) else h,
                 user_id=photo.user_id, photo_id=photo.id, job_id=jid, instance_index=index,
                 class_id=cls.id, category=cls.name, supercategory=cls.supercategory,
@@ -327,10 +354,8 @@ def segment(job_id: str | uuid.UUID, photo_ids: Sequence[str | uuid.UUID], rt: R
 
     def post(batch: list[_Loaded], results) -> int:
         t_start = clock()
-        done = 0
-        for photo, dets in zip(batch, results):
-            if commit_photo(jid, photo.id, photo.user_id, _items_for(rt, jid, photo, dets, segmenter.version)):
-                done += 1
+        written = [(photo.id, _items_for(rt, jid, photo, dets, segmenter.version)) for photo, dets in zip(batch, results)]
+        done = commit_photos(jid, batch[0].user_id, written)  # a task's photos are all one job's, one user's
         t["post"] = t.get("post", 0.0) + clock() - t_start
         return done
 
