@@ -26,6 +26,8 @@ def make_celery(settings: Settings) -> Celery:
             # sweep for messages of dead workers often enough to honour a short visibility timeout
             unacked_restore_interval=max(1, min(10, settings.visibility_timeout // 4)),
             unacked_restore_throttle=1,
+            # the sweep's lock outlives a worker killed while holding it by this much (kombu: 300 s)
+            unacked_mutex_expire=max(5, min(300, 2 * settings.visibility_timeout)),
             socket_connect_timeout=5,
             socket_timeout=30,
             health_check_interval=10,

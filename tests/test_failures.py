@@ -81,7 +81,8 @@ def test_worker_sigkilled_mid_batch_then_restarted(make_user, rt, settings, redi
         worker.kill()  # SIGKILL, mid-batch
         done_at_kill = job_state(job_id).photos_done
         assert done_at_kill < N_PHOTOS
-        worker = Proc(["worker", "--concurrency", "1"], env, tmp_path / "worker.log").start()
+        # restarted as deployed: one worker also runs the stale-job sweep
+        worker = Proc(["worker", "--concurrency", "1", "--beat"], env, tmp_path / "worker.log").start()
         final(job_id, 90, worker.tail)
         assert_exactly_once(job_id)
     finally:
