@@ -49,6 +49,7 @@ class Settings:
     max_compression_ratio: int = 200
     max_pixels: int = 80_000_000  # decompression-bomb cap, checked before full decode
     work_max_side: int = 2048  # photos are stored and segmented at most this large
+    keep_originals: bool = False  # also store the uploaded bytes of photos that were rotated, converted or downscaled
     photo_jpeg_quality: int = 90
 
     # Model and segmentation

@@ -32,6 +32,10 @@ class keys:  # noqa: N801 - a namespace of key builders
         return f"users/{user_id}/photos/{photo_id}.jpg"
 
     @staticmethod
+    def original(user_id: uuid.UUID, photo_id: uuid.UUID) -> str:
+        return f"users/{user_id}/originals/{photo_id}"
+
+    @staticmethod
     def cutout(user_id: uuid.UUID, photo_id: uuid.UUID, index: int, ext: str) -> str:
         return f"users/{user_id}/cutouts/{photo_id}/{index}.{ext}"
 

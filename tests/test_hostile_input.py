@@ -180,6 +180,18 @@ def test_large_photo_is_downscaled_to_the_working_size(make_user, rt):
     assert Image.open(io.BytesIO(rt.storage.get_bytes(p.storage_key))).size == (1024, 512)
 
 
+def test_originals_are_kept_only_when_asked(make_user, rt):
+    uid, _ = make_user()
+    raw = image_bytes(Image.new("RGB", (3000, 1000), (10, 120, 200)), "JPEG", quality=70)
+    _, photos = ingest_zip(rt, uid, zip_bytes({"big.jpg": raw}), work_max_side=1000)
+    assert not rt.storage.exists(f"users/{uid}/originals/{photos['big.jpg'].id}")
+    raw2 = image_bytes(Image.new("RGB", (3000, 1000), (10, 120, 201)), "JPEG", quality=70)
+    _, photos = ingest_zip(rt, uid, zip_bytes({"big2.jpg": raw2}), work_max_side=1000, keep_originals=True)
+    p = photos["big2.jpg"]
+    assert rt.storage.get_bytes(f"users/{uid}/originals/{p.id}") == raw2
+    assert (p.width, p.original_width) == (1000, 3000)
+
+
 def _anim_gif() -> bytes:
     frames = [Image.new("P", (40, 30), i) for i in (1, 2, 3)]
     for f, c in zip(frames, ((255, 0, 0), (0, 255, 0), (0, 0, 255))):

@@ -142,6 +142,8 @@ def ingest(job_id: str | uuid.UUID, rt: Runtime, send_segment: SendSegment) -> N
             photo_id = uuid.uuid4()
             key = keys.photo(user_id, photo_id)
             rt.storage.put_bytes(key, photo.jpeg, "image/jpeg")
+            if settings.keep_originals and photo.jpeg is not data:
+                rt.storage.put_bytes(keys.original(user_id, photo_id), data, "application/octet-stream")
             try:
                 with session_scope() as s:
                     s.add(Photo(id=photo_id, job_id=jid, user_id=user_id, entry_index=index, entry_name=name,
