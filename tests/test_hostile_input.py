@@ -185,7 +185,7 @@ def test_originals_are_kept_only_when_asked(make_user, rt):
     raw = image_bytes(Image.new("RGB", (3000, 1000), (10, 120, 200)), "JPEG", quality=70)
     _, photos = ingest_zip(rt, uid, zip_bytes({"big.jpg": raw}), work_max_side=1000)
     assert not rt.storage.exists(f"users/{uid}/originals/{photos['big.jpg'].id}")
-    raw2 = image_bytes(Image.new("RGB", (3000, 1000), (10, 120, 201)), "JPEG", quality=70)
+    raw2 = image_bytes(Image.new("RGB", (3000, 1000), (200, 60, 10)), "JPEG", quality=70)
     _, photos = ingest_zip(rt, uid, zip_bytes({"big2.jpg": raw2}), work_max_side=1000, keep_originals=True)
     p = photos["big2.jpg"]
     assert rt.storage.get_bytes(f"users/{uid}/originals/{p.id}") == raw2
