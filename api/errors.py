@@ -50,6 +50,17 @@ def register(app: Flask) -> None:
             message = f"the upload is larger than the limit of {app.config.get('MAX_CONTENT_LENGTH')} bytes"
         return error_response(e.code or 500, code, message)
 
+    from sqlalchemy.exc import DBAPIError
+
+    @app.errorhandler(DBAPIError)
+    def _db_down(e: DBAPIError):
+        if e.connection_invalidated or "connect" in str(e.orig).lower():
+            log.error("database unavailable: %s", e.orig)
+            return error_response(503, "database_unavailable", "the database is unavailable; try again shortly",
+                                  {"Retry-After": "5"})
+        log.exception("database error")
+        return error_response(500, "internal_error", "something went wrong on our side")
+
     @app.errorhandler(Exception)
     def _unhandled(e: Exception):
         log.exception("unhandled error")

@@ -223,3 +223,18 @@ def test_readyz_reports_a_broken_broker(make_user, settings):
     resp = broken.test_client().get("/readyz")
     assert resp.status_code == 503
     assert resp.get_json()["checks"]["broker"].startswith("error")
+
+
+def test_database_down_is_503_json(settings):
+    from dataclasses import replace
+
+    from api.app import create_app
+    from db.bootup import bootup
+
+    try:
+        broken = create_app(replace(settings, database_url="postgresql+psycopg://postgres@127.0.0.1:1/nowhere"))
+        resp = broken.test_client().get("/v1/jobs", headers={"Authorization": "Bearer wdr_x"})
+        assert resp.status_code == 503
+        assert resp.get_json()["error"]["code"] == "database_unavailable"
+    finally:
+        bootup(settings, force=True)  # the rest of the session talks to the real database again
