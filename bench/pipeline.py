@@ -251,8 +251,8 @@ def main(argv=None) -> int:
     else:
         paths, photos = load_photos(photos_dir, args.n)
     weights = settings.model
-    imgsz = settings.imgsz or int(model_card(weights).get("imgsz") or 640)
     seg = YoloSegmenter(settings)  # the worker's own choice of backend, threads and export cache
+    imgsz = seg.imgsz
     device = seg.device
     report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
               "weights": Path(weights).name, "model_version": seg.version, "imgsz": imgsz, "photos": len(paths),

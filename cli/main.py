@@ -253,7 +253,9 @@ def cmd_export(a) -> int:
         return 2
     prepare_ultralytics()
     path = Path(settings.model)
-    imgsz = a.imgsz or settings.imgsz or int(model_card(path).get("imgsz") or 640)
+    from training.card import serve_imgsz
+
+    imgsz = a.imgsz or settings.imgsz or serve_imgsz(path)
     out = openvino_model(path, imgsz, settings.data_path / "model-cache", model_card(path).get("sha256") or weights_sha256(path))
     print(out)
     return 0
@@ -263,7 +265,8 @@ def cmd_ship(a) -> int:
     from training.ship import ship
 
     card = ship(Path(a.best), Path(a.out), preset=a.preset, data=a.data_desc, hardware=a.hardware,
-                eval_json=Path(a.eval_json) if a.eval_json else None, results_csv=Path(a.results_csv) if a.results_csv else None)
+                eval_json=Path(a.eval_json) if a.eval_json else None, results_csv=Path(a.results_csv) if a.results_csv else None,
+                serve_imgsz=a.serve_imgsz)
     print(json.dumps(card, indent=2))
     return 0
 
@@ -402,6 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--hardware", required=True)
     s.add_argument("--eval-json", help="report from `wardrobe evaluate --json`")
     s.add_argument("--results-csv", help="the run's results.csv")
+    s.add_argument("--serve-imgsz", type=int, help="the input size the workers run it at (default: the training size)")
     s.set_defaults(fn=cmd_ship)
     return p
 

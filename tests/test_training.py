@@ -86,5 +86,6 @@ def test_evaluate_reproduces_the_model_card_on_the_shared_val_split(tmp_path):
     assert report["val"]["images"] == 100
     card = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())["val_metrics"]
     r = evaluate(DEFAULT_MODEL, tmp_path / "val" / "data.yaml", imgsz=card["imgsz"], device="cpu", with_losses=False)
+    assert card["imgsz"] == r["imgsz"]
     for k in ("precision_m", "recall_m", "map50_m", "map50_95_m"):
         assert abs(r[k] - card[k]) <= 0.005, (k, r[k], card[k])

@@ -6,17 +6,14 @@ import json
 import math
 from pathlib import Path
 
+from training.card import serve_imgsz
 from training.runtime import prepare_ultralytics
 
 
 def _card_imgsz(weights: str | Path) -> int | None:
-    card = Path(weights).with_suffix(".json")
-    if card.exists():
-        try:
-            return int(json.loads(card.read_text())["imgsz"])
-        except (KeyError, ValueError):
-            return None
-    return None
+    from training.card import read_card
+
+    return serve_imgsz(weights) if read_card(weights) else None
 
 
 def _count_images(data: str | Path, split: str) -> int | None:

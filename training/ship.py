@@ -32,7 +32,7 @@ def _results_summary(results_csv: Path) -> dict:
 
 
 def ship(best: Path, out: Path, preset: str, data: str, hardware: str, eval_json: Path | None = None,
-         results_csv: Path | None = None) -> dict:
+         results_csv: Path | None = None, serve_imgsz: int | None = None) -> dict:
     prepare_ultralytics()
     import torch
     from ultralytics.utils.torch_utils import strip_optimizer
@@ -56,6 +56,7 @@ def ship(best: Path, out: Path, preset: str, data: str, hardware: str, eval_json
         "preset": preset,
         "epochs": args.get("epochs"),
         "imgsz": args.get("imgsz"),
+        "serve_imgsz": serve_imgsz or args.get("imgsz"),
         "batch": args.get("batch"),
         "seed": args.get("seed"),
         "hardware": hardware,

@@ -48,11 +48,9 @@ def weights_sha256(path: str | os.PathLike) -> str:
 
 
 def model_card(path: str | os.PathLike) -> dict:
-    card = Path(path).with_suffix(".json")
-    try:
-        return json.loads(card.read_text()) if card.exists() else {}
-    except ValueError:
-        return {}
+    from training.card import read_card
+
+    return read_card(path)
 
 
 def model_version(path: str | os.PathLike) -> str:
@@ -121,7 +119,9 @@ class YoloSegmenter:
             raise FileNotFoundError(f"model weights not found at {path} (set WARDROBE_MODEL)")
         t0 = time.perf_counter()
         self.version = model_version(path)
-        self.imgsz = settings.imgsz or int(model_card(path).get("imgsz") or 640)
+        from training.card import serve_imgsz
+
+        self.imgsz = settings.imgsz or serve_imgsz(path)
         self.half = self.device.startswith("cuda")
         self.batch = settings.batch_size or auto_batch(self.device, self.imgsz)
         self.backend = resolve_backend(settings.backend, self.device)

@@ -1,0 +1,20 @@
+"""The model card beside the weights (`<weights>.json`): what was shipped and how to run it."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+
+def read_card(weights: str | os.PathLike) -> dict:
+    card = Path(weights).with_suffix(".json")
+    try:
+        return json.loads(card.read_text()) if card.exists() else {}
+    except ValueError:
+        return {}
+
+
+def serve_imgsz(weights: str | os.PathLike, default: int = 640) -> int:
+    """The input size to run the model at: the card's measured best (`serve_imgsz`), else its training size."""
+    card = read_card(weights)
+    return int(card.get("serve_imgsz") or card.get("imgsz") or default)
