@@ -60,7 +60,8 @@ def check_zip(path: str, settings) -> int:
     declared = sum(i.file_size for i in infos)
     if declared > settings.max_total_uncompressed_bytes:
         raise ApiError(413, "zip_too_large", f"the zip inflates to {declared} bytes; the limit is {settings.max_total_uncompressed_bytes}")
-    files = [i for i in infos if not i.is_dir() and not i.filename.startswith(JUNK)]
+    # (not ZipInfo.is_dir(): it raises on an entry whose name starts with a NUL byte)
+    files = [i for i in infos if not i.filename.endswith("/") and not i.filename.startswith(JUNK)]
     if not files:
         raise ApiError(422, "empty_zip", "the zip holds no files")
     if not any(i.filename.lower().endswith(IMAGE_EXTENSIONS) for i in files):

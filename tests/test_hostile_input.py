@@ -301,3 +301,18 @@ def test_duplicates_are_reported_on_the_job(client, make_user, rt):
     assert job["progress"]["percent"] == 100.0
     assert [d["entry"] for d in job["duplicates"]] == ["dup.jpg"]
     assert job["errors"] == []
+
+
+def test_entry_with_a_nul_name(client, make_user, rt):
+    """A name starting with a NUL byte reads as empty: found by the fuzzer, once a crash in both API and worker."""
+    _, token = make_user()
+    data = bytearray(zip_bytes({"Xphoto.jpg": jpeg_bytes(), "ok.jpg": jpeg_bytes(30, 30, (0, 90, 0))}))
+    for sig, name_at in ((b"PK\x03\x04", 30), (b"PK\x01\x02", 46)):
+        i = data.find(sig)
+        assert data[i + name_at : i + name_at + 1] == b"X"
+        data[i + name_at] = 0
+    resp = upload(client, token, bytes(data))
+    assert resp.status_code == 202, resp.get_data(as_text=True)
+    run_job(rt, resp.get_json()["id"])
+    job = client.get(f"/v1/jobs/{resp.get_json()['id']}", headers=auth(token)).get_json()
+    assert job["status"] == "succeeded" and job["progress"]["photos_done"] == 2

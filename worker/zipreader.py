@@ -28,13 +28,15 @@ class Limits:
 def display_name(info: zipfile.ZipInfo) -> str:
     # Printable and bounded; the raw name may hold anything.
     name = "".join(ch if ch.isprintable() else "?" for ch in info.filename)
-    return name[:1000]
+    return name[:1000] or "(unnamed entry)"
 
 
 def is_junk(info: zipfile.ZipInfo) -> bool:
     name = info.filename.replace("\\", "/")
     base = name.rsplit("/", 1)[-1]
-    return info.is_dir() or name.startswith(JUNK_PREFIXES) or base in JUNK_NAMES or base.startswith("._")
+    if not name:
+        return False  # an entry with no name (a NUL first byte) is still an entry: read it, or say why not
+    return name.endswith("/") or name.startswith(JUNK_PREFIXES) or base in JUNK_NAMES or base.startswith("._")
 
 
 def open_zip(path) -> zipfile.ZipFile:
