@@ -45,6 +45,25 @@ def test_mutated_zips_never_raise_unhandled(mutations):
     read_all(bytes(data))
 
 
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutations=st.lists(st.tuples(st.integers(0, len(SEED_ZIP) - 1), st.integers(0, 255)), min_size=1, max_size=12))
+def test_upload_check_refuses_cleanly(tmp_path_factory, mutations):
+    """The API's cheap zip check on mutated zips: accepted, or an ApiError (a 4xx), nothing else."""
+    from api.errors import ApiError
+    from api.uploads import check_zip
+    from db.config import Settings
+
+    data = bytearray(SEED_ZIP)
+    for pos, val in mutations:
+        data[pos] = val
+    path = tmp_path_factory.mktemp("z") / "u.zip"
+    path.write_bytes(bytes(data))
+    try:
+        check_zip(str(path), Settings())
+    except ApiError as e:
+        assert 400 <= e.status < 500
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=4096))
 def test_random_bytes_never_raise_unhandled(blob):
