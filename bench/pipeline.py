@@ -130,7 +130,7 @@ def run_pipeline(settings, photos_dir: Path, paths: list[Path], segmenter) -> di
     }
 
 
-def run_worker_pipeline(paths: list[Path], concurrency: int, tmp: Path) -> dict:
+def run_worker_pipeline(paths: list[Path], concurrency: int, tmp: Path, threads: int = 0) -> dict:
     """The same zip through real worker processes in the default layout (N processes, one core each),
     on PostgreSQL and Redis, from the moment the ingest task is sent to the job's end."""
     import signal
@@ -148,16 +148,17 @@ def run_worker_pipeline(paths: list[Path], concurrency: int, tmp: Path) -> dict:
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as c:
         c.execute(text(f'CREATE DATABASE "{dbname}"'))
-    data = tmp / "workers"
+    data = tmp / f"workers-{concurrency}x{threads}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("WARDROBE_")}
     env.update(WARDROBE_DATABASE_URL=admin_url.rsplit("/", 1)[0] + "/" + dbname, WARDROBE_BROKER_URL="redis://127.0.0.1:6379/10",
-               WARDROBE_DATA_DIR=str(data), WARDROBE_STORAGE_URL=f"file://{data}/objects", WARDROBE_LOG_LEVEL="INFO")
+               WARDROBE_DATA_DIR=str(data), WARDROBE_STORAGE_URL=f"file://{data}/objects", WARDROBE_LOG_LEVEL="INFO",
+               WARDROBE_WORKER_CONCURRENCY=str(concurrency), WARDROBE_THREADS=str(threads))
     # reuse the export made for the in-process run
     (data / "model-cache").mkdir(parents=True, exist_ok=True)
     for d in (tmp / "model-cache").glob("*_openvino_model"):
         os.symlink(d, data / "model-cache" / d.name)
     exe = [sys.executable, "-m", "cli.main"]
-    log = tmp / "worker.log"
+    log = tmp / f"worker-{concurrency}x{threads}.log"
     worker = None
     try:
         import redis
@@ -181,9 +182,9 @@ def run_worker_pipeline(paths: list[Path], concurrency: int, tmp: Path) -> dict:
 
         rt = bootup(settings, force=True)
         with session_scope() as s:
-            user, _ = create_user(s, "bench-workers")
+            user, _ = create_user(s, f"bench-workers-{concurrency}x{threads}")
             uid = user.id
-        zpath = tmp / "workers.zip"
+        zpath = tmp / f"workers-{concurrency}x{threads}.zip"
         with zipfile.ZipFile(zpath, "w", zipfile.ZIP_STORED) as zf:
             for p in paths:
                 zf.write(p, p.name)
@@ -202,7 +203,7 @@ def run_worker_pipeline(paths: list[Path], concurrency: int, tmp: Path) -> dict:
             time.sleep(0.02)
         dt = time.perf_counter() - t0
         n = len(paths)
-        return {"status": job.status, "processes": concurrency, "photos": n, "items": job.items_found,
+        return {"status": job.status, "processes": concurrency, "threads_each": threads, "photos": n, "items": job.items_found,
                 "seconds": round(dt, 3), "photos_per_s": round(n / dt, 2), "ms_per_photo": round(1000 * dt / n, 2)}
     finally:
         if worker is not None:
@@ -267,8 +268,12 @@ def main(argv=None) -> int:
                                           repeats=args.repeats)
     report["pipeline"] = run_pipeline(settings, photos_dir, paths, seg)
     if not args.no_workers:
-        # the model is loaded by the worker processes, not here: free this process's copy first
-        report["pipeline_workers"] = run_worker_pipeline(paths, base.worker_concurrency or os.cpu_count() or 1, tmp)
+        cores = os.cpu_count() or 1
+        # the default layout (a process per core, one thread each), and one process using every core
+        report["pipeline_workers"] = run_worker_pipeline(paths, base.worker_concurrency or cores, tmp,
+                                                         threads=base.threads or max(1, cores // (base.worker_concurrency or cores)))
+        if cores > 1:
+            report["pipeline_one_worker"] = run_worker_pipeline(paths, 1, tmp, threads=cores)
 
     if args.val_json:
         from training.fashionpedia import import_dataset
@@ -292,6 +297,8 @@ def main(argv=None) -> int:
         "pipeline_throughput_vs_bare_backend": round(p["photos_per_s"] / k["photos_per_s"], 3),
         **({"worker_pipeline_throughput_vs_bare_backend": round(report["pipeline_workers"]["photos_per_s"] / k["photos_per_s"], 3)}
            if "pipeline_workers" in report else {}),
+        **({"one_worker_pipeline_throughput_vs_bare_backend": round(report["pipeline_one_worker"]["photos_per_s"] / k["photos_per_s"], 3)}
+           if "pipeline_one_worker" in report else {}),
         "post_processing_share_of_photo_time": p["post_share"],
     }
     if "accuracy" in report and "openvino" in report["accuracy"]:
@@ -305,10 +312,12 @@ def main(argv=None) -> int:
     print(f"   of which ingest {p['ingest_ms_per_photo']} ms, waiting for photos {p['load_ms_per_photo']} ms, "
           f"inference {p['infer_ms_per_photo']} ms; post-processing {p['post_ms_per_photo']} ms per photo on its own "
           f"thread ({p['items']} items, job {p['status']})")
-    if "pipeline_workers" in report:
-        w = report["pipeline_workers"]
-        print(f"{'3b. pipeline, ' + str(w['processes']) + ' worker processes':34} {w['ms_per_photo']:9.1f} {w['photos_per_s']:9.2f}"
-              f"   (PostgreSQL + Redis, job {w['status']}, {w['items']} items)")
+    for key, label in (("pipeline_workers", "3b"), ("pipeline_one_worker", "3c")):
+        if key in report:
+            w = report[key]
+            name = f"{label}. workers {w['processes']} x {w['threads_each']} thread(s)"
+            print(f"{name:34} {w['ms_per_photo']:9.1f} {w['photos_per_s']:9.2f}"
+                  f"   (real processes, PostgreSQL + Redis, job {w['status']}, {w['items']} items)")
     if "accuracy" in report:
         for name, a in report["accuracy"].items():
             print(f"4. mask mAP50 {name:14} {a['map50_m']:.4f}  (mAP50-95 {a['map50_95_m']:.4f})")
