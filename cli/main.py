@@ -36,10 +36,12 @@ def cmd_worker(a) -> int:
     from db.bootup import bootup
 
     settings = _settings()
+    concurrency = a.concurrency or settings.worker_concurrency or os.cpu_count() or 1
+    # the segmenter splits the cores between the worker's processes: tell it how many there are
+    os.environ["WARDROBE_WORKER_CONCURRENCY"] = str(concurrency)
     bootup(settings)
     from worker.celery_app import app
 
-    concurrency = a.concurrency or settings.worker_concurrency or os.cpu_count() or 1
     argv = ["worker", "-Q", a.queues, "--concurrency", str(concurrency), "--loglevel", a.loglevel,
             "-n", f"wardrobe-{os.getpid()}@%h", "--without-gossip", "--without-mingle"]
     if a.pool:
