@@ -49,8 +49,15 @@ def machine() -> dict:
             gpu = torch.cuda.get_device_name(0)
     except Exception:  # noqa: BLE001
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "amx_bf16": "amx_bf16" in flags, "gpu": gpu,
-            "python": platform.python_version()}
+    ov_precision = None
+    try:
+        import openvino as ov
+
+        ov_precision = str(ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT"))
+    except Exception:  # noqa: BLE001
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "amx_bf16": "amx_bf16" in flags, "avx512_bf16": "avx512_bf16" in flags,
+            "openvino_cpu_precision": ov_precision, "gpu": gpu, "python": platform.python_version()}
 
 
 def load_photos(folder: Path, n: int) -> tuple[list[Path], list[np.ndarray]]:
