@@ -8,7 +8,7 @@ STAMP   := .venv/.installed-$(shell cat pyproject.toml scripts/install.sh | sha1
 SHARED  ?= ../shared/datasets/ccp-fashionpedia
 DATASET ?= var/datasets/ccp-yolo
 
-.PHONY: venv test test-fast demo serve worker migrate train evaluate bench bench-api clean
+.PHONY: venv test test-fast demo serve worker migrate train evaluate bench bench-api bench-report clean
 
 venv: $(STAMP)
 
@@ -52,6 +52,9 @@ bench: venv
 
 bench-api: venv
 	$(PY) -m bench.api
+
+bench-report: venv
+	$(PY) -m bench.report
 
 clean:
 	rm -rf var runs .pytest_cache

@@ -1,0 +1,99 @@
+"""Write docs/benchmarks.md from the JSON that `make bench` and `make bench-api` left in bench/out/."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def render(p: dict, a: dict | None) -> str:
+    m = p["machine"]
+    b, k, q = p["baseline_pytorch_fp32"], p["backend_bare"], p["pipeline"]
+    r = p["ratios"]
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Measured {p['date']} on {m['cpu']}, {m['cores']} cores"
+        + (f", GPU {m['gpu']}" if m.get("gpu") else ", no GPU")
+        + f" (OpenVINO CPU precision: {m.get('openvino_cpu_precision')}). Weights `{p['weights']}` "
+        f"({p['model_version']}) at imgsz {p['imgsz']}, batch {p['batch']}, {p['photos']} photos of the shared val split. "
+        "Every figure below comes from one run of `make bench` (and `make bench-api`); the JSON is in "
+        "`docs/benchmarks/`.",
+        "",
+        "## Inference and the pipeline (`make bench`)",
+        "",
+        "| | ms per photo | photos/s |",
+        "|---|---|---|",
+        f"| 1. bare `YOLO.predict`, PyTorch fp32 (baseline) | {b['ms_per_photo']} | {b['photos_per_s']} |",
+        f"| 2. bare `YOLO.predict`, {p['backend']} (the worker's backend) | {k['ms_per_photo']} | {k['photos_per_s']} |",
+        f"| 3. pipeline end to end, in one process | {q['ms_per_photo']} | {q['photos_per_s']} |",
+    ]
+    for key, label in (("pipeline_workers", "3b"), ("pipeline_one_worker", "3c")):
+        if key in p:
+            w = p[key]
+            lines.append(f"| {label}. pipeline through real workers, {w['processes']} process(es) x {w.get('threads_each', '?')} "
+                         f"thread(s), PostgreSQL + Redis | {w['ms_per_photo']} | {w['photos_per_s']} |")
+    lines += [
+        "",
+        f"Pipeline breakdown per photo (3): ingest {q['ingest_ms_per_photo']} ms, waiting for photos "
+        f"{q['load_ms_per_photo']} ms, model {q['infer_ms_per_photo']} ms; post-processing (cut-outs, colours, hashes, "
+        f"encoding, storage, rows) {q['post_ms_per_photo']} ms on its own thread, overlapping the model. "
+        f"{q['items']} items from {q['photos']} photos.",
+        "",
+    ]
+    if "accuracy" in p:
+        lines += ["| mask accuracy on the val labels | mAP50(M) | mAP50-95(M) |", "|---|---|---|"]
+        for name, acc in p["accuracy"].items():
+            lines.append(f"| {name} | {acc['map50_m']} | {acc['map50_95_m']} |")
+        lines.append("")
+    lines += ["| ratio | measured | target |", "|---|---|---|"]
+    targets = {
+        "backend_speedup_vs_pytorch_fp32": "≥ 2.5",
+        "mask_map50_delta_backend_minus_pytorch": "within ±0.01",
+        "pipeline_throughput_vs_bare_backend": "≥ 0.9",
+        "worker_pipeline_throughput_vs_bare_backend": "≥ 0.9",
+        "one_worker_pipeline_throughput_vs_bare_backend": "",
+        "post_processing_share_of_photo_time": "≤ 0.10",
+    }
+    for key, v in r.items():
+        lines.append(f"| {key.replace('_', ' ')} | {v} | {targets.get(key, '')} |")
+    if a:
+        lines += [
+            "",
+            "## The API under load (`make bench-api`)",
+            "",
+            f"gunicorn (2 workers x 8 threads) on PostgreSQL; an open-loop client at {a['rate']:.0f} requests/s for "
+            f"{a['seconds']:.0f} s; latency from each request's scheduled send time.",
+            "",
+            "| route | p50 ms | p90 ms | p99 ms | max ms | achieved req/s | errors |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for name, route in (("poll", "GET /v1/jobs/<id>"), ("catalogue", "GET /v1/items?limit=50 (2,000 items)")):
+            x = a[name]
+            lines.append(f"| {route} | {x['p50_ms']} | {x['p90_ms']} | {x['p99_ms']} | {x['max_ms']} | {x['achieved_rps']} | {x['errors']} |")
+        u = a["upload"]
+        lines += ["", f"Upload of a {u['bytes'] / (1 << 30):.2f} GiB zip as a raw body: HTTP {u['status']} in {u['seconds']} s "
+                  f"({u['mb_per_s']} MB/s); the serving process's RSS rose {u['rss_rise_mb']} MB above idle "
+                  f"({u['idle_rss_mb']} MB). Target: under 100 MB."]
+    lines += ["", "## GPU", "", "No GPU was lent to the session that wrote this: no GPU figures yet."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    out = ROOT / "bench" / "out"
+    p = json.loads((out / "pipeline.json").read_text())
+    a = json.loads((out / "api.json").read_text()) if (out / "api.json").exists() else None
+    docs = ROOT / "docs"
+    (docs / "benchmarks").mkdir(parents=True, exist_ok=True)
+    (docs / "benchmarks" / "pipeline.json").write_text(json.dumps(p, indent=2) + "\n")
+    if a:
+        (docs / "benchmarks" / "api.json").write_text(json.dumps(a, indent=2) + "\n")
+    (docs / "benchmarks.md").write_text(render(p, a))
+    print(f"wrote {docs / 'benchmarks.md'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
