@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -85,14 +85,11 @@ class Settings:
     page_max: int = 200
     log_level: str = "INFO"
 
-    extra: dict = field(default_factory=dict, compare=False)
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
         values = {}
         for f in fields(cls):
-            if f.name == "extra":
-                continue
             default = f.default
             if f.name == "auto_migrate":
                 raw = os.environ.get("WARDROBE_AUTO_MIGRATE")
@@ -161,7 +158,5 @@ def describe() -> list[tuple[str, str, str]]:
     """(variable, default, type) for every setting: the README's table is checked against it."""
     out = []
     for f in fields(Settings):
-        if f.name == "extra":
-            continue
         out.append(("WARDROBE_" + f.name.upper(), str(f.default), f.type if isinstance(f.type, str) else f.type.__name__))
     return out

@@ -8,7 +8,7 @@ import uuid
 from sqlalchemy import case, select, update
 from sqlalchemy.orm import Session
 
-from db.models import FINAL_STATUSES, Job, JobStatus, utcnow
+from db.models import Job, JobStatus, utcnow
 
 ACTIVE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
 
@@ -91,6 +91,3 @@ def cancel(s: Session, job_id: uuid.UUID) -> bool:
     )
     return True
 
-
-def is_final(status: str) -> bool:
-    return JobStatus(status) in FINAL_STATUSES

@@ -19,9 +19,8 @@ try:  # HEIC/HEIF from phones
     import pillow_heif
 
     pillow_heif.register_heif_opener()
-    HEIF = True
-except Exception:  # noqa: BLE001 - optional; HEIC entries then fail as unsupported
-    HEIF = False
+except Exception:  # noqa: BLE001 - optional; HEIC entries then fail as not_an_image
+    pass
 
 ALLOWED_FORMATS = {"JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF"}
 

@@ -215,9 +215,3 @@ def get_segmenter(settings: Settings):
         if _segmenter is None:
             _segmenter = FakeSegmenter(settings.fake_delay_ms) if settings.segmenter == "fake" else YoloSegmenter(settings)
         return _segmenter
-
-
-def reset_segmenter() -> None:
-    global _segmenter
-    with _seg_lock:
-        _segmenter = None

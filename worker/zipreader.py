@@ -8,7 +8,6 @@ from __future__ import annotations
 import stat
 import zipfile
 from dataclasses import dataclass
-from typing import Iterator
 
 from worker.rejections import ArchiveRejected, EntryRejected
 
@@ -93,6 +92,3 @@ def read_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, limits: Limits, budge
         raise EntryRejected("nested_archive", "archives inside the zip are not opened")
     return data
 
-
-def iter_entries(zf: zipfile.ZipFile, limits: Limits) -> Iterator[tuple[int, zipfile.ZipInfo]]:
-    yield from candidate_entries(zf, limits)
