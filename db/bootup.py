@@ -35,9 +35,14 @@ def bootup(settings: Settings | None = None, *, force: bool = False) -> Runtime:
         settings.data_path.mkdir(parents=True, exist_ok=True)
         db_session.configure(settings.db_url)
         if settings.should_auto_migrate:
+            import fcntl
+
             from db.migrate import upgrade
 
-            upgrade(settings.db_url)
+            # `wardrobe serve` and `wardrobe worker` started together on a new data dir: migrate once
+            with open(settings.data_path / ".migrate.lock", "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                upgrade(settings.db_url)
         storage = open_storage(
             settings.storage,
             endpoint_url=settings.s3_endpoint_url or None,
