@@ -86,22 +86,16 @@ def mask_map50(weights: str, data_yaml: Path, imgsz: int, device: str) -> dict:
     return {"map50_m": round(float(m.seg.map50), 4), "map50_95_m": round(float(m.seg.map), 4)}
 
 
-def run_pipeline(settings, photos_dir: Path, paths: list[Path], segmenter) -> dict:
-    """The real task bodies on an embedded store (SQLite + a folder) under a temp dir."""
-    from sqlalchemy import func, select
-
-    from db.bootup import bootup
-    from db.models import Item, Job
+def stage_job(rt, paths: list[Path], zpath: Path, user_name: str) -> uuid.UUID:
+    """A new user, the photos zipped into storage, and a queued job for them: what an upload leaves."""
+    from db.models import Job
     from db.session import session_scope
     from db.storage import keys
     from db.users import create_user
-    from worker import pipeline
 
-    rt = bootup(settings, force=True)
     with session_scope() as s:
-        user, _ = create_user(s, f"bench-{uuid.uuid4().hex[:6]}")
+        user, _ = create_user(s, user_name)
         uid = user.id
-    zpath = Path(settings.data_dir) / "bench.zip"
     with zipfile.ZipFile(zpath, "w", zipfile.ZIP_STORED) as zf:
         for p in paths:
             zf.write(p, p.name)
@@ -110,6 +104,20 @@ def run_pipeline(settings, photos_dir: Path, paths: list[Path], segmenter) -> di
         rt.storage.put_file(keys.upload(uid, job_id), f)
     with session_scope() as s:
         s.add(Job(id=job_id, user_id=uid, upload_key=keys.upload(uid, job_id), upload_sha256="0" * 64))
+    return job_id
+
+
+def run_pipeline(settings, photos_dir: Path, paths: list[Path], segmenter) -> dict:
+    """The real task bodies on an embedded store (SQLite + a folder) under a temp dir."""
+    from sqlalchemy import func, select
+
+    from db.bootup import bootup
+    from db.models import Item, Job
+    from db.session import session_scope
+    from worker import pipeline
+
+    rt = bootup(settings, force=True)
+    job_id = stage_job(rt, paths, Path(settings.data_dir) / "bench.zip", f"bench-{uuid.uuid4().hex[:6]}")
     chunks: list[list] = []
     t0 = time.perf_counter()
     pipeline.ingest(job_id, rt, send_segment=lambda j, ids: chunks.append(list(ids)))
@@ -184,22 +192,9 @@ def run_worker_pipeline(paths: list[Path], concurrency: int, tmp: Path, threads:
         from db.bootup import bootup
         from db.models import Job
         from db.session import session_scope
-        from db.storage import keys
-        from db.users import create_user
 
         rt = bootup(settings, force=True)
-        with session_scope() as s:
-            user, _ = create_user(s, f"bench-workers-{concurrency}x{threads}")
-            uid = user.id
-        zpath = tmp / f"workers-{concurrency}x{threads}.zip"
-        with zipfile.ZipFile(zpath, "w", zipfile.ZIP_STORED) as zf:
-            for p in paths:
-                zf.write(p, p.name)
-        job_id = uuid.uuid4()
-        with open(zpath, "rb") as f:
-            rt.storage.put_file(keys.upload(uid, job_id), f)
-        with session_scope() as s:
-            s.add(Job(id=job_id, user_id=uid, upload_key=keys.upload(uid, job_id), upload_sha256="0" * 64))
+        job_id = stage_job(rt, paths, tmp / f"workers-{concurrency}x{threads}.zip", f"bench-workers-{concurrency}x{threads}")
         t0 = time.perf_counter()
         enqueue_ingest(make_celery(settings), job_id)
         while True:
