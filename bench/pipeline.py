@@ -78,6 +78,49 @@ def time_predict(yolo, photos: list[np.ndarray], imgsz: int, batch: int, device:
     return {"seconds": round(best, 3), "ms_per_photo": round(1000 * best / len(bgr), 2), "photos_per_s": round(len(bgr) / best, 2)}
 
 
+def _bare_child(settings, paths: list[str], ready, go, out) -> None:
+    """One worker-like process: the worker's segmenter (backend, threads, batch), bare predict only."""
+    from training.runtime import prepare_ultralytics
+
+    prepare_ultralytics(threads=settings.threads)
+    from worker.segmenter import YoloSegmenter
+
+    seg = YoloSegmenter(settings)
+    bgr = [np.ascontiguousarray(np.asarray(ImageOps.exif_transpose(Image.open(p)).convert("RGB"))[..., ::-1]) for p in paths]
+    seg.model.predict(bgr[: seg.batch], imgsz=seg.imgsz, device=seg.device, half=seg.half, verbose=False, batch=seg.batch)
+    ready.release()
+    go.wait()
+    t0 = time.time()
+    for i in range(0, len(bgr), seg.batch):
+        seg.model.predict(bgr[i:i + seg.batch], imgsz=seg.imgsz, device=seg.device, half=seg.half, verbose=False,
+                          batch=seg.batch)
+    out.put((t0, time.time()))
+
+
+def time_bare_layout(settings, paths: list[Path], procs: int, threads: int) -> dict:
+    """The bare backend in the workers' layout: `procs` processes of `threads` thread(s), each
+    timing predict on its share of the photos, all started together. The fair yardstick for the
+    pipeline through real workers: same processes, same threads, no pipeline around the model."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    ready, go, out = ctx.Semaphore(0), ctx.Event(), ctx.Queue()
+    child_settings = replace(settings, worker_concurrency=procs, threads=threads)
+    shares = [[str(p) for p in paths[i::procs]] for i in range(procs)]
+    kids = [ctx.Process(target=_bare_child, args=(child_settings, share, ready, go, out)) for share in shares]
+    for k in kids:
+        k.start()
+    for _ in kids:
+        ready.acquire()
+    go.set()
+    spans = [out.get(timeout=1800) for _ in kids]
+    for k in kids:
+        k.join()
+    dt = max(e for _, e in spans) - min(s for s, _ in spans)
+    return {"processes": procs, "threads_each": threads, "seconds": round(dt, 3),
+            "ms_per_photo": round(1000 * dt / len(paths), 2), "photos_per_s": round(len(paths) / dt, 2)}
+
+
 def mask_map50(weights: str, data_yaml: Path, imgsz: int, device: str) -> dict:
     from ultralytics import YOLO
 
@@ -141,6 +184,7 @@ def run_pipeline(settings, photos_dir: Path, paths: list[Path], segmenter) -> di
         "load_ms_per_photo": round(1000 * timings.get("load", 0) / n, 2),
         "infer_ms_per_photo": round(1000 * timings.get("infer", 0) / n, 2),
         "post_ms_per_photo": round(1000 * timings.get("post", 0) / n, 2),
+        "post_breakdown_ms_per_photo": {k: round(1000 * timings.get(k, 0) / n, 2) for k in ("cutout", "features", "store", "commit")},
         "post_share": round(timings.get("post", 0) / total, 4),
     }
 
@@ -272,8 +316,10 @@ def main(argv=None) -> int:
     if not args.no_workers:
         cores = os.cpu_count() or 1
         # the default layout (a process per core, one thread each), and one process using every core
-        report["pipeline_workers"] = run_worker_pipeline(paths, base.worker_concurrency or cores, tmp,
-                                                         threads=base.threads or max(1, cores // (base.worker_concurrency or cores)))
+        procs = base.worker_concurrency or cores
+        each = base.threads or max(1, cores // procs)
+        report["backend_bare_worker_layout"] = time_bare_layout(settings, paths, procs, each)
+        report["pipeline_workers"] = run_worker_pipeline(paths, procs, tmp, threads=each)
         if cores > 1:
             report["pipeline_one_worker"] = run_worker_pipeline(paths, 1, tmp, threads=cores)
 
@@ -282,38 +328,48 @@ def main(argv=None) -> int:
 
         ds = tmp / "val-yolo"
         import_dataset(Path(args.val_json), Path(args.val_json), photos_dir, ds)
-        ov_dir = None
-        if seg.backend == "openvino":
-            from worker.backends import openvino_model
+        report["accuracy"] = {"pytorch_fp32": mask_map50(weights, ds / "data.yaml", imgsz, device)}
+        if device == "cpu":
+            from worker.backends import openvino_available, openvino_model, shipped_int8_model
             from worker.segmenter import weights_sha256
 
-            ov_dir = openvino_model(Path(weights), imgsz, settings.data_path / "model-cache",
-                                    model_card(weights).get("sha256") or weights_sha256(weights))
-        report["accuracy"] = {"pytorch_fp32": mask_map50(weights, ds / "data.yaml", imgsz, device)}
-        if ov_dir is not None:
-            report["accuracy"]["openvino"] = mask_map50(str(ov_dir), ds / "data.yaml", imgsz, device)
+            digest = model_card(weights).get("sha256") or weights_sha256(weights)
+            if openvino_available():
+                ov_dir = openvino_model(Path(weights), imgsz, settings.data_path / "model-cache", digest)
+                report["accuracy"]["openvino"] = mask_map50(str(ov_dir), ds / "data.yaml", imgsz, device)
+            int8 = shipped_int8_model(Path(weights), imgsz, digest)
+            if int8 is not None:
+                report["accuracy"]["openvino-int8"] = mask_map50(str(int8), ds / "data.yaml", imgsz, device)
 
     b, k, p = report["baseline_pytorch_fp32"], report["backend_bare"], report["pipeline"]
     report["ratios"] = {
         "backend_speedup_vs_pytorch_fp32": round(b["ms_per_photo"] / k["ms_per_photo"], 2),
         "pipeline_throughput_vs_bare_backend": round(p["photos_per_s"] / k["photos_per_s"], 3),
-        **({"worker_pipeline_throughput_vs_bare_backend": round(report["pipeline_workers"]["photos_per_s"] / k["photos_per_s"], 3)}
+        **({"worker_pipeline_throughput_vs_bare_backend_same_layout": round(
+                report["pipeline_workers"]["photos_per_s"] / report["backend_bare_worker_layout"]["photos_per_s"], 3),
+            "worker_pipeline_throughput_vs_bare_backend": round(report["pipeline_workers"]["photos_per_s"] / k["photos_per_s"], 3)}
            if "pipeline_workers" in report else {}),
         **({"one_worker_pipeline_throughput_vs_bare_backend": round(report["pipeline_one_worker"]["photos_per_s"] / k["photos_per_s"], 3)}
            if "pipeline_one_worker" in report else {}),
         "post_processing_share_of_photo_time": p["post_share"],
     }
-    if "accuracy" in report and "openvino" in report["accuracy"]:
+    if seg.backend in report.get("accuracy", {}):
         a = report["accuracy"]
-        report["ratios"]["mask_map50_delta_backend_minus_pytorch"] = round(a["openvino"]["map50_m"] - a["pytorch_fp32"]["map50_m"], 4)
+        report["ratios"]["mask_map50_delta_backend_minus_pytorch"] = round(a[seg.backend]["map50_m"] - a["pytorch_fp32"]["map50_m"], 4)
 
     print(f"\n{'':34} {'ms/photo':>9} {'photos/s':>9}")
     print(f"{'1. bare PyTorch fp32 (baseline)':34} {b['ms_per_photo']:9.1f} {b['photos_per_s']:9.2f}")
     print(f"{'2. bare ' + seg.backend:34} {k['ms_per_photo']:9.1f} {k['photos_per_s']:9.2f}")
+    if "backend_bare_worker_layout" in report:
+        w = report["backend_bare_worker_layout"]
+        name = f"2b. bare {seg.backend}, {w['processes']} x {w['threads_each']} thread(s)"
+        print(f"{name:34} {w['ms_per_photo']:9.1f} {w['photos_per_s']:9.2f}   (the workers' layout)")
     print(f"{'3. pipeline end to end':34} {p['ms_per_photo']:9.1f} {p['photos_per_s']:9.2f}")
     print(f"   of which ingest {p['ingest_ms_per_photo']} ms, waiting for photos {p['load_ms_per_photo']} ms, "
           f"inference {p['infer_ms_per_photo']} ms; post-processing {p['post_ms_per_photo']} ms per photo on its own "
           f"thread ({p['items']} items, job {p['status']})")
+    print("   post-processing per photo: " + ", ".join(f"{k} {v} ms" for k, v in p["post_breakdown_ms_per_photo"].items())
+          + " (cutout: mask + crop + encode; features: colours + hash; store: waiting on uploads; commit: rows)")
     for key, label in (("pipeline_workers", "3b"), ("pipeline_one_worker", "3c")):
         if key in report:
             w = report[key]

@@ -258,7 +258,16 @@ def cmd_export(a) -> int:
     from training.card import serve_imgsz
 
     imgsz = a.imgsz or settings.imgsz or serve_imgsz(path)
-    out = openvino_model(path, imgsz, settings.data_path / "model-cache", model_card(path).get("sha256") or weights_sha256(path))
+    digest = model_card(path).get("sha256") or weights_sha256(path)
+    if a.int8:
+        if not a.data:
+            print("error: --int8 needs --data DATA.yaml (calibration photos come from its train split)", file=sys.stderr)
+            return 2
+        from worker.backends import quantize_openvino
+
+        out = quantize_openvino(path, imgsz, Path(a.data), digest, fraction=a.fraction)
+    else:
+        out = openvino_model(path, imgsz, settings.data_path / "model-cache", digest)
     print(out)
     return 0
 
@@ -387,9 +396,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--conf", type=float, default=0.25)
     s.set_defaults(fn=cmd_predict)
 
-    s = sub.add_parser("export", help="export the model for the CPU backend (OpenVINO), cached by the weights' hash")
+    s = sub.add_parser("export", help="export the model for the CPU backend: OpenVINO fp32 into the cache, or --int8 beside the weights")
     s.add_argument("--weights", help="default: WARDROBE_MODEL")
     s.add_argument("--imgsz", type=int)
+    s.add_argument("--int8", action="store_true",
+                   help="quantise to int8 with NNCF and write it beside the weights (the CPU worker's first choice)")
+    s.add_argument("--data", help="with --int8: a YOLO data.yaml whose train split calibrates the quantiser")
+    s.add_argument("--fraction", type=float, default=0.4, help="with --int8: share of the train split to calibrate on")
     s.set_defaults(fn=cmd_export)
 
     s = sub.add_parser("export-training", help="write the corrected catalogue as a Fashionpedia-format dataset")

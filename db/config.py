@@ -56,12 +56,12 @@ class Settings:
     model: str = str(DEFAULT_MODEL)
     segmenter: str = "yolo"  # yolo | fake (the fake is for fast tests only)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    backend: str = "auto"  # auto (OpenVINO on CPU when installed, else PyTorch) | pytorch | openvino
+    backend: str = "auto"  # auto (CPU: shipped OpenVINO int8, else OpenVINO fp32; GPU: PyTorch) | pytorch | openvino | openvino-int8
     imgsz: int = 0  # 0 = the imgsz in the model card beside the weights (else 640)
     conf: float = 0.25
     iou: float = 0.7
     max_det: int = 100
-    batch_size: int = 0  # photos per forward pass; 0 = 8 on the CPU, sized to free memory on a GPU
+    batch_size: int = 0  # photos per forward pass; 0 = 1 on the CPU, sized to free memory on a GPU
     threads: int = 0  # torch threads per worker process; 0 = cores / processes
     segment_chunk: int = 16  # photos per segment task
     preload_model: bool = True  # load the model when a worker process starts, not on its first task

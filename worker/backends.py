@@ -1,14 +1,17 @@
 """Inference backends for the segment worker.
 
-On the CPU the default is OpenVINO: the shipped PyTorch weights are exported once
-(`wardrobe export`, or on a worker's first start) into a cache keyed by the weights'
-hash and the input size, and loaded through Ultralytics like any other model. On CPUs
-with AMX, OpenVINO runs in bf16 by default. PyTorch is the fallback, and the backend
-on CUDA (in half precision).
+On the CPU the default is OpenVINO. Best is the int8 model shipped beside the weights
+(`models/<stem>-int8-<imgsz>_openvino_model/`, quantised here with NNCF on training photos
+by `wardrobe export --int8`, accuracy checked by `make bench`): it is used only when its
+record names the very weights being served. Otherwise the PyTorch weights are exported
+once to OpenVINO fp32 (`wardrobe export`, or on a worker's first start) into a cache keyed
+by the weights' hash and the input size; on CPUs with AMX, OpenVINO runs that in bf16.
+PyTorch is the fallback, and the backend on CUDA (in half precision).
 """
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import os
 import shutil
@@ -28,10 +31,35 @@ def openvino_available() -> bool:
         return False
 
 
-def resolve_backend(setting: str, device: str) -> str:
-    if setting in ("pytorch", "openvino"):
+BACKENDS = ("auto", "pytorch", "openvino", "openvino-int8")
+INT8_RECORD = "wardrobe.json"  # inside a quantised model's folder: what it was made from
+
+
+def resolve_backend(setting: str, device: str, int8_model: Path | None = None) -> str:
+    if setting not in BACKENDS:
+        raise ValueError(f"WARDROBE_BACKEND={setting!r}: expected one of {', '.join(BACKENDS)}")
+    if setting != "auto":
         return setting
-    return "openvino" if device == "cpu" and openvino_available() else "pytorch"
+    if device != "cpu" or not openvino_available():
+        return "pytorch"
+    return "openvino-int8" if int8_model is not None else "openvino"
+
+
+def int8_model_dir(weights: Path, imgsz: int) -> Path:
+    return weights.parent / f"{weights.stem}-int8-{imgsz}_openvino_model"
+
+
+def shipped_int8_model(weights: Path, imgsz: int, digest: str) -> Path | None:
+    """The quantised model beside `weights`, if it was made from exactly these weights at this size."""
+    folder = int8_model_dir(weights, imgsz)
+    try:
+        record = json.loads((folder / INT8_RECORD).read_text())
+    except (OSError, ValueError):
+        return None
+    if record.get("source_sha256") != digest or int(record.get("imgsz", 0)) != imgsz:
+        log.warning("%s was made from other weights or another size; not using it", folder.name)
+        return None
+    return folder if (folder / "metadata.yaml").exists() else None
 
 
 @contextmanager
@@ -77,3 +105,28 @@ def limit_openvino_threads(yolo, model_dir: Path, threads: int) -> bool:
     backend.ov_compiled_model = backend.compile_model(
         ov_model, config={"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": int(threads)})
     return True
+
+
+def quantize_openvino(weights: Path, imgsz: int, data_yaml: Path, digest: str, fraction: float = 0.4,
+                      out: Path | None = None) -> Path:
+    """Quantise `weights` to an int8 OpenVINO model with NNCF, calibrated on `fraction` of the
+    dataset's *train* split (the val split stays unseen for the accuracy check), and write it
+    beside the weights with a record of its source."""
+    from ultralytics import YOLO
+
+    target = out or int8_model_dir(weights, imgsz)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        src = Path(tmp) / weights.name
+        shutil.copyfile(weights, src)
+        made = Path(YOLO(str(src), task="segment").export(format="openvino", imgsz=imgsz, int8=True, dynamic=True,
+                                                           data=str(data_yaml), split="train", fraction=fraction,
+                                                           verbose=False))
+        (made / INT8_RECORD).write_text(json.dumps({
+            "source": weights.name, "source_sha256": digest, "imgsz": imgsz, "precision": "int8 (NNCF post-training)",
+            "calibration": f"{fraction:.0%} of the train split of {Path(data_yaml).parent.name}",
+        }, indent=2) + "\n")
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(made, target)
+    return target
+

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from worker.segmenter import Detection
 
@@ -25,14 +25,16 @@ class Cutout:
 
 
 def rasterize(polygons: list[np.ndarray], width: int, height: int, offset: tuple[int, int] = (0, 0)) -> np.ndarray:
-    """Polygons -> uint8 mask (0/255) of width x height, shifted by -offset."""
-    img = Image.new("L", (width, height), 0)
-    draw = ImageDraw.Draw(img)
+    """Polygons -> uint8 mask (0/255) of width x height, shifted by -offset. OpenCV's filler with
+    4 fractional bits keeps the sub-pixel vertices and is ~10x faster than PIL's ImageDraw."""
+    import cv2
+
+    mask = np.zeros((height, width), np.uint8)
     ox, oy = offset
-    for p in polygons:
-        if len(p) >= 3:
-            draw.polygon([(float(x) - ox, float(y) - oy) for x, y in p], fill=255)
-    return np.asarray(img)
+    pts = [np.rint((np.asarray(p, dtype=np.float64) - (ox, oy)) * 16).astype(np.int32) for p in polygons if len(p) >= 3]
+    if pts:
+        cv2.fillPoly(mask, pts, 255, lineType=cv2.LINE_8, shift=4)
+    return mask
 
 
 def make_cutout(photo: np.ndarray, det: Detection, fmt: str = "webp", quality: int = 80) -> Cutout | None:

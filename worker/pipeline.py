@@ -273,6 +273,9 @@ def commit_photos(job_id: uuid.UUID, user_id: uuid.UUID, batch: list[tuple[uuid.
     return len(todo)
 
 
+COMMIT_EVERY = 8  # photos per catalogue transaction...
+COMMIT_AFTER_S = 0.5  # ...or fewer, once this long has passed since the last
+
 _io_pool = None
 
 
@@ -296,13 +299,21 @@ def _load(rt: Runtime, jid: uuid.UUID, pid, uid, key) -> _Loaded | None:
     return None
 
 
-def _items_for(rt: Runtime, jid: uuid.UUID, photo: _Loaded, dets, version: str) -> list[Item]:
-    """Cut-outs, colours and hashes for one photo's detections; cut-outs are uploaded concurrently."""
+def _items_for(rt: Runtime, jid: uuid.UUID, photo: _Loaded, dets, version: str, t: dict) -> list[Item]:
+    """Cut-outs, colours and hashes for one photo's detections; cut-outs are uploaded concurrently.
+    Adds the seconds of each stage to `t` (cutout: mask and encoding; features: colours and hash;
+    store: waiting for the uploads)."""
+    import time
+
+    clock = time.perf_counter
     settings = rt.settings
     items: list[Item] = []
     uploads = []
     for det in dets:
+        t0 = clock()
         cut = make_cutout(photo.rgb, det, settings.cutout_format, settings.cutout_quality)
+        t1 = clock()
+        t["cutout"] = t.get("cutout", 0.0) + t1 - t0
         if cut is None:
             continue
         index = len(items)
@@ -311,6 +322,7 @@ def _items_for(rt: Runtime, jid: uuid.UUID, photo: _Loaded, dets, version: str) 
         cls = by_id(det.class_id)
         colors = dominant_colors(cut.rgba)
         h = dhash(cut.rgba)
+        t["features"] = t.get("features", 0.0) + clock() - t1
         items.append(
             Item(
                 id=uuid.uuid4(), colors=colors, color=colors[0]["name"] if colors else None,
@@ -322,8 +334,10 @@ def _items_for(rt: Runtime, jid: uuid.UUID, photo: _Loaded, dets, version: str) 
                 cutout_key=key, cutout_content_type=cut.content_type,
             )
         )
+    t0 = clock()
     for f in uploads:
         f.result()  # a storage error surfaces here and retries the task
+    t["store"] = t.get("store", 0.0) + clock() - t0
     return items
 
 
@@ -354,14 +368,29 @@ def segment(job_id: str | uuid.UUID, photo_ids: Sequence[str | uuid.UUID], rt: R
         ).all()
     loading = [_io().submit(_load, rt, jid, pid, uid, key) for pid, uid, key in rows]
 
-    def post(batch: list[_Loaded], results) -> int:
-        t_start = clock()
-        written = [(photo.id, _items_for(rt, jid, photo, dets, segmenter.version)) for photo, dets in zip(batch, results)]
-        done = commit_photos(jid, batch[0].user_id, written)  # a task's photos are all one job's, one user's
+    unwritten: list[tuple[uuid.UUID, list[Item]]] = []  # touched by the post thread only
+    last_flush = [clock()]
+
+    def flush() -> int:
+        t_start = last_flush[0] = clock()
+        # a task's photos are all one job's, one user's
+        done = commit_photos(jid, rows[0][1], unwritten[:]) if unwritten else 0
+        unwritten.clear()
+        t["commit"] = t.get("commit", 0.0) + clock() - t_start
         t["post"] = t.get("post", 0.0) + clock() - t_start
         return done
 
-    bs = max(1, getattr(segmenter, "batch", 0) or settings.batch_size or 8)
+    def post(batch: list[_Loaded], results) -> int:
+        t_start = clock()
+        unwritten.extend((photo.id, _items_for(rt, jid, photo, dets, segmenter.version, t)) for photo, dets in zip(batch, results))
+        t["post"] = t.get("post", 0.0) + clock() - t_start
+        # rows go in a few photos at a time, not per forward pass (one photo on the CPU), and at
+        # least every COMMIT_AFTER_S so progress shows and a task cut short keeps what it did
+        if len(unwritten) >= COMMIT_EVERY or clock() - last_flush[0] >= COMMIT_AFTER_S:
+            return flush()
+        return 0
+
+    bs = max(1, getattr(segmenter, "batch", 0) or settings.batch_size or 1)
     pending_posts = []
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="wardrobe-post") as post_pool:
         for start in range(0, len(loading), bs):
@@ -374,4 +403,5 @@ def segment(job_id: str | uuid.UUID, photo_ids: Sequence[str | uuid.UUID], rt: R
             results = segmenter.segment([p.rgb for p in batch])
             t["infer"] = t.get("infer", 0.0) + clock() - t1
             pending_posts.append(post_pool.submit(post, batch, results))
+        pending_posts.append(post_pool.submit(flush))
         return sum(f.result() for f in pending_posts)

@@ -79,11 +79,13 @@ def mask_polygons(mask: np.ndarray, mask_shape: tuple[int, int], photo_shape: tu
 
 
 def auto_batch(device: str, imgsz: int) -> int:
-    """Photos per forward pass: 8 on the CPU (larger gains nothing there); on a GPU, as many as
-    about half the free memory holds (YOLOv8s-seg at 640 in fp16 needs roughly 60 MB a photo,
-    activations and masks included), between 8 and 256."""
+    """Photos per forward pass. On the CPU, one: `make bench` measured batches of 4 and 8 slower
+    per photo than single photos on a 2-core EPYC (the activations of one photo stay in cache),
+    with PyTorch and OpenVINO alike. On a GPU, as many as about half the free memory holds
+    (YOLOv8s-seg at 640 in fp16 needs roughly 60 MB a photo, activations and masks included),
+    between 8 and 256."""
     if not device.startswith("cuda"):
-        return 8
+        return 1
     import torch
 
     free, _total = torch.cuda.mem_get_info(torch.device(device))
@@ -105,7 +107,7 @@ def pick_device(setting: str) -> str:
 class YoloSegmenter:
     def __init__(self, settings: Settings):
         from training.runtime import prepare_ultralytics
-        from worker.backends import limit_openvino_threads, openvino_model, resolve_backend
+        from worker.backends import limit_openvino_threads, openvino_model, resolve_backend, shipped_int8_model
 
         self.settings = settings
         self.device = pick_device(settings.device)
@@ -124,11 +126,16 @@ class YoloSegmenter:
         self.imgsz = settings.imgsz or serve_imgsz(path)
         self.half = self.device.startswith("cuda")
         self.batch = settings.batch_size or auto_batch(self.device, self.imgsz)
-        self.backend = resolve_backend(settings.backend, self.device)
+        digest = model_card(path).get("sha256") or weights_sha256(path)
+        int8 = shipped_int8_model(path, self.imgsz, digest)
+        self.backend = resolve_backend(settings.backend, self.device, int8)
         source = path
-        if self.backend == "openvino":
+        if self.backend == "openvino-int8" and int8 is None:
+            raise FileNotFoundError(f"no int8 model for {path.name} at imgsz {self.imgsz} (make one: wardrobe export --int8)")
+        if self.backend == "openvino-int8":
+            source = int8
+        elif self.backend == "openvino":
             try:
-                digest = model_card(path).get("sha256") or weights_sha256(path)
                 source = openvino_model(path, self.imgsz, settings.data_path / "model-cache", digest)
             except Exception as e:  # noqa: BLE001 - export needs openvino + onnx bits; PyTorch always works
                 log.warning("OpenVINO export failed (%s); using PyTorch", e)
@@ -137,7 +144,7 @@ class YoloSegmenter:
         # One warm-up pass so the first real batch does not pay for lazy initialisation.
         warm = np.zeros((64, 64, 3), np.uint8)
         self.model.predict(warm, imgsz=self.imgsz, device=self.device, half=self.half, verbose=False)
-        if self.backend == "openvino":
+        if self.backend.startswith("openvino"):
             limit_openvino_threads(self.model, source, self.threads)
             self.model.predict(warm, imgsz=self.imgsz, verbose=False)
         log.info("model ready: %s (%s) on %s with %s, imgsz %d, batch %d, %d thread(s), %.1fs", path.name, self.version,

@@ -1,0 +1,46 @@
+"""Which inference backend a CPU worker picks, and the int8 model shipped beside the weights."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from db.config import DEFAULT_MODEL
+from training.card import serve_imgsz
+from worker.backends import INT8_RECORD, int8_model_dir, resolve_backend, shipped_int8_model
+from worker.segmenter import model_card, weights_sha256
+
+
+def test_unknown_backend_is_refused():
+    with pytest.raises(ValueError, match="WARDROBE_BACKEND"):
+        resolve_backend("tensorrt", "cpu")
+
+
+def test_gpu_stays_on_pytorch():
+    assert resolve_backend("auto", "cuda:0", int8_model=int8_model_dir(DEFAULT_MODEL, 320)) == "pytorch"
+
+
+def test_the_shipped_int8_model_was_made_from_the_shipped_weights():
+    imgsz = serve_imgsz(DEFAULT_MODEL)
+    digest = weights_sha256(DEFAULT_MODEL)
+    assert model_card(DEFAULT_MODEL)["sha256"] == digest
+    folder = shipped_int8_model(DEFAULT_MODEL, imgsz, digest)
+    assert folder is not None, "models/ lacks the int8 model for the shipped weights: wardrobe export --int8"
+    assert json.loads((folder / INT8_RECORD).read_text())["source_sha256"] == digest
+
+
+def test_an_int8_model_of_other_weights_is_not_used(tmp_path):
+    weights = tmp_path / DEFAULT_MODEL.name
+    shutil.copyfile(DEFAULT_MODEL, weights)
+    imgsz = serve_imgsz(DEFAULT_MODEL)
+    shutil.copytree(int8_model_dir(DEFAULT_MODEL, imgsz), int8_model_dir(weights, imgsz))
+    digest = weights_sha256(weights)
+    assert shipped_int8_model(weights, imgsz, digest) is not None
+    # retrained weights: the old int8 model no longer matches them, so the worker exports fp32 instead
+    assert shipped_int8_model(weights, imgsz, "0" * 64) is None
+    assert shipped_int8_model(weights, imgsz * 2, digest) is None
+    assert resolve_backend("auto", "cpu", shipped_int8_model(weights, imgsz, "0" * 64)) in ("openvino", "pytorch")
+    record = int8_model_dir(weights, imgsz) / INT8_RECORD
+    record.write_text("{not json")
+    assert shipped_int8_model(weights, imgsz, digest) is None
