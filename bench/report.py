@@ -28,8 +28,12 @@ def render(p: dict, a: dict | None) -> str:
         "|---|---|---|",
         f"| 1. bare `YOLO.predict`, PyTorch fp32 (baseline) | {b['ms_per_photo']} | {b['photos_per_s']} |",
         f"| 2. bare `YOLO.predict`, {p['backend']} (the worker's backend) | {k['ms_per_photo']} | {k['photos_per_s']} |",
-        f"| 3. pipeline end to end, in one process | {q['ms_per_photo']} | {q['photos_per_s']} |",
     ]
+    if "backend_bare_worker_layout" in p:
+        w = p["backend_bare_worker_layout"]
+        lines.append(f"| 2b. bare `YOLO.predict`, {p['backend']}, in the workers' layout ({w['processes']} processes x "
+                     f"{w['threads_each']} thread) | {w['ms_per_photo']} | {w['photos_per_s']} |")
+    lines.append(f"| 3. pipeline end to end, in one process | {q['ms_per_photo']} | {q['photos_per_s']} |")
     for key, label in (("pipeline_workers", "3b"), ("pipeline_one_worker", "3c")):
         if key in p:
             w = p[key]
@@ -43,6 +47,15 @@ def render(p: dict, a: dict | None) -> str:
         f"{q['items']} items from {q['photos']} photos.",
         "",
     ]
+    if "post_breakdown_ms_per_photo" in q:
+        pb = q["post_breakdown_ms_per_photo"]
+        lines += [
+            f"CPU time per photo (3), all threads of the process: {q['cpu_ms_per_photo']} ms, of which post-processing "
+            f"{q['post_cpu_ms_per_photo']} ms (cut-out mask, crop and WebP encoding {pb['cutout']} ms; colours and hash "
+            f"{pb['features']} ms; catalogue rows {pb['commit']} ms); uploads waited on {pb['store']} ms. The post-processing "
+            "share below is post-processing CPU time over all the process's CPU time.",
+            "",
+        ]
     if "accuracy" in p:
         lines += ["| mask accuracy on the val labels | mAP50(M) | mAP50-95(M) |", "|---|---|---|"]
         for name, acc in p["accuracy"].items():
@@ -53,7 +66,8 @@ def render(p: dict, a: dict | None) -> str:
         "backend_speedup_vs_pytorch_fp32": "≥ 2.5",
         "mask_map50_delta_backend_minus_pytorch": "within ±0.01",
         "pipeline_throughput_vs_bare_backend": "≥ 0.9",
-        "worker_pipeline_throughput_vs_bare_backend": "≥ 0.9",
+        "worker_pipeline_throughput_vs_bare_backend_same_layout": "≥ 0.9",
+        "worker_pipeline_throughput_vs_bare_backend": "",
         "one_worker_pipeline_throughput_vs_bare_backend": "",
         "post_processing_share_of_photo_time": "≤ 0.10",
     }
