@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from api.errors import ApiError
 from db.session import new_session
-from db.users import user_for_token
+from db.users import hash_token, user_for_token
 
 
 def db() -> Session:
@@ -36,6 +36,51 @@ def celery():
     return current_app.extensions["celery"]
 
 
+class TokenCache:
+    """Tokens this process checked recently: digest -> (user id, when). A poll every second
+    from every open page would otherwise cost a database round trip each just to re-learn who
+    is asking. Only valid tokens are kept; a revoked one lapses within `ttl` seconds."""
+
+    def __init__(self, max_entries: int = 10_000):
+        import threading
+
+        self._lock = threading.Lock()
+        self._entries: dict[str, tuple[uuid.UUID, float]] = {}
+        self.max_entries = max_entries
+
+    def get(self, digest: str, ttl: float) -> uuid.UUID | None:
+        import time
+
+        hit = self._entries.get(digest)
+        if hit is None or time.monotonic() - hit[1] >= ttl:
+            return None
+        return hit[0]
+
+    def put(self, digest: str, user_id: uuid.UUID) -> None:
+        import time
+
+        with self._lock:
+            if len(self._entries) >= self.max_entries:
+                self._entries.clear()  # crude but bounded; a full cache only costs a lookup each
+            self._entries[digest] = (user_id, time.monotonic())
+
+
+_tokens = TokenCache()
+
+
+def _user_for(token: str) -> uuid.UUID | None:
+    ttl = settings().token_cache_seconds
+    if ttl <= 0 or len(token) > 200:
+        return user_for_token(db(), token)
+    digest = hash_token(token)
+    user_id = _tokens.get(digest, ttl)
+    if user_id is None:
+        user_id = user_for_token(db(), token)
+        if user_id is not None:
+            _tokens.put(digest, user_id)
+    return user_id
+
+
 def require_user(view):
     """401 unless `Authorization: Bearer <token>` names a user; sets g.user_id."""
 
@@ -46,7 +91,7 @@ def require_user(view):
         if scheme.lower() != "bearer" or not token.strip():
             raise ApiError(401, "unauthorized", "send an API token: Authorization: Bearer <token>",
                            {"WWW-Authenticate": 'Bearer realm="wardrobe"'})
-        user_id = user_for_token(db(), token.strip())
+        user_id = _user_for(token.strip())
         if user_id is None:
             raise ApiError(401, "unauthorized", "the API token is not valid",
                            {"WWW-Authenticate": 'Bearer realm="wardrobe", error="invalid_token"'})

@@ -105,7 +105,8 @@ def list_items():
     rows = list(deps.db().execute(q.order_by(Item.created_at.desc(), Item.id.desc()).limit(limit + 1)))
     more = len(rows) > limit
     rows = rows[:limit]
-    return jsonify({"items": [item_body(i) for i in rows],
+    sign = _signer()  # once per page: the key and TTL do not change between items
+    return jsonify({"items": [_item_body(i, sign) for i in rows],
                     "next_cursor": encode_cursor(rows[-1].created_at, rows[-1].id) if more else None})
 
 

@@ -80,6 +80,7 @@ class Settings:
     # API
     secret_key: str = ""  # signs expiring image URLs; empty = generated once and kept in the data dir
     signed_url_ttl: int = 3600  # seconds a signed cut-out or photo URL stays valid
+    token_cache_seconds: float = 5.0  # an API process trusts a token it checked this long (0 = check every request)
     allow_signup: bool = False  # let the web page create users (the demo turns it on)
     page_default: int = 50
     page_max: int = 200

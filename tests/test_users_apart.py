@@ -127,3 +127,29 @@ def test_ids_cannot_be_probed(client, make_user):
     for path in (f"/v1/jobs/{uuid.uuid4()}", f"/v1/items/{uuid.uuid4()}", f"/v1/items/{uuid.uuid4()}/cutout",
                  f"/v1/photos/{uuid.uuid4()}"):
         assert_error(client.get(path, headers=auth(token)), 404, "not_found")
+
+
+def test_a_revoked_token_lapses_within_the_token_cache_time(clean_db, make_user):
+    import time
+    from dataclasses import replace
+
+    from api.app import create_app
+
+    ttl = 0.5
+    client = create_app(replace(clean_db.settings, token_cache_seconds=ttl)).test_client()
+    uid, token = make_user()
+    assert client.get("/v1/jobs", headers=auth(token)).status_code == 200  # checked, then trusted for ttl
+    with session_scope() as s:
+        s.execute(update(ApiToken).where(ApiToken.user_id == uid).values(revoked_at=utcnow()))
+    revoked_at = time.monotonic()
+    while client.get("/v1/jobs", headers=auth(token)).status_code == 200:
+        assert time.monotonic() - revoked_at < ttl + 0.5, "a revoked token outlived the token cache"
+        time.sleep(0.05)
+    assert_error(client.get("/v1/jobs", headers=auth(token)), 401, "unauthorized")
+    # with the cache off, revocation is immediate
+    off = create_app(replace(clean_db.settings, token_cache_seconds=0)).test_client()
+    uid2, token2 = make_user()
+    assert off.get("/v1/jobs", headers=auth(token2)).status_code == 200
+    with session_scope() as s:
+        s.execute(update(ApiToken).where(ApiToken.user_id == uid2).values(revoked_at=utcnow()))
+    assert_error(off.get("/v1/jobs", headers=auth(token2)), 401, "unauthorized")
