@@ -115,6 +115,8 @@ def main(argv=None) -> int:
     ap.add_argument("--rate", type=float, default=200)
     ap.add_argument("--seconds", type=float, default=15)
     ap.add_argument("--upload-gib", type=float, default=1.0)
+    ap.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1), help="gunicorn processes (serve's default)")
+    ap.add_argument("--threads", type=int, default=2, help="threads per gunicorn process (serve's default)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "api.json"))
     args = ap.parse_args(argv)
 
@@ -131,7 +133,7 @@ def main(argv=None) -> int:
                WARDROBE_DATA_DIR=str(tmp), WARDROBE_STORAGE_URL=f"file://{tmp}/objects", WARDROBE_LOG_LEVEL="WARNING",
                WARDROBE_MAX_UPLOAD_BYTES=str(4 << 30), WARDROBE_MAX_TOTAL_UNCOMPRESSED_BYTES=str(4 << 30))
     exe = [sys.executable, "-m", "cli.main"]
-    report: dict = {"rate": args.rate, "seconds": args.seconds}
+    report: dict = {"rate": args.rate, "seconds": args.seconds, "workers": args.workers, "threads": args.threads}
     server = None
     try:
         subprocess.run(exe + ["migrate"], env=env, cwd=ROOT, check=True, capture_output=True)
@@ -162,7 +164,7 @@ def main(argv=None) -> int:
             c.execute(text("ANALYZE"))  # what autovacuum does soon after a bulk load; without it the planner sorts all
         eng.dispose()
         port = free_port()
-        server = subprocess.Popen(exe + ["serve", "--port", str(port), "--workers", "2", "--threads", "8"], env=env, cwd=ROOT,
+        server = subprocess.Popen(exe + ["serve", "--port", str(port), "--workers", str(args.workers), "--threads", str(args.threads)], env=env, cwd=ROOT,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         h = {"Authorization": f"Bearer {token}"}
         for _ in range(200):
@@ -217,7 +219,8 @@ def main(argv=None) -> int:
 
         shutil.rmtree(tmp, ignore_errors=True)
 
-    print(f"open loop at {args.rate:.0f} requests/s for {args.seconds:.0f}s (gunicorn, 2 workers x 8 threads, PostgreSQL)")
+    print(f"open loop at {args.rate:.0f} requests/s for {args.seconds:.0f}s (gunicorn, {args.workers} workers x "
+          f"{args.threads} threads, PostgreSQL)")
     for name in ("poll", "catalogue"):
         r = report[name]
         print(f"  {name:10} p50 {r['p50_ms']:7.2f} ms  p90 {r['p90_ms']:7.2f}  p99 {r['p99_ms']:7.2f}  max {r['max_ms']:7.2f}"

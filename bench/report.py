@@ -78,7 +78,7 @@ def render(p: dict, a: dict | None) -> str:
             "",
             "## The API under load (`make bench-api`)",
             "",
-            f"gunicorn (2 workers x 8 threads) on PostgreSQL; an open-loop client at {a['rate']:.0f} requests/s for "
+            f"gunicorn ({a.get('workers', 2)} workers x {a.get('threads', 8)} threads) on PostgreSQL; an open-loop client at {a['rate']:.0f} requests/s for "
             f"{a['seconds']:.0f} s; latency from each request's scheduled send time.",
             "",
             "| route | p50 ms | p90 ms | p99 ms | max ms | achieved req/s | errors |",
