@@ -5,6 +5,7 @@ import io
 import uuid
 
 import numpy as np
+import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
@@ -49,6 +50,34 @@ def test_every_task_run_twice_duplicates_nothing(make_user, rt):
     assert (job.photos_total, job.photos_done, job.photos_failed, job.items_found) == (4, 4, 0, 8)
     assert count(Photo, job_id=job_id) == 4
     assert count(Item, job_id=job_id) == 8
+
+
+@pytest.mark.parametrize("overlap", ["on", "off"])
+def test_post_processing_beside_or_after_the_model_writes_the_same(make_user, rt, overlap):
+    from dataclasses import replace
+
+    uid, _ = make_user()
+    job_id = new_job(rt, uid, zip_bytes(example_photos(5)))
+    rt_mode = replace(rt, settings=replace(rt.settings, post_overlap=overlap, segment_chunk=5))
+    seen_threads = set()
+    real = pipeline._items_for
+
+    def spy(*args):
+        import threading
+
+        seen_threads.add(threading.current_thread().name)
+        return real(*args)
+
+    pipeline._items_for, saved = spy, pipeline._items_for
+    try:
+        run_job(rt_mode, job_id, twice=True)
+    finally:
+        pipeline._items_for = saved
+    job = job_row(job_id)
+    assert (job.status, job.photos_done, job.items_found) == ("succeeded", 5, 10)
+    assert count(Item, job_id=job_id) == 10
+    on_post_thread = {n for n in seen_threads if n.startswith("wardrobe-post")}
+    assert bool(on_post_thread) == (overlap == "on"), seen_threads
 
 
 def test_segment_redelivered_after_commit_writes_nothing(make_user, rt):
@@ -170,3 +199,14 @@ def test_storage_keys_are_server_made_and_user_scoped(make_user, rt):
         assert p.storage_key == f"users/{uid}/photos/{p.id}.jpg"
     for i in items:
         assert i.cutout_key.startswith(f"users/{uid}/cutouts/{i.photo_id}/")
+
+
+def test_stored_photos_decode_fast_and_exactly_and_truncated_ones_are_refused():
+    from worker.pipeline import _decode_stored
+
+    for data in example_photos(3).values():
+        fast = _decode_stored(data)
+        with Image.open(io.BytesIO(data)) as im:
+            assert (fast == np.asarray(im.convert("RGB"))).all()
+    with pytest.raises(OSError):
+        _decode_stored(data[: len(data) // 2])

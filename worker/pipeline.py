@@ -179,6 +179,16 @@ class _Loaded:
 
 
 def _decode_stored(data: bytes) -> np.ndarray:
+    """A stored photo (always an upright 8-bit RGB JPEG) as an RGB array. OpenCV decodes it
+    4-5x faster than PIL + NumPy here, pixel for pixel the same; but OpenCV returns what it
+    could of a truncated file, so a JPEG that does not end in its EOI marker goes through PIL,
+    which refuses it."""
+    import cv2
+
+    if data[:2] == b"\xff\xd8" and data.rstrip(b"\x00\r\n ").endswith(b"\xff\xd9"):
+        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+        if bgr is not None:
+            return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     with Image.open(io.BytesIO(data)) as im:
         return np.asarray(im.convert("RGB"))
 
@@ -283,13 +293,31 @@ _io_pool = None
 
 
 def _io():
-    """Threads for storage round trips (S3 latency, not CPU): shared by the process's tasks."""
+    """Threads for storage round trips and decoding ahead of the model: shared by the process's tasks."""
     global _io_pool
     if _io_pool is None:
         from concurrent.futures import ThreadPoolExecutor
 
         _io_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="wardrobe-io")
     return _io_pool
+
+
+class _Inline:
+    """An executor that runs each call at once, on the calling thread: post-processing in turn
+    with the model, when a second thread would only take cores from the model's own threads."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def submit(self, fn, *args):
+        from concurrent.futures import Future
+
+        f: Future = Future()
+        f.set_result(fn(*args))  # an error raises here, at once: the task retries sooner
+        return f
 
 
 def _load(rt: Runtime, jid: uuid.UUID, pid, uid, key) -> _Loaded | None:
@@ -348,9 +376,11 @@ def segment(job_id: str | uuid.UUID, photo_ids: Sequence[str | uuid.UUID], rt: R
             timings: dict | None = None) -> int:
     """Segment the pending photos among photo_ids; returns how many this call committed.
 
-    The stages overlap: stored photos are fetched and decoded by I/O threads ahead of the
-    model, and each batch's post-processing (cut-outs, colours, hashes, encoding, uploads,
-    rows) runs on a second thread while the model works on the next batch.
+    Stored photos are fetched and decoded by I/O threads ahead of the model. Each batch's
+    post-processing (cut-outs, colours, hashes, encoding, uploads, rows) runs on a second
+    thread while the model works on the next batch when the model is on a GPU (or
+    WARDROBE_POST_OVERLAP=on); on the CPU it runs in turn with the model, whose threads
+    already fill the worker's cores.
 
     `timings`, when given, accumulates seconds spent waiting for photos, in the model, and in
     post-processing (which overlaps the model), and post-processing's CPU seconds by stage: the
@@ -399,7 +429,10 @@ def segment(job_id: str | uuid.UUID, photo_ids: Sequence[str | uuid.UUID], rt: R
 
     bs = max(1, getattr(segmenter, "batch", 0) or settings.batch_size or 1)
     pending_posts = []
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="wardrobe-post") as post_pool:
+    overlap = settings.post_overlap == "on" or (settings.post_overlap == "auto"
+                                                and str(getattr(segmenter, "device", "cpu")).startswith("cuda"))
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wardrobe-post") if overlap else _Inline()
+    with pool as post_pool:
         for start in range(0, len(loading), bs):
             t0 = clock()
             batch = [p for p in (f.result() for f in loading[start : start + bs]) if p is not None]
