@@ -64,7 +64,7 @@ class Settings:
     batch_size: int = 0  # photos per forward pass; 0 = 1 on the CPU, sized to free memory on a GPU
     threads: int = 0  # torch threads per worker process; 0 = cores / processes
     segment_chunk: int = 16  # photos per segment task
-    post_overlap: str = "auto"  # post-process on a second thread beside the model: auto (on a GPU only) | on | off
+    post_overlap: str = "on"  # post-process on a second thread beside the model: on | off (in turn with it)
     preload_model: bool = True  # load the model when a worker process starts, not on its first task
     cutout_format: str = "webp"  # webp | png
     cutout_quality: int = 80

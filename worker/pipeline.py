@@ -304,7 +304,7 @@ def _io():
 
 class _Inline:
     """An executor that runs each call at once, on the calling thread: post-processing in turn
-    with the model, when a second thread would only take cores from the model's own threads."""
+    with the model (WARDROBE_POST_OVERLAP=off)."""
 
     def __enter__(self):
         return self
@@ -378,9 +378,9 @@ def segment(job_id: str | uuid.UUID, photo_ids: Sequence[str | uuid.UUID], rt: R
 
     Stored photos are fetched and decoded by I/O threads ahead of the model. Each batch's
     post-processing (cut-outs, colours, hashes, encoding, uploads, rows) runs on a second
-    thread while the model works on the next batch when the model is on a GPU (or
-    WARDROBE_POST_OVERLAP=on); on the CPU it runs in turn with the model, whose threads
-    already fill the worker's cores.
+    thread while the model works on the next batch (WARDROBE_POST_OVERLAP=off: in turn with
+    it; `make bench` measured that slower even on 2 vCPUs, where the thread competes with
+    the model's).
 
     `timings`, when given, accumulates seconds spent waiting for photos, in the model, and in
     post-processing (which overlaps the model), and post-processing's CPU seconds by stage: the
@@ -429,8 +429,7 @@ def segment(job_id: str | uuid.UUID, photo_ids: Sequence[str | uuid.UUID], rt: R
 
     bs = max(1, getattr(segmenter, "batch", 0) or settings.batch_size or 1)
     pending_posts = []
-    overlap = settings.post_overlap == "on" or (settings.post_overlap == "auto"
-                                                and str(getattr(segmenter, "device", "cpu")).startswith("cuda"))
+    overlap = settings.post_overlap != "off"
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wardrobe-post") if overlap else _Inline()
     with pool as post_pool:
         for start in range(0, len(loading), bs):
