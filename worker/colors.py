@@ -38,7 +38,7 @@ def name_of(rgb) -> str:
     return _nearest_names(np.asarray(rgb))[0]
 
 
-def small_rgba(rgba: np.ndarray, side: int = 48) -> np.ndarray:
+def small_rgba(rgba: np.ndarray, side: int = 32) -> np.ndarray:
     """A nearest-neighbour thumbnail: real pixel values (no blending with the transparent
     background), at most side x side of them, which is all colours and hashes need."""
     h, w = rgba.shape[:2]
@@ -50,7 +50,7 @@ def small_rgba(rgba: np.ndarray, side: int = 48) -> np.ndarray:
     return rgba[ys[:, None], xs[None, :]]
 
 
-def dominant_colors(rgba: np.ndarray, k: int = 3, max_pixels: int = 2304, seed: int = 0) -> list[dict]:
+def dominant_colors(rgba: np.ndarray, k: int = 3, max_pixels: int = 1024, seed: int = 0) -> list[dict]:
     """k-means in Lab over the opaque pixels; clusters by share, largest first. Deterministic:
     OpenCV's k-means++ draws from its thread's RNG, which is seeded for every call."""
     import cv2
