@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import functools
+import threading
+import time
 import uuid
 
 from flask import current_app, g, request
@@ -42,23 +44,17 @@ class TokenCache:
     is asking. Only valid tokens are kept; a revoked one lapses within `ttl` seconds."""
 
     def __init__(self, max_entries: int = 10_000):
-        import threading
-
         self._lock = threading.Lock()
         self._entries: dict[str, tuple[uuid.UUID, float]] = {}
         self.max_entries = max_entries
 
     def get(self, digest: str, ttl: float) -> uuid.UUID | None:
-        import time
-
         hit = self._entries.get(digest)
         if hit is None or time.monotonic() - hit[1] >= ttl:
             return None
         return hit[0]
 
     def put(self, digest: str, user_id: uuid.UUID) -> None:
-        import time
-
         with self._lock:
             if len(self._entries) >= self.max_entries:
                 self._entries.clear()  # crude but bounded; a full cache only costs a lookup each

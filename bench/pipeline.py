@@ -296,7 +296,7 @@ def main(argv=None) -> int:
     prepare_ultralytics(threads=threads)
     from ultralytics import YOLO
 
-    from worker.segmenter import YoloSegmenter, model_card
+    from worker.segmenter import YoloSegmenter
 
     tmp = Path(tempfile.mkdtemp(prefix="wardrobe-bench-"))
     os.environ.pop("WARDROBE_DATABASE_URL", None)
@@ -344,9 +344,9 @@ def main(argv=None) -> int:
         report["accuracy"] = {"pytorch_fp32": mask_map50(weights, ds / "data.yaml", imgsz, device)}
         if device == "cpu":
             from worker.backends import openvino_available, openvino_model, shipped_int8_model
-            from worker.segmenter import weights_sha256
+            from worker.segmenter import weights_digest
 
-            digest = model_card(weights).get("sha256") or weights_sha256(weights)
+            digest = weights_digest(weights)
             if openvino_available():
                 ov_dir = openvino_model(Path(weights), imgsz, settings.data_path / "model-cache", digest)
                 report["accuracy"]["openvino"] = mask_map50(str(ov_dir), ds / "data.yaml", imgsz, device)

@@ -248,7 +248,7 @@ def cmd_export(a) -> int:
         settings = replace(settings, model=a.weights)
     from training.runtime import prepare_ultralytics
     from worker.backends import openvino_available, openvino_model
-    from worker.segmenter import model_card, weights_sha256
+    from worker.segmenter import weights_digest
 
     if not openvino_available():
         print("error: openvino is not installed (pip install 'wardrobe[openvino]')", file=sys.stderr)
@@ -258,7 +258,7 @@ def cmd_export(a) -> int:
     from training.card import serve_imgsz
 
     imgsz = a.imgsz or settings.imgsz or serve_imgsz(path)
-    digest = model_card(path).get("sha256") or weights_sha256(path)
+    digest = weights_digest(path)
     if a.int8:
         if not a.data:
             print("error: --int8 needs --data DATA.yaml (calibration photos come from its train split)", file=sys.stderr)

@@ -6,6 +6,7 @@ same cores, so it is kept to about a millisecond: a small nearest-neighbour thum
 """
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from db.palette import COLOR_NAMES, PALETTE
@@ -53,8 +54,6 @@ def small_rgba(rgba: np.ndarray, side: int = 32) -> np.ndarray:
 def dominant_colors(rgba: np.ndarray, k: int = 3, max_pixels: int = 1024, seed: int = 0) -> list[dict]:
     """k-means in Lab over the opaque pixels; clusters by share, largest first. Deterministic:
     OpenCV's k-means++ draws from its thread's RNG, which is seeded for every call."""
-    import cv2
-
     rgba = small_rgba(rgba)
     px = rgba[..., :3][rgba[..., 3] > 127]
     if len(px) == 0:

@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+import cv2
 import numpy as np
 from PIL import Image
 from sqlalchemy import delete, insert, inspect, select, update
@@ -183,9 +184,7 @@ def _decode_stored(data: bytes) -> np.ndarray:
     4-5x faster than PIL + NumPy here, pixel for pixel the same; but OpenCV returns what it
     could of a truncated file, so a JPEG that does not end in its EOI marker goes through PIL,
     which refuses it."""
-    import cv2
-
-    if data[:2] == b"\xff\xd8" and data.rstrip(b"\x00\r\n ").endswith(b"\xff\xd9"):
+    if data[:2] == b"\xff\xd8" and data[-64:].rstrip(b"\x00\r\n ").endswith(b"\xff\xd9"):
         bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
         if bgr is not None:
             return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

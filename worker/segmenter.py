@@ -53,6 +53,11 @@ def model_card(path: str | os.PathLike) -> dict:
     return read_card(path)
 
 
+def weights_digest(path: str | os.PathLike) -> str:
+    """The weights' sha256: from the model card when it records one, else hashed from the file."""
+    return model_card(path).get("sha256") or weights_sha256(path)
+
+
 def model_version(path: str | os.PathLike) -> str:
     """The model card's version when there is one, else the weights' short hash."""
     version = model_card(path).get("version")
@@ -126,7 +131,7 @@ class YoloSegmenter:
         self.imgsz = settings.imgsz or serve_imgsz(path)
         self.half = self.device.startswith("cuda")
         self.batch = settings.batch_size or auto_batch(self.device, self.imgsz)
-        digest = model_card(path).get("sha256") or weights_sha256(path)
+        digest = weights_digest(path)
         int8 = shipped_int8_model(path, self.imgsz, digest)
         self.backend = resolve_backend(settings.backend, self.device, int8)
         source = path
