@@ -20,6 +20,7 @@ import tempfile
 import time
 import uuid
 import zipfile
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -119,6 +120,21 @@ def time_bare_layout(settings, paths: list[Path], procs: int, threads: int) -> d
     dt = max(e for _, e in spans) - min(s for s, _ in spans)
     return {"processes": procs, "threads_each": threads, "seconds": round(dt, 3),
             "ms_per_photo": round(1000 * dt / len(paths), 2), "photos_per_s": round(len(paths) / dt, 2)}
+
+
+@contextmanager
+def torch_threads(n: int):
+    import torch
+    import ultralytics.utils.torch_utils as tu
+
+    before = torch.get_num_threads(), tu.NUM_THREADS
+    torch.set_num_threads(n)
+    tu.NUM_THREADS = n
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before[0])
+        tu.NUM_THREADS = before[1]
 
 
 def mask_map50(weights: str, data_yaml: Path, imgsz: int, device: str) -> dict:
@@ -321,8 +337,9 @@ def main(argv=None) -> int:
           f"{report['machine']['cpu']}")
 
     baseline = YOLO(weights, task="segment")
-    report["baseline_pytorch_fp32"] = time_predict(baseline, photos, imgsz, seg.batch, device,
-                                                   half=False, repeats=args.repeats)
+    with torch_threads(threads):  # the baseline gets every core (the segmenter may have lent them to OpenVINO)
+        report["baseline_pytorch_fp32"] = time_predict(baseline, photos, imgsz, seg.batch, device,
+                                                       half=False, repeats=args.repeats)
     report["backend_bare"] = time_predict(seg.model, photos, imgsz, seg.batch, device, half=seg.half,
                                           repeats=args.repeats)
     report["pipeline"] = run_pipeline(settings, photos_dir, paths, seg)
