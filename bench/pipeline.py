@@ -122,6 +122,22 @@ def time_bare_layout(settings, paths: list[Path], procs: int, threads: int) -> d
             "ms_per_photo": round(1000 * dt / len(paths), 2), "photos_per_s": round(len(paths) / dt, 2)}
 
 
+def time_openvino_export(settings, photos: list[np.ndarray], seg, repeats: int) -> dict:
+    """Bare predict with the plain OpenVINO export of the weights (fp32 weights, run in bf16 where the
+    CPU has it), on the segmenter's threads."""
+    from ultralytics import YOLO
+
+    from worker.backends import limit_openvino_threads, openvino_model
+    from worker.segmenter import weights_digest
+
+    weights = Path(settings.model)
+    ov_dir = openvino_model(weights, seg.imgsz, settings.data_path / "model-cache", weights_digest(weights))
+    model = YOLO(str(ov_dir), task="segment")
+    model.predict(np.zeros((64, 64, 3), np.uint8), imgsz=seg.imgsz, verbose=False)
+    limit_openvino_threads(model, ov_dir, seg.threads)
+    return time_predict(model, photos, seg.imgsz, seg.batch, seg.device, half=False, repeats=repeats)
+
+
 @contextmanager
 def torch_threads(n: int):
     import torch
@@ -342,6 +358,9 @@ def main(argv=None) -> int:
                                                        half=False, repeats=args.repeats)
     report["backend_bare"] = time_predict(seg.model, photos, imgsz, seg.batch, device, half=seg.half,
                                           repeats=args.repeats)
+    if seg.backend == "openvino-int8":
+        # the other OpenVINO candidate, timed the same way: the int8 default has to beat it
+        report["openvino_export_bare"] = time_openvino_export(settings, photos, seg, args.repeats)
     report["pipeline"] = run_pipeline(settings, photos_dir, paths, seg)
     if not args.no_workers:
         cores = os.cpu_count() or 1
@@ -374,6 +393,8 @@ def main(argv=None) -> int:
     b, k, p = report["baseline_pytorch_fp32"], report["backend_bare"], report["pipeline"]
     report["ratios"] = {
         "backend_speedup_vs_pytorch_fp32": round(b["ms_per_photo"] / k["ms_per_photo"], 2),
+        **({"openvino_export_speedup_vs_pytorch_fp32": round(b["ms_per_photo"] / report["openvino_export_bare"]["ms_per_photo"], 2)}
+           if "openvino_export_bare" in report else {}),
         "pipeline_throughput_vs_bare_backend": round(p["photos_per_s"] / k["photos_per_s"], 3),
         **({"worker_pipeline_throughput_vs_bare_backend_same_layout": round(
                 report["pipeline_workers"]["photos_per_s"] / report["backend_bare_worker_layout"]["photos_per_s"], 3),
@@ -390,6 +411,10 @@ def main(argv=None) -> int:
     print(f"\n{'':34} {'ms/photo':>9} {'photos/s':>9}")
     print(f"{'1. bare PyTorch fp32 (baseline)':34} {b['ms_per_photo']:9.1f} {b['photos_per_s']:9.2f}")
     print(f"{'2. bare ' + seg.backend:34} {k['ms_per_photo']:9.1f} {k['photos_per_s']:9.2f}")
+    if "openvino_export_bare" in report:
+        o = report["openvino_export_bare"]
+        print(f"{'2a. bare openvino (plain export)':34} {o['ms_per_photo']:9.1f} {o['photos_per_s']:9.2f}"
+              f"   (the candidate the default beat; {report['machine']['openvino_cpu_precision']})")
     if "backend_bare_worker_layout" in report:
         w = report["backend_bare_worker_layout"]
         name = f"2b. bare {seg.backend}, {w['processes']} x {w['threads_each']} thread(s)"

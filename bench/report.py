@@ -29,6 +29,10 @@ def render(p: dict, a: dict | None) -> str:
         f"| 1. bare `YOLO.predict`, PyTorch fp32 (baseline) | {b['ms_per_photo']} | {b['photos_per_s']} |",
         f"| 2. bare `YOLO.predict`, {p['backend']} (the worker's backend) | {k['ms_per_photo']} | {k['photos_per_s']} |",
     ]
+    if "openvino_export_bare" in p:
+        o = p["openvino_export_bare"]
+        lines.append(f"| 2a. bare `YOLO.predict`, plain OpenVINO export ({m.get('openvino_cpu_precision')}): the candidate "
+                     f"the default beat | {o['ms_per_photo']} | {o['photos_per_s']} |")
     if "backend_bare_worker_layout" in p:
         w = p["backend_bare_worker_layout"]
         lines.append(f"| 2b. bare `YOLO.predict`, {p['backend']}, in the workers' layout ({w['processes']} processes x "

@@ -1,0 +1,46 @@
+"""`make bench` on a few example photos: the benchmark runs, its pipeline really produced a
+catalogue, its ratios follow from its own figures, and the report renders them."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from bench.report import render
+from tests.conftest import EXAMPLES, ROOT
+
+pytestmark = pytest.mark.e2e
+
+
+def test_bench_pipeline_measures_and_reports(tmp_path):
+    out = tmp_path / "pipeline.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WARDROBE_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.pipeline", "--photos", str(EXAMPLES), "--val-json", "", "-n", "4",
+         "--repeats", "1", "--no-workers", "--out", str(out)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+
+    assert report["photos"] == 4
+    pipe = report["pipeline"]
+    assert pipe["status"] == "succeeded" and pipe["photos"] == 4 and pipe["items"] > 0
+    assert 0 < pipe["post_share"] < 1
+    base, backend = report["baseline_pytorch_fp32"], report["backend_bare"]
+    assert base["ms_per_photo"] > 0 and backend["ms_per_photo"] > 0
+    ratios = report["ratios"]
+    assert ratios["backend_speedup_vs_pytorch_fp32"] == pytest.approx(base["ms_per_photo"] / backend["ms_per_photo"], abs=0.01)
+    assert ratios["pipeline_throughput_vs_bare_backend"] == pytest.approx(
+        pipe["photos_per_s"] / backend["photos_per_s"], abs=0.002)
+    if report["backend"] == "openvino-int8":
+        # the default is timed against the plain OpenVINO export in the same run
+        assert report["openvino_export_bare"]["ms_per_photo"] > 0
+        assert "openvino_export_speedup_vs_pytorch_fp32" in ratios
+
+    doc = render(report, None)
+    assert f"{backend['ms_per_photo']} | {backend['photos_per_s']}" in doc
+    assert str(ratios["backend_speedup_vs_pytorch_fp32"]) in doc
+    assert "1. bare PyTorch fp32 (baseline)" in proc.stdout
