@@ -122,6 +122,45 @@ def time_bare_layout(settings, paths: list[Path], procs: int, threads: int) -> d
             "ms_per_photo": round(1000 * dt / len(paths), 2), "photos_per_s": round(len(paths) / dt, 2)}
 
 
+def time_cutout_encoders(photos: list[np.ndarray], seg, n: int = 40, repeats: int = 3) -> dict:
+    """The cut-outs of the first `n` photos (mask as alpha over the crop), encoded by each candidate:
+    ms of one thread's CPU and KiB per cut-out. The worker's choice is `webp` (lossy colour,
+    lossless alpha, method 0)."""
+    import io
+
+    import cv2
+
+    from worker.cutouts import make_cutout
+
+    cuts = [c.rgba for p in photos[:n] for d in seg.segment([p])[0] if (c := make_cutout(p, d)) is not None]
+
+    def pil(fmt: str, **kw):
+        def enc(rgba):
+            buf = io.BytesIO()
+            Image.fromarray(rgba, "RGBA").save(buf, fmt, **kw)
+            return buf.getvalue()
+        return enc
+
+    encoders = {
+        "webp q80 method 0 (the worker's)": pil("WEBP", quality=80, method=0),
+        "webp q80 method 4 (libwebp's default)": pil("WEBP", quality=80, method=4),
+        "webp lossless, fastest": pil("WEBP", lossless=True, quality=0, method=0),
+        "png level 1": pil("PNG", compress_level=1),
+        "opencv webp q80": lambda rgba: cv2.imencode(".webp", cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA),
+                                                     [cv2.IMWRITE_WEBP_QUALITY, 80])[1].tobytes(),
+    }
+    out = {"cutouts": len(cuts), "mean_pixels": round(float(np.mean([c.shape[0] * c.shape[1] for c in cuts])))}
+    for name, enc in encoders.items():
+        best, size = None, 0
+        for _ in range(repeats):
+            t0 = time.thread_time()
+            size = sum(len(enc(c)) for c in cuts)
+            dt = time.thread_time() - t0
+            best = dt if best is None else min(best, dt)
+        out[name] = {"ms_per_cutout": round(1000 * best / len(cuts), 3), "kib_per_cutout": round(size / 1024 / len(cuts), 1)}
+    return out
+
+
 def time_openvino_export(settings, photos: list[np.ndarray], seg, repeats: int) -> dict:
     """Bare predict with the plain OpenVINO export of the weights (fp32 weights, run in bf16 where the
     CPU has it), on the segmenter's threads."""
@@ -362,6 +401,7 @@ def main(argv=None) -> int:
         # the other OpenVINO candidate, timed the same way: the int8 default has to beat it
         report["openvino_export_bare"] = time_openvino_export(settings, photos, seg, args.repeats)
     report["pipeline"] = run_pipeline(settings, photos_dir, paths, seg)
+    report["cutout_encoders"] = time_cutout_encoders(photos, seg)
     if not args.no_workers:
         cores = os.cpu_count() or 1
         # the default layout (a process per core, one thread each), and one process using every core
@@ -426,6 +466,9 @@ def main(argv=None) -> int:
     print(f"   CPU per photo: {p['cpu_ms_per_photo']} ms in all, post-processing {p['post_cpu_ms_per_photo']} ms: "
           + ", ".join(f"{k} {v} ms" for k, v in p["post_breakdown_ms_per_photo"].items())
           + " (cutout: mask + crop + encode; features: colours + hash; commit: rows; store: waiting on uploads, wall)")
+    enc = report["cutout_encoders"]
+    print(f"   cut-out encoders on {enc['cutouts']} cut-outs of {enc['mean_pixels']} pixels on average (ms of CPU, KiB, each): "
+          + "; ".join(f"{k} {v['ms_per_cutout']} ms {v['kib_per_cutout']} KiB" for k, v in enc.items() if isinstance(v, dict)))
     for key, label in (("pipeline_workers", "3b"), ("pipeline_one_worker", "3c")):
         if key in report:
             w = report[key]

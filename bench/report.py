@@ -60,6 +60,12 @@ def render(p: dict, a: dict | None) -> str:
             "share below is post-processing CPU time over all the process's CPU time.",
             "",
         ]
+    if "cutout_encoders" in p:
+        enc = p["cutout_encoders"]
+        lines += [f"Cut-out encoders, timed on {enc['cutouts']} cut-outs ({enc['mean_pixels']} pixels on average) of the "
+                  "first val photos, one thread:", "", "| encoder | ms of CPU per cut-out | KiB per cut-out |", "|---|---|---|"]
+        lines += [f"| {k} | {v['ms_per_cutout']} | {v['kib_per_cutout']} |" for k, v in enc.items() if isinstance(v, dict)]
+        lines.append("")
     if "accuracy" in p:
         lines += ["| mask accuracy on the val labels | mAP50(M) | mAP50-95(M) |", "|---|---|---|"]
         for name, acc in p["accuracy"].items():

@@ -44,3 +44,6 @@ def test_bench_pipeline_measures_and_reports(tmp_path):
     assert f"{backend['ms_per_photo']} | {backend['photos_per_s']}" in doc
     assert str(ratios["backend_speedup_vs_pytorch_fp32"]) in doc
     assert "1. bare PyTorch fp32 (baseline)" in proc.stdout
+    enc = report["cutout_encoders"]
+    assert enc["cutouts"] > 0 and enc["webp q80 method 0 (the worker's)"]["kib_per_cutout"] > 0
+    assert "| webp q80 method 0 (the worker's) |" in doc
