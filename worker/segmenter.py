@@ -112,7 +112,7 @@ def pick_device(setting: str) -> str:
 def _torch_beside_openvino() -> None:
     """With OpenVINO running the model, PyTorch only does Ultralytics' light pre- and post-processing.
     Its OpenMP threads spin for a while after each op and take the cores OpenVINO's threads need:
-    `make bench` on 2 cores measured predict at 12.9 ms a photo with torch on 2 threads, 10.3 ms on 1."""
+    on 2 cores `make bench` measured int8 predict at 12.7 ms a photo with torch on 2 threads, 10.0 ms on 1."""
     import torch
     import ultralytics.utils.torch_utils as tu
 
