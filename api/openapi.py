@@ -78,6 +78,8 @@ SPEC = {
                     "area_fraction": {"type": "number"},
                     "model_version": {"type": "string"},
                     "cutout_url": {"type": "string"},
+                    "cutout_size": {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2,
+                                    "description": "[width, height] of the cut-out image"},
                     "photo_url": {"type": "string"},
                     "color": {"type": ["string", "null"]},
                     "colors": {"type": "array", "items": {"type": "object", "properties": {

@@ -51,6 +51,14 @@ def job_body(job: Job, failed_photos: list[Photo] | None = None, duplicates: lis
     }
 
 
+def _cutout_size(item: Item) -> list[int]:
+    """[width, height] of the cut-out image: the bbox's, unless the worker scaled it down."""
+    if item.cutout_width and item.cutout_height:
+        return [item.cutout_width, item.cutout_height]
+    x1, y1, x2, y2 = item.bbox
+    return [x2 - x1, y2 - y1]
+
+
 def item_body(item: Item, sign=None) -> dict:
     """`sign(path)` -> an expiring URL that needs no Authorization header (for <img> tags)."""
     body = {
@@ -67,6 +75,7 @@ def item_body(item: Item, sign=None) -> dict:
         "model_version": item.model_version,
         "cutout_url": f"/v1/items/{item.id}/cutout",
         "cutout_content_type": item.cutout_content_type,
+        "cutout_size": _cutout_size(item),
         "photo_url": f"/v1/photos/{item.photo_id}",
         "color": item.color,
         "colors": item.colors or [],

@@ -161,6 +161,31 @@ def time_cutout_encoders(photos: list[np.ndarray], seg, n: int = 40, repeats: in
     return out
 
 
+def time_cutout_cap(photos: list[np.ndarray], seg, work_side: int, max_side: int, n: int = 10, repeats: int = 3) -> dict:
+    """Cut-outs (mask, crop, encode) of working-size photos, at full size and under the worker's
+    `max_side`: ms of one thread's CPU and KiB per photo. The val photos are small (550 px wide),
+    so the first `n` are upscaled to the working size as a stand-in for phone photos."""
+    import cv2
+
+    from worker.cutouts import make_cutout
+
+    big = []
+    for p in photos[:n]:
+        s = work_side / max(p.shape[:2])
+        big.append(cv2.resize(p, (round(p.shape[1] * s), round(p.shape[0] * s)), interpolation=cv2.INTER_CUBIC))
+    dets = [seg.segment([p])[0] for p in big]
+    out = {"photos": len(big), "photo_size": list(big[0].shape[1::-1]) if big else None, "max_side": max_side}
+    for name, side in (("full_size", 0), ("capped", max_side)):
+        best, size = None, 0
+        for _ in range(repeats):
+            t0 = time.thread_time()
+            size = sum(len(c.data) for p, ds in zip(big, dets) for d in ds if (c := make_cutout(p, d, max_side=side)))
+            dt = time.thread_time() - t0
+            best = dt if best is None else min(best, dt)
+        out[name] = {"ms_per_photo": round(1000 * best / len(big), 2), "kib_per_photo": round(size / 1024 / len(big), 1)}
+    return out
+
+
 def time_openvino_export(settings, photos: list[np.ndarray], seg, repeats: int) -> dict:
     """Bare predict with the plain OpenVINO export of the weights (fp32 weights, run in bf16 where the
     CPU has it), on the segmenter's threads."""
@@ -402,6 +427,7 @@ def main(argv=None) -> int:
         report["openvino_export_bare"] = time_openvino_export(settings, photos, seg, args.repeats)
     report["pipeline"] = run_pipeline(settings, photos_dir, paths, seg)
     report["cutout_encoders"] = time_cutout_encoders(photos, seg)
+    report["cutout_cap"] = time_cutout_cap(photos, seg, settings.work_max_side, settings.cutout_max_side)
     if not args.no_workers:
         cores = os.cpu_count() or 1
         # the default layout (a process per core, one thread each), and one process using every core
@@ -469,6 +495,10 @@ def main(argv=None) -> int:
     enc = report["cutout_encoders"]
     print(f"   cut-out encoders on {enc['cutouts']} cut-outs of {enc['mean_pixels']} pixels on average (ms of CPU, KiB, each): "
           + "; ".join(f"{k} {v['ms_per_cutout']} ms {v['kib_per_cutout']} KiB" for k, v in enc.items() if isinstance(v, dict)))
+    cap = report["cutout_cap"]
+    print(f"   cut-outs of {cap['photos']} val photos upscaled to {cap['photo_size']}: full size {cap['full_size']['ms_per_photo']} ms "
+          f"and {cap['full_size']['kib_per_photo']} KiB a photo; at most {cap['max_side']} px (the worker's) "
+          f"{cap['capped']['ms_per_photo']} ms and {cap['capped']['kib_per_photo']} KiB")
     for key, label in (("pipeline_workers", "3b"), ("pipeline_one_worker", "3c")):
         if key in report:
             w = report[key]

@@ -66,6 +66,13 @@ def render(p: dict, a: dict | None) -> str:
                   "first val photos, one thread:", "", "| encoder | ms of CPU per cut-out | KiB per cut-out |", "|---|---|---|"]
         lines += [f"| {k} | {v['ms_per_cutout']} | {v['kib_per_cutout']} |" for k, v in enc.items() if isinstance(v, dict)]
         lines.append("")
+    if "cutout_cap" in p:
+        cap = p["cutout_cap"]
+        lines += [f"Cut-outs of working-size photos ({cap['photos']} val photos upscaled to {cap['photo_size'][0]} x "
+                  f"{cap['photo_size'][1]}, a stand-in for phone photos; mask, crop and encoding, one thread): at full size "
+                  f"{cap['full_size']['ms_per_photo']} ms and {cap['full_size']['kib_per_photo']} KiB a photo; scaled to at most "
+                  f"{cap['max_side']} px on the long side (`WARDROBE_CUTOUT_MAX_SIDE`, the default) {cap['capped']['ms_per_photo']} ms "
+                  f"and {cap['capped']['kib_per_photo']} KiB.", ""]
     if "accuracy" in p:
         lines += ["| mask accuracy on the val labels | mAP50(M) | mAP50-95(M) |", "|---|---|---|"]
         for name, acc in p["accuracy"].items():

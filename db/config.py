@@ -68,6 +68,7 @@ class Settings:
     preload_model: bool = True  # load the model when a worker process starts, not on its first task
     cutout_format: str = "webp"  # webp | png
     cutout_quality: int = 80
+    cutout_max_side: int = 1024  # cut-outs are scaled down to at most this long side; 0 = the photo's pixels
 
     # Celery
     task_time_limit: int = 1800

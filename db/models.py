@@ -178,6 +178,8 @@ class Item(Base):
     model_version: Mapped[str] = mapped_column(String(128))
     cutout_key: Mapped[str] = mapped_column(String(512))
     cutout_content_type: Mapped[str] = mapped_column(String(32))
+    cutout_width: Mapped[int | None] = mapped_column(Integer)  # null on rows made before 0004: the bbox's size
+    cutout_height: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     colors: Mapped[list | None] = mapped_column(JSON)  # [{hex, name, fraction}], largest first
     color: Mapped[str | None] = mapped_column(String(32))  # the dominant colour's name (filterable)

@@ -47,3 +47,6 @@ def test_bench_pipeline_measures_and_reports(tmp_path):
     enc = report["cutout_encoders"]
     assert enc["cutouts"] > 0 and enc["webp q80 method 0 (the worker's)"]["kib_per_cutout"] > 0
     assert "| webp q80 method 0 (the worker's) |" in doc
+    cap = report["cutout_cap"]
+    assert cap["max_side"] == 1024 and max(cap["photo_size"]) == 2048
+    assert 0 < cap["capped"]["kib_per_photo"] < cap["full_size"]["kib_per_photo"]

@@ -104,8 +104,9 @@ def test_upload_to_catalogue_with_the_real_model(services, rt):
         im = Image.open(io.BytesIO(cut.content))
         assert im.mode == "RGBA"
         x1, y1, x2, y2 = it["bbox"]
-        assert im.size == (x2 - x1, y2 - y1)
-        expected = rasterize([np.array(p) for p in it["mask"]["polygons"]], x2 - x1, y2 - y1, (x1, y1))
+        assert im.size == tuple(it["cutout_size"]) and max(im.size) <= 1024
+        scale = (im.width / (x2 - x1), im.height / (y2 - y1))
+        expected = rasterize([np.array(p) for p in it["mask"]["polygons"]], im.width, im.height, (x1, y1), scale)
         alpha = np.asarray(im)[..., 3]
         assert (alpha == expected).all(), "the cut-out's alpha is not the item's mask"
         assert 0 < it["area_fraction"] < 1

@@ -120,30 +120,49 @@ def test_ingest_redelivered_midway_resumes_without_duplicates(make_user, rt):
     assert job.status == "succeeded" and job.photos_done == 4 and job.items_found == 8
 
 
-def test_cutout_is_rgba_with_the_mask_as_alpha(make_user, rt):
+@pytest.mark.parametrize("max_side", [0, 60])
+def test_cutout_is_rgba_with_the_mask_as_alpha(make_user, rt, max_side):
+    """Full size (0), or scaled down to a long side of 60 px: either way the alpha is the stored
+    polygons, drawn at the cut-out's scale, and the colour is the photo's."""
+    from dataclasses import replace
+
+    import cv2
+
     uid, _ = make_user()
     job_id = new_job(rt, uid, zip_bytes(example_photos(1)))
-    run_job(rt, job_id)
+    run_job(replace(rt, settings=replace(rt.settings, cutout_max_side=max_side)), job_id)
     with session_scope() as s:
         items = list(s.scalars(select(Item).where(Item.job_id == job_id)))
         photo = s.get(Photo, items[0].photo_id)
     stored = np.asarray(Image.open(io.BytesIO(rt.storage.get_bytes(photo.storage_key))).convert("RGB"))
     assert {i.cutout_content_type for i in items} == {"image/webp", "image/png"}
+    scaled = 0
     for item in items:
         cut = Image.open(io.BytesIO(rt.storage.get_bytes(item.cutout_key)))
         assert cut.mode == "RGBA"
         x1, y1, x2, y2 = item.bbox
-        assert cut.size == (x2 - x1, y2 - y1)
+        bw, bh = x2 - x1, y2 - y1
+        assert cut.size == (item.cutout_width, item.cutout_height)
+        if max_side and max(bw, bh) > max_side:
+            scaled += 1
+            assert max(cut.size) == max_side
+            assert abs(cut.width / cut.height - bw / bh) < 0.02  # the aspect ratio is kept
+        else:
+            assert cut.size == (bw, bh)
+        sx, sy = cut.width / bw, cut.height / bh
         alpha = np.asarray(cut)[..., 3]
-        expected = rasterize([np.array(p) for p in item.polygons], x2 - x1, y2 - y1, (x1, y1))
+        expected = rasterize([np.array(p) for p in item.polygons], cut.width, cut.height, (x1, y1), (sx, sy))
         # alpha is the mask, exactly (WebP keeps alpha lossless)
         assert (alpha == expected).all()
-        assert item.area_fraction == round(int((expected > 0).sum()) / (photo.width * photo.height), 6)
+        assert item.area_fraction == pytest.approx(int((expected > 0).sum()) / (sx * sy) / (photo.width * photo.height),
+                                                   abs=1e-6)
         # colour inside the mask is the photo's (lossy WebP: close, not equal)
         rgb = np.asarray(cut)[..., :3].astype(int)
         inside = expected > 0
-        diff = np.abs(rgb[inside] - stored[y1:y2, x1:x2][inside].astype(int)).mean()
+        ref = cv2.resize(stored[y1:y2, x1:x2], cut.size, interpolation=cv2.INTER_AREA)
+        diff = np.abs(rgb[inside] - ref[inside].astype(int)).mean()
         assert diff < 8
+    assert scaled == (len(items) if max_side else 0)  # the fake's garments are all longer than 60 px
 
 
 def test_unreadable_entries_are_per_entry_errors(make_user, rt):

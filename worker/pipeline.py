@@ -351,7 +351,7 @@ def _items_for(rt: Runtime, jid: uuid.UUID, photo: _Loaded, dets, version: str, 
     uploads = []
     for det in dets:
         t0 = clock()
-        cut = make_cutout(photo.rgb, det, settings.cutout_format, settings.cutout_quality)
+        cut = make_cutout(photo.rgb, det, settings.cutout_format, settings.cutout_quality, settings.cutout_max_side)
         t1 = clock()
         t["cutout"] = t.get("cutout", 0.0) + t1 - t0
         if cut is None:
@@ -371,7 +371,7 @@ def _items_for(rt: Runtime, jid: uuid.UUID, photo: _Loaded, dets, version: str, 
                 class_id=cls.id, category=cls.name, supercategory=cls.supercategory,
                 confidence=round(det.confidence, 4), bbox=cut.bbox, polygons=cut.polygons,
                 area_fraction=round(cut.area_fraction, 6), model_version=version,
-                cutout_key=key, cutout_content_type=cut.content_type,
+                cutout_key=key, cutout_content_type=cut.content_type, cutout_width=cut.size[0], cutout_height=cut.size[1],
             )
         )
     t0 = time.perf_counter()
