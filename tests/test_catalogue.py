@@ -12,6 +12,7 @@ from PIL import Image
 from tests.conftest import auth, example_photos, zip_bytes
 from tests.helpers import run_job
 from tests.test_api import assert_error, upload
+from tests.test_pipeline import new_job
 from worker.colors import dhash, dominant_colors, hamming, name_of
 
 
@@ -82,6 +83,41 @@ def test_near_duplicates_are_flagged_and_can_be_hidden(client, make_user, rt):
     originals = {i["id"] for i in items if not i["duplicate_of"]}
     assert {d["duplicate_of"] for d in dups} == originals
     assert {i["id"] for i in client.get("/v1/items?hide_duplicates=true", headers=h).get_json()["items"]} == originals
+
+
+def test_near_duplicate_rules(make_user, rt):
+    """Same class and colour, at most 6 of 64 hash bits apart, a box of similar shape; never an
+    item of the same photo; earlier photos of the same batch count; the closest candidate wins."""
+    import uuid
+
+    from sqlalchemy import select
+
+    from db.models import Item
+    from db.session import session_scope
+    from worker.pipeline import _flag_near_duplicates
+
+    uid, _ = make_user()
+    run_job(rt, new_job(rt, uid, zip_bytes(example_photos(1))))
+    with session_scope() as s:
+        known = {i.class_id: i for i in s.scalars(select(Item).where(Item.user_id == uid))}
+        a = known[2]  # the fake segmenter's top
+        a_id, a_color, a_hash, a_bbox = a.id, a.color, a.phash, list(a.bbox)
+
+    def like(flip_bits=0, color=None, bbox=None, phash=None) -> Item:
+        h = (a_hash if phash is None else phash) ^ ((1 << flip_bits) - 1)
+        return Item(id=uuid.uuid4(), class_id=2, color=color or a_color, phash=h, bbox=bbox or a_bbox)
+
+    x1, y1, x2, y2 = a_bbox
+    close, far, squat, other_colour = like(6), like(7), like(bbox=[x1, y1, x2 + (x2 - x1), y2]), like(color="chartreuse")
+    twin_of_far = like(phash=far.phash)  # same photo as `far`: never its duplicate
+    later = like(phash=far.phash)  # a later photo of the batch: `far` counts
+    p1, p2 = uuid.uuid4(), uuid.uuid4()
+    with session_scope() as s:
+        _flag_near_duplicates(s, uid, [(p1, [close, far, squat, other_colour, twin_of_far]), (p2, [later])])
+    assert close.duplicate_of == a_id
+    assert far.duplicate_of is None and squat.duplicate_of is None and other_colour.duplicate_of is None
+    assert twin_of_far.duplicate_of is None
+    assert later.duplicate_of in {far.id, twin_of_far.id}
 
 
 def test_correcting_an_item(client, make_user, rt):

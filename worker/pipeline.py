@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 from PIL import Image
-from sqlalchemy import delete, insert, inspect, select, update
+from sqlalchemy import delete, insert, inspect, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
 from db import jobstate
@@ -26,7 +26,7 @@ from db.models import Item, Job, Photo, PhotoStatus, utcnow
 from db.session import session_scope
 from db.storage import ObjectNotFound, keys
 from db.taxonomy import by_id
-from worker.colors import dhash, dominant_colors, hamming
+from worker.colors import dhash, dominant_colors
 from worker.cutouts import make_cutout
 from worker.images import ImageRejected, content_hash, decode_photo
 from worker.segmenter import Segmenter
@@ -219,41 +219,52 @@ def mark_photos_failed(job_id: uuid.UUID, photo_ids: Sequence[uuid.UUID], code: 
 DUPLICATE_MAX_DISTANCE = 6  # of 64 dHash bits
 
 
+def _aspect(bbox) -> float:
+    return (bbox[2] - bbox[0]) / max(bbox[3] - bbox[1], 1)
+
+
 def _flag_near_duplicates(s, user_id: uuid.UUID, batch: list[tuple[uuid.UUID, list[Item]]]) -> None:
     """Mark items that look like one the user already has (same class and colour, cut-outs
-    a few hash bits apart, similar shape) as near-duplicates of it. Items of the same photo
-    (a pair of shoes) are never duplicates of each other; earlier photos of the batch count."""
-    classes = {i.class_id for _, items in batch for i in items}
-    colors = {i.color for _, items in batch for i in items if i.color}
-    if not classes or not colors:
+    a few hash bits apart, a box of similar shape) as near-duplicates of the closest such item.
+    Items of the same photo (a pair of shoes) are never duplicates of each other; earlier photos
+    of the batch count.
+
+    Only the batch's own (class, colour) pairs are read back, and each item is compared with its
+    pair's candidates in one NumPy pass: a user's catalogue grows, and this runs on every commit."""
+    pairs = {(i.class_id, i.color) for _, items in batch for i in items if i.color and i.phash is not None}
+    if not pairs:
         return
-    photo_ids = [pid for pid, _ in batch]
-    known = [
-        (rid, pid, cid, color, ph % (1 << 64), bbox)
-        for rid, pid, cid, color, ph, bbox in s.execute(
-            select(Item.id, Item.photo_id, Item.class_id, Item.color, Item.phash, Item.bbox)
-            # only same-class, same-colour candidates come back: the catalogue grows, this stays small
-            .where(Item.user_id == user_id, Item.class_id.in_(classes), Item.color.in_(colors),
-                   Item.photo_id.not_in(photo_ids),
-                   Item.duplicate_of.is_(None), Item.phash.is_not(None))
-        ).all()
-    ]
+    rows = s.connection().execute(  # plain rows: no ORM loading for what is only compared
+        select(Item.id, Item.class_id, Item.color, Item.phash, Item.bbox)
+        .where(Item.user_id == user_id, tuple_(Item.class_id, Item.color).in_(sorted(pairs)),
+               Item.photo_id.not_in([pid for pid, _ in batch]),
+               Item.duplicate_of.is_(None), Item.phash.is_not(None))
+    ).all()
+    # per pair: ids, hashes (signed 64-bit, as stored), box aspect ratios. The batch's own photos
+    # were left out above and its items join below only after their photo.
+    known: dict[tuple, tuple[list, list, list]] = {p: ([], [], []) for p in pairs}
+    for rid, cid, color, ph, bbox in rows:
+        ids, hashes, ratios = known[(cid, color)]
+        ids.append(rid), hashes.append(ph), ratios.append(_aspect(bbox))
 
-    def ratio(b) -> float:
-        return (b[2] - b[0]) / max(b[3] - b[1], 1)
-
-    for pid, items in batch:
+    for _pid, items in batch:
+        keep = []
         for item in items:
-            r, ph = ratio(item.bbox), item.phash % (1 << 64)
-            for rid, kpid, cid, color, kph, kbbox in known:
-                if kpid == pid or cid != item.class_id or color != item.color:
+            if not item.color or item.phash is None:
+                continue
+            ids, hashes, ratios = known[(item.class_id, item.color)]
+            if ids:
+                r = _aspect(item.bbox)
+                theirs = np.array(ratios)
+                dist = np.bitwise_count(np.array(hashes, np.int64).view(np.uint64) ^ np.int64(item.phash).view(np.uint64))
+                ok = (np.abs(theirs - r) <= 0.15 * np.maximum(theirs, r)) & (dist <= DUPLICATE_MAX_DISTANCE)
+                if ok.any():
+                    item.duplicate_of = ids[int(np.argmin(np.where(ok, dist, 255)))]
                     continue
-                if abs(r - ratio(kbbox)) > 0.15 * max(r, ratio(kbbox)):
-                    continue
-                if hamming(ph, kph) <= DUPLICATE_MAX_DISTANCE:
-                    item.duplicate_of = rid
-                    break
-        known += [(i.id, pid, i.class_id, i.color, i.phash % (1 << 64), i.bbox) for i in items if i.duplicate_of is None]
+            keep.append(item)
+        for item in keep:  # after the photo: its own items do not match each other
+            ids, hashes, ratios = known[(item.class_id, item.color)]
+            ids.append(item.id), hashes.append(item.phash), ratios.append(_aspect(item.bbox))
 
 
 _ITEM_COLUMNS = frozenset(c.key for c in Item.__table__.columns)
