@@ -298,7 +298,7 @@ def run_pipeline(settings, photos_dir: Path, paths: list[Path], segmenter) -> di
     }
 
 
-def run_worker_pipeline(paths: list[Path], concurrency: int, tmp: Path, threads: int = 0) -> dict:
+def run_worker_pipeline(paths: list[Path], concurrency: int, tmp: Path, threads: int = 0, tag: str = "") -> dict:
     """The same zip through real worker processes in the default layout (N processes, one core each),
     on PostgreSQL and Redis, from the moment the ingest task is sent to the job's end."""
     import signal
@@ -316,7 +316,8 @@ def run_worker_pipeline(paths: list[Path], concurrency: int, tmp: Path, threads:
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as c:
         c.execute(text(f'CREATE DATABASE "{dbname}"'))
-    data = tmp / f"workers-{concurrency}x{threads}"
+    name = f"workers-{concurrency}x{threads}{tag}"
+    data = tmp / name
     env = {k: v for k, v in os.environ.items() if not k.startswith("WARDROBE_")}
     env.update(WARDROBE_DATABASE_URL=admin_url.rsplit("/", 1)[0] + "/" + dbname, WARDROBE_BROKER_URL="redis://127.0.0.1:6379/10",
                WARDROBE_DATA_DIR=str(data), WARDROBE_STORAGE_URL=f"file://{data}/objects", WARDROBE_LOG_LEVEL="INFO",
@@ -326,7 +327,7 @@ def run_worker_pipeline(paths: list[Path], concurrency: int, tmp: Path, threads:
     for d in (tmp / "model-cache").glob("*_openvino_model"):
         os.symlink(d, data / "model-cache" / d.name)
     exe = [sys.executable, "-m", "cli.main"]
-    log = tmp / f"worker-{concurrency}x{threads}.log"
+    log = tmp / f"{name}.log"
     worker = None
     try:
         import redis
@@ -347,7 +348,7 @@ def run_worker_pipeline(paths: list[Path], concurrency: int, tmp: Path, threads:
         from db.session import session_scope
 
         rt = bootup(settings, force=True)
-        job_id = stage_job(rt, paths, tmp / f"workers-{concurrency}x{threads}.zip", f"bench-workers-{concurrency}x{threads}")
+        job_id = stage_job(rt, paths, tmp / f"{name}.zip", f"bench-{name}")
         t0 = time.perf_counter()
         enqueue_ingest(make_celery(settings), job_id)
         while True:
@@ -382,6 +383,8 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "pipeline.json"))
     ap.add_argument("--no-workers", action="store_true", help="skip the run through real worker processes")
+    ap.add_argument("--large", type=int, default=900,
+                    help="also send one upload of this many photos of the folder through the workers (0: skip)")
     args = ap.parse_args(argv)
 
     from db.config import Settings
@@ -437,6 +440,10 @@ def main(argv=None) -> int:
         report["pipeline_workers"] = run_worker_pipeline(paths, procs, tmp, threads=each)
         if cores > 1:
             report["pipeline_one_worker"] = run_worker_pipeline(paths, 1, tmp, threads=cores)
+        folder = sorted(p for p in photos_dir.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".webp"})
+        if args.large and len(folder) > len(paths):
+            # a user with many photos: one upload, a catalogue that grows as it runs
+            report["pipeline_workers_large"] = run_worker_pipeline(folder[: args.large], procs, tmp, threads=each, tag="-large")
 
     if args.val_json:
         from training.fashionpedia import import_dataset
@@ -499,12 +506,12 @@ def main(argv=None) -> int:
     print(f"   cut-outs of {cap['photos']} val photos upscaled to {cap['photo_size']}: full size {cap['full_size']['ms_per_photo']} ms "
           f"and {cap['full_size']['kib_per_photo']} KiB a photo; at most {cap['max_side']} px (the worker's) "
           f"{cap['capped']['ms_per_photo']} ms and {cap['capped']['kib_per_photo']} KiB")
-    for key, label in (("pipeline_workers", "3b"), ("pipeline_one_worker", "3c")):
+    for key, label in (("pipeline_workers", "3b"), ("pipeline_one_worker", "3c"), ("pipeline_workers_large", "3d")):
         if key in report:
             w = report[key]
             name = f"{label}. workers {w['processes']} x {w['threads_each']} thread(s)"
             print(f"{name:34} {w['ms_per_photo']:9.1f} {w['photos_per_s']:9.2f}"
-                  f"   (real processes, PostgreSQL + Redis, job {w['status']}, {w['items']} items)")
+                  f"   (real processes, PostgreSQL + Redis, {w['photos']} photos, job {w['status']}, {w['items']} items)")
     if "accuracy" in report:
         for name, a in report["accuracy"].items():
             print(f"4. mask mAP50 {name:14} {a['map50_m']:.4f}  (mAP50-95 {a['map50_95_m']:.4f})")

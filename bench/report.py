@@ -38,11 +38,11 @@ def render(p: dict, a: dict | None) -> str:
         lines.append(f"| 2b. bare `YOLO.predict`, {p['backend']}, in the workers' layout ({w['processes']} processes x "
                      f"{w['threads_each']} thread) | {w['ms_per_photo']} | {w['photos_per_s']} |")
     lines.append(f"| 3. pipeline end to end, in one process | {q['ms_per_photo']} | {q['photos_per_s']} |")
-    for key, label in (("pipeline_workers", "3b"), ("pipeline_one_worker", "3c")):
+    for key, label in (("pipeline_workers", "3b"), ("pipeline_one_worker", "3c"), ("pipeline_workers_large", "3d")):
         if key in p:
             w = p[key]
             lines.append(f"| {label}. pipeline through real workers, {w['processes']} process(es) x {w.get('threads_each', '?')} "
-                         f"thread(s), PostgreSQL + Redis | {w['ms_per_photo']} | {w['photos_per_s']} |")
+                         f"thread(s), PostgreSQL + Redis, {w['photos']} photos in one upload | {w['ms_per_photo']} | {w['photos_per_s']} |")
     lines += [
         "",
         f"Pipeline breakdown per photo (3): ingest {q['ingest_ms_per_photo']} ms, waiting for photos "
