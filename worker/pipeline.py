@@ -223,6 +223,13 @@ def _aspect(bbox) -> float:
     return (bbox[2] - bbox[0]) / max(bbox[3] - bbox[1], 1)
 
 
+def _remember(bucket: tuple[list, list, list], item_id, phash: int, bbox) -> None:
+    ids, hashes, ratios = bucket
+    ids.append(item_id)
+    hashes.append(phash)
+    ratios.append(_aspect(bbox))
+
+
 def _flag_near_duplicates(s, user_id: uuid.UUID, batch: list[tuple[uuid.UUID, list[Item]]]) -> None:
     """Mark items that look like one the user already has (same class and colour, cut-outs
     a few hash bits apart, a box of similar shape) as near-duplicates of the closest such item.
@@ -244,8 +251,7 @@ def _flag_near_duplicates(s, user_id: uuid.UUID, batch: list[tuple[uuid.UUID, li
     # were left out above and its items join below only after their photo.
     known: dict[tuple, tuple[list, list, list]] = {p: ([], [], []) for p in pairs}
     for rid, cid, color, ph, bbox in rows:
-        ids, hashes, ratios = known[(cid, color)]
-        ids.append(rid), hashes.append(ph), ratios.append(_aspect(bbox))
+        _remember(known[(cid, color)], rid, ph, bbox)
 
     for _pid, items in batch:
         keep = []
@@ -263,8 +269,7 @@ def _flag_near_duplicates(s, user_id: uuid.UUID, batch: list[tuple[uuid.UUID, li
                     continue
             keep.append(item)
         for item in keep:  # after the photo: its own items do not match each other
-            ids, hashes, ratios = known[(item.class_id, item.color)]
-            ids.append(item.id), hashes.append(item.phash), ratios.append(_aspect(item.bbox))
+            _remember(known[(item.class_id, item.color)], item.id, item.phash, item.bbox)
 
 
 _ITEM_COLUMNS = frozenset(c.key for c in Item.__table__.columns)
