@@ -52,7 +52,9 @@ SPEC = {
                         "type": "object",
                         "properties": {k: {"type": "integer"} for k in ("photos_total", "photos_done", "photos_failed",
                                                                         "photos_duplicate", "items_found")}
-                        | {"percent": {"type": "number"}},
+                        | {"percent": {"type": "number"},
+                           "photos_per_second": {"type": ["number", "null"], "description": "photos processed per second since the job started"},
+                           "eta_seconds": {"type": ["integer", "null"], "description": "while running: seconds left at that pace"}},
                     },
                     "errors": {"type": "array", "items": {"type": "object", "properties": {
                         "entry": {"type": ["string", "null"]}, "code": {"type": "string"}, "message": {"type": "string"}}}},

@@ -6,12 +6,32 @@ from datetime import datetime, timezone
 from db.models import Item, Job, JobStatus, Photo
 
 
+def _utc(v: datetime) -> datetime:
+    if v.tzinfo is None:  # SQLite hands back naive values; they were written as UTC
+        v = v.replace(tzinfo=timezone.utc)
+    return v.astimezone(timezone.utc)
+
+
 def _ts(v: datetime | None) -> str | None:
     if v is None:
         return None
-    if v.tzinfo is None:  # SQLite hands back naive values; they were written as UTC
-        v = v.replace(tzinfo=timezone.utc)
-    return v.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return _utc(v).isoformat().replace("+00:00", "Z")
+
+
+def _pace(job: Job, processed: int, now: datetime | None = None) -> tuple[float | None, int | None]:
+    """Photos per second since the job started, and, while it runs, the seconds left at that pace.
+    Neither before there is a pace to speak of: a photo processed and a second gone."""
+    if job.started_at is None or processed == 0:
+        return None, None
+    end = _utc(job.finished_at) if job.finished_at else (now or datetime.now(timezone.utc))
+    elapsed = (end - _utc(job.started_at)).total_seconds()
+    if elapsed < 1.0:
+        return None, None
+    rate = processed / elapsed
+    eta = None
+    if job.status == JobStatus.RUNNING.value and job.photos_total >= processed:
+        eta = round((job.photos_total - processed) / rate)
+    return round(rate, 2), eta
 
 
 def job_body(job: Job, failed_photos: list[Photo] | None = None, duplicates: list[Photo] | None = None) -> dict:
@@ -22,6 +42,7 @@ def job_body(job: Job, failed_photos: list[Photo] | None = None, duplicates: lis
         percent = round(100.0 * processed / job.photos_total, 1)
     else:
         percent = 0.0
+    rate, eta = _pace(job, processed)
     errors = []
     if job.error_code:
         errors.append({"entry": None, "code": job.error_code, "message": job.error_message or ""})
@@ -43,6 +64,8 @@ def job_body(job: Job, failed_photos: list[Photo] | None = None, duplicates: lis
             "photos_duplicate": job.photos_duplicate,
             "items_found": job.items_found,
             "percent": percent,
+            "photos_per_second": rate,
+            "eta_seconds": eta,
         },
         "errors": errors,
         "duplicates": [{"entry": p.entry_name, "photo_id": str(p.duplicate_of) if p.duplicate_of else None}

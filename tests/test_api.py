@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import uuid
 
+import pytest
 import redis
 
 from tests.conftest import REDIS_URL, auth, example_photos, jpeg_bytes, zip_bytes
@@ -37,7 +38,7 @@ def test_upload_answers_202_stores_zip_and_queues_ids_only(client, make_user, rt
     assert resp.headers["Location"] == f"/v1/jobs/{job['id']}"
     assert job["status"] == "queued"
     assert job["progress"] == {"photos_total": 0, "photos_done": 0, "photos_failed": 0, "photos_duplicate": 0,
-                               "items_found": 0, "percent": 0.0}
+                               "items_found": 0, "percent": 0.0, "photos_per_second": None, "eta_seconds": None}
     # the zip is in S3 under a server-made key scoped to the user
     assert rt.storage.get_bytes(f"users/{uid}/uploads/{job['id']}.zip") == data
     # one message on the ingest queue, carrying the job id and nothing else
@@ -48,6 +49,29 @@ def test_upload_answers_202_stores_zip_and_queues_ids_only(client, make_user, rt
 
     body = json.loads(base64.b64decode(json.loads(msgs[0])["body"]))
     assert body[0] == [job["id"]]
+
+
+def test_poll_tells_the_pace_and_the_time_left(client, make_user, rt):
+    """20 of 100 photos in 10 s: 2 photos/s, 40 s left; none of that before a pace exists."""
+    from datetime import datetime, timedelta, timezone
+
+    from db.models import Job
+    from db.session import session_scope
+
+    _, token = make_user()
+    job_id = upload(client, token, zip_bytes(example_photos(1))).get_json()["id"]
+    with session_scope() as s:
+        job = s.get(Job, uuid.UUID(job_id))
+        job.status, job.photos_total = "running", 100
+        job.started_at = datetime.now(timezone.utc) - timedelta(seconds=0.2)
+    assert client.get(f"/v1/jobs/{job_id}", headers=auth(token)).get_json()["progress"]["eta_seconds"] is None
+    with session_scope() as s:
+        job = s.get(Job, uuid.UUID(job_id))
+        job.photos_done, job.photos_failed, job.photos_duplicate = 15, 3, 2
+        job.started_at = datetime.now(timezone.utc) - timedelta(seconds=10)
+    p = client.get(f"/v1/jobs/{job_id}", headers=auth(token)).get_json()["progress"]
+    assert p["photos_per_second"] == pytest.approx(2.0, abs=0.05)
+    assert p["eta_seconds"] in (39, 40)
 
 
 def test_raw_zip_body_is_accepted(client, make_user):
@@ -69,6 +93,7 @@ def test_poll_progress_and_final_status(client, make_user, rt):
     assert job["progress"]["percent"] == 100.0
     assert job["errors"] == [{"entry": "notes.txt", "code": "not_an_image", "message": job["errors"][0]["message"]}]
     assert job["started_at"] and job["finished_at"]
+    assert job["progress"]["eta_seconds"] is None  # finished
     jobs = client.get("/v1/jobs", headers=auth(token)).get_json()["jobs"]
     assert [j["id"] for j in jobs] == [job_id]
 

@@ -118,6 +118,12 @@ $("#upload-form").addEventListener("submit", (ev) => {
   xhr.send(form);
 });
 
+function formatDuration(seconds) {
+  if (seconds < 60) return `${Math.max(1, seconds)} s`;
+  const m = Math.round(seconds / 60);
+  return m < 60 ? `${m} min` : `${Math.floor(m / 60)} h ${m % 60} min`;
+}
+
 function renderJob(job) {
   $("#job").hidden = false;
   const p = job.progress;
@@ -127,7 +133,8 @@ function renderJob(job) {
   const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
   text($("#job-counts"), `${p.photos_done + p.photos_failed + p.photos_duplicate} / ${p.photos_total} photos, ` +
     `${plural(p.items_found, "garment")} found` + (p.photos_failed ? `, ${plural(p.photos_failed, "photo")} failed` : "") +
-    (p.photos_duplicate ? `, ${plural(p.photos_duplicate, "duplicate photo")}` : ""));
+    (p.photos_duplicate ? `, ${plural(p.photos_duplicate, "duplicate photo")}` : "") +
+    (p.eta_seconds != null ? `, about ${formatDuration(p.eta_seconds)} left` : ""));
   const ul = $("#job-errors");
   ul.replaceChildren(...job.errors.map((e) => el("li", { text: `${e.entry || "upload"}: ${e.message}` })));
 }
