@@ -66,16 +66,26 @@ def load_photos(folder: Path, n: int) -> tuple[list[Path], list[np.ndarray]]:
     return paths, [np.asarray(ImageOps.exif_transpose(Image.open(p)).convert("RGB")) for p in paths]
 
 
+def best_of(repeats: int, fn, clock=time.perf_counter):
+    """The fastest of `repeats` runs of fn(): (seconds by `clock`, what the last run returned)."""
+    best, result = None, None
+    for _ in range(repeats):
+        t0 = clock()
+        result = fn()
+        dt = clock() - t0
+        best = dt if best is None else min(best, dt)
+    return best, result
+
+
 def time_predict(yolo, photos: list[np.ndarray], imgsz: int, batch: int, device: str, half: bool, repeats: int) -> dict:
     bgr = [np.ascontiguousarray(p[..., ::-1]) for p in photos]
     yolo.predict(bgr[:batch], imgsz=imgsz, device=device, half=half, verbose=False, batch=batch)  # warm-up
-    best = None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+
+    def run():
         for i in range(0, len(bgr), batch):
             yolo.predict(bgr[i:i + batch], imgsz=imgsz, device=device, half=half, verbose=False, batch=batch)
-        dt = time.perf_counter() - t0
-        best = dt if best is None else min(best, dt)
+
+    best, _ = best_of(repeats, run)
     return {"seconds": round(best, 3), "ms_per_photo": round(1000 * best / len(bgr), 2), "photos_per_s": round(len(bgr) / best, 2)}
 
 
@@ -151,12 +161,7 @@ def time_cutout_encoders(photos: list[np.ndarray], seg, n: int = 40, repeats: in
     }
     out = {"cutouts": len(cuts), "mean_pixels": round(float(np.mean([c.shape[0] * c.shape[1] for c in cuts])))}
     for name, enc in encoders.items():
-        best, size = None, 0
-        for _ in range(repeats):
-            t0 = time.thread_time()
-            size = sum(len(enc(c)) for c in cuts)
-            dt = time.thread_time() - t0
-            best = dt if best is None else min(best, dt)
+        best, size = best_of(repeats, lambda enc=enc: sum(len(enc(c)) for c in cuts), time.thread_time)
         out[name] = {"ms_per_cutout": round(1000 * best / len(cuts), 3), "kib_per_cutout": round(size / 1024 / len(cuts), 1)}
     return out
 
@@ -176,30 +181,19 @@ def time_cutout_cap(photos: list[np.ndarray], seg, work_side: int, max_side: int
     dets = [seg.segment([p])[0] for p in big]
     out = {"photos": len(big), "photo_size": list(big[0].shape[1::-1]) if big else None, "max_side": max_side}
     for name, side in (("full_size", 0), ("capped", max_side)):
-        best, size = None, 0
-        for _ in range(repeats):
-            t0 = time.thread_time()
-            size = sum(len(c.data) for p, ds in zip(big, dets) for d in ds if (c := make_cutout(p, d, max_side=side)))
-            dt = time.thread_time() - t0
-            best = dt if best is None else min(best, dt)
+        best, size = best_of(repeats, lambda side=side: sum(
+            len(c.data) for p, ds in zip(big, dets) for d in ds if (c := make_cutout(p, d, max_side=side))), time.thread_time)
         out[name] = {"ms_per_photo": round(1000 * best / len(big), 2), "kib_per_photo": round(size / 1024 / len(big), 1)}
     return out
 
 
 def time_openvino_export(settings, photos: list[np.ndarray], seg, repeats: int) -> dict:
     """Bare predict with the plain OpenVINO export of the weights (fp32 weights, run in bf16 where the
-    CPU has it), on the segmenter's threads."""
-    from ultralytics import YOLO
+    CPU has it), loaded as a worker would with WARDROBE_BACKEND=openvino."""
+    from worker.segmenter import YoloSegmenter
 
-    from worker.backends import limit_openvino_threads, openvino_model
-    from worker.segmenter import weights_digest
-
-    weights = Path(settings.model)
-    ov_dir = openvino_model(weights, seg.imgsz, settings.data_path / "model-cache", weights_digest(weights))
-    model = YOLO(str(ov_dir), task="segment")
-    model.predict(np.zeros((64, 64, 3), np.uint8), imgsz=seg.imgsz, verbose=False)
-    limit_openvino_threads(model, ov_dir, seg.threads)
-    return time_predict(model, photos, seg.imgsz, seg.batch, seg.device, half=False, repeats=repeats)
+    plain = YoloSegmenter(replace(settings, backend="openvino"))
+    return time_predict(plain.model, photos, plain.imgsz, plain.batch, plain.device, half=False, repeats=repeats)
 
 
 @contextmanager

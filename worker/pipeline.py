@@ -10,7 +10,9 @@ from __future__ import annotations
 import io
 import logging
 import tempfile
+import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -26,7 +28,7 @@ from db.models import Item, Job, Photo, PhotoStatus, utcnow
 from db.session import session_scope
 from db.storage import ObjectNotFound, keys
 from db.taxonomy import by_id
-from worker.colors import dhash, dominant_colors
+from worker.colors import dhash, dominant_colors, small_rgba
 from worker.cutouts import make_cutout
 from worker.images import ImageRejected, content_hash, decode_photo
 from worker.segmenter import Segmenter
@@ -321,8 +323,6 @@ def _io():
     """Threads for storage round trips and decoding ahead of the model: shared by the process's tasks."""
     global _io_pool
     if _io_pool is None:
-        from concurrent.futures import ThreadPoolExecutor
-
         _io_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="wardrobe-io")
     return _io_pool
 
@@ -338,8 +338,6 @@ class _Inline:
         return None
 
     def submit(self, fn, *args):
-        from concurrent.futures import Future
-
         f: Future = Future()
         f.set_result(fn(*args))  # an error raises here, at once: the task retries sooner
         return f
@@ -359,8 +357,6 @@ def _items_for(rt: Runtime, jid: uuid.UUID, photo: _Loaded, dets, version: str, 
     """Cut-outs, colours and hashes for one photo's detections; cut-outs are uploaded concurrently.
     Adds the CPU seconds of each stage to `t` (cutout: mask and encoding; features: colours and
     hash) and the seconds spent waiting for the uploads (store)."""
-    import time
-
     clock = time.thread_time  # this thread's CPU time: the cost, whatever else runs beside it
     settings = rt.settings
     items: list[Item] = []
@@ -376,8 +372,9 @@ def _items_for(rt: Runtime, jid: uuid.UUID, photo: _Loaded, dets, version: str, 
         key = keys.cutout(photo.user_id, photo.id, index, cut.ext)
         uploads.append(_io().submit(rt.storage.put_bytes, key, cut.data, cut.content_type))
         cls = by_id(det.class_id)
-        colors = dominant_colors(cut.rgba)
-        h = dhash(cut.rgba)
+        thumb = small_rgba(cut.rgba)  # once: colours and hash both read the same 32-px thumbnail
+        colors = dominant_colors(thumb)
+        h = dhash(thumb)
         t["features"] = t.get("features", 0.0) + clock() - t1
         items.append(
             Item(
@@ -410,9 +407,6 @@ def segment(job_id: str | uuid.UUID, photo_ids: Sequence[str | uuid.UUID], rt: R
     `timings`, when given, accumulates seconds spent waiting for photos, in the model, and in
     post-processing (which overlaps the model), and post-processing's CPU seconds by stage: the
     benchmark's breakdown."""
-    import time
-    from concurrent.futures import ThreadPoolExecutor
-
     clock = time.perf_counter
     t = timings if timings is not None else {}
     jid = uuid.UUID(str(job_id))

@@ -146,9 +146,9 @@ class YoloSegmenter:
         int8 = shipped_int8_model(path, self.imgsz, digest)
         self.backend = resolve_backend(settings.backend, self.device, int8)
         source = path
-        if self.backend == "openvino-int8" and int8 is None:
-            raise FileNotFoundError(f"no int8 model for {path.name} at imgsz {self.imgsz} (make one: wardrobe export --int8)")
         if self.backend == "openvino-int8":
+            if int8 is None:
+                raise FileNotFoundError(f"no int8 model for {path.name} at imgsz {self.imgsz} (make one: wardrobe export --int8)")
             source = int8
         elif self.backend == "openvino":
             try:
