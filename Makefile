@@ -8,7 +8,7 @@ STAMP   := .venv/.installed-$(shell cat pyproject.toml scripts/install.sh | sha1
 SHARED  ?= ../shared/datasets/ccp-fashionpedia
 DATASET ?= var/datasets/ccp-yolo
 
-.PHONY: venv test test-fast demo serve worker migrate train evaluate bench bench-api bench-report clean
+.PHONY: venv test test-fast demo serve worker migrate train evaluate bench bench-640 bench-api bench-report clean
 
 venv: $(STAMP)
 
@@ -49,6 +49,11 @@ evaluate: venv $(DATASET)/data.yaml
 
 bench: venv
 	$(PY) -m bench.pipeline
+
+# the same benchmark at imgsz 640 (the plain OpenVINO export: no int8 model is shipped at 640),
+# without the 900-photo upload: how the ratios move with the model's cost
+bench-640: venv
+	WARDROBE_IMGSZ=640 $(PY) -m bench.pipeline --large 0 --out bench/out/pipeline-640.json
 
 bench-api: venv
 	$(PY) -m bench.api

@@ -471,6 +471,12 @@ def main(argv=None) -> int:
            if "pipeline_one_worker" in report else {}),
         "post_processing_share_of_photo_time": p["post_share"],
     }
+    enc = report["cutout_encoders"]
+    if enc["cutouts"] and p["photos"]:
+        # the floor under the post-processing share: the worker's encoder alone, timed on one idle
+        # thread (cheaper than inside the pipeline), for as many cut-outs as a photo has
+        per_photo = enc["webp q80 method 0 (the worker's)"]["ms_per_cutout"] * p["items"] / p["photos"]
+        report["ratios"]["cutout_encoding_alone_share_of_photo_time"] = round(per_photo / p["cpu_ms_per_photo"], 4)
     if seg.backend in report.get("accuracy", {}):
         a = report["accuracy"]
         report["ratios"]["mask_map50_delta_backend_minus_pytorch"] = round(a[seg.backend]["map50_m"] - a["pytorch_fp32"]["map50_m"], 4)

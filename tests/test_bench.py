@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from bench.report import render
+from bench.report import render, render_other_size
 from tests.conftest import EXAMPLES, ROOT
 
 pytestmark = pytest.mark.e2e
@@ -50,3 +50,17 @@ def test_bench_pipeline_measures_and_reports(tmp_path):
     cap = report["cutout_cap"]
     assert cap["max_side"] == 1024 and max(cap["photo_size"]) == 2048
     assert 0 < cap["capped"]["kib_per_photo"] < cap["full_size"]["kib_per_photo"]
+    # the encoding floor follows from the encoder table and the pipeline's own figures, and is a
+    # floor: the worker's encoder alone, on an idle thread, costs less than all of post-processing
+    floor = ratios["cutout_encoding_alone_share_of_photo_time"]
+    worker_enc = enc["webp q80 method 0 (the worker's)"]["ms_per_cutout"]
+    assert floor == pytest.approx(worker_enc * pipe["items"] / pipe["photos"] / pipe["cpu_ms_per_photo"], abs=0.001)
+    assert 0 < floor < pipe["post_share"]
+    assert "| cutout encoding alone share of photo time |" in doc
+
+    # a run at another input size (make bench-640) renders as a section of its own
+    other = dict(report, imgsz=640)
+    section = render_other_size(other)
+    assert section.startswith("## At imgsz 640 (`make bench-640`)")
+    assert f"| 2. bare `YOLO.predict`, {report['backend']} | {backend['ms_per_photo']} |" in section
+    assert "## At imgsz 640" in render(report, None, [other])
