@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import tempfile
 import time
 import uuid
@@ -292,7 +293,8 @@ def run_pipeline(settings, photos_dir: Path, paths: list[Path], segmenter) -> di
     }
 
 
-def run_worker_pipeline(paths: list[Path], concurrency: int, tmp: Path, threads: int = 0, tag: str = "") -> dict:
+def run_worker_pipeline(paths: list[Path], concurrency: int, tmp: Path, threads: int = 0, tag: str = "",
+                        imgsz: int = 0) -> dict:
     """The same zip through real worker processes in the default layout (N processes, one core each),
     on PostgreSQL and Redis, from the moment the ingest task is sent to the job's end."""
     import signal
@@ -315,7 +317,8 @@ def run_worker_pipeline(paths: list[Path], concurrency: int, tmp: Path, threads:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WARDROBE_")}
     env.update(WARDROBE_DATABASE_URL=admin_url.rsplit("/", 1)[0] + "/" + dbname, WARDROBE_BROKER_URL="redis://127.0.0.1:6379/10",
                WARDROBE_DATA_DIR=str(data), WARDROBE_STORAGE_URL=f"file://{data}/objects", WARDROBE_LOG_LEVEL="INFO",
-               WARDROBE_WORKER_CONCURRENCY=str(concurrency), WARDROBE_THREADS=str(threads))
+               WARDROBE_WORKER_CONCURRENCY=str(concurrency), WARDROBE_THREADS=str(threads),
+               WARDROBE_IMGSZ=str(imgsz))  # the run's input size: the workers see none of this process's WARDROBE_*
     # reuse the export made for the in-process run
     (data / "model-cache").mkdir(parents=True, exist_ok=True)
     for d in (tmp / "model-cache").glob("*_openvino_model"):
@@ -353,7 +356,10 @@ def run_worker_pipeline(paths: list[Path], concurrency: int, tmp: Path, threads:
             time.sleep(0.02)
         dt = time.perf_counter() - t0
         n = len(paths)
-        return {"status": job.status, "processes": concurrency, "threads_each": threads, "photos": n, "items": job.items_found,
+        # what the workers said they loaded ("model ready: ... imgsz N"), not what was asked of them
+        sizes = {int(m) for m in re.findall(r"model ready: .*?imgsz (\d+)", log.read_text(errors="replace"))}
+        return {"status": job.status, "processes": concurrency, "threads_each": threads, "imgsz": sorted(sizes),
+                "photos": n, "items": job.items_found,
                 "seconds": round(dt, 3), "photos_per_s": round(n / dt, 2), "ms_per_photo": round(1000 * dt / n, 2)}
     finally:
         if worker is not None:
@@ -431,13 +437,14 @@ def main(argv=None) -> int:
         procs = base.worker_concurrency or cores
         each = base.threads or max(1, cores // procs)
         report["backend_bare_worker_layout"] = time_bare_layout(settings, paths, procs, each)
-        report["pipeline_workers"] = run_worker_pipeline(paths, procs, tmp, threads=each)
+        report["pipeline_workers"] = run_worker_pipeline(paths, procs, tmp, threads=each, imgsz=imgsz)
         if cores > 1:
-            report["pipeline_one_worker"] = run_worker_pipeline(paths, 1, tmp, threads=cores)
+            report["pipeline_one_worker"] = run_worker_pipeline(paths, 1, tmp, threads=cores, imgsz=imgsz)
         folder = sorted(p for p in photos_dir.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png", ".webp"})
         if args.large and len(folder) > len(paths):
             # a user with many photos: one upload, a catalogue that grows as it runs
-            report["pipeline_workers_large"] = run_worker_pipeline(folder[: args.large], procs, tmp, threads=each, tag="-large")
+            report["pipeline_workers_large"] = run_worker_pipeline(folder[: args.large], procs, tmp, threads=each, tag="-large",
+                                                                     imgsz=imgsz)
 
     if args.val_json:
         from training.fashionpedia import import_dataset

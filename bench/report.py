@@ -111,7 +111,12 @@ def render(p: dict, a: dict | None, others: list[dict] = ()) -> str:
                   f"({u['idle_rss_mb']} MB). Target: under 100 MB."]
     for other in others:
         lines += ["", render_other_size(other).rstrip("\n")]
-    lines += ["", "## Another machine", "",
+    lines += ["", "## Other machines", "",
+              "The same kind of machine is not always as fast. A run on 2026-11-28 on another AMD EPYC with the same "
+              "CPU flags (AVX-512 with VNNI and bf16) measured PyTorch fp32 31.3 ms a photo and int8 11.8 ms (2.65x), "
+              "workers / bare backend in the same layout 0.68 and a post-processing share of 0.27: about 1.7x faster "
+              "throughout, with the same ratios.",
+              "",
               "An earlier run (2026-11-28) on an AMD EPYC with AVX2 only (no AVX-512, so no VNNI and no bf16), before "
               "PyTorch was held to one thread beside OpenVINO, measured PyTorch fp32 85.2 ms a photo and int8 45.2 ms "
               "(1.89x). OpenVINO runs int8 convolutions fastest with VNNI (AVX-512 VNNI or AVX-VNNI), which that CPU lacked.",
@@ -142,8 +147,14 @@ def render_other_size(p: dict) -> str:
     lines.append(f"| 3. pipeline end to end, in one process | {q['ms_per_photo']} | {q['photos_per_s']} |")
     if "pipeline_workers" in p:
         w = p["pipeline_workers"]
-        lines.append(f"| 3b. pipeline through real workers ({w['processes']} x {w['threads_each']}), {w['photos']} photos | "
+        lines.append(f"| 3b. pipeline through real workers ({w['processes']} x {w['threads_each']}, their model at imgsz "
+                     f"{'/'.join(map(str, w.get('imgsz', []))) or '?'}), {w['photos']} photos | "
                      f"{w['ms_per_photo']} | {w['photos_per_s']} |")
+    if "pipeline_one_worker" in p:
+        w = p["pipeline_one_worker"]
+        lines.append(f"| 3c. pipeline through one real worker (1 x {w['threads_each']}, its model at imgsz "
+                     f"{'/'.join(map(str, w.get('imgsz', []))) or '?'}), {w['photos']} photos | {w['ms_per_photo']} | "
+                     f"{w['photos_per_s']} |")
     lines += ["", f"{q['items']} items from {q['photos']} photos; CPU per photo {q['cpu_ms_per_photo']} ms, of which "
               f"post-processing {q['post_cpu_ms_per_photo']} ms.", ""]
     if "accuracy" in p:
