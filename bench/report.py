@@ -8,22 +8,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def render(p: dict, a: dict | None, others: list[dict] = ()) -> str:
-    m = p["machine"]
-    b, k, q = p["baseline_pytorch_fp32"], p["backend_bare"], p["pipeline"]
-    r = p["ratios"]
+def _speed_table(p: dict) -> list[str]:
+    """Rows 1-3d: the bare model, the backend, and the pipeline in one process and through workers."""
+    b, k, q, m = p["baseline_pytorch_fp32"], p["backend_bare"], p["pipeline"], p["machine"]
     lines = [
-        "# Benchmarks",
-        "",
-        f"Measured {p['date']} on {m['cpu']}, {m['cores']} cores"
-        + (f", GPU {m['gpu']}" if m.get("gpu") else ", no GPU")
-        + f" (OpenVINO CPU precision: {m.get('openvino_cpu_precision')}). Weights `{p['weights']}` "
-        f"({p['model_version']}) at imgsz {p['imgsz']}, batch {p['batch']}, {p['photos']} photos of the shared val split. "
-        "Every figure below comes from one run of `make bench` (and `make bench-api`); the JSON is in "
-        "`docs/benchmarks/`.",
-        "",
-        "## Inference and the pipeline (`make bench`)",
-        "",
         "| | ms per photo | photos/s |",
         "|---|---|---|",
         f"| 1. bare `YOLO.predict`, PyTorch fp32 (baseline) | {b['ms_per_photo']} | {b['photos_per_s']} |",
@@ -41,8 +29,31 @@ def render(p: dict, a: dict | None, others: list[dict] = ()) -> str:
     for key, label in (("pipeline_workers", "3b"), ("pipeline_one_worker", "3c"), ("pipeline_workers_large", "3d")):
         if key in p:
             w = p[key]
+            size = f", their model at imgsz {'/'.join(map(str, w['imgsz']))}" if w.get("imgsz") else ""
             lines.append(f"| {label}. pipeline through real workers, {w['processes']} process(es) x {w.get('threads_each', '?')} "
-                         f"thread(s), PostgreSQL + Redis, {w['photos']} photos in one upload | {w['ms_per_photo']} | {w['photos_per_s']} |")
+                         f"thread(s){size}, PostgreSQL + Redis, {w['photos']} photos in one upload | {w['ms_per_photo']} | "
+                         f"{w['photos_per_s']} |")
+    return lines
+
+
+def render(p: dict, a: dict | None, others: list[dict] = ()) -> str:
+    m = p["machine"]
+    q = p["pipeline"]
+    r = p["ratios"]
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Measured {p['date']} on {m['cpu']}, {m['cores']} cores"
+        + (f", GPU {m['gpu']}" if m.get("gpu") else ", no GPU")
+        + f" (OpenVINO CPU precision: {m.get('openvino_cpu_precision')}). Weights `{p['weights']}` "
+        f"({p['model_version']}) at imgsz {p['imgsz']}, batch {p['batch']}, {p['photos']} photos of the shared val split. "
+        "Every figure below comes from one run of `make bench` (and `make bench-api`); the JSON is in "
+        "`docs/benchmarks/`.",
+        "",
+        "## Inference and the pipeline (`make bench`)",
+        "",
+    ]
+    lines += _speed_table(p)
     lines += [
         "",
         f"Pipeline breakdown per photo (3): ingest {q['ingest_ms_per_photo']} ms, waiting for photos "
@@ -127,34 +138,17 @@ def render(p: dict, a: dict | None, others: list[dict] = ()) -> str:
 def render_other_size(p: dict) -> str:
     """A second run of `make bench` at another input size (`make bench-640`): the same rows and
     ratios, to show how the ratios move with the model's cost."""
-    b, k, q, r = p["baseline_pytorch_fp32"], p["backend_bare"], p["pipeline"], p["ratios"]
+    q, r = p["pipeline"], p["ratios"]
     lines = [
         f"## At imgsz {p['imgsz']} (`make bench-{p['imgsz']}`)",
         "",
-        f"Measured {p['date']} on the same machine, same weights, {p['photos']} photos, run at imgsz {p['imgsz']}. "
-        f"No int8 model is shipped at this size, so the backend is {p['backend']}. The weights were trained at 320: "
-        "the speeds stand for a model trained at this size, the accuracy does not.",
+        f"Measured {p['date']} on the same machine, same weights, {p['photos']} photos, run at imgsz {p['imgsz']}"
+        + ("" if p["backend"] == "openvino-int8" else
+           f" with {p['backend']} (the int8 model is shipped for 320 only)")
+        + ". The weights were trained at 320: the speeds stand for a model trained at this size, the accuracy does not.",
         "",
-        "| | ms per photo | photos/s |",
-        "|---|---|---|",
-        f"| 1. bare `YOLO.predict`, PyTorch fp32 (baseline) | {b['ms_per_photo']} | {b['photos_per_s']} |",
-        f"| 2. bare `YOLO.predict`, {p['backend']} | {k['ms_per_photo']} | {k['photos_per_s']} |",
     ]
-    if "backend_bare_worker_layout" in p:
-        w = p["backend_bare_worker_layout"]
-        lines.append(f"| 2b. bare, in the workers' layout ({w['processes']} x {w['threads_each']}) | {w['ms_per_photo']} | "
-                     f"{w['photos_per_s']} |")
-    lines.append(f"| 3. pipeline end to end, in one process | {q['ms_per_photo']} | {q['photos_per_s']} |")
-    if "pipeline_workers" in p:
-        w = p["pipeline_workers"]
-        lines.append(f"| 3b. pipeline through real workers ({w['processes']} x {w['threads_each']}, their model at imgsz "
-                     f"{'/'.join(map(str, w.get('imgsz', []))) or '?'}), {w['photos']} photos | "
-                     f"{w['ms_per_photo']} | {w['photos_per_s']} |")
-    if "pipeline_one_worker" in p:
-        w = p["pipeline_one_worker"]
-        lines.append(f"| 3c. pipeline through one real worker (1 x {w['threads_each']}, its model at imgsz "
-                     f"{'/'.join(map(str, w.get('imgsz', []))) or '?'}), {w['photos']} photos | {w['ms_per_photo']} | "
-                     f"{w['photos_per_s']} |")
+    lines += _speed_table(p)
     lines += ["", f"{q['items']} items from {q['photos']} photos; CPU per photo {q['cpu_ms_per_photo']} ms, of which "
               f"post-processing {q['post_cpu_ms_per_photo']} ms.", ""]
     if "accuracy" in p:

@@ -62,5 +62,5 @@ def test_bench_pipeline_measures_and_reports(tmp_path):
     other = dict(report, imgsz=640)
     section = render_other_size(other)
     assert section.startswith("## At imgsz 640 (`make bench-640`)")
-    assert f"| 2. bare `YOLO.predict`, {report['backend']} | {backend['ms_per_photo']} |" in section
+    assert f"| 2. bare `YOLO.predict`, {report['backend']} (the worker's backend) | {backend['ms_per_photo']} |" in section
     assert "## At imgsz 640" in render(report, None, [other])
