@@ -126,7 +126,7 @@ def render(p: dict, a: dict | None, others: list[dict] = ()) -> str:
               "The same kind of machine is not always as fast. A run on 2026-11-28 on another AMD EPYC with the same "
               "CPU flags (AVX-512 with VNNI and bf16) measured PyTorch fp32 31.3 ms a photo and int8 11.8 ms (2.65x), "
               "workers / bare backend in the same layout 0.68 and a post-processing share of 0.27: about 1.7x faster "
-              "throughout, with the same ratios.",
+              "throughout, with similar ratios.",
               "",
               "An earlier run (2026-11-28) on an AMD EPYC with AVX2 only (no AVX-512, so no VNNI and no bf16), before "
               "PyTorch was held to one thread beside OpenVINO, measured PyTorch fp32 85.2 ms a photo and int8 45.2 ms "
