@@ -474,6 +474,9 @@ def main(argv=None) -> int:
                 report["pipeline_workers"]["photos_per_s"] / report["backend_bare_worker_layout"]["photos_per_s"], 3),
             "worker_pipeline_throughput_vs_bare_backend": round(report["pipeline_workers"]["photos_per_s"] / k["photos_per_s"], 3)}
            if "pipeline_workers" in report else {}),
+        **({"large_upload_worker_pipeline_throughput_vs_bare_backend_same_layout": round(
+                report["pipeline_workers_large"]["photos_per_s"] / report["backend_bare_worker_layout"]["photos_per_s"], 3)}
+           if "pipeline_workers_large" in report else {}),
         **({"one_worker_pipeline_throughput_vs_bare_backend": round(report["pipeline_one_worker"]["photos_per_s"] / k["photos_per_s"], 3)}
            if "pipeline_one_worker" in report else {}),
         "post_processing_share_of_photo_time": p["post_share"],

@@ -96,6 +96,7 @@ def render(p: dict, a: dict | None, others: list[dict] = ()) -> str:
         "pipeline_throughput_vs_bare_backend": "≥ 0.9",
         "worker_pipeline_throughput_vs_bare_backend_same_layout": "≥ 0.9",
         "worker_pipeline_throughput_vs_bare_backend": "",
+        "large_upload_worker_pipeline_throughput_vs_bare_backend_same_layout": "",
         "one_worker_pipeline_throughput_vs_bare_backend": "",
         "post_processing_share_of_photo_time": "≤ 0.10",
         "cutout_encoding_alone_share_of_photo_time": "(floor of the line above)",
