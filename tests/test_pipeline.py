@@ -80,6 +80,46 @@ def test_post_processing_beside_or_after_the_model_writes_the_same(make_user, rt
     assert bool(on_post_thread) == (overlap == "on"), seen_threads
 
 
+def test_rows_wait_for_their_cutouts_and_a_failed_upload_writes_none_of_its_photo(make_user, rt, monkeypatch):
+    """Cut-outs are uploaded in the background and the rows naming them are written later: a
+    cut-out that fails to store keeps its photo's rows out (the photo stays pending and the task
+    raises, to be retried), and no row ever names a cut-out that is not in storage."""
+    from db.storage import StorageError
+
+    uid, _ = make_user()
+    job_id = new_job(rt, uid, zip_bytes(example_photos(3)))
+    chunks = []
+    pipeline.ingest(job_id, rt, send_segment=lambda j, ids: chunks.append(list(ids)))
+    real_put, failed = rt.storage.put_bytes, []
+
+    def put_failing_once(key, data, content_type="application/octet-stream"):
+        if "/cutouts/" in key and not failed:
+            failed.append(key)
+            raise StorageError(f"injected failure storing {key}")
+        return real_put(key, data, content_type)
+
+    monkeypatch.setattr(pipeline, "COMMIT_EVERY", 1)  # a commit after each photo: later ones follow the failure
+    rt.storage.put_bytes = put_failing_once  # the real store, with one upload failing
+    try:
+        with pytest.raises(StorageError):
+            pipeline.segment(job_id, chunks[0], rt, FakeSegmenter())
+    finally:
+        del rt.storage.put_bytes
+    failed_photo = uuid.UUID(failed[0].split("/")[3])
+    with session_scope() as s:
+        assert s.get(Photo, failed_photo).status == "pending"
+        assert s.scalar(select(func.count()).select_from(Item).where(Item.photo_id == failed_photo)) == 0
+        written = list(s.scalars(select(Item.cutout_key).where(Item.job_id == job_id)))
+    assert all(rt.storage.exists(k) for k in written)
+
+    # the retry does the rest; every row's cut-out is in storage
+    assert pipeline.segment(job_id, chunks[0], rt, FakeSegmenter()) == 3 - len(written) // 2
+    with session_scope() as s:
+        keys_now = list(s.scalars(select(Item.cutout_key).where(Item.job_id == job_id)))
+    assert len(keys_now) == 6 and all(rt.storage.exists(k) for k in keys_now)
+    assert job_row(job_id).status == "succeeded"
+
+
 def test_segment_redelivered_after_commit_writes_nothing(make_user, rt):
     uid, _ = make_user()
     job_id = new_job(rt, uid, zip_bytes(example_photos(2)))

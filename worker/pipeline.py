@@ -353,14 +353,15 @@ def _load(rt: Runtime, jid: uuid.UUID, pid, uid, key) -> _Loaded | None:
     return None
 
 
-def _items_for(rt: Runtime, jid: uuid.UUID, photo: _Loaded, dets, version: str, t: dict) -> list[Item]:
-    """Cut-outs, colours and hashes for one photo's detections; cut-outs are uploaded concurrently.
-    Adds the CPU seconds of each stage to `t` (cutout: mask and encoding; features: colours and
-    hash) and the seconds spent waiting for the uploads (store)."""
+def _items_for(rt: Runtime, jid: uuid.UUID, photo: _Loaded, dets, version: str, t: dict,
+               uploads: list[Future]) -> list[Item]:
+    """Cut-outs, colours and hashes for one photo's detections. The cut-outs' uploads are started
+    on the I/O threads and added to `uploads`, not waited for: the caller waits before it writes
+    the rows that name them. Adds the CPU seconds of each stage to `t` (cutout: mask and encoding;
+    features: colours and hash)."""
     clock = time.thread_time  # this thread's CPU time: the cost, whatever else runs beside it
     settings = rt.settings
     items: list[Item] = []
-    uploads = []
     for det in dets:
         t0 = clock()
         cut = make_cutout(photo.rgb, det, settings.cutout_format, settings.cutout_quality, settings.cutout_max_side)
@@ -387,10 +388,6 @@ def _items_for(rt: Runtime, jid: uuid.UUID, photo: _Loaded, dets, version: str, 
                 cutout_key=key, cutout_content_type=cut.content_type, cutout_width=cut.size[0], cutout_height=cut.size[1],
             )
         )
-    t0 = time.perf_counter()
-    for f in uploads:
-        f.result()  # a storage error surfaces here and retries the task
-    t["store"] = t.get("store", 0.0) + time.perf_counter() - t0
     return items
 
 
@@ -422,11 +419,24 @@ def segment(job_id: str | uuid.UUID, photo_ids: Sequence[str | uuid.UUID], rt: R
     loading = [_io().submit(_load, rt, jid, pid, uid, key) for pid, uid, key in rows]
 
     unwritten: list[tuple[uuid.UUID, list[Item]]] = []  # touched by the post thread only
+    uploads: list[Future] = []  # their cut-outs on the way to storage; the post thread's too
     last_flush = [clock()]
 
     def flush() -> int:
         t_start, c_start = clock(), time.thread_time()
         last_flush[0] = t_start
+        # Rows only once the cut-outs they name are stored. Waiting here, not after each photo, lets
+        # the uploads of several photos overlap the next photos' cut-outs: against S3 a photo's
+        # uploads take a round trip. A storage error raises here, before any of these rows are
+        # written, and the task is retried.
+        pending, uploads[:] = uploads[:], []
+        try:
+            for f in pending:
+                f.result()
+        except BaseException:
+            unwritten.clear()  # none of these rows: one of them names a cut-out that is not stored
+            raise
+        t["store"] = t.get("store", 0.0) + clock() - t_start
         # a task's photos are all one job's, one user's
         done = commit_photos(jid, rows[0][1], unwritten[:]) if unwritten else 0
         unwritten.clear()
@@ -437,7 +447,8 @@ def segment(job_id: str | uuid.UUID, photo_ids: Sequence[str | uuid.UUID], rt: R
 
     def post(batch: list[_Loaded], results) -> int:
         t_start, c_start = clock(), time.thread_time()
-        unwritten.extend((photo.id, _items_for(rt, jid, photo, dets, segmenter.version, t)) for photo, dets in zip(batch, results))
+        unwritten.extend((photo.id, _items_for(rt, jid, photo, dets, segmenter.version, t, uploads))
+                         for photo, dets in zip(batch, results))
         t["post"] = t.get("post", 0.0) + clock() - t_start
         t["post_cpu"] = t.get("post_cpu", 0.0) + time.thread_time() - c_start
         # rows go in a few photos at a time, not per forward pass (one photo on the CPU), and at
