@@ -160,6 +160,43 @@ def test_ingest_redelivered_midway_resumes_without_duplicates(make_user, rt):
     assert job.status == "succeeded" and job.photos_done == 4 and job.items_found == 8
 
 
+def test_ingest_stores_ahead_of_rows_and_a_failed_upload_leaves_no_row_without_its_photo(make_user, rt):
+    """Ingest uploads photos ahead of writing their rows. A photo that fails to store stops the
+    task (to be retried) without a row; the rows already written all have their photo in storage,
+    and the retry stores the rest."""
+    from db.storage import StorageError
+
+    uid, _ = make_user()
+    job_id = new_job(rt, uid, zip_bytes(example_photos(5)))
+    real_put, calls = rt.storage.put_bytes, []
+
+    def put_failing_third(key, data, content_type="application/octet-stream"):
+        calls.append(key)
+        if len(calls) == 3:
+            raise StorageError(f"injected failure storing {key}")
+        return real_put(key, data, content_type)
+
+    rt.storage.put_bytes = put_failing_third  # the real store, with the third photo's upload failing
+    try:
+        with pytest.raises(StorageError):
+            pipeline.ingest(job_id, rt, send_segment=lambda j, ids: None)
+    finally:
+        del rt.storage.put_bytes
+    with session_scope() as s:
+        first = list(s.scalars(select(Photo.storage_key).where(Photo.job_id == job_id)))
+    assert calls[2] not in first and len(first) < 5
+    assert all(rt.storage.exists(k) for k in first)
+
+    chunks = []
+    pipeline.ingest(job_id, rt, send_segment=lambda j, ids: chunks.append(list(ids)))
+    with session_scope() as s:
+        stored = list(s.scalars(select(Photo.storage_key).where(Photo.job_id == job_id)))
+    assert len(stored) == 5 and all(rt.storage.exists(k) for k in stored)
+    for ids in chunks:
+        pipeline.segment(job_id, ids, rt, FakeSegmenter())
+    assert job_row(job_id).status == "succeeded" and job_row(job_id).photos_done == 5
+
+
 @pytest.mark.parametrize("max_side", [0, 60])
 def test_cutout_is_rgba_with_the_mask_as_alpha(make_user, rt, max_side):
     """Full size (0), or scaled down to a long side of 60 px: either way the alpha is the stored

@@ -12,6 +12,7 @@ import logging
 import tempfile
 import time
 import uuid
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -83,6 +84,24 @@ def _record_duplicate(job_id, user_id, index, name, digest, original) -> None:
         pass  # this entry was recorded by another delivery of the task
 
 
+INGEST_UPLOADS_IN_FLIGHT = 8  # photos stored ahead of their rows
+
+
+@dataclass
+class _Storing:
+    id: uuid.UUID
+    index: int
+    name: str
+    digest: str
+    size: tuple[int, int, int, int]  # width, height, original width, original height: not the pixels
+    keys: list[str]
+    puts: list[Future]
+
+    @property
+    def key(self) -> str:
+        return self.keys[0]
+
+
 def ingest(job_id: str | uuid.UUID, rt: Runtime, send_segment: SendSegment) -> None:
     jid = uuid.UUID(str(job_id))
     settings = rt.settings
@@ -125,11 +144,41 @@ def ingest(job_id: str | uuid.UUID, rt: Runtime, send_segment: SendSegment) -> N
 
         budget = [settings.max_total_uncompressed_bytes]
         ready: list[uuid.UUID] = []
+        storing: deque[_Storing] = deque()  # photos whose bytes are on their way to storage, in order
+
+        def settle(p: _Storing) -> None:
+            """Once a photo's bytes are stored, its row; or, if the row lost a race, undo the store."""
+            for f in p.puts:
+                f.result()  # a storage error raises here and retries the task
+            try:
+                with session_scope() as s:
+                    s.add(Photo(id=p.id, job_id=jid, user_id=user_id, entry_index=p.index, entry_name=p.name,
+                                storage_key=p.key, sha256=p.digest, width=p.size[0], height=p.size[1],
+                                original_width=p.size[2], original_height=p.size[3]))
+            except IntegrityError:
+                for key in p.keys:
+                    rt.storage.delete(key)
+                # either another delivery stored this entry meanwhile, or another upload stored the same bytes
+                original = _live_photo(user_id, p.digest)
+                if original is not None:
+                    _record_duplicate(jid, user_id, p.index, p.name, p.digest, original)
+                return
+            ready.append(p.id)
+            if len(ready) >= settings.segment_chunk:
+                send_segment(jid, ready[:])  # segmentation starts while ingest goes on
+                ready.clear()
+
+        def settle_all() -> None:
+            while storing:
+                settle(storing.popleft())
+
         for n, (index, info) in enumerate(entries):
             if index in seen:
                 continue
-            if n % 25 == 0 and not _job_active(jid):
-                return  # cancelled while ingesting
+            if n % 25 == 0:
+                settle_all()
+                if not _job_active(jid):
+                    return  # cancelled while ingesting
             name = display_name(info)
             try:
                 data = read_entry(zf, info, _limits(rt), budget)
@@ -138,31 +187,24 @@ def ingest(job_id: str | uuid.UUID, rt: Runtime, send_segment: SendSegment) -> N
                 _record_failed_entry(jid, user_id, index, name, e.code, e.message)
                 continue
             digest = content_hash(data)
+            if any(p.digest == digest for p in storing):
+                settle_all()  # the same bytes earlier in this zip: their row first, then this is its duplicate
             original = _live_photo(user_id, digest)
             if original is not None:
                 _record_duplicate(jid, user_id, index, name, digest, original)
                 continue
             photo_id = uuid.uuid4()
-            key = keys.photo(user_id, photo_id)
-            rt.storage.put_bytes(key, photo.jpeg, "image/jpeg")
+            stored = [(keys.photo(user_id, photo_id), photo.jpeg, "image/jpeg")]
             if settings.keep_originals and photo.jpeg is not data:
-                rt.storage.put_bytes(keys.original(user_id, photo_id), data, "application/octet-stream")
-            try:
-                with session_scope() as s:
-                    s.add(Photo(id=photo_id, job_id=jid, user_id=user_id, entry_index=index, entry_name=name,
-                                storage_key=key, sha256=digest, width=photo.width, height=photo.height,
-                                original_width=photo.original_width, original_height=photo.original_height))
-            except IntegrityError:
-                rt.storage.delete(key)
-                # either another delivery stored this entry meanwhile, or another upload stored the same bytes
-                original = _live_photo(user_id, digest)
-                if original is not None:
-                    _record_duplicate(jid, user_id, index, name, digest, original)
-                continue
-            ready.append(photo_id)
-            if len(ready) >= settings.segment_chunk:
-                send_segment(jid, ready)  # segmentation starts while ingest goes on
-                ready = []
+                stored.append((keys.original(user_id, photo_id), data, "application/octet-stream"))
+            # Uploads go on the I/O threads while the next entries are read and decoded: against S3
+            # each is a round trip. The row follows the upload (settle), a few photos behind.
+            size = (photo.width, photo.height, photo.original_width, photo.original_height)
+            storing.append(_Storing(photo_id, index, name, digest, size, [k for k, _, _ in stored],
+                                    [_io().submit(rt.storage.put_bytes, *args) for args in stored]))
+            while len(storing) > INGEST_UPLOADS_IN_FLIGHT:
+                settle(storing.popleft())
+        settle_all()
         if ready:
             send_segment(jid, ready)
     with session_scope() as s:
