@@ -297,25 +297,22 @@ def run_worker_pipeline(paths: list[Path], concurrency: int, tmp: Path, threads:
                         imgsz: int = 0) -> dict:
     """The same zip through real worker processes in the default layout (N processes, one core each),
     on PostgreSQL and Redis, from the moment the ingest task is sent to the job's end."""
+    with bench_database() as db_url:
+        return _run_workers(paths, concurrency, tmp, threads, tag, imgsz, db_url)
+
+
+def _run_workers(paths: list[Path], concurrency: int, tmp: Path, threads: int, tag: str, imgsz: int, db_url: str) -> dict:
     import signal
     import subprocess
     import sys
 
-    from sqlalchemy import create_engine, text
-
     from db.config import Settings
     from db.queue import enqueue_ingest, make_celery
 
-    subprocess.run(["bash", str(ROOT / "scripts" / "services.sh")], check=True, stdout=subprocess.DEVNULL)
-    admin_url = os.environ.get("WARDROBE_BENCH_PG_ADMIN", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-    dbname = f"wardrobe_bench_{uuid.uuid4().hex[:6]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{dbname}"'))
     name = f"workers-{concurrency}x{threads}{tag}"
     data = tmp / name
     env = {k: v for k, v in os.environ.items() if not k.startswith("WARDROBE_")}
-    env.update(WARDROBE_DATABASE_URL=admin_url.rsplit("/", 1)[0] + "/" + dbname, WARDROBE_BROKER_URL="redis://127.0.0.1:6379/10",
+    env.update(WARDROBE_DATABASE_URL=db_url, WARDROBE_BROKER_URL="redis://127.0.0.1:6379/10",
                WARDROBE_DATA_DIR=str(data), WARDROBE_STORAGE_URL=f"file://{data}/objects", WARDROBE_LOG_LEVEL="INFO",
                WARDROBE_WORKER_CONCURRENCY=str(concurrency), WARDROBE_THREADS=str(threads),
                WARDROBE_IMGSZ=str(imgsz))  # the run's input size: the workers see none of this process's WARDROBE_*
@@ -365,6 +362,24 @@ def run_worker_pipeline(paths: list[Path], concurrency: int, tmp: Path, threads:
         if worker is not None:
             os.killpg(worker.pid, signal.SIGTERM)
             worker.wait(30)
+
+
+@contextmanager
+def bench_database():
+    """A fresh PostgreSQL database (services started if they are not running), dropped after."""
+    import subprocess
+
+    from sqlalchemy import create_engine, text
+
+    subprocess.run(["bash", str(ROOT / "scripts" / "services.sh")], check=True, stdout=subprocess.DEVNULL)
+    admin_url = os.environ.get("WARDROBE_BENCH_PG_ADMIN", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+    dbname = f"wardrobe_bench_{uuid.uuid4().hex[:6]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{dbname}"'))
+    try:
+        yield admin_url.rsplit("/", 1)[0] + "/" + dbname
+    finally:
         from db import session as dbs
 
         if dbs._engine is not None:
@@ -372,6 +387,45 @@ def run_worker_pipeline(paths: list[Path], concurrency: int, tmp: Path, threads:
         with admin.connect() as c:
             c.execute(text(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)'))
         admin.dispose()
+
+
+@contextmanager
+def moto_s3():
+    """moto's S3 server on a free port, as the tests use it: an S3 endpoint over HTTP."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for key, value in (("AWS_ACCESS_KEY_ID", "bench"), ("AWS_SECRET_ACCESS_KEY", "bench"), ("AWS_DEFAULT_REGION", "us-east-1")):
+        os.environ.setdefault(key, value)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError("moto's S3 server did not start") from None
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def run_pipeline_on_services(settings, photos_dir: Path, paths: list[Path], segmenter) -> dict:
+    """Row 3 on the stores a deployment has: PostgreSQL, and S3 over HTTP (moto's server, which
+    shares this machine's cores: a real S3 endpoint costs the worker's machine no CPU)."""
+    with bench_database() as db_url, moto_s3() as endpoint:
+        on_services = replace(settings, database_url=db_url, storage_url=f"s3://wardrobe-bench-{uuid.uuid4().hex[:6]}",
+                              s3_endpoint_url=endpoint, s3_create_bucket=True)
+        return run_pipeline(on_services, photos_dir, paths, segmenter)
 
 
 def main(argv=None) -> int:
@@ -383,6 +437,8 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "pipeline.json"))
     ap.add_argument("--no-workers", action="store_true", help="skip the run through real worker processes")
+    ap.add_argument("--no-services", action="store_true",
+                    help="skip the in-process run on PostgreSQL and moto's S3 server")
     ap.add_argument("--large", type=int, default=900,
                     help="also send one upload of this many photos of the folder through the workers (0: skip)")
     args = ap.parse_args(argv)
@@ -429,6 +485,8 @@ def main(argv=None) -> int:
         # the other OpenVINO candidate, timed the same way: the int8 default has to beat it
         report["openvino_export_bare"] = time_openvino_export(settings, photos, seg, args.repeats)
     report["pipeline"] = run_pipeline(settings, photos_dir, paths, seg)
+    if not args.no_services:
+        report["pipeline_postgres_s3"] = run_pipeline_on_services(settings, photos_dir, paths, seg)
     report["cutout_encoders"] = time_cutout_encoders(photos, seg)
     report["cutout_cap"] = time_cutout_cap(photos, seg, settings.work_max_side, settings.cutout_max_side)
     if not args.no_workers:
@@ -470,6 +528,9 @@ def main(argv=None) -> int:
         **({"openvino_export_speedup_vs_pytorch_fp32": round(b["ms_per_photo"] / report["openvino_export_bare"]["ms_per_photo"], 2)}
            if "openvino_export_bare" in report else {}),
         "pipeline_throughput_vs_bare_backend": round(p["photos_per_s"] / k["photos_per_s"], 3),
+        **({"pipeline_postgres_s3_throughput_vs_bare_backend": round(
+                report["pipeline_postgres_s3"]["photos_per_s"] / k["photos_per_s"], 3)}
+           if "pipeline_postgres_s3" in report else {}),
         **({"worker_pipeline_throughput_vs_bare_backend_same_layout": round(
                 report["pipeline_workers"]["photos_per_s"] / report["backend_bare_worker_layout"]["photos_per_s"], 3),
             "worker_pipeline_throughput_vs_bare_backend": round(report["pipeline_workers"]["photos_per_s"] / k["photos_per_s"], 3)}
@@ -509,6 +570,11 @@ def main(argv=None) -> int:
     print(f"   CPU per photo: {p['cpu_ms_per_photo']} ms in all, post-processing {p['post_cpu_ms_per_photo']} ms: "
           + ", ".join(f"{k} {v} ms" for k, v in p["post_breakdown_ms_per_photo"].items())
           + " (cutout: mask + crop + encode; features: colours + hash; commit: rows; store: waiting on uploads, wall)")
+    if "pipeline_postgres_s3" in report:
+        q = report["pipeline_postgres_s3"]
+        print(f"{'3s. pipeline, PostgreSQL + S3 (moto)':34} {q['ms_per_photo']:9.1f} {q['photos_per_s']:9.2f}"
+              f"   (ingest {q['ingest_ms_per_photo']} ms, waiting on cut-out uploads {q['post_breakdown_ms_per_photo']['store']} ms"
+              f" a photo; moto's server shares the cores)")
     enc = report["cutout_encoders"]
     print(f"   cut-out encoders on {enc['cutouts']} cut-outs of {enc['mean_pixels']} pixels on average (ms of CPU, KiB, each): "
           + "; ".join(f"{k} {v['ms_per_cutout']} ms {v['kib_per_cutout']} KiB" for k, v in enc.items() if isinstance(v, dict)))

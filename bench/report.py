@@ -26,6 +26,10 @@ def _speed_table(p: dict) -> list[str]:
         lines.append(f"| 2b. bare `YOLO.predict`, {p['backend']}, in the workers' layout ({w['processes']} processes x "
                      f"{w['threads_each']} thread) | {w['ms_per_photo']} | {w['photos_per_s']} |")
     lines.append(f"| 3. pipeline end to end, in one process | {q['ms_per_photo']} | {q['photos_per_s']} |")
+    if "pipeline_postgres_s3" in p:
+        x = p["pipeline_postgres_s3"]
+        lines.append(f"| 3s. the same on PostgreSQL and S3 over HTTP (moto's server, on the same cores) | {x['ms_per_photo']} | "
+                     f"{x['photos_per_s']} |")
     for key, label in (("pipeline_workers", "3b"), ("pipeline_one_worker", "3c"), ("pipeline_workers_large", "3d")):
         if key in p:
             w = p[key]
@@ -62,6 +66,11 @@ def render(p: dict, a: dict | None, others: list[dict] = ()) -> str:
         f"{q['items']} items from {q['photos']} photos.",
         "",
     ]
+    if "pipeline_postgres_s3" in p:
+        x = p["pipeline_postgres_s3"]
+        lines += [f"On PostgreSQL and moto's S3 server (3s): ingest {x['ingest_ms_per_photo']} ms a photo, waiting on the "
+                  f"cut-outs' uploads before writing rows {x['post_breakdown_ms_per_photo']['store']} ms a photo; the model "
+                  f"{x['infer_ms_per_photo']} ms, slowed by moto's server on the same cores.", ""]
     if "post_breakdown_ms_per_photo" in q:
         pb = q["post_breakdown_ms_per_photo"]
         lines += [
@@ -94,6 +103,7 @@ def render(p: dict, a: dict | None, others: list[dict] = ()) -> str:
         "backend_speedup_vs_pytorch_fp32": "≥ 2.5",
         "mask_map50_delta_backend_minus_pytorch": "within ±0.01",
         "pipeline_throughput_vs_bare_backend": "≥ 0.9",
+        "pipeline_postgres_s3_throughput_vs_bare_backend": "",
         "worker_pipeline_throughput_vs_bare_backend_same_layout": "≥ 0.9",
         "worker_pipeline_throughput_vs_bare_backend": "",
         "large_upload_worker_pipeline_throughput_vs_bare_backend_same_layout": "",

@@ -29,12 +29,17 @@ def test_bench_pipeline_measures_and_reports(tmp_path):
     pipe = report["pipeline"]
     assert pipe["status"] == "succeeded" and pipe["photos"] == 4 and pipe["items"] > 0
     assert 0 < pipe["post_share"] < 1
+    # the same pipeline on PostgreSQL and moto's S3 server found the same garments
+    on_services = report["pipeline_postgres_s3"]
+    assert on_services["status"] == "succeeded" and on_services["items"] == pipe["items"]
     base, backend = report["baseline_pytorch_fp32"], report["backend_bare"]
     assert base["ms_per_photo"] > 0 and backend["ms_per_photo"] > 0
     ratios = report["ratios"]
     assert ratios["backend_speedup_vs_pytorch_fp32"] == pytest.approx(base["ms_per_photo"] / backend["ms_per_photo"], abs=0.01)
     assert ratios["pipeline_throughput_vs_bare_backend"] == pytest.approx(
         pipe["photos_per_s"] / backend["photos_per_s"], abs=0.002)
+    assert ratios["pipeline_postgres_s3_throughput_vs_bare_backend"] == pytest.approx(
+        on_services["photos_per_s"] / backend["photos_per_s"], abs=0.002)
     if report["backend"] == "openvino-int8":
         # the default is timed against the plain OpenVINO export in the same run
         assert report["openvino_export_bare"]["ms_per_photo"] > 0
@@ -44,6 +49,7 @@ def test_bench_pipeline_measures_and_reports(tmp_path):
     assert f"{backend['ms_per_photo']} | {backend['photos_per_s']}" in doc
     assert str(ratios["backend_speedup_vs_pytorch_fp32"]) in doc
     assert "1. bare PyTorch fp32 (baseline)" in proc.stdout
+    assert f"| 3s. the same on PostgreSQL and S3 over HTTP (moto's server, on the same cores) | {on_services['ms_per_photo']} |" in doc
     enc = report["cutout_encoders"]
     assert enc["cutouts"] > 0 and enc["webp q80 method 0 (the worker's)"]["kib_per_cutout"] > 0
     assert "| webp q80 method 0 (the worker's) |" in doc
