@@ -136,7 +136,7 @@ def render(p: dict, a: dict | None, others: list[dict] = ()) -> str:
     lines += ["", "## Other machines", "",
               "The same kind of machine is not always as fast. A run on 2026-11-28 on another AMD EPYC with the same "
               "CPU flags (AVX-512 with VNNI and bf16) measured PyTorch fp32 31.3 ms a photo and int8 11.8 ms (2.65x), "
-              "workers / bare backend in the same layout 0.68 and a post-processing share of 0.27: about 1.7x faster "
+              "workers / bare backend in the same layout 0.68 and a post-processing share of 0.27: 1.7-2x faster "
               "throughout, with similar ratios.",
               "",
               "An earlier run (2026-11-28) on an AMD EPYC with AVX2 only (no AVX-512, so no VNNI and no bf16), before "
