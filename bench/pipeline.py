@@ -369,24 +369,18 @@ def bench_database():
     """A fresh PostgreSQL database (services started if they are not running), dropped after."""
     import subprocess
 
-    from sqlalchemy import create_engine, text
+    from db.scratch import scratch_database
 
     subprocess.run(["bash", str(ROOT / "scripts" / "services.sh")], check=True, stdout=subprocess.DEVNULL)
     admin_url = os.environ.get("WARDROBE_BENCH_PG_ADMIN", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-    dbname = f"wardrobe_bench_{uuid.uuid4().hex[:6]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{dbname}"'))
-    try:
-        yield admin_url.rsplit("/", 1)[0] + "/" + dbname
-    finally:
-        from db import session as dbs
+    with scratch_database(admin_url, "wardrobe_bench") as url:
+        try:
+            yield url
+        finally:
+            from db import session as dbs
 
-        if dbs._engine is not None:
-            dbs._engine.dispose()
-        with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)'))
-        admin.dispose()
+            if dbs._engine is not None:
+                dbs._engine.dispose()  # the benchmark's own connections, before the database goes
 
 
 @contextmanager

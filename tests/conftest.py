@@ -5,7 +5,6 @@ the moto server is started here, on a free port, for the session.
 """
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import socket
@@ -17,6 +16,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
+from db.scratch import scratch_database
 
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
@@ -61,21 +62,9 @@ def moto_endpoint(tmp_path_factory):
         proc.wait(10)
 
 
-@contextlib.contextmanager
 def temp_database(prefix: str = "wardrobe_test"):
     """A fresh, empty PostgreSQL database for the block; dropped after, connections and all."""
-    from sqlalchemy import create_engine, text
-
-    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield PG_ADMIN.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    return scratch_database(PG_ADMIN, prefix)
 
 
 @pytest.fixture(scope="session")
