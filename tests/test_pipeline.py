@@ -197,6 +197,32 @@ def test_ingest_stores_ahead_of_rows_and_a_failed_upload_leaves_no_row_without_i
     assert job_row(job_id).status == "succeeded" and job_row(job_id).photos_done == 5
 
 
+@pytest.mark.parametrize("cap", ["photos", "bytes"])
+def test_ingest_holds_at_most_its_cap_of_photos_ahead_of_their_rows(make_user, rt, monkeypatch, cap):
+    """Photos uploading ahead of their rows are capped by count and by bytes: with a cap that lets
+    one photo be held (the newest), the photo before it has its row by the time the next upload
+    starts."""
+    if cap == "photos":
+        monkeypatch.setattr(pipeline, "INGEST_UPLOADS_IN_FLIGHT", 1)
+    else:
+        monkeypatch.setattr(pipeline, "INGEST_BYTES_IN_FLIGHT", 1)
+    uid, _ = make_user()
+    job_id = new_job(rt, uid, zip_bytes(example_photos(5)))
+    real_put, rows_seen = rt.storage.put_bytes, []
+
+    def put_counting_rows(key, data, content_type="application/octet-stream"):
+        rows_seen.append(count(Photo, job_id=job_id))
+        return real_put(key, data, content_type)
+
+    rt.storage.put_bytes = put_counting_rows
+    try:
+        pipeline.ingest(job_id, rt, send_segment=lambda j, ids: None)
+    finally:
+        del rt.storage.put_bytes
+    assert len(rows_seen) == 5 and count(Photo, job_id=job_id) == 5
+    assert all(seen >= i - 1 for i, seen in enumerate(rows_seen)), rows_seen
+
+
 @pytest.mark.parametrize("max_side", [0, 60])
 def test_cutout_is_rgba_with_the_mask_as_alpha(make_user, rt, max_side):
     """Full size (0), or scaled down to a long side of 60 px: either way the alpha is the stored

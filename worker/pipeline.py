@@ -84,7 +84,8 @@ def _record_duplicate(job_id, user_id, index, name, digest, original) -> None:
         pass  # this entry was recorded by another delivery of the task
 
 
-INGEST_UPLOADS_IN_FLIGHT = 8  # photos stored ahead of their rows
+INGEST_UPLOADS_IN_FLIGHT = 8  # photos stored ahead of their rows...
+INGEST_BYTES_IN_FLIGHT = 64 << 20  # ...and no more bytes than this held for them (originals can be large)
 
 
 @dataclass
@@ -96,6 +97,7 @@ class _Storing:
     size: tuple[int, int, int, int]  # width, height, original width, original height: not the pixels
     keys: list[str]
     puts: list[Future]
+    nbytes: int
 
     @property
     def key(self) -> str:
@@ -201,8 +203,10 @@ def ingest(job_id: str | uuid.UUID, rt: Runtime, send_segment: SendSegment) -> N
             # each is a round trip. The row follows the upload (settle), a few photos behind.
             size = (photo.width, photo.height, photo.original_width, photo.original_height)
             storing.append(_Storing(photo_id, index, name, digest, size, [k for k, _, _ in stored],
-                                    [_io().submit(rt.storage.put_bytes, *args) for args in stored]))
-            while len(storing) > INGEST_UPLOADS_IN_FLIGHT:
+                                    [_io().submit(rt.storage.put_bytes, *args) for args in stored],
+                                    sum(len(b) for _, b, _ in stored)))
+            while len(storing) > INGEST_UPLOADS_IN_FLIGHT or (
+                    len(storing) > 1 and sum(p.nbytes for p in storing) > INGEST_BYTES_IN_FLIGHT):
                 settle(storing.popleft())
         settle_all()
         if ready:
