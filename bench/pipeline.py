@@ -383,40 +383,12 @@ def bench_database():
                 dbs._engine.dispose()  # the benchmark's own connections, before the database goes
 
 
-@contextmanager
-def moto_s3():
-    """moto's S3 server on a free port, as the tests use it: an S3 endpoint over HTTP."""
-    import socket
-    import subprocess
-    import sys
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for key, value in (("AWS_ACCESS_KEY_ID", "bench"), ("AWS_SECRET_ACCESS_KEY", "bench"), ("AWS_DEFAULT_REGION", "us-east-1")):
-        os.environ.setdefault(key, value)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("moto's S3 server did not start") from None
-                time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
 def run_pipeline_on_services(settings, photos_dir: Path, paths: list[Path], segmenter) -> dict:
     """Row 3 on the stores a deployment has: PostgreSQL, and S3 over HTTP (moto's server, which
     shares this machine's cores: a real S3 endpoint costs the worker's machine no CPU)."""
-    with bench_database() as db_url, moto_s3() as endpoint:
+    from db.scratch import scratch_s3
+
+    with bench_database() as db_url, scratch_s3() as endpoint:
         on_services = replace(settings, database_url=db_url, storage_url=f"s3://wardrobe-bench-{uuid.uuid4().hex[:6]}",
                               s3_endpoint_url=endpoint, s3_create_bucket=True)
         return run_pipeline(on_services, photos_dir, paths, segmenter)

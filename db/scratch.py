@@ -1,10 +1,14 @@
-"""Throwaway PostgreSQL databases, for the tests and the benchmarks."""
+"""Throwaway PostgreSQL databases and S3 endpoints (moto's server), for the tests and the benchmarks."""
 from __future__ import annotations
 
 import contextlib
 import os
+import socket
+import subprocess
+import sys
+import time
 import uuid
-from typing import Iterator
+from typing import IO, Iterator
 
 
 @contextlib.contextmanager
@@ -23,3 +27,29 @@ def scratch_database(admin_url: str, prefix: str) -> Iterator[str]:
         with admin.connect() as c:
             c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@contextlib.contextmanager
+def scratch_s3(log: IO[bytes] | int = subprocess.DEVNULL, timeout: float = 30) -> Iterator[str]:
+    """moto's S3 server on a free local port for the block, its endpoint URL yielded."""
+    for key, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
+                       ("AWS_DEFAULT_REGION", "us-east-1")):
+        os.environ.setdefault(key, value)  # moto takes any credentials, boto3 wants some
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"moto's S3 server did not listen on {port} within {timeout}s")
+            time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)

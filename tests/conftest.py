@@ -8,8 +8,6 @@ from __future__ import annotations
 import io
 import os
 import socket
-import subprocess
-import sys
 import time
 import uuid
 import zipfile
@@ -17,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from db.scratch import scratch_database
+from db.scratch import scratch_database, scratch_s3
 
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
@@ -51,15 +49,8 @@ def moto_endpoint(tmp_path_factory):
     if os.environ.get("WARDROBE_TEST_S3_ENDPOINT"):
         yield os.environ["WARDROBE_TEST_S3_ENDPOINT"]
         return
-    port = free_port()
-    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log)
-    try:
-        wait_port(port)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with open(tmp_path_factory.mktemp("moto") / "moto.log", "wb") as log, scratch_s3(log) as endpoint:
+        yield endpoint
 
 
 def temp_database(prefix: str = "wardrobe_test"):

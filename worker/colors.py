@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from db.palette import COLOR_NAMES, PALETTE
 
@@ -81,8 +82,6 @@ def dominant_colors(rgba: np.ndarray, k: int = 3, max_pixels: int = 1024, seed: 
 
 def dhash(rgba: np.ndarray, size: int = 8) -> int:
     """64-bit difference hash of the cut-out over neutral grey: near-identical cut-outs land close."""
-    from PIL import Image
-
     rgba = small_rgba(rgba, 4 * size)
     a = rgba[..., 3:4].astype(np.float32) / 255.0
     grey = (rgba[..., :3].astype(np.float32) * a + 128.0 * (1 - a)).mean(axis=2)
