@@ -8,7 +8,7 @@ STAMP   := .venv/.installed-$(shell cat pyproject.toml scripts/install.sh | sha1
 SHARED  ?= ../shared/datasets/ccp-fashionpedia
 DATASET ?= var/datasets/ccp-yolo
 
-.PHONY: venv test test-fast demo serve worker migrate train evaluate bench bench-640 bench-api bench-report clean
+.PHONY: venv test test-fast demo serve worker migrate train train-continue train-resume bench-train evaluate bench bench-640 bench-api bench-report clean
 
 venv: $(STAMP)
 
@@ -43,6 +43,19 @@ $(DATASET)/data.yaml:
 
 train: venv $(DATASET)/data.yaml
 	$(PY) -m cli.main train --data $(DATASET)/data.yaml --preset shared-cpu --project runs/train --name shared-cpu
+
+# continue the shipped weights under CPU bf16 for the preset's wall-clock budget (log: var/train-cpu-continue.log);
+# `make train-resume` picks an interrupted run up from its last epoch
+train-continue: venv $(DATASET)/data.yaml
+	$(PY) -m cli.main train --data $(DATASET)/data.yaml --preset cpu-continue --weights models/wardrobe-yolov8s-seg.pt \
+	  --project runs/train --name cpu-continue 2>&1 | tee var/train-cpu-continue.log
+
+train-resume: venv
+	$(PY) -m cli.main train --data $(DATASET)/data.yaml --resume --project runs/train --name cpu-continue
+
+# one CPU training epoch from the shipped weights, fp32 against bf16: seconds per step and val mAP
+bench-train: venv $(DATASET)/data.yaml
+	$(PY) -m bench.train_step --data $(DATASET)/data.yaml
 
 evaluate: venv $(DATASET)/data.yaml
 	$(PY) -m cli.main evaluate --data $(DATASET)/data.yaml --json var/eval.json

@@ -200,7 +200,8 @@ def cmd_train(a) -> int:
     from training.train import train
 
     run = train(a.data, a.preset, project=a.project, name=a.name, epochs=a.epochs, imgsz=a.imgsz, batch=a.batch,
-                weights=a.weights, resume=a.resume, seed=a.seed, device=a.device, workers=a.workers)
+                weights=a.weights, resume=a.resume, seed=a.seed, device=a.device, workers=a.workers,
+                bf16=a.bf16, val_every=a.val_every, time_hours=a.time_hours)
     print(f"run directory: {run}")
     return 0
 
@@ -379,6 +380,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device")
     s.add_argument("--workers", type=int)
+    s.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
+                   help="bfloat16 autocast on the CPU (default: on where the CPU has native bf16)")
+    s.add_argument("--val-every", type=int, default=1, help="validate every N epochs (the last one always)")
+    s.add_argument("--time-hours", type=float, help="wall-clock budget; sets the epoch count to fit")
     s.set_defaults(fn=cmd_train)
 
     s = sub.add_parser("evaluate", help="mask and box metrics on a split, as a table and JSON")

@@ -1,7 +1,7 @@
 """Training presets: the seed's three runs and the ones used for the shipped weights."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 
 @dataclass(frozen=True)
@@ -12,6 +12,7 @@ class Preset:
     batch: int = 16
     time_hours: float | None = None  # Ultralytics `time=`: a wall-clock budget that overrides epochs
     description: str = ""
+    hyp: dict = field(default_factory=dict)  # Ultralytics training arguments beyond the defaults
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -25,6 +26,13 @@ PRESETS: dict[str, Preset] = {
         Preset("seed-640-50", 640, 50, batch=16, description="seed run 3 (the seed's best): imgsz 640, 50 epochs, default augmentation"),
         Preset("shared-cpu", 320, 30, batch=16, description="shared CCP data on a 2-core CPU: imgsz 320"),
         Preset("shared-gpu", 640, 300, batch=64, time_hours=0.15, description="shared CCP data on one GPU: imgsz 640, a 9-minute budget"),
+        # Continue the shipped weights on the CPU under bf16. AdamW at the learning rate Ultralytics'
+        # "auto" chose for the from-scratch run (0.002 * 5 / (4 + nc)), so the schedule restarts
+        # where that run started rather than at SGD's 0.01; one warm-up epoch lets Adam's moments
+        # settle. Validation every 3 epochs (see training/trainer.py).
+        Preset("cpu-continue", 320, 300, batch=16, time_hours=1.6,
+               description="continue the shipped weights on a 2-core CPU: imgsz 320, bf16, a wall-clock budget",
+               hyp=dict(optimizer="AdamW", lr0=0.00037, warmup_epochs=1, val_every=3)),
         Preset("smoke", 64, 1, batch=2, description="one tiny epoch to check the pipeline"),
     ]
 }

@@ -31,6 +31,10 @@ def train(
     workers: int | None = None,
     threads: int | None = None,
     cache: str | bool = "ram",
+    bf16: bool | None = None,
+    val_every: int = 1,
+    time_hours: float | None = None,
+    callbacks: dict | None = None,
     extra: dict | None = None,
 ):
     """Train and return the Ultralytics trainer's results directory.
@@ -39,18 +43,28 @@ def train(
     without it the network starts from the architecture yaml and random weights,
     since no pretrained checkpoint can be fetched here. `resume` continues the
     interrupted run at project/name/weights/last.pt with its optimizer state.
+    `bf16` trains under bfloat16 autocast on the CPU (default: where the CPU has native bf16);
+    `val_every` validates every N epochs (the last one always); `time_hours` is a wall-clock
+    budget that sets the epoch count (and so the learning-rate schedule) to fit.
     """
     p = PRESETS[preset] if isinstance(preset, str) else preset
+    hyp = dict(p.hyp)
+    val_every = hyp.pop("val_every", val_every) if val_every == 1 else val_every
     prepare_ultralytics(threads=threads or os.cpu_count())
     from ultralytics import YOLO
 
+    from training.trainer import WardrobeSegmentationTrainer, cpu_has_bf16
+
+    trainer = WardrobeSegmentationTrainer.configured(val_every=val_every)
     run_dir = Path(project) / name
     if resume:
         last = run_dir / "weights" / "last.pt"
         model = YOLO(str(last))
-        model.train(resume=True)
+        model.train(resume=True, trainer=trainer)
         return run_dir
     model = YOLO(str(weights) if weights else ARCH, task="segment")
+    for event, fn in (callbacks or {}).items():
+        model.add_callback(event, fn)
     dev = device or pick_device()
     args = dict(
         data=str(data_yaml),
@@ -66,12 +80,24 @@ def train(
         pretrained=bool(weights),
         workers=workers if workers is not None else (min(16, os.cpu_count() or 1) if dev != "cpu" else 2),
         cache=cache,
-        amp=dev != "cpu",
+        amp=_amp(dev, bf16, cpu_has_bf16),
         plots=True,
         verbose=False,
     )
-    if p.time_hours and not epochs:
+    if time_hours:
+        args["time"] = time_hours
+    elif p.time_hours and not epochs:
         args["time"] = p.time_hours
+    args.update(hyp)
     args.update(extra or {})
-    model.train(**args)
+    model.train(trainer=trainer, **args)
     return run_dir
+
+
+def _amp(device: str, bf16: bool | None, cpu_has_bf16) -> bool | str:
+    """Ultralytics' `amp`: fp16 AMP on a GPU; on the CPU bf16 where asked for (default: where native), else fp32."""
+    if device != "cpu":
+        return "bf16" if bf16 else True
+    if bf16 is None:
+        bf16 = cpu_has_bf16()
+    return "bf16" if bf16 else False

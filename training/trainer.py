@@ -1,0 +1,80 @@
+"""The segmentation trainer `wardrobe train` runs: Ultralytics' own, plus two CPU-training hooks.
+
+- **bf16 autocast on the CPU.** Ultralytics accepts `amp="bf16"` but its `autocast()` helper
+  refuses bfloat16 anywhere but CUDA. On a CPU with native bf16 (AVX512-BF16 / AMX) a training
+  step under `torch.autocast("cpu", dtype=torch.bfloat16)` is about twice as fast as fp32 (see
+  `bench/train_step.py`). While this trainer runs, the trainer module's `autocast` name is
+  pointed at a helper that allows exactly that case and defers to Ultralytics for the rest.
+  bf16 keeps fp32's exponent range, so no gradient scaler is needed (Ultralytics already turns
+  its scaler off for bf16).
+- **Validate every N epochs.** On 2 cores validating 100 photos is a sizeable part of an epoch;
+  `val_every` skips it in between. A skipped epoch reports no fitness, so `best.pt` is only ever
+  written from a validated epoch and early stopping only counts validated ones; the final epoch
+  (by count or by the `time=` budget) is always validated.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+
+import torch
+from ultralytics.engine import trainer as _trainer_module
+from ultralytics.models.yolo.segment import SegmentationTrainer
+
+
+def cpu_has_bf16() -> bool:
+    """True where the CPU computes bf16 natively (AVX512-BF16 or AMX); emulated bf16 is slower than fp32."""
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+@contextlib.contextmanager
+def _cpu_bf16_autocast():
+    original = _trainer_module.autocast
+
+    def autocast(enabled, device: str = "cuda"):
+        if enabled is torch.bfloat16 and device == "cpu":
+            return torch.amp.autocast("cpu", dtype=torch.bfloat16)
+        return original(enabled, device=device)
+
+    _trainer_module.autocast = autocast
+    try:
+        yield
+    finally:
+        _trainer_module.autocast = original
+
+
+class WardrobeSegmentationTrainer(SegmentationTrainer):
+    """SegmentationTrainer with CPU bf16 autocast and validation every `val_every` epochs.
+
+    `val_every` is read from the class attribute (Ultralytics builds the trainer itself from
+    `model.train(trainer=cls, ...)`, so per-run values are set on a subclass: see `configured`).
+    """
+
+    val_every: int = 1
+
+    @classmethod
+    def configured(cls, val_every: int = 1) -> type["WardrobeSegmentationTrainer"]:
+        return type(cls.__name__, (cls,), {"val_every": max(1, int(val_every))})
+
+    def _do_train(self):
+        with _cpu_bf16_autocast():
+            return super()._do_train()
+
+    def _last_epoch_now(self) -> bool:
+        if self.epoch + 1 >= self.epochs:
+            return True
+        if self.args.time:
+            # Ultralytics decides a time-budget stop only after validating; look one epoch ahead.
+            elapsed = time.time() - self.train_time_start
+            per_epoch = elapsed / max(1, self.epoch - self.start_epoch + 1)
+            return elapsed + per_epoch > self.args.time * 3600
+        return False
+
+    def validate(self):
+        if self.val_every > 1 and (self.epoch + 1) % self.val_every and not self._last_epoch_now() and not self.stop:
+            return self.metrics, None
+        return super().validate()
