@@ -2,13 +2,14 @@
 # make demo   - everything embedded on this machine: upload the example photos, print the catalogue
 # make train  - import the shared CCP data and train on the CPU (see README: training)
 # make bench  - inference and pipeline speed and mask accuracy, PyTorch vs the worker's backend
+# make quality - garments found, right class, extra and second items, mask IoU and edge F on the val photos
 # make bench-api - poll/catalogue latency at 200 requests/s and the upload's memory
 PY      := .venv/bin/python
 STAMP   := .venv/.installed-$(shell cat pyproject.toml scripts/install.sh | sha1sum | cut -c1-12)
 SHARED  ?= ../shared/datasets/ccp-fashionpedia
 DATASET ?= var/datasets/ccp-yolo
 
-.PHONY: venv test test-fast demo serve worker migrate train train-continue train-resume bench-train evaluate bench bench-640 bench-api bench-report clean
+.PHONY: venv test test-fast demo serve worker migrate train train-continue train-resume bench-train quality evaluate bench bench-640 bench-api bench-report clean
 
 venv: $(STAMP)
 
@@ -67,6 +68,10 @@ bench: venv
 # without the 900-photo upload: how the ratios move with the model's cost
 bench-640: venv
 	WARDROBE_IMGSZ=640 $(PY) -m bench.pipeline --large 0 --out bench/out/pipeline-640.json
+
+# the catalogue as a user sees it: the val photos through the real API and worker, scored against their labels
+quality: venv
+	$(PY) -m bench.quality
 
 bench-api: venv
 	$(PY) -m bench.api

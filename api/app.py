@@ -34,8 +34,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.teardown_appcontext(deps.close_db)
     errors.register(app)
 
-    from api import health, items, jobs, openapi, uploads, web
+    from api import health, items, jobs, me, openapi, uploads, web
 
-    for mod in (health, uploads, jobs, items, openapi, web):
+    for mod in (health, uploads, jobs, items, me, openapi, web):
         app.register_blueprint(mod.bp)
     return app

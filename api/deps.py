@@ -7,9 +7,11 @@ import time
 import uuid
 
 from flask import current_app, g, request
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.errors import ApiError
+from db.models import User
 from db.session import new_session
 from db.users import hash_token, user_for_token
 
@@ -95,6 +97,14 @@ def require_user(view):
         return view(*args, **kwargs)
 
     return wrapper
+
+
+def review_below() -> float:
+    """The signed-in user's review threshold: their own, else the deployment's default."""
+    if "review_below" not in g:
+        own = db().scalar(select(User.review_below).where(User.id == g.user_id))
+        g.review_below = settings().review_below if own is None else own
+    return g.review_below
 
 
 def parse_uuid(value: str, what: str, not_found: bool = True) -> uuid.UUID:

@@ -8,7 +8,8 @@ from sqlalchemy import select
 
 from api import deps, signing
 from api.errors import ApiError
-from api.paging import decode_cursor, encode_cursor, page_limit
+from api.paging import (decode_confidence_cursor, decode_cursor, encode_confidence_cursor, encode_cursor,
+                        page_limit)
 from api.serializers import item_body as _item_body
 from db.models import Item, ItemStatus, Photo, utcnow
 from db.storage import ObjectNotFound, StorageError
@@ -27,6 +28,11 @@ def _flag(args, name: str) -> bool:
     raise ApiError(400, "invalid_parameter", f"{name} must be true or false")
 
 
+def _tristate(args, name: str) -> bool | None:
+    """An optional boolean filter: absent is None (no filter)."""
+    return _flag(args, name) if args.get(name) is not None else None
+
+
 def _signer():
     key = deps.settings().resolved_secret_key()
     ttl = deps.settings().signed_url_ttl
@@ -35,9 +41,12 @@ def _signer():
 
 
 def item_body(item: Item) -> dict:
-    return _item_body(item, _signer())
+    return _item_body(item, _signer(), review_below=deps.review_below())
 
 
+def needs_review_filter(review_below: float):
+    """SQL for serializers.needs_review: kept, never corrected or confirmed, below the threshold."""
+    return (Item.status == ItemStatus.OK.value) & Item.corrected_at.is_(None) & (Item.confidence < review_below)
 
 
 bp = Blueprint("items", __name__)
@@ -99,15 +108,30 @@ def list_items():
         if not 0.0 <= v <= 1.0:
             raise ApiError(400, "invalid_parameter", "min_confidence must be a number from 0 to 1")
         q = q.where(Item.confidence >= v)
-    if cursor := args.get("cursor"):
-        ts, last_id = decode_cursor(cursor)
-        q = q.where((Item.created_at < ts) | ((Item.created_at == ts) & (Item.id < last_id)))
-    rows = list(deps.db().execute(q.order_by(Item.created_at.desc(), Item.id.desc()).limit(limit + 1)))
+    review_below = deps.review_below()
+    review = _tristate(args, "needs_review")
+    if review is not None:
+        q = q.where(needs_review_filter(review_below) if review else ~needs_review_filter(review_below))
+    cursor = args.get("cursor")
+    if review:
+        # the review list: least certain first, then by id, paged on (confidence, id)
+        if cursor:
+            conf, last_id = decode_confidence_cursor(cursor)
+            q = q.where((Item.confidence > conf) | ((Item.confidence == conf) & (Item.id > last_id)))
+        q = q.order_by(Item.confidence.asc(), Item.id.asc())
+        next_key = lambda r: encode_confidence_cursor(r.confidence, r.id)  # noqa: E731
+    else:
+        if cursor:
+            ts, last_id = decode_cursor(cursor)
+            q = q.where((Item.created_at < ts) | ((Item.created_at == ts) & (Item.id < last_id)))
+        q = q.order_by(Item.created_at.desc(), Item.id.desc())
+        next_key = lambda r: encode_cursor(r.created_at, r.id)  # noqa: E731
+    rows = list(deps.db().execute(q.limit(limit + 1)))
     more = len(rows) > limit
     rows = rows[:limit]
     sign = _signer()  # once per page: the key and TTL do not change between items
-    return jsonify({"items": [_item_body(i, sign) for i in rows],
-                    "next_cursor": encode_cursor(rows[-1].created_at, rows[-1].id) if more else None})
+    return {"items": [_item_body(i, sign, review_below=review_below) for i in rows],
+            "next_cursor": next_key(rows[-1]) if more else None}
 
 
 @bp.get("/v1/items/<item_id>")
@@ -141,7 +165,8 @@ def _get_cutout_authed(item_id: str):
 @bp.patch("/v1/items/<item_id>")
 @deps.require_user
 def correct_item(item_id: str):
-    """Correct the model: a new category (by name or class_id), or "not a garment"."""
+    """Correct the model: a new category (by name or class_id), or "not a garment". Sending the
+    item's current class confirms it. Any of these marks the item reviewed (it no longer needs review)."""
     item = _own_item(item_id)
     body = request.get_json(silent=True)
     if not isinstance(body, dict) or not body:
@@ -164,9 +189,13 @@ def correct_item(item_id: str):
     if "not_garment" in body and not isinstance(body["not_garment"], bool):
         raise ApiError(400, "invalid_body", "not_garment must be true or false")
     s = deps.db()
+    # the item's own class again is a confirmation: the model was right (or the user's earlier
+    # choice was); either way corrected_at below marks the item reviewed
     if new_class is not None and new_class.id != item.class_id:
         if item.original_class_id is None:
             item.original_class_id = item.class_id
+        elif new_class.id == item.original_class_id:
+            item.original_class_id = None  # back to the model's class: no longer a correction
         item.class_id, item.category, item.supercategory = new_class.id, new_class.name, new_class.supercategory
     if "not_garment" in body:
         item.status = ItemStatus.NOT_GARMENT.value if body["not_garment"] else ItemStatus.OK.value

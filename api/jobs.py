@@ -7,7 +7,7 @@ from sqlalchemy import select
 from api import deps
 from api.errors import ApiError
 from api.paging import decode_cursor, encode_cursor, page_limit
-from api.serializers import job_body
+from api.serializers import job_body, photo_body
 from db import jobstate
 from db.models import Job, Photo, PhotoStatus
 
@@ -73,3 +73,24 @@ def list_jobs():
             "next_cursor": encode_cursor(rows[-1].created_at, rows[-1].id) if more else None,
         }
     )
+
+
+@bp.get("/v1/jobs/<job_id>/photos")
+@deps.require_user
+def list_job_photos(job_id: str):
+    """The job's photos in zip order: entry name, state, stored size. `cursor` is the last entry's
+    position in the zip, as returned in `next_cursor`."""
+    job = _own_job(job_id)
+    limit = page_limit(request.args, deps.settings())
+    q = select(Photo).where(Photo.job_id == job.id)
+    cursor = request.args.get("cursor")
+    if cursor is not None:
+        try:
+            after = int(cursor)
+        except ValueError:
+            raise ApiError(400, "invalid_cursor", "the cursor is not one this API returned") from None
+        q = q.where(Photo.entry_index > after)
+    rows = list(deps.db().scalars(q.order_by(Photo.entry_index).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {"photos": [photo_body(p) for p in rows], "next_cursor": str(rows[-1].entry_index) if more else None}

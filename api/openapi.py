@@ -65,6 +65,15 @@ SPEC = {
             },
             "JobList": {"type": "object", "properties": {"jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}},
                                                          "next_cursor": {"type": ["string", "null"]}}},
+            "Photo": {"type": "object", "required": ["id", "entry", "entry_index", "status"], "properties": {
+                "id": {"type": "string", "format": "uuid"}, "entry": {"type": "string"}, "entry_index": {"type": "integer"},
+                "status": {"type": "string", "enum": ["pending", "done", "failed", "duplicate"]},
+                "width": {"type": ["integer", "null"]}, "height": {"type": ["integer", "null"]},
+                "original_size": {"type": ["array", "null"], "items": {"type": "integer"}},
+                "error": {"type": ["object", "null"]}, "duplicate_of": {"type": ["string", "null"], "format": "uuid"},
+                "photo_url": {"type": ["string", "null"]}, "items_url": {"type": "string"}}},
+            "PhotoList": {"type": "object", "properties": {"photos": {"type": "array", "items": {"$ref": "#/components/schemas/Photo"}},
+                                                           "next_cursor": {"type": ["string", "null"]}}},
             "Item": {
                 "type": "object",
                 "properties": {
@@ -88,10 +97,41 @@ SPEC = {
                         "hex": {"type": "string"}, "name": {"type": "string"}, "fraction": {"type": "number"}}}},
                     "duplicate_of": {"type": ["string", "null"], "format": "uuid"},
                     "status": {"type": "string", "enum": ["ok", "not_garment"]},
-                    "corrected": {"type": "boolean"},
+                    "corrected": {"type": "boolean", "description": "a user changed the class or said it is not a garment"},
+                    "original_class_id": {"type": ["integer", "null"], "description": "the model's class, when a user changed it"},
+                    "reviewed": {"type": "boolean",
+                                 "description": "a user corrected or confirmed the item (PATCH /v1/items/{item_id})"},
+                    "needs_review": {"type": "boolean",
+                                     "description": "status ok, not reviewed, and confidence below the user's review_below"},
+                    "alternatives": {"type": "array", "maxItems": 3,
+                                     "description": "the model's other classes for the garment, best first; never the "
+                                                    "item's current class; empty when the model gave none",
+                                     "items": {"$ref": "#/components/schemas/Alternative"}},
                     "cutout_signed_url": {"type": "string", "description": "expiring URL that needs no Authorization header"},
                     "photo_signed_url": {"type": "string"},
                     "created_at": {"type": "string", "format": "date-time"},
+                },
+            },
+            "Alternative": {
+                "type": "object",
+                "required": ["class_id", "category", "confidence"],
+                "properties": {"class_id": {"type": "integer", "minimum": 0, "maximum": 22},
+                               "category": {"type": "string", "enum": list(NAMES)},
+                               "confidence": {"type": "number"}},
+            },
+            "Me": {
+                "type": "object",
+                "required": ["id", "name", "review_below", "review_below_default", "review_below_custom",
+                             "items_needing_review"],
+                "properties": {
+                    "id": {"type": "string", "format": "uuid"},
+                    "name": {"type": "string"},
+                    "review_below": {"type": "number", "minimum": 0, "maximum": 1,
+                                     "description": "items below this confidence need review: the user's own "
+                                                    "threshold, else the deployment's default"},
+                    "review_below_default": {"type": "number", "description": "the deployment's WARDROBE_REVIEW_BELOW"},
+                    "review_below_custom": {"type": "boolean", "description": "the user set a threshold of their own"},
+                    "items_needing_review": {"type": "integer", "description": "how many items need review now"},
                 },
             },
             "ItemList": {"type": "object", "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Item"}},
@@ -128,6 +168,10 @@ SPEC = {
             "delete": {"summary": "cancel a queued or running job", "security": _auth, "parameters": [_id_param("job_id")],
                        "responses": {"200": _json("Job"), "401": _err, "404": _err, "409": _err}},
         },
+        "/v1/jobs/{job_id}/photos": {
+            "get": {"summary": "a job's photos in zip order: entry name, state, stored size", "security": _auth,
+                    "parameters": [_id_param("job_id")] + _page,
+                    "responses": {"200": _json("PhotoList"), "400": _err, "401": _err, "404": _err}}},
         "/v1/items": {
             "get": {
                 "summary": "the user's catalogue, newest first",
@@ -141,6 +185,9 @@ SPEC = {
                     {"name": "color", "in": "query", "schema": {"type": "string", "enum": list(COLOR_NAMES)}},
                     {"name": "hide_duplicates", "in": "query", "schema": {"type": "boolean"}},
                     {"name": "include_not_garment", "in": "query", "schema": {"type": "boolean"}},
+                    {"name": "needs_review", "in": "query", "schema": {"type": "boolean"},
+                     "description": "true: only items that need review, least certain first (confidence, then id); "
+                                    "false: only the others, newest first"},
                 ],
                 "responses": {"200": _json("ItemList"), "400": _err, "401": _err},
             }
@@ -151,7 +198,8 @@ SPEC = {
             "delete": {"summary": "delete an item and its cut-out", "security": _auth, "parameters": [_id_param("item_id")],
                        "responses": {"204": {"description": "deleted"}, "401": _err, "404": _err}},
             "patch": {
-                "summary": "correct an item: its category, or that it is not a garment",
+                "summary": "correct an item: its category, or that it is not a garment; its current class confirms it. "
+                           "Any of these marks it reviewed",
                 "security": _auth,
                 "parameters": [_id_param("item_id")],
                 "requestBody": {"required": True, "content": {"application/json": {"schema": {
@@ -160,6 +208,18 @@ SPEC = {
                                    "class_id": {"type": "integer", "minimum": 0, "maximum": 22},
                                    "not_garment": {"type": "boolean"}}}}}},
                 "responses": {"200": _json("Item"), "400": _err, "401": _err, "404": _err, "422": _err},
+            },
+        },
+        "/v1/me": {
+            "get": {"summary": "the signed-in user and their review threshold", "security": _auth,
+                    "responses": {"200": _json("Me"), "401": _err}},
+            "patch": {
+                "summary": "set the review threshold; null follows the deployment's default again",
+                "security": _auth,
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["review_below"], "additionalProperties": False,
+                    "properties": {"review_below": {"type": ["number", "null"], "minimum": 0, "maximum": 1}}}}}},
+                "responses": {"200": _json("Me"), "400": _err, "401": _err, "422": _err},
             },
         },
         "/v1/items/{item_id}/cutout": {"get": {"summary": "the RGBA cut-out (mask as alpha); bearer token, or a signed URL",

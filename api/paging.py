@@ -1,8 +1,11 @@
-"""Keyset paging: an opaque cursor holding the last row's (created_at, id)."""
+"""Keyset paging: an opaque cursor holding the last row's sort key and id. Newest-first lists
+carry (created_at, id); the review list, least certain first, carries ("confidence", value, id),
+so a cursor from one order is refused by the other."""
 from __future__ import annotations
 
 import base64
 import json
+import math
 import uuid
 from datetime import datetime
 
@@ -21,6 +24,22 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         return datetime.fromisoformat(ts), uuid.UUID(rid)
     except Exception:  # noqa: BLE001 - anything undecodable is the client's mistake
         raise ApiError(400, "invalid_cursor", "the cursor is not one this API returned") from None
+
+
+def encode_confidence_cursor(confidence: float, row_id: uuid.UUID) -> str:
+    raw = json.dumps(["confidence", confidence, str(row_id)]).encode()  # repr of a float round-trips exactly
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_confidence_cursor(cursor: str) -> tuple[float, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        tag, value, rid = json.loads(raw)
+        if tag != "confidence" or isinstance(value, bool) or not math.isfinite(value):
+            raise ValueError(tag)
+        return float(value), uuid.UUID(rid)
+    except Exception:  # noqa: BLE001 - anything undecodable is the client's mistake
+        raise ApiError(400, "invalid_cursor", "the cursor is not one this API returned for this order") from None
 
 
 def page_limit(args, settings) -> int:

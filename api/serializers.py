@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from db.models import Item, Job, JobStatus, Photo
+from db.models import Item, ItemStatus, Job, JobStatus, Photo
+from db.taxonomy import CLASSES
 
 
 def _utc(v: datetime) -> datetime:
@@ -82,8 +83,35 @@ def _cutout_size(item: Item) -> list[int]:
     return [x2 - x1, y2 - y1]
 
 
-def item_body(item: Item, sign=None) -> dict:
-    """`sign(path)` -> an expiring URL that needs no Authorization header (for <img> tags)."""
+def needs_review(item: Item, review_below: float) -> bool:
+    """Kept in the catalogue, never corrected or confirmed by a user, and less certain than the
+    user's threshold. The list route's SQL filter says the same (api/items.py: needs_review_filter)."""
+    return item.status == ItemStatus.OK.value and item.corrected_at is None and item.confidence < review_below
+
+
+def alternatives_body(item: Item) -> list[dict]:
+    """The model's other classes for the garment, best first, at most 3, never the item's current
+    class (after a correction the chosen alternative is the item's class). The category is named
+    here from the class id, so what the worker stores only has to be right about the id."""
+    out = []
+    for alt in item.alternatives or []:
+        cid = alt.get("class_id") if isinstance(alt, dict) else None
+        if not isinstance(cid, int) or isinstance(cid, bool) or not 0 <= cid < len(CLASSES) or cid == item.class_id:
+            continue
+        if any(a["class_id"] == cid for a in out):
+            continue
+        conf = alt.get("confidence")
+        if not isinstance(conf, (int, float)) or isinstance(conf, bool):
+            continue
+        out.append({"class_id": cid, "category": CLASSES[cid].name, "confidence": float(conf)})
+        if len(out) == 3:
+            break
+    return out
+
+
+def item_body(item: Item, sign=None, *, review_below: float) -> dict:
+    """`sign(path)` -> an expiring URL that needs no Authorization header (for <img> tags);
+    `review_below`: the user's review threshold (needs_review)."""
     body = {
         "id": str(item.id),
         "photo_id": str(item.photo_id),
@@ -106,9 +134,30 @@ def item_body(item: Item, sign=None) -> dict:
         "status": item.status,
         "corrected": item.original_class_id is not None or item.status != "ok",
         "original_class_id": item.original_class_id,
+        "reviewed": item.corrected_at is not None,
+        "needs_review": needs_review(item, review_below),
+        "alternatives": alternatives_body(item),
         "created_at": _ts(item.created_at),
     }
     if sign is not None:
         body["cutout_signed_url"] = sign(body["cutout_url"])
         body["photo_signed_url"] = sign(body["photo_url"])
     return body
+
+
+def photo_body(photo: Photo) -> dict:
+    """One photo of a job: where it was in the zip, what became of it, and the stored photo's size
+    (the pixels item polygons are in)."""
+    return {
+        "id": str(photo.id),
+        "entry": photo.entry_name,
+        "entry_index": photo.entry_index,
+        "status": photo.status,
+        "width": photo.width,
+        "height": photo.height,
+        "original_size": [photo.original_width, photo.original_height] if photo.original_width else None,
+        "error": {"code": photo.error_code, "message": photo.error_message or ""} if photo.error_code else None,
+        "duplicate_of": str(photo.duplicate_of) if photo.duplicate_of else None,
+        "photo_url": f"/v1/photos/{photo.id}" if photo.storage_key else None,
+        "items_url": f"/v1/items?photo_id={photo.id}",
+    }

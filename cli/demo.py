@@ -6,6 +6,7 @@ them over HTTP, follows the job and prints the catalogue per category.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -34,17 +35,15 @@ def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
     raise SystemExit(f"{url} did not answer within {timeout:.0f}s")
 
 
-def run_demo(a) -> int:
-    from cli.client import ApiClient
-    from cli.main import print_catalogue
-
-    photos = Path(a.photos or REPO_ROOT / "examples" / "photos")
-    data_dir = Path(a.data_dir or REPO_ROOT / "var" / "demo").resolve()
-    out = Path(a.out or data_dir / "cutouts").resolve()
+@contextlib.contextmanager
+def embedded_stack(data_dir: Path, port: int, keep_running: bool = False, pass_env: tuple[str, ...] = ()):
+    """The API and one worker on the embedded default (SQLite, a storage folder, a filesystem
+    broker) in `data_dir`, with a user "demo"; yields (url, token, processes). Environment
+    variables named in `pass_env` (and the model's) reach the services; no other WARDROBE_*."""
     data_dir.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("WARDROBE_")}
     env.update(WARDROBE_DATA_DIR=str(data_dir), WARDROBE_LOG_LEVEL="WARNING", WARDROBE_ALLOW_SIGNUP="true")
-    for k in ("WARDROBE_MODEL", "WARDROBE_DEVICE", "WARDROBE_BACKEND"):
+    for k in ("WARDROBE_MODEL", "WARDROBE_DEVICE", "WARDROBE_BACKEND", *pass_env):
         if k in os.environ:
             env[k] = os.environ[k]
     exe = [sys.executable, "-m", "cli.main"]
@@ -57,23 +56,51 @@ def run_demo(a) -> int:
         if token.returncode != 0:
             token = subprocess.run(exe + ["users", "create", "demo"], env=env, capture_output=True, text=True, check=True, cwd=REPO_ROOT)
         token_value = token.stdout.strip().splitlines()[-1]
-        api = subprocess.Popen(exe + ["serve", "--port", str(a.port)], env=env, stdout=logs, stderr=logs, cwd=REPO_ROOT,
+        api = subprocess.Popen(exe + ["serve", "--port", str(port)], env=env, stdout=logs, stderr=logs, cwd=REPO_ROOT,
                                start_new_session=True)
         procs.append(api)
         worker = subprocess.Popen(exe + ["worker", "--loglevel", "WARNING"], env=env, stdout=logs, stderr=logs, cwd=REPO_ROOT,
                                   start_new_session=True)
         procs.append(worker)
-        url = f"http://127.0.0.1:{a.port}"
+        url = f"http://127.0.0.1:{port}"
         _wait_http(url + "/healthz", api)
+        yield url, token_value, list(procs)
+        if keep_running:
+            procs.clear()
+    finally:
+        for p in procs:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+
+
+def zip_photos(photos: list[Path], dst: Path) -> Path:
+    with zipfile.ZipFile(dst, "w") as zf:
+        for p in photos:
+            zf.write(p, p.name)
+    return dst
+
+
+def run_demo(a) -> int:
+    from cli.client import ApiClient
+    from cli.main import print_catalogue
+
+    photos = Path(a.photos or REPO_ROOT / "examples" / "photos")
+    data_dir = Path(a.data_dir or REPO_ROOT / "var" / "demo").resolve()
+    out = Path(a.out or data_dir / "cutouts").resolve()
+    with embedded_stack(data_dir, a.port, keep_running=a.keep_running) as (url, token_value, procs):
+        api, worker = procs
         print(f"API on {url}, worker started; data in {data_dir}", file=sys.stderr)
 
         client = ApiClient(url, token_value)
         with tempfile.TemporaryDirectory() as tmp:
-            zpath = Path(tmp) / "demo-photos.zip"
-            with zipfile.ZipFile(zpath, "w") as zf:
-                for p in sorted(photos.glob("*.jpg")):
-                    zf.write(p, p.name)
-            job = client.upload(zpath)
+            job = client.upload(zip_photos(sorted(photos.glob("*.jpg")), Path(tmp) / "demo-photos.zip"))
         job = client.wait(job["id"])
         print(f"job {job['id']}: {job['status']}, {job['progress']['photos_done']} photos, "
               f"{job['progress']['items_found']} items", file=sys.stderr)
@@ -90,21 +117,9 @@ def run_demo(a) -> int:
         print(f"\nthe web page: {url}/  (sign in with the demo token: {token_value})")
         if a.keep_running:
             print(f"API and worker keep running (pids {api.pid}, {worker.pid})")
-            procs.clear()
         elif sys.stdin.isatty():
             try:
                 input("press Enter to stop the API and the worker ")
             except (EOFError, KeyboardInterrupt):
                 pass
         return 0 if job["status"] in ("succeeded", "partially_succeeded") else 1
-    finally:
-        for p in procs:
-            try:
-                os.killpg(p.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        for p in procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)

@@ -86,6 +86,7 @@ class Settings:
     allow_signup: bool = False  # let the web page create users (the demo turns it on)
     page_default: int = 50
     page_max: int = 200
+    review_below: float = 0.5  # items below this confidence need review, for users who set no threshold of their own
     log_level: str = "INFO"
 
 

@@ -56,6 +56,9 @@ class ItemStatus(str, enum.Enum):
     NOT_GARMENT = "not_garment"  # a user said the model was wrong: kept for training, hidden from the catalogue
 
 
+UNREVIEWED = "status = 'ok' AND corrected_at IS NULL"  # items no user has looked at yet
+
+
 def _enum_check(table: str, column: str, enum_cls) -> CheckConstraint:
     values = ", ".join(f"'{e.value}'" for e in enum_cls)
     return CheckConstraint(f"{column} IN ({values})", name=f"ck_{table}_{column}")
@@ -66,6 +69,13 @@ class User(Base):
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # items below this confidence need the user's review; null = the deployment's WARDROBE_REVIEW_BELOW
+    review_below: Mapped[float | None] = mapped_column(Float)
+
+    __table_args__ = (
+        CheckConstraint("review_below IS NULL OR (review_below >= 0 AND review_below <= 1)",
+                        name="ck_users_review_below"),
+    )
 
     tokens: Mapped[list["ApiToken"]] = relationship(back_populates="user", cascade="all, delete-orphan")
 
@@ -188,7 +198,9 @@ class Item(Base):
         ForeignKey("items.id", ondelete="SET NULL", name="fk_items_duplicate_of"))
     status: Mapped[str] = mapped_column(String(16), default=ItemStatus.OK.value, server_default=ItemStatus.OK.value)
     original_class_id: Mapped[int | None] = mapped_column(SmallInteger)  # the model's class, when a user corrected it
-    corrected_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    corrected_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # a user corrected or confirmed it
+    # the model's other classes for this garment, best first, at most 3: [{class_id, category, confidence}]
+    alternatives: Mapped[list | None] = mapped_column(JSON)
 
     __table_args__ = (
         CheckConstraint("class_id >= 0 AND class_id < 23", name="ck_items_class_id"),
@@ -200,4 +212,7 @@ class Item(Base):
         Index("ix_items_user_supercategory", "user_id", "supercategory", "created_at"),
         Index("ix_items_job", "job_id"),
         Index("ix_items_photo", "photo_id"),
+        # the review list: a user's unreviewed items, least certain first
+        Index("ix_items_user_review", "user_id", "confidence", "id",
+              postgresql_where=text(UNREVIEWED), sqlite_where=text(UNREVIEWED)),
     )

@@ -1,0 +1,64 @@
+"""The signed-in user: who they are and their settings (the review threshold)."""
+from __future__ import annotations
+
+import math
+
+from flask import Blueprint, g, request
+from sqlalchemy import func, select
+
+from api import deps
+from api.errors import ApiError
+from api.items import needs_review_filter
+from db.models import Item, User
+
+bp = Blueprint("me", __name__)
+
+
+def _me_body(user: User) -> dict:
+    default = deps.settings().review_below
+    review_below = default if user.review_below is None else user.review_below
+    waiting = deps.db().scalar(select(func.count()).select_from(Item).where(
+        Item.user_id == user.id, needs_review_filter(review_below)))
+    return {
+        "id": str(user.id),
+        "name": user.name,
+        "review_below": review_below,
+        "review_below_default": default,
+        "review_below_custom": user.review_below is not None,
+        "items_needing_review": waiting,
+    }
+
+
+def _me() -> User:
+    user = deps.db().get(User, g.user_id)
+    if user is None:  # deleted since the token was cached
+        raise ApiError(401, "unauthorized", "the API token is not valid")
+    return user
+
+
+@bp.get("/v1/me")
+@deps.require_user
+def get_me():
+    return _me_body(_me())
+
+
+@bp.patch("/v1/me")
+@deps.require_user
+def update_me():
+    """{"review_below": 0.0-1.0}, or null to follow the deployment's default again."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or not body:
+        raise ApiError(400, "invalid_body", 'send a JSON object: {"review_below": a number from 0 to 1, or null}')
+    unknown = set(body) - {"review_below"}
+    if unknown:
+        raise ApiError(400, "invalid_body", f"unknown fields: {', '.join(sorted(unknown))}")
+    value = body["review_below"]
+    if value is not None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or not 0.0 <= value <= 1.0:
+            raise ApiError(422, "invalid_review_below", "review_below must be a number from 0 to 1, or null for the default")
+        value = float(value)
+    user = _me()
+    user.review_below = value
+    deps.db().commit()
+    return _me_body(user)

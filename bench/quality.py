@@ -1,0 +1,113 @@
+"""`make quality`: the catalogue as a user sees it, on labelled photos.
+
+    python -m bench.quality [--images DIR] [--labels instances_val.json] [--limit N]
+                            [--url URL --token TOKEN] [--json bench/out/quality.json]
+
+Zips the labelled photos, uploads them through the real API to a worker (by default both
+started here on the embedded default, as `make demo` runs them; `--url/--token` use a running
+deployment), waits for the job, reads the items back over the API as a client does
+(`GET /v1/items`, default filters) and the stored photos' sizes (`GET /v1/jobs/<id>/photos`), and
+scores the items against the labels (training/quality.py): garments found, found with the right
+class, extra and second items per photo, mask IoU and boundary F of the found garments, per class,
+items per photo and the seconds from upload to the job's end. Prints a table; writes JSON.
+
+The default labels are the shared val split (../shared/datasets/ccp-fashionpedia): 100 photos
+the model never trained on.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from db.config import REPO_ROOT
+from training.quality import Found, garments_at, load_labels, print_report, rasterize_polygons, score_photo, summarise
+
+SHARED = REPO_ROOT.parent / "shared" / "datasets" / "ccp-fashionpedia"
+
+
+def _all(client, path: str, key: str, **params) -> list[dict]:
+    out, cursor = [], None
+    while True:
+        page = client.get(path, **dict(params, limit=200, **({"cursor": cursor} if cursor else {})))
+        out += page[key]
+        cursor = page["next_cursor"]
+        if not cursor:
+            return out
+
+
+def measure(client, photos: list[Path], labels: dict) -> dict:
+    """Upload `photos` through `client`'s API, wait, and score what the catalogue holds."""
+    from cli.demo import zip_photos
+
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory() as tmp:
+        job = client.upload(zip_photos(photos, Path(tmp) / "quality.zip"), progress=False)
+    job = client.wait(job["id"], progress=False)
+    seconds = time.monotonic() - t0
+    if job["status"] not in ("succeeded", "partially_succeeded"):
+        raise SystemExit(f"job {job['id']} {job['status']}: {job['errors'][:3]}")
+    items = _all(client, "/v1/items", "items", job_id=job["id"])
+    stored = {p["id"]: p for p in _all(client, f"/v1/jobs/{job['id']}/photos", "photos")}
+    by_photo: dict[str, list[dict]] = {}
+    for it in items:
+        by_photo.setdefault(it["photo_id"], []).append(it)
+    scores = []
+    for pid, p in stored.items():
+        if p["status"] != "done":
+            raise SystemExit(f"photo {p['entry']} is {p['status']}: {p['error']}")
+        w, h = p["width"], p["height"]
+        garments = garments_at(labels[p["entry"]], w, h)
+        found = [Found(it["class_id"], it["confidence"], rasterize_polygons(it["mask"]["polygons"], w, h))
+                 for it in by_photo.get(pid, [])]
+        scores.append(score_photo(garments, found))
+    report = summarise(scores)
+    report.update(seconds=round(seconds, 1), job_id=job["id"],
+                  model_version=items[0]["model_version"] if items else None)
+    return report
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--images", default=str(SHARED / "images"))
+    ap.add_argument("--labels", default=str(SHARED / "instances_val.json"))
+    ap.add_argument("--limit", type=int, default=0, help="only the first N labelled photos")
+    ap.add_argument("--url", help="a running API (default: start one here on the embedded default)")
+    ap.add_argument("--token")
+    ap.add_argument("--data-dir", help="where the embedded services keep their data (default: a temporary folder)")
+    ap.add_argument("--port", type=int, default=8766)
+    ap.add_argument("--json", default="bench/out/quality.json")
+    a = ap.parse_args(argv)
+    from cli.client import ApiClient
+
+    if not Path(a.labels).exists():
+        raise SystemExit(f"no labels at {a.labels} (the shared val split is only on developers' machines and CI)")
+    labels = load_labels(a.labels)
+    names = sorted(labels)[: a.limit or None]
+    photos = [Path(a.images) / n for n in names]
+    if a.url:
+        report = measure(ApiClient(a.url, a.token or os.environ.get("WARDROBE_TOKEN")), photos, labels)
+    else:
+        from cli.demo import embedded_stack
+
+        with tempfile.TemporaryDirectory(prefix="wardrobe-quality-") as tmp:
+            data_dir = Path(a.data_dir).resolve() if a.data_dir else Path(tmp)
+            # the served settings come from the environment and the model card, as for any deployment
+            passed = tuple(k for k in os.environ if k.startswith("WARDROBE_") and k != "WARDROBE_DATA_DIR")
+            with embedded_stack(data_dir, a.port, pass_env=passed) as (url, token, _procs):
+                report = measure(ApiClient(url, token), photos, labels)
+    report["settings"] = {k: v for k, v in os.environ.items() if k.startswith("WARDROBE_")}
+    print_report(report)
+    if a.json:
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.json).write_text(json.dumps(report, indent=2))
+        print(f"\nwrote {a.json}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,100 @@
+"""`make quality`'s scoring (training/quality.py) on figures worked out by hand, and the whole
+command through a real API and worker (embedded default, fake segmenter) on labelled photos."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import FIXTURES, free_port
+from training.quality import Found, Garment, boundary_f, iou, score_photo, summarise
+
+
+def square(x: int, y: int, side: int, size=(60, 40)) -> np.ndarray:
+    m = np.zeros((size[1], size[0]), bool)
+    m[y : y + side, x : x + side] = True
+    return m
+
+
+def test_iou_and_boundary_f_by_hand():
+    a, b = square(0, 0, 10), square(5, 0, 10)
+    assert iou(a, b) == pytest.approx(50 / 150)
+    assert iou(a, a) == 1.0 and iou(a, square(30, 20, 5)) == 0.0
+    # a 1-px shift keeps every edge pixel within the 2-px tolerance; a square 5 px inside another, none
+    assert boundary_f(square(10, 10, 20), square(11, 10, 20)) == 1.0
+    assert boundary_f(square(5, 5, 20), square(10, 10, 10)) == 0.0
+
+
+def test_matching_by_hand():
+    garments = [Garment(2, square(0, 0, 10)), Garment(0, square(20, 0, 10)), Garment(3, square(40, 0, 10))]
+    items = [
+        Found(2, 0.9, square(0, 0, 10)),   # garment 0, right class, IoU 1
+        Found(3, 0.8, square(20, 0, 10)),  # garment 1, wrong class, IoU 1
+        Found(2, 0.7, square(1, 0, 10)),   # IoU 90/110 with garment 0, already taken: a second item
+        Found(5, 0.6, square(0, 25, 10)),  # overlaps nothing: an extra item
+        Found(3, 0.5, square(45, 0, 10)),  # IoU 50/150 with garment 2: below 0.5, extra; garment 2 not found
+    ]
+    s = score_photo(garments, items)
+    assert [(g, i) for g, i, _, _ in s.matches] == [(0, 0), (1, 1)]
+    assert (s.second, s.extra) == (1, 2)
+    r = summarise([s, score_photo([], [])])  # a second photo with nothing on it, nothing found
+    assert r["photos"] == 2 and r["garments"] == 3 and r["items"] == 5
+    assert r["found"] == round(2 / 3, 4) and r["right_class"] == round(1 / 3, 4)
+    assert r["extra_items_per_photo"] == 1.0 and r["second_items_per_photo"] == 0.5
+    assert r["mask_iou"] == 1.0 and r["boundary_f"] == 1.0 and r["items_per_photo"] == 2.5
+    assert r["per_class"]["pants"] == {"class_id": 3, "garments": 1, "found": 0.0, "right_class": 0.0}
+    assert r["per_class"]["shoe"]["found"] == 1.0 and r["per_class"]["shoe"]["right_class"] == 0.0
+
+
+def _fake_shapes(w: int, h: int) -> tuple[list[float], list[float]]:
+    """The fake segmenter's two garments on a w x h photo (worker/segmenter.py FakeSegmenter), as flat rings."""
+    t = np.linspace(0, 2 * np.pi, 32, endpoint=False)
+    ellipse = np.stack([w / 2 + w * 0.25 * np.cos(t), h * 0.4 + h * 0.2 * np.sin(t)], 1)
+    shoe = np.array([[w * 0.3, h * 0.85], [w * 0.45, h * 0.85], [w * 0.45, h * 0.95], [w * 0.3, h * 0.95]])
+    return ellipse.ravel().tolist(), shoe.ravel().tolist()
+
+
+def test_make_quality_through_the_api_and_worker(tmp_path, monkeypatch):
+    """Two labelled photos through the real API and a worker (fake segmenter: an ellipse called
+    "top" and a rectangle called "shoe" on every photo). Photo 1 is labelled with the ellipse as a
+    top, the rectangle as pants and a bag the fake never finds; photo 2 with nothing. By hand:
+    3 garments, 2 found, 1 with the right class, 2 extra items on photo 2, none second, IoU ~1."""
+    from bench.quality import main
+
+    images = FIXTURES / "ccp-mini" / "images"
+    names = ["0001.jpg", "0002.jpg"]
+    from PIL import Image
+
+    (w1, h1), (w2, h2) = (Image.open(images / n).size for n in names)
+    ellipse, shoe = _fake_shapes(w1, h1)
+    bag = [10, 10, 60, 10, 60, 60, 10, 60]
+    labels = {
+        "images": [{"id": 1, "file_name": names[0], "width": w1, "height": h1},
+                   {"id": 2, "file_name": names[1], "width": w2, "height": h2}],
+        "categories": [{"id": 1, "name": "top, t-shirt, sweatshirt"}, {"id": 6, "name": "pants"},
+                       {"id": 24, "name": "bag, wallet"}, {"id": 31, "name": "sock"}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 1, "segmentation": [ellipse], "iscrowd": 0},
+            {"id": 2, "image_id": 1, "category_id": 6, "segmentation": [shoe], "iscrowd": 0},
+            {"id": 3, "image_id": 1, "category_id": 24, "segmentation": [bag], "iscrowd": 0},
+            {"id": 4, "image_id": 2, "category_id": 31, "segmentation": [bag], "iscrowd": 0},  # not one of the 23: dropped
+        ],
+    }
+    (tmp_path / "labels.json").write_text(json.dumps(labels))
+    for k in list(os.environ):
+        if k.startswith("WARDROBE_"):
+            monkeypatch.delenv(k)
+    monkeypatch.setenv("WARDROBE_SEGMENTER", "fake")
+    out = tmp_path / "quality.json"
+    assert main(["--images", str(images), "--labels", str(tmp_path / "labels.json"), "--port", str(free_port()),
+                 "--data-dir", str(tmp_path / "data"), "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert (r["photos"], r["garments"], r["items"]) == (2, 3, 4)
+    assert r["found"] == round(2 / 3, 4) and r["right_class"] == round(1 / 3, 4)
+    assert r["extra_items_per_photo"] == 1.0 and r["second_items_per_photo"] == 0.0
+    assert r["mask_iou"] > 0.97 and r["boundary_f"] > 0.95
+    assert r["per_class"]["bag, wallet"]["found"] == 0.0 and r["per_class"]["pants"]["right_class"] == 0.0
+    assert r["seconds"] > 0 and r["model_version"] == "fake-1"

@@ -1,0 +1,215 @@
+"""The catalogue as a user sees it, scored against labelled garments.
+
+Per photo, the catalogue's items are matched to the labelled garments greedily by mask IoU
+(highest first, one item per garment, IoU >= 0.5), both rasterised at the stored photo's size.
+From the matches:
+
+- found: garments with a matched item (any class), over all garments;
+- right class: garments whose matched item has the garment's class;
+- extra items: items that match no garment and overlap none that was found (IoU < 0.5);
+- second items: unmatched items with IoU >= 0.5 on a garment another item already matched;
+- mask IoU and boundary F of the matched pairs. Boundary F (Perazzi et al., DAVIS 2016) is the
+  F-score of the two masks' boundary pixels, each counted as hit when the other boundary lies
+  within `tolerance` pixels: how closely the cut-out's edge follows the garment's.
+
+Pure NumPy/OpenCV: no model, no services, so the figures can be checked by hand in tests.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from db.taxonomy import BY_NAME, NAMES
+
+MATCH_IOU = 0.5
+BOUNDARY_TOLERANCE_PX = 2
+
+
+@dataclass
+class Garment:
+    class_id: int
+    mask: np.ndarray  # bool, the stored photo's height x width
+
+
+@dataclass
+class Found:
+    class_id: int
+    confidence: float
+    mask: np.ndarray
+
+
+@dataclass
+class PhotoScore:
+    garments: int
+    items: int
+    matches: list[tuple[int, int, float, float]] = field(default_factory=list)  # garment, item, IoU, boundary F
+    extra: int = 0
+    second: int = 0
+    garment_classes: list[int] = field(default_factory=list)
+    item_classes: list[int] = field(default_factory=list)
+
+
+def rasterize_polygons(polygons, width: int, height: int, scale: tuple[float, float] = (1.0, 1.0)) -> np.ndarray:
+    """Polygons ([[x, y], ...] or flat [x1, y1, x2, ...] rings, even-odd per ring as COCO and the
+    API draw them) -> bool mask, after scaling the coordinates by `scale`."""
+    mask = np.zeros((height, width), np.uint8)
+    rings = []
+    for ring in polygons:
+        pts = np.asarray(ring, dtype=np.float64).reshape(-1, 2)
+        if len(pts) < 3:
+            continue
+        rings.append(np.rint(pts * (scale[0] * 16, scale[1] * 16)).astype(np.int32))
+    if rings:
+        cv2.fillPoly(mask, rings, 1, lineType=cv2.LINE_8, shift=4)
+    return mask.astype(bool)
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    inter = np.count_nonzero(a & b)
+    if not inter:
+        return 0.0
+    return inter / float(np.count_nonzero(a | b))
+
+
+def boundary(mask: np.ndarray) -> np.ndarray:
+    """The mask's own edge pixels: in the mask, with a 4-neighbour outside it (or the image edge)."""
+    m = mask.astype(np.uint8)
+    eroded = cv2.erode(m, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    return (m & (1 - eroded)).astype(bool)
+
+
+def boundary_f(pred: np.ndarray, gt: np.ndarray, tolerance: float = BOUNDARY_TOLERANCE_PX) -> float:
+    bp, bg = boundary(pred), boundary(gt)
+    n_p, n_g = np.count_nonzero(bp), np.count_nonzero(bg)
+    if n_p == 0 and n_g == 0:
+        return 1.0
+    if n_p == 0 or n_g == 0:
+        return 0.0
+    # distance from every pixel to the nearest boundary pixel of the other mask
+    to_gt = cv2.distanceTransform((~bg).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    to_pred = cv2.distanceTransform((~bp).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    precision = np.count_nonzero(to_gt[bp] <= tolerance) / n_p
+    recall = np.count_nonzero(to_pred[bg] <= tolerance) / n_g
+    return 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
+
+
+def score_photo(garments: list[Garment], items: list[Found], tolerance: float = BOUNDARY_TOLERANCE_PX) -> PhotoScore:
+    ious = np.array([[iou(g.mask, it.mask) for it in items] for g in garments]).reshape(len(garments), len(items))
+    score = PhotoScore(len(garments), len(items), garment_classes=[g.class_id for g in garments],
+                       item_classes=[it.class_id for it in items])
+    taken_g: set[int] = set()
+    taken_i: set[int] = set()
+    # greedy by IoU, highest first; ties broken by the item's confidence, then order
+    pairs = sorted(((ious[gi, ii], items[ii].confidence, -gi, -ii) for gi in range(len(garments))
+                    for ii in range(len(items)) if ious[gi, ii] >= MATCH_IOU), reverse=True)
+    for value, _conf, ngi, nii in pairs:
+        gi, ii = -ngi, -nii
+        if gi in taken_g or ii in taken_i:
+            continue
+        taken_g.add(gi)
+        taken_i.add(ii)
+        score.matches.append((gi, ii, float(value), boundary_f(items[ii].mask, garments[gi].mask, tolerance)))
+    for ii in range(len(items)):
+        if ii in taken_i:
+            continue
+        if any(ious[gi, ii] >= MATCH_IOU for gi in taken_g):
+            score.second += 1
+        else:
+            score.extra += 1
+    return score
+
+
+def summarise(scores: list[PhotoScore]) -> dict:
+    """The six figures, per-class found and right class, and items per photo."""
+    n_photos = len(scores)
+    garments = sum(s.garments for s in scores)
+    items = sum(s.items for s in scores)
+    matches = [(s, m) for s in scores for m in s.matches]
+    right = sum(1 for s, (gi, ii, _, _) in matches if s.garment_classes[gi] == s.item_classes[ii])
+    per_class = {}
+    for cid, name in enumerate(NAMES):
+        n = sum(c == cid for s in scores for c in s.garment_classes)
+        if not n:
+            continue
+        f = sum(1 for s, (gi, _ii, _, _) in matches if s.garment_classes[gi] == cid)
+        r = sum(1 for s, (gi, ii, _, _) in matches if s.garment_classes[gi] == cid and s.item_classes[ii] == cid)
+        per_class[name] = {"class_id": cid, "garments": n, "found": round(f / n, 4), "right_class": round(r / n, 4)}
+
+    def ratio(a, b):
+        return round(a / b, 4) if b else None
+
+    return {
+        "photos": n_photos,
+        "garments": garments,
+        "items": items,
+        "found": ratio(len(matches), garments),
+        "right_class": ratio(right, garments),
+        "extra_items_per_photo": ratio(sum(s.extra for s in scores), n_photos),
+        "second_items_per_photo": ratio(sum(s.second for s in scores), n_photos),
+        "mask_iou": round(float(np.mean([m[2] for _, m in matches])), 4) if matches else None,
+        "boundary_f": round(float(np.mean([m[3] for _, m in matches])), 4) if matches else None,
+        "items_per_photo": ratio(items, n_photos),
+        "per_class": per_class,
+    }
+
+
+FIGURES = (
+    ("found", "garments found (an item with mask IoU >= 0.5, any class)"),
+    ("right_class", "garments found with the right class"),
+    ("extra_items_per_photo", "items matching no garment, per photo"),
+    ("second_items_per_photo", "second items on a garment already found, per photo"),
+    ("mask_iou", "mask IoU of found garments"),
+    ("boundary_f", f"boundary F-score of found garments ({BOUNDARY_TOLERANCE_PX} px tolerance)"),
+    ("items_per_photo", "items per photo"),
+)
+
+
+def print_report(report: dict, out=None) -> None:
+    import sys
+
+    out = out or sys.stdout
+    print(f"{report['photos']} photos, {report['garments']} labelled garments, {report['items']} catalogue items", file=out)
+    for key, label in FIGURES:
+        v = report.get(key)
+        shown = "-" if v is None else (f"{100 * v:.1f} %" if key in ("found", "right_class") else f"{v:.3f}")
+        print(f"  {label:<62} {shown:>8}", file=out)
+    if report.get("seconds") is not None:
+        print(f"  {'seconds, upload to last item':<62} {report['seconds']:>8.1f}", file=out)
+    print(f"\n  {'class':<40} {'garments':>8} {'found':>7} {'right':>7}", file=out)
+    for name, c in report["per_class"].items():
+        print(f"  {name:<40} {c['garments']:>8} {100 * c['found']:>6.1f}% {100 * c['right_class']:>6.1f}%", file=out)
+
+
+# --- labels in Fashionpedia (COCO instances) format ------------------------------------------------
+
+
+@dataclass
+class LabelledPhoto:
+    file_name: str
+    width: int
+    height: int
+    garments: list[tuple[int, list]]  # (class id, polygons as flat rings) in the label's pixels
+
+
+def load_labels(path: str | Path) -> dict[str, LabelledPhoto]:
+    """Labelled photos by file name, with only the 23 catalogue classes (other categories dropped)."""
+    data = json.loads(Path(path).read_text())
+    cats = {c["id"]: c["name"] for c in data["categories"]}
+    photos = {im["id"]: LabelledPhoto(Path(im["file_name"]).name, im["width"], im["height"], []) for im in data["images"]}
+    for ann in data["annotations"]:
+        cls = BY_NAME.get(cats.get(ann["category_id"], ""))
+        seg = ann.get("segmentation")
+        if cls is None or not isinstance(seg, list) or ann.get("iscrowd"):
+            continue
+        photos[ann["image_id"]].garments.append((cls.id, seg))
+    return {p.file_name: p for p in photos.values()}
+
+
+def garments_at(photo: LabelledPhoto, width: int, height: int) -> list[Garment]:
+    """The photo's labelled garments rasterised at (width, height): the stored photo's size."""
+    scale = (width / photo.width, height / photo.height)
+    return [Garment(cid, rasterize_polygons(polys, width, height, scale)) for cid, polys in photo.garments]
