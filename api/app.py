@@ -23,6 +23,39 @@ class FastJSON(DefaultJSONProvider):
             return super().dumps(obj, **kwargs)
 
 
+JSON_BODY_LIMIT = 64 * 1024  # bytes: every route but the upload takes a small JSON body, or none
+BODY_LIMITS = {"uploads.create_upload": None}  # None: the app's MAX_CONTENT_LENGTH (WARDROBE_MAX_UPLOAD_BYTES)
+
+
+def _cap_body() -> None:
+    """Each route's largest request body: the upload's configured maximum, a few kilobytes elsewhere.
+    A declared length over it is refused at once (413), before the view runs or anything is read.
+    On the small routes a body of undeclared length (chunked) is read here, up to one byte past
+    the cap, so it is refused the same way (Werkzeug would cut it at the cap without a word)."""
+    import io
+
+    from flask import request
+    from werkzeug.exceptions import RequestEntityTooLarge
+
+    limit = BODY_LIMITS.get(request.endpoint or "", JSON_BODY_LIMIT)
+    if limit is not None:
+        request.max_content_length = limit
+    cap = request.max_content_length
+    if cap is None:
+        return
+    if request.content_length is not None:
+        if request.content_length > cap:
+            raise RequestEntityTooLarge()
+        return
+    env = request.environ
+    if limit is not None and env.get("wsgi.input_terminated"):
+        data = env["wsgi.input"].read(cap + 1)
+        if len(data) > cap:
+            raise RequestEntityTooLarge()
+        env["wsgi.input"], env["CONTENT_LENGTH"] = io.BytesIO(data), str(len(data))
+        env.pop("HTTP_TRANSFER_ENCODING", None)
+
+
 def create_app(settings: Settings | None = None) -> Flask:
     rt = bootup(settings)
     app = Flask("wardrobe", static_folder=None)  # the web blueprint serves /static
@@ -32,6 +65,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["wardrobe"] = rt
     app.extensions["celery"] = make_celery(rt.settings)
     app.teardown_appcontext(deps.close_db)
+    app.before_request(_cap_body)
     errors.register(app)
 
     from api import health, items, jobs, me, openapi, uploads, web

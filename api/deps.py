@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 import time
 import uuid
@@ -15,6 +16,8 @@ from db.models import User
 from db.session import new_session
 from db.users import hash_token, user_for_token
 
+log = logging.getLogger("wardrobe.api")
+
 
 def db() -> Session:
     if "db" not in g:
@@ -23,9 +26,21 @@ def db() -> Session:
 
 
 def close_db(_exc=None) -> None:
+    """Teardown: end the request's session. It runs after the response is made, so it must not
+    raise: a connection that died meanwhile (a restarted or terminated backend) fails the
+    rollback in close(); the connection is then invalidated (the pool drops it and opens a
+    fresh one next time) and the response already made goes out as it is."""
     s = g.pop("db", None)
-    if s is not None:
+    if s is None:
+        return
+    try:
         s.close()
+    except Exception as e:  # noqa: BLE001 - OperationalError, InterfaceError ... from the dead connection
+        log.warning("closing the request's database session failed: %s", type(e).__name__)
+        try:
+            s.invalidate()
+        except Exception:  # noqa: BLE001
+            log.exception("invalidating the request's database session failed")
 
 
 def storage():

@@ -18,7 +18,18 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
+MAX_MESSAGE = 300  # characters: a message may quote what the client sent, never all of it
+
+
+def short(value, limit: int = 60) -> str:
+    """A client's value for an error message: its repr, cut to `limit` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def error_response(status: int, code: str, message: str, headers: dict | None = None):
+    if len(message) > MAX_MESSAGE:
+        message = message[: MAX_MESSAGE - 1] + "…"
     resp = jsonify({"error": {"code": code, "message": message}})
     resp.status_code = status
     for k, v in (headers or {}).items():
@@ -31,9 +42,19 @@ _HTTP_CODES = {
     401: "unauthorized",
     404: "not_found",
     405: "method_not_allowed",
+    403: "forbidden",
+    408: "request_timeout",
+    411: "length_required",
     413: "payload_too_large",
+    414: "uri_too_long",
     415: "unsupported_media_type",
+    417: "expectation_failed",
     422: "unprocessable",
+    429: "too_many_requests",
+    431: "headers_too_large",
+    500: "internal_error",
+    501: "not_implemented",
+    503: "unavailable",
 }
 
 
@@ -44,11 +65,25 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http_error(e: HTTPException):
+        from flask import request
+
         code = _HTTP_CODES.get(e.code or 500, "http_error")
         message = e.description or e.name
         if e.code == 413:
-            message = f"the upload is larger than the limit of {app.config.get('MAX_CONTENT_LENGTH')} bytes"
-        return error_response(e.code or 500, code, message)
+            limit = request.max_content_length
+            message = f"the request body is larger than this route's limit of {limit} bytes"
+        # the exception's own headers (405: Allow, 401: WWW-Authenticate ...), not its HTML content type
+        headers = {k: v for k, v in e.get_headers() if k.lower() not in ("content-type", "content-length")}
+        return error_response(e.code or 500, code, message, headers)
+
+    from db.storage import ObjectNotFound, StorageError
+
+    @app.errorhandler(StorageError)
+    def _storage_down(e: StorageError):
+        if isinstance(e, ObjectNotFound):
+            return error_response(404, "not_found", "the file is gone from storage")
+        log.error("storage unavailable: %s", e)
+        return error_response(503, "storage_unavailable", "storage is unavailable; try again shortly", {"Retry-After": "5"})
 
     from sqlalchemy.exc import DBAPIError
 

@@ -48,6 +48,14 @@ def _spool_to(dst, src, limit: int) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
+def clean_name(raw: str | None, default: str = "upload.zip") -> str:
+    """The upload's name as shown back: its last path component, without control characters
+    (a NUL cannot even be stored in PostgreSQL text), at most 512 characters."""
+    name = os.path.basename((raw or "").replace("\\", "/"))
+    name = "".join(ch for ch in name if ch.isprintable() or ch == " ").strip()
+    return name[:512] or default
+
+
 def check_zip(path: str, settings) -> int:
     """Cheap checks from the central directory; returns the number of file entries."""
     try:
@@ -113,6 +121,13 @@ def _release(s, user_id, key: str) -> None:
     s.commit()
 
 
+def _forget_zip(key: str) -> None:
+    try:
+        deps.storage().delete(key)
+    except Exception as e:  # noqa: BLE001 - storage down as well: the object stays, unreferenced
+        log.error("could not remove the stored zip %s of a refused upload: %s", key, e)
+
+
 def _accepted(job: Job, status: int = 202):
     resp = jsonify(job_body(job))
     resp.status_code = status
@@ -125,8 +140,8 @@ def _accepted(job: Job, status: int = 202):
 def create_upload():
     settings = deps.settings()
     idem_key = request.headers.get("Idempotency-Key")
-    if idem_key is not None and not (1 <= len(idem_key) <= 200):
-        raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key must be 1-200 characters")
+    if idem_key is not None and not (1 <= len(idem_key) <= 200 and idem_key.isprintable()):
+        raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key must be 1-200 printable characters")
     ctype = (request.mimetype or "").lower()
     s = deps.db()
     with tempfile.NamedTemporaryFile(prefix="wardrobe-upload-", suffix=".zip") as tmp:
@@ -134,10 +149,10 @@ def create_upload():
             f = request.files.get("file")
             if f is None:
                 raise ApiError(400, "missing_file", "send the zip as the multipart field 'file'")
-            name = os.path.basename((f.filename or "upload.zip").replace("\\", "/"))[:512]
+            name = clean_name(f.filename)
             size, sha = _spool_to(tmp, f.stream, settings.max_upload_bytes)
         elif ctype in RAW_TYPES:
-            name = (request.headers.get("X-Filename") or "upload.zip")[:512]
+            name = clean_name(request.headers.get("X-Filename"))
             size, sha = _spool_to(tmp, request.stream, settings.max_upload_bytes)
         else:
             raise ApiError(415, "unsupported_media_type", "send a zip as multipart/form-data (field 'file') or as an application/zip body")
@@ -147,6 +162,7 @@ def create_upload():
             existing = _claim(s, g.user_id, idem_key, sha)
             if existing is not None:
                 return _accepted(existing)
+        stored = None
         try:
             check_zip(tmp.name, settings)
             job_id = uuid.uuid4()
@@ -156,7 +172,9 @@ def create_upload():
                 deps.storage().put_file(key, tmp, "application/zip")
             except StorageError as e:
                 log.error("storing upload failed: %s", e)
-                raise ApiError(503, "storage_unavailable", "storage is unavailable; try again shortly") from None
+                raise ApiError(503, "storage_unavailable", "storage is unavailable; try again shortly",
+                               {"Retry-After": "5"}) from None
+            stored = key
             job = Job(id=job_id, user_id=g.user_id, upload_key=key, upload_name=name, upload_bytes=size,
                       upload_sha256=sha, idempotency_key=idem_key)
             s.add(job)
@@ -170,6 +188,8 @@ def create_upload():
                           .values(job_id=job_id))
             s.commit()
         except BaseException:
+            if stored is not None:
+                _forget_zip(stored)  # no job names it: it would never be read, nor ever deleted
             if idem_key is not None:
                 _release(s, g.user_id, idem_key)  # a refused upload does not burn the key
             raise

@@ -38,8 +38,8 @@ def signup():
         raise ApiError(403, "signup_disabled", "this server does not allow sign-up; ask its operator for a token")
     body = request.get_json(silent=True) or {}
     name = body.get("name")
-    if not isinstance(name, str) or not name.strip() or len(name) > 200:
-        raise ApiError(400, "invalid_body", "send {\"name\": NAME} with 1-200 characters")
+    if not isinstance(name, str) or not name.strip() or len(name) > 200 or not name.isprintable():
+        raise ApiError(400, "invalid_body", "send {\"name\": NAME} with 1-200 printable characters")
     s = deps.db()
     try:
         user, token = create_user(s, name.strip())

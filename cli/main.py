@@ -27,7 +27,7 @@ def cmd_serve(a) -> int:
         print("error: gunicorn is not installed (pip install 'wardrobe[api]')", file=sys.stderr)
         return 2
     argv = [gunicorn, "--bind", f"{a.host}:{a.port}", "--workers", str(a.workers), "--threads", str(a.threads),
-            "--worker-class", "gthread", "--timeout", "600", "--access-logfile", "-" if a.access_log else "/dev/null",
+            "--worker-class", "api.server.JsonErrorWorker", "--timeout", "600", "--access-logfile", "-" if a.access_log else "/dev/null",
             "api.wsgi:app"]
     os.execv(argv[0], argv)
 

@@ -23,8 +23,8 @@ def new_token() -> str:
 
 
 def create_user(s: Session, name: str) -> tuple[User, str]:
-    if not name or len(name) > 200:
-        raise ValueError("a user name is 1-200 characters")
+    if not name or len(name) > 200 or not name.isprintable():
+        raise ValueError("a user name is 1-200 printable characters")
     if s.scalar(select(User.id).where(User.name == name)) is not None:
         raise ValueError(f"user {name!r} already exists")
     user = User(name=name)

@@ -1,0 +1,266 @@
+"""Reliability fixes, each pinned on the real services: folder storage errors, hostile upload
+names, body caps, a dead database connection at teardown, the JSON format of the server's own
+errors, a failed job's photos, a killed pool child, and Ultralytics' run-time side effects."""
+from __future__ import annotations
+
+import io
+import json
+import socket
+import uuid
+from dataclasses import replace
+
+import pytest
+from sqlalchemy import select
+
+from db.models import Job, Photo
+from db.session import session_scope
+from tests.conftest import auth, example_photos, free_port, wait_port, zip_bytes
+from tests.helpers import run_job
+
+
+def assert_json_error(resp, status: int, code: str | None = None, max_message: int = 1000) -> dict:
+    assert resp.status_code == status, resp.get_data(as_text=True)[:2000]
+    body = resp.get_json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
+    assert 0 < len(body["error"]["message"]) <= max_message
+    if code:
+        assert body["error"]["code"] == code, body
+    return body["error"]
+
+
+def upload(client, token, data: bytes, name: str = "photos.zip"):
+    return client.post("/v1/uploads", data={"file": (io.BytesIO(data), name)}, headers=auth(token),
+                       content_type="multipart/form-data")
+
+
+def stored_uploads(rt, user_id) -> set[str]:
+    client = rt.storage.client
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=rt.storage.bucket, Prefix=f"users/{user_id}/uploads/")
+    return {o["Key"] for page in pages for o in page.get("Contents", [])}
+
+
+# --- 3. folder storage: OSError is a StorageError (503), never a 500 ---------------------------------------------
+
+def test_folder_storage_errors_are_storage_errors_and_503(clean_db, settings, make_user, tmp_path):
+    from api.app import create_app
+    from db.storage import LocalStorage, ObjectNotFound, StorageError
+
+    root = tmp_path / "objects"
+    store = LocalStorage(root)
+    (root / "users").write_bytes(b"a file where the users' folders go")  # every key below it fails with an OSError
+    with pytest.raises(StorageError):
+        store.put_bytes("users/u/a.bin", b"x")
+    with pytest.raises(StorageError):
+        store.put_file("users/u/a.bin", io.BytesIO(b"x"))
+    with pytest.raises(ObjectNotFound):  # a path through a file holds no object: not found, like a missing one
+        store.get_bytes("users/u/a.bin")
+    assert store.delete_prefix("users/u/") == 0 and store.size("users") > 0
+    store.put_bytes("other/ok.bin", b"ok")  # the store itself still works
+    (root / "other").joinpath("dir.bin").mkdir()
+    with pytest.raises(StorageError):
+        store.get_bytes("other/dir.bin")  # IsADirectoryError
+    with pytest.raises(StorageError):
+        store.delete("other/dir.bin")
+    with pytest.raises(StorageError):
+        store.download_to("other/dir.bin", tmp_path / "out.bin")
+
+    app = create_app(replace(settings, storage_url=f"file://{root}"))
+    app.testing = True
+    _, token = make_user()
+    resp = upload(app.test_client(), token, zip_bytes(example_photos(1)))
+    err = assert_json_error(resp, 503, "storage_unavailable")
+    assert "try again" in err["message"]
+    assert resp.headers.get("Retry-After")
+
+
+# --- 4. a NUL (or any control character) in the upload's name ----------------------------------------------------
+
+def test_nul_in_the_upload_filename_is_cleaned_and_leaves_no_orphan(client, make_user, rt):
+    uid, token = make_user()
+    resp = upload(client, token, zip_bytes(example_photos(1)), name="a\x00b\x1f\x7fc.zip")
+    assert resp.status_code == 202, resp.get_data(as_text=True)
+    job = resp.get_json()
+    assert job["upload"]["name"] == "abc.zip"
+    raw = client.post("/v1/uploads", data=zip_bytes(example_photos(1)),
+                      headers=auth(token) | {"Content-Type": "application/zip", "X-Filename": "x\ty.zip"})
+    assert raw.status_code == 202 and raw.get_json()["upload"]["name"] == "xy.zip"
+    with session_scope() as s:
+        keys = set(s.scalars(select(Job.upload_key).where(Job.user_id == uid)))
+    assert stored_uploads(rt, uid) == keys and len(keys) == 2  # every stored zip belongs to a job
+
+
+def test_a_job_row_that_cannot_be_written_leaves_no_stored_zip(client, make_user, rt):
+    """Whatever makes the job's INSERT fail after the zip was stored (here a trigger that refuses it), the
+    zip is removed again."""
+    from sqlalchemy import text
+
+    from db.session import engine
+
+    uid, token = make_user()
+    with engine().begin() as c:
+        c.execute(text("CREATE OR REPLACE FUNCTION refuse_job() RETURNS trigger AS $$ BEGIN "
+                       "RAISE EXCEPTION 'refused by the test'; END $$ LANGUAGE plpgsql"))
+        c.execute(text("CREATE TRIGGER refuse_job BEFORE INSERT ON jobs FOR EACH ROW "
+                       "WHEN (NEW.upload_name = 'refuse-me.zip') EXECUTE FUNCTION refuse_job()"))
+    try:
+        resp = upload(client, token, zip_bytes(example_photos(1)), name="refuse-me.zip")
+        assert_json_error(resp, 500, "internal_error")
+        assert stored_uploads(rt, uid) == set()
+    finally:
+        with engine().begin() as c:
+            c.execute(text("DROP TRIGGER IF EXISTS refuse_job ON jobs"))
+            c.execute(text("DROP FUNCTION IF EXISTS refuse_job()"))
+    assert upload(client, token, zip_bytes(example_photos(1)), name="fine.zip").status_code == 202
+
+
+def test_a_nul_in_a_user_name_is_400(rt):
+    from api.app import create_app
+
+    signup = create_app(replace(rt.settings, allow_signup=True)).test_client()
+    assert_json_error(signup.post("/v1/users", json={"name": "a\x00b"}), 400, "invalid_body")
+
+
+def test_control_characters_in_the_idempotency_key_are_400(client, make_user, rt):
+    uid, token = make_user()
+    resp = client.post("/v1/uploads", data=zip_bytes(example_photos(1)),
+                       headers=auth(token) | {"Content-Type": "application/zip", "Idempotency-Key": "k\x00"})
+    assert_json_error(resp, 400, "invalid_idempotency_key")
+    assert stored_uploads(rt, uid) == set()
+
+
+# --- 5. body caps per route; errors never echo a huge value --------------------------------------------------------
+
+def test_bodies_are_capped_per_route(client, make_user, rt, app):
+    from api.app import JSON_BODY_LIMIT
+
+    _, token = make_user()
+    big = json.dumps({"category": "x" * (2 * JSON_BODY_LIMIT)})
+    err = assert_json_error(client.patch(f"/v1/items/{uuid.uuid4()}", data=big, headers=auth(token),
+                                         content_type="application/json"), 413, "payload_too_large")
+    assert str(JSON_BODY_LIMIT) in err["message"]
+    assert_json_error(client.post("/v1/users", data=big, content_type="application/json"), 413, "payload_too_large")
+    assert_json_error(client.get("/v1/items", data=big, headers=auth(token), content_type="application/json"), 413,
+                      "payload_too_large")
+    # a body without a declared length is cut off at the cap all the same, where the route reads it
+    from api.app import create_app
+
+    signup = create_app(replace(rt.settings, allow_signup=True)).test_client()
+    assert_json_error(signup.post("/v1/users", input_stream=io.BytesIO(big.encode()),
+                                  headers={"Transfer-Encoding": "chunked", "Content-Type": "application/json"},
+                                  environ_overrides={"wsgi.input_terminated": True}),  # as gunicorn says
+                      413, "payload_too_large")
+    ok = signup.post("/v1/users", input_stream=io.BytesIO(b'{"name": "chunked"}'),
+                     headers={"Transfer-Encoding": "chunked", "Content-Type": "application/json"},
+                     environ_overrides={"wsgi.input_terminated": True})
+    assert ok.status_code == 201 and ok.get_json()["token"], ok.get_data(as_text=True)
+    # the upload route takes bodies far above the JSON cap, up to its own maximum
+    photos = zip_bytes({f"p{i}.jpg": b for i, b in enumerate(example_photos(4).values())})
+    assert len(photos) > 2 * JSON_BODY_LIMIT
+    assert upload(client, token, photos).status_code == 202
+    app.config["MAX_CONTENT_LENGTH"] = len(photos) - 1  # (create_app sets it from WARDROBE_MAX_UPLOAD_BYTES)
+    err = assert_json_error(upload(client, token, photos), 413, "payload_too_large")
+    assert str(len(photos) - 1) in err["message"]
+
+
+def test_errors_never_echo_a_huge_value(client, make_user, rt):
+    _, token = make_user()
+    job_id = upload(client, token, zip_bytes(example_photos(1))).get_json()["id"]
+    run_job(rt, job_id)
+    item = client.get("/v1/items", headers=auth(token)).get_json()["items"][0]
+    huge = "x" * 50_000
+    assert_json_error(client.patch(f"/v1/items/{item['id']}", json={"category": huge}, headers=auth(token)), 422,
+                      "unknown_category", max_message=600)
+    assert_json_error(client.get(f"/v1/items?category={huge}", headers=auth(token)), 400, "invalid_parameter",
+                      max_message=600)
+
+
+# --- 7. teardown on a dead connection; the server's own errors are JSON; 405 says what is allowed -------------------
+
+def test_a_connection_killed_before_teardown_still_answers(app, client, make_user):
+    from flask import g
+    from sqlalchemy import text
+
+    from db.session import engine
+
+    killed = []
+
+    @app.after_request
+    def kill_backend(resp):
+        if "db" in g:
+            pid = g.db.execute(text("SELECT pg_backend_pid()")).scalar()
+            with engine().connect() as c:
+                c.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+                c.commit()
+            killed.append(pid)
+        return resp
+
+    _, token = make_user()
+    resp = client.get("/v1/jobs", headers=auth(token))
+    assert killed, "the request used no database session"
+    assert resp.status_code == 200 and resp.get_json() == {"jobs": [], "next_cursor": None}
+    resp = client.get("/v1/jobs", headers=auth(token))  # the pool hands out a live connection next time
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+
+
+def test_close_db_survives_a_dead_connection(app):
+    from flask import g
+    from sqlalchemy import text
+
+    from api import deps
+    from db.session import engine
+
+    with app.app_context():
+        s = deps.db()
+        pid = s.execute(text("SELECT pg_backend_pid()")).scalar()
+        with engine().connect() as c:
+            c.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+            c.commit()
+        deps.close_db()  # rolls back on a dead connection: must not raise
+        assert "db" not in g
+
+
+def test_405_carries_allow_and_trace_is_refused(client):
+    for method in ("TRACE", "PUT", "DELETE"):
+        resp = client.open("/v1/categories", method=method)
+        assert_json_error(resp, 405, "method_not_allowed")
+        allow = {m.strip() for m in resp.headers.get("Allow", "").split(",")}
+        assert "GET" in allow and method not in allow, resp.headers
+
+
+def _raw_http(port: int, request: bytes) -> tuple[int, dict, bytes]:
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split()[1]), headers, body
+
+
+def test_the_servers_own_errors_are_json(settings, tmp_path):
+    from tests.procs import Proc, service_env
+
+    port = free_port()
+    api = Proc(["serve", "--port", str(port), "--workers", "1"], service_env(settings, settings.broker_url),
+               tmp_path / "api.log").start()
+    try:
+        wait_port(port, 60)
+        cases = [
+            (414, b"GET /v1/items?x=" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"),
+            (431, b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-H%d: v\r\n" % i for i in range(200)) + b"\r\n"),
+            (431, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"v" * 9000 + b"\r\n\r\n"),
+            (400, b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header: v\r\n\r\n"),
+        ]
+        for status, request in cases:
+            got, headers, body = _raw_http(port, request)
+            assert got == status, (status, got, body[:300])
+            assert headers.get("content-type", "").startswith("application/json"), (status, headers, body[:300])
+            err = json.loads(body)["error"]
+            assert err["code"] and 0 < len(err["message"]) <= 300, err
+        got, headers, body = _raw_http(port, b"TRACE /v1/categories HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert got == 405 and "GET" in headers.get("allow", ""), (headers, body[:300])
+        assert json.loads(body)["error"]["code"] == "method_not_allowed"
+    finally:
+        api.kill()
