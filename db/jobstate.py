@@ -62,13 +62,29 @@ def maybe_finish(s: Session, job_id: uuid.UUID) -> str | None:
 
 
 def fail(s: Session, job_id: uuid.UUID, code: str, message: str) -> bool:
+    """Fail an active job. Its photos still waiting are closed with the same code (and counted as
+    failed): no worker will segment them, and their content hashes are free, so the same photos
+    uploaded again are processed rather than called duplicates of photos that never got items."""
+    from db.models import Photo, PhotoStatus
+
     now = utcnow()
     res = s.execute(
         update(Job)
         .where(Job.id == job_id, Job.status.in_(ACTIVE))
         .values(status=JobStatus.FAILED.value, error_code=code, error_message=message, finished_at=now, updated_at=now)
     )
-    return bool(res.rowcount)
+    if not res.rowcount:
+        return False
+    closed = s.execute(
+        update(Photo)
+        .where(Photo.job_id == job_id, Photo.status == PhotoStatus.PENDING.value)
+        .values(status=PhotoStatus.FAILED.value, error_code=code,
+                error_message=f"the job failed before this photo was segmented: {message}"[:2000], processed_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if closed:
+        add_progress(s, job_id, failed=closed)
+    return True
 
 
 def cancel(s: Session, job_id: uuid.UUID) -> bool:

@@ -264,3 +264,85 @@ def test_the_servers_own_errors_are_json(settings, tmp_path):
         assert json.loads(body)["error"]["code"] == "method_not_allowed"
     finally:
         api.kill()
+
+
+# --- 2. a failed job's photos are closed; a re-upload is processed, not a "duplicate" of nothing ------------------
+
+def test_a_failed_jobs_photos_fail_and_a_reupload_gets_every_item(make_user, rt):
+    """Storage cuts off half-way through an ingest (a real TCP cut-off in front of the S3 server); the
+    ingest gives up as the task does after its retries. The photos it had stored are closed with a
+    code, and the same zip uploaded again is segmented in full."""
+    from db import jobstate
+    from db.models import JobStatus
+    from db.storage import S3Storage, StorageError
+    from tests.procs import TcpProxy
+    from tests.test_pipeline import new_job
+    from worker import pipeline
+
+    proxy = TcpProxy(int(rt.settings.s3_endpoint_url.rsplit(":", 1)[1]))
+
+    class CutOffAfter(S3Storage):
+        """The test's S3 bucket through the proxy, which goes down after `n` photos were stored."""
+
+        def __init__(self, n: int):
+            super().__init__(rt.storage.bucket, endpoint_url=f"http://127.0.0.1:{proxy.port}", max_attempts=1)
+            self.left = n
+
+        def put_bytes(self, key, data, content_type="application/octet-stream"):
+            if self.left <= 0:
+                proxy.down = True
+            self.left -= 1
+            return super().put_bytes(key, data, content_type)
+
+    uid, _ = make_user()
+    photos = zip_bytes({f"p{i}.jpg": b for i, b in enumerate(example_photos(6).values())})
+    try:
+        job_id = new_job(rt, uid, photos)
+        sent = []
+        with pytest.raises(StorageError):
+            pipeline.ingest(job_id, replace(rt, storage=CutOffAfter(3)),
+                            send_segment=lambda j, ids: sent.append(ids))
+    finally:
+        proxy.close()
+    with session_scope() as s:
+        stored = list(s.scalars(select(Photo).where(Photo.job_id == job_id)))
+    assert stored and all(p.status == "pending" for p in stored)  # stored before the cut-off
+    with session_scope() as s:  # what worker.tasks.ingest does when its retries are spent
+        jobstate.fail(s, job_id, "ingest_failed", "StorageError: cut off")
+    with session_scope() as s:
+        job = s.get(Job, job_id)
+        left = list(s.scalars(select(Photo).where(Photo.job_id == job_id)))
+    assert job.status == JobStatus.FAILED.value
+    assert {(p.status, p.error_code) for p in left} == {("failed", "ingest_failed")}
+    assert job.photos_failed == len(left)
+
+    again = new_job(rt, uid, photos)
+    run_job(rt, again)
+    with session_scope() as s:
+        job = s.get(Job, again)
+    assert (job.status, job.photos_done, job.photos_duplicate, job.items_found) == ("succeeded", 6, 0, 12)
+
+
+def test_a_pending_photo_of_a_job_that_ended_is_no_original(make_user, rt):
+    """Rows left pending by a job that ended before this fix (or by any path that missed closing them)
+    are not originals either: the same bytes uploaded again are segmented, and the stale row is closed."""
+    from sqlalchemy import update
+
+    from tests.test_pipeline import new_job
+
+    uid, _ = make_user()
+    photos = zip_bytes(example_photos(2))
+    first = new_job(rt, uid, photos)
+    chunks = []
+    from worker import pipeline
+
+    pipeline.ingest(first, rt, send_segment=lambda j, ids: chunks.append(ids))  # never segmented
+    with session_scope() as s:
+        s.execute(update(Job).where(Job.id == first).values(status="failed", error_code="ingest_failed"))
+    again = new_job(rt, uid, photos)
+    run_job(rt, again)
+    with session_scope() as s:
+        job = s.get(Job, again)
+        stale = set(s.scalars(select(Photo.status).where(Photo.job_id == first)))
+    assert (job.status, job.photos_done, job.photos_duplicate, job.items_found) == ("succeeded", 2, 0, 4)
+    assert stale == {"failed"}

@@ -68,9 +68,30 @@ def _record_failed_entry(job_id, user_id, index, name, code, message) -> None:
 
 
 def _live_photo(user_id: uuid.UUID, digest: str) -> uuid.UUID | None:
+    """The user's photo with these bytes that counts as the original: one segmented (done), or one
+    still waiting in a job that is still going. A photo left waiting by a job that ended (failed
+    before this was closed with it) never gets items: it is closed here, so the hash is free."""
     with session_scope() as s:
-        return s.scalar(select(Photo.id).where(Photo.user_id == user_id, Photo.sha256 == digest,
-                                               Photo.status.in_([PhotoStatus.PENDING.value, PhotoStatus.DONE.value])))
+        row = s.execute(select(Photo.id, Photo.status, Photo.job_id, Job.status).join(Job, Job.id == Photo.job_id)
+                        .where(Photo.user_id == user_id, Photo.sha256 == digest,
+                               Photo.status.in_([PhotoStatus.PENDING.value, PhotoStatus.DONE.value]))).first()
+        if row is None:
+            return None
+        pid, status, job_id, job_status = row
+        if status == PhotoStatus.DONE.value or job_status in jobstate.ACTIVE:
+            return pid
+        closed = s.execute(update(Photo).where(Photo.id == pid, Photo.status == PhotoStatus.PENDING.value)
+                           .values(status=PhotoStatus.FAILED.value, error_code="job_ended",
+                                   error_message=f"the job ended ({job_status}) before this photo was segmented",
+                                   processed_at=utcnow())).rowcount
+        if closed:
+            jobstate.add_progress(s, job_id, failed=closed)
+        return None
+
+
+def _entry_recorded(job_id: uuid.UUID, index: int) -> bool:
+    with session_scope() as s:
+        return s.scalar(select(Photo.id).where(Photo.job_id == job_id, Photo.entry_index == index)) is not None
 
 
 def _record_duplicate(job_id, user_id, index, name, digest, original) -> None:
@@ -152,19 +173,24 @@ def ingest(job_id: str | uuid.UUID, rt: Runtime, send_segment: SendSegment) -> N
             """Once a photo's bytes are stored, its row; or, if the row lost a race, undo the store."""
             for f in p.puts:
                 f.result()  # a storage error raises here and retries the task
-            try:
-                with session_scope() as s:
-                    s.add(Photo(id=p.id, job_id=jid, user_id=user_id, entry_index=p.index, entry_name=p.name,
-                                storage_key=p.key, sha256=p.digest, width=p.size[0], height=p.size[1],
-                                original_width=p.size[2], original_height=p.size[3]))
-            except IntegrityError:
-                for key in p.keys:
-                    rt.storage.delete(key)
-                # either another delivery stored this entry meanwhile, or another upload stored the same bytes
-                original = _live_photo(user_id, p.digest)
-                if original is not None:
-                    _record_duplicate(jid, user_id, p.index, p.name, p.digest, original)
-                return
+            for attempt in range(3):
+                try:
+                    with session_scope() as s:
+                        s.add(Photo(id=p.id, job_id=jid, user_id=user_id, entry_index=p.index, entry_name=p.name,
+                                    storage_key=p.key, sha256=p.digest, width=p.size[0], height=p.size[1],
+                                    original_width=p.size[2], original_height=p.size[3]))
+                    break
+                except IntegrityError:
+                    # either another delivery stored this entry meanwhile, or another upload stored the same
+                    # bytes; or that upload's photo was closed since (its job ended): then try again
+                    original = None if _entry_recorded(jid, p.index) else _live_photo(user_id, p.digest)
+                    if original is None and attempt < 2 and not _entry_recorded(jid, p.index):
+                        continue
+                    for key in p.keys:
+                        rt.storage.delete(key)
+                    if original is not None:
+                        _record_duplicate(jid, user_id, p.index, p.name, p.digest, original)
+                    return
             ready.append(p.id)
             if len(ready) >= settings.segment_chunk:
                 send_segment(jid, ready[:])  # segmentation starts while ingest goes on
