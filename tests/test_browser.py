@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import uuid
 import zipfile
 from pathlib import Path
 
@@ -52,6 +53,7 @@ def test_upload_watch_browse_filter_correct(clean_db, tmp_path):
             page.wait_for_selector("#new-token:not([hidden])")
             token = page.inner_text("#new-token-value")
             assert token.startswith("wdr_")
+            auth = {"Authorization": f"Bearer {token}"}
             page.click("#signin-form button")
             page.wait_for_selector("#home:not([hidden])")
 
@@ -86,9 +88,78 @@ def test_upload_watch_browse_filter_correct(clean_db, tmp_path):
             page.select_option("#item-new-category", new_category)
             page.click("#correct-form button")
             page.wait_for_function("document.querySelector('#item-message').textContent.startsWith('Saved')")
+            got = requests.get(f"{url}/v1/items/{item_id}", headers=auth, timeout=10).json()
+            assert got["category"] == new_category and got["corrected"]
+
+            review_view(page, url, auth, item_id, shots)
             browser.close()
-        got = requests.get(f"{url}/v1/items/{item_id}", headers={"Authorization": f"Bearer {token}"}, timeout=10).json()
-        assert got["category"] == new_category and got["corrected"]
     finally:
         worker.kill()
         api.kill()
+
+
+def review_view(page, url: str, auth: dict, corrected_id: str, shots: Path) -> None:
+    """Three items made uncertain in the database, below a threshold set on the page; one click
+    each: an alternative, a confirmation, not a garment. Each leaves the list without a reload."""
+    from sqlalchemy import update
+
+    from db.models import Item
+    from db.session import session_scope
+
+    items = requests.get(f"{url}/v1/items?limit=200", headers=auth, timeout=10).json()["items"]
+    picked = [i for i in items if i["id"] != corrected_id][:3]
+    own = picked[0]["class_id"]
+    alts = [c for c in (14, 8, 3) if c != own][:2]
+    with session_scope() as s:
+        for item, conf in zip(picked, (0.05, 0.1, 0.15)):
+            s.execute(update(Item).where(Item.id == uuid.UUID(item["id"])).values(confidence=conf))
+        s.execute(update(Item).where(Item.id == uuid.UUID(picked[0]["id"])).values(
+            alternatives=[{"class_id": alts[0], "category": "?", "confidence": 0.04},
+                          {"class_id": alts[1], "category": "?", "confidence": 0.02}]))
+    waiting = requests.get(f"{url}/v1/me", headers=auth, timeout=10).json()["items_needing_review"]
+    assert waiting >= 3  # the default threshold takes in at least the three
+
+    page.goto(url + "/#/")
+    page.wait_for_selector("#review-banner:not([hidden])")
+    assert page.inner_text("#review-count") == str(waiting)
+    page.click("#review-link")
+    page.wait_for_selector("#review:not([hidden])")
+    # the model keeps nothing under 25 %: below 20 % only the three are left, least certain first
+    page.fill("#review-below", "20")
+    page.click("#threshold-form button[type=submit]")
+    page.wait_for_function("document.querySelector('#review-count').textContent === '3'")
+    page.wait_for_function("document.querySelectorAll('#review-list .review-card').length === 3")
+    cards = page.locator("#review-list .review-card")
+    assert [cards.nth(k).get_attribute("data-id") for k in range(3)] == [i["id"] for i in picked]
+    assert requests.get(f"{url}/v1/me", headers=auth, timeout=10).json()["review_below"] == 0.2
+    first = page.locator(f".review-card[data-id='{picked[0]['id']}']")
+    assert first.locator("button.alt").count() == 2
+    assert first.locator("button.confirm").inner_text() == f"Correct as {picked[0]['category']}"
+    page.wait_for_function("[...document.querySelectorAll('.review-card img')].every(i => i.complete && i.naturalWidth > 0)")
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone: no sideways scrolling
+    assert page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+    page.screenshot(path=str(shots / "review.png"), full_page=False)
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+    # an alternative, in one click: the card leaves, the count drops, the keyboard moves on
+    page.evaluate("window.__sameDocument = true")  # gone after a reload
+    first.locator(f"button.alt[data-class-id='{alts[0]}']").click()
+    page.wait_for_function(f"!document.querySelector(\".review-card[data-id='{picked[0]['id']}']\")")
+    page.wait_for_function("document.querySelector('#review-count').textContent === '2'")
+    assert page.evaluate("window.__sameDocument === true")
+    assert page.evaluate(f"document.activeElement.closest('.review-card').dataset.id === {picked[1]['id']!r}")
+    got = requests.get(f"{url}/v1/items/{picked[0]['id']}", headers=auth, timeout=10).json()
+    assert got["class_id"] == alts[0] and got["original_class_id"] == own
+    assert got["reviewed"] and not got["needs_review"]
+
+    # the model's own class, confirmed; then not a garment: the list is empty
+    page.locator(f".review-card[data-id='{picked[1]['id']}'] button.confirm").click()
+    page.wait_for_function("document.querySelectorAll('#review-list .review-card').length === 1")
+    page.locator(f".review-card[data-id='{picked[2]['id']}'] button.not-garment").click()
+    page.wait_for_selector("#review-empty:not([hidden])")
+    assert page.inner_text("#review-count") == "0"
+    confirmed = requests.get(f"{url}/v1/items/{picked[1]['id']}", headers=auth, timeout=10).json()
+    assert confirmed["class_id"] == picked[1]["class_id"] and confirmed["reviewed"] and not confirmed["corrected"]
+    rejected = requests.get(f"{url}/v1/items/{picked[2]['id']}", headers=auth, timeout=10).json()
+    assert rejected["status"] == "not_garment"
+    assert requests.get(f"{url}/v1/items?needs_review=true", headers=auth, timeout=10).json()["items"] == []

@@ -3,7 +3,8 @@
 "use strict";
 
 const $ = (sel) => document.querySelector(sel);
-const state = { token: sessionStorage.getItem("wardrobe-token"), cursor: null, categories: [], polling: null };
+const state = { token: sessionStorage.getItem("wardrobe-token"), cursor: null, categories: [], polling: null,
+  reviewCursor: null, reviewCount: 0 };
 
 async function api(path, opts = {}) {
   const headers = Object.assign({}, opts.headers || {});
@@ -23,7 +24,7 @@ async function api(path, opts = {}) {
 }
 
 function show(id) {
-  for (const s of ["signin", "home", "item"]) $("#" + s).hidden = s !== id;
+  for (const s of ["signin", "home", "review", "item"]) $("#" + s).hidden = s !== id;
 }
 
 function signOut() {
@@ -148,6 +149,7 @@ function followJob(id) {
       if (!["queued", "running"].includes(job.status)) {
         clearInterval(state.polling);
         loadGallery(true);
+        refreshReviewCount().catch(() => {});
       }
     } catch (e) {
       clearInterval(state.polling);
@@ -190,6 +192,20 @@ async function loadGallery(reset) {
 }
 
 $("#more").addEventListener("click", () => loadGallery(false));
+
+// the gallery's link to the review list, with how many items wait there
+function renderReviewCount(n) {
+  state.reviewCount = n;
+  $("#review-banner").hidden = false;
+  $("#review-link").replaceChildren("Review ", el("span", { id: "review-count", text: String(n) }),
+    ` uncertain item${n === 1 ? "" : "s"}`);
+}
+
+async function refreshReviewCount() {
+  const me = await api("/v1/me");
+  renderReviewCount(me.items_needing_review);
+  return me;
+}
 $("#filters").addEventListener("change", () => loadGallery(true));
 
 async function setupHome() {
@@ -202,7 +218,7 @@ async function setupHome() {
     $("#f-color").append(...c.colors.map((x) => el("option", { value: x, text: x })));
     $("#item-new-category").append(...c.categories.map((x) => el("option", { value: x.name, text: x.name })));
   }
-  await loadGallery(true);
+  await Promise.all([loadGallery(true), refreshReviewCount()]);
 }
 
 // --- one item ----------------------------------------------------------------------
@@ -252,13 +268,107 @@ $("#delete-item").addEventListener("click", async () => {
   location.hash = "#/";
 });
 
+// --- review: the uncertain items, least certain first, each fixed in one click -----------
+const pct = (x) => `${Math.round(x * 100)}%`;
+
+function reviewCard(item) {
+  const titleId = "review-title-" + item.id;
+  const li = el("li", { class: "review-card", "data-id": item.id, "data-category": item.category,
+    "aria-labelledby": titleId });
+  const actions = el("div", { class: "actions", role: "group", "aria-labelledby": titleId });
+  for (const alt of item.alternatives) {
+    const b = el("button", { type: "button", class: "alt", "data-class-id": String(alt.class_id),
+      text: `Is it a ${alt.category}? (${pct(alt.confidence)})` });
+    b.addEventListener("click", () => fixItem(li, { class_id: alt.class_id }, `now ${alt.category}`));
+    actions.append(b);
+  }
+  const confirm = el("button", { type: "button", class: "confirm secondary", text: `Correct as ${item.category}` });
+  confirm.addEventListener("click", () => fixItem(li, { class_id: item.class_id }, `confirmed as ${item.category}`));
+  const reject = el("button", { type: "button", class: "not-garment secondary", text: "Not a garment" });
+  reject.addEventListener("click", () => fixItem(li, { not_garment: true }, "marked as not a garment"));
+  actions.append(confirm, reject);
+  li.append(
+    el("div", { class: "thumb checker" }, el("img", { src: item.cutout_signed_url, alt: "cut-out of the " + item.category })),
+    el("div", { class: "body" },
+      el("h2", { id: titleId, text: item.category }),
+      el("p", { text: `The model is ${pct(item.confidence)} sure.` }),
+      el("a", { href: "#/items/" + item.id, text: "See it on its photo" }),
+      actions));
+  return li;
+}
+
+async function fixItem(li, body, done) {
+  for (const b of li.querySelectorAll("button")) b.disabled = true;
+  try {
+    const item = await api("/v1/items/" + li.dataset.id, { method: "PATCH", json: body });
+    if (item.needs_review) throw new Error("the item still needs review");
+    const next = li.nextElementSibling || li.previousElementSibling;
+    li.remove();
+    renderReviewCount(Math.max(0, state.reviewCount - 1));
+    text($("#review-message"), `Saved: ${done}.`);
+    if (!$("#review-list").children.length && state.reviewCursor) await loadReview(false);
+    $("#review-empty").hidden = $("#review-list").children.length > 0;
+    // keep the keyboard where the work is: the next item's first choice, else the heading
+    const target = next ? next.querySelector("button") : $("#review-heading");
+    target.focus();
+  } catch (e) {
+    for (const b of li.querySelectorAll("button")) b.disabled = false;
+    text($("#review-message"), "Not saved: " + e.message);
+  }
+}
+
+async function loadReview(reset) {
+  if (reset) { state.reviewCursor = null; $("#review-list").replaceChildren(); }
+  const q = new URLSearchParams({ needs_review: "true", limit: "24" });
+  if (state.reviewCursor) q.set("cursor", state.reviewCursor);
+  const page = await api("/v1/items?" + q.toString());
+  $("#review-list").append(...page.items.map(reviewCard));
+  state.reviewCursor = page.next_cursor;
+  $("#review-more").hidden = !state.reviewCursor;
+  $("#review-empty").hidden = $("#review-list").children.length > 0;
+}
+
+function renderThreshold(me) {
+  $("#review-below").value = String(Math.round(me.review_below * 100));
+  text($("#threshold-note"), me.review_below_custom ? `(the default is ${pct(me.review_below_default)})` : "(the default)");
+  $("#threshold-default").hidden = !me.review_below_custom;
+}
+
+async function setThreshold(value) {
+  try {
+    const me = await api("/v1/me", { method: "PATCH", json: { review_below: value } });
+    renderThreshold(me);
+    renderReviewCount(me.items_needing_review);
+    text($("#review-message"), `Now asking about items below ${pct(me.review_below)}.`);
+    await loadReview(true);
+  } catch (e) {
+    text($("#review-message"), "Not saved: " + e.message);
+  }
+}
+
+$("#threshold-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  setThreshold(Number($("#review-below").value) / 100);
+});
+$("#threshold-default").addEventListener("click", () => setThreshold(null));
+$("#review-more").addEventListener("click", () => loadReview(false));
+
+async function setupReview() {
+  show("review");
+  text($("#review-message"), "");
+  const [me] = await Promise.all([refreshReviewCount(), loadReview(true)]);
+  renderThreshold(me);
+}
+
 // --- routing ------------------------------------------------------------------------
 async function route() {
   $("#signout").hidden = !state.token;
   if (!state.token) return setupSignin();
   const m = location.hash.match(/^#\/items\/([0-9a-f-]+)$/);
   try {
-    if (m) await setupItem(m[1]); else await setupHome();
+    if (m) await setupItem(m[1]);
+    else if (location.hash === "#/review") await setupReview();
+    else await setupHome();
   } catch (e) {
     console.error(e);
   }
