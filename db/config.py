@@ -78,6 +78,7 @@ class Settings:
     reap_interval: int = 60  # seconds between sweeps for stale jobs (workers started with --beat)
     stale_after: int = 600  # a queued/running job that has not moved for this long gets its work re-sent
     fake_delay_ms: int = 0  # the fake segmenter's time per photo (fault tests only)
+    fake_load_ms: int = 0  # the fake segmenter's load time (fault tests only)
 
     # API
     secret_key: str = ""  # signs expiring image URLs; empty = generated once and kept in the data dir

@@ -346,3 +346,41 @@ def test_a_pending_photo_of_a_job_that_ended_is_no_original(make_user, rt):
         stale = set(s.scalars(select(Photo.status).where(Photo.job_id == first)))
     assert (job.status, job.photos_done, job.photos_duplicate, job.items_found) == ("succeeded", 2, 0, 4)
     assert stale == {"failed"}
+
+
+# --- 1. a killed pool child is replaced at once, even when the model takes long to load ------------------------------
+
+def test_a_busy_child_killed_is_replaced_without_a_crash_loop(make_user, rt, settings, tmp_path):
+    """The model (here the fake, taking 6 s to load: more than Celery's 4 s wait for a new child's UP
+    message) is preloaded in every pool process. A child SIGKILLed mid-job is replaced by one that
+    reports up at once and loads the model beside it; the job ends within a minute."""
+    import os
+    import signal
+    import time
+
+    import psutil
+
+    from tests.procs import Proc, RedisServer, wait_for
+    from tests.test_failures import job_state, photos_zip, start_job, worker_env
+
+    redis_server = RedisServer(tmp_path).start()
+    env = worker_env(settings, redis_server.url, WARDROBE_FAKE_LOAD_MS=6000, WARDROBE_FAKE_DELAY_MS=300,
+                     WARDROBE_VISIBILITY_TIMEOUT=120, WARDROBE_TASK_TIME_LIMIT=60, WARDROBE_PRELOAD_MODEL="true")
+    worker = Proc(["worker", "--concurrency", "1"], env, tmp_path / "worker.log").start()
+    try:
+        uid, _ = make_user()
+        job_id = start_job(rt, settings, redis_server.url, uid, photos_zip(16, seed=21))
+        wait_for(lambda: job_state(job_id).photos_done >= 2, 90, "some photos done", on_fail=worker.tail)
+        children = psutil.Process(worker.p.pid).children()
+        assert len(children) == 1, children
+        os.kill(children[0].pid, signal.SIGKILL)  # mid-job: it was segmenting
+        killed_at = time.monotonic()
+        job = wait_for(lambda: (j := job_state(job_id)).status not in ("queued", "running") and j, 60,
+                       "the job to end after the kill", on_fail=worker.tail)
+        assert job.status == "succeeded" and job.photos_done == 16, (job.status, job.photos_done)
+        assert time.monotonic() - killed_at < 60
+        log = worker.tail(1_000_000)
+        assert "Timed out waiting for UP message" not in log, log[-3000:]
+    finally:
+        worker.kill()
+        redis_server.kill()

@@ -210,8 +210,10 @@ class FakeSegmenter:
 
     version = "fake-1"
 
-    def __init__(self, delay_ms: int = 0):
+    def __init__(self, delay_ms: int = 0, load_ms: int = 0):
         self.delay = delay_ms / 1000.0
+        if load_ms:
+            time.sleep(load_ms / 1000.0)  # a model's load time (fault tests only)
 
     def segment(self, photos: list[np.ndarray]) -> list[list[Detection]]:
         out = []
@@ -241,5 +243,6 @@ def get_segmenter(settings: Settings):
     global _segmenter
     with _seg_lock:
         if _segmenter is None:
-            _segmenter = FakeSegmenter(settings.fake_delay_ms) if settings.segmenter == "fake" else YoloSegmenter(settings)
+            _segmenter = (FakeSegmenter(settings.fake_delay_ms, settings.fake_load_ms) if settings.segmenter == "fake"
+                          else YoloSegmenter(settings))
         return _segmenter

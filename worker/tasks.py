@@ -34,11 +34,11 @@ def ingest(self, job_id: str) -> None:
 
 @app.task(name=SEGMENT_TASK, bind=True, max_retries=settings.task_max_retries)
 def segment(self, job_id: str, photo_ids: list[str]) -> int:
-    from worker.segmenter import get_segmenter
+    from worker.celery_app import task_segmenter
 
     rt = runtime()
     try:
-        return pipeline.segment(job_id, photo_ids, rt, get_segmenter(rt.settings))
+        return pipeline.segment(job_id, photo_ids, rt, task_segmenter(rt.settings))
     except Exception as exc:  # noqa: BLE001
         if self.request.retries >= self.max_retries:
             log.exception("segmentation of %d photos of job %s failed for good", len(photo_ids), job_id)
