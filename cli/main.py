@@ -434,6 +434,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from training.runtime import ultralytics_offline
+
+    ultralytics_offline()  # every command (train, evaluate, predict, worker ...): no installs or network from Ultralytics
     args = build_parser().parse_args(argv)
     return args.fn(args) or 0
 

@@ -384,3 +384,49 @@ def test_a_busy_child_killed_is_replaced_without_a_crash_loop(make_user, rt, set
     finally:
         worker.kill()
         redis_server.kill()
+
+
+# --- 6. Ultralytics neither installs nor phones home, and its Image.open patch does not decide what an image is ------
+
+NOT_AN_IMAGE_SCRIPT = r"""
+import json, os, sys
+import worker.celery_app  # what every worker process imports first
+from db.bootup import runtime
+from worker.images import decode_photo
+from worker.rejections import ImageRejected
+from worker.segmenter import YoloSegmenter
+
+seg = YoloSegmenter(runtime().settings)  # the real segmenter: Ultralytics imported, PIL.Image.open patched
+import PIL.Image
+import ultralytics.utils as uu
+import ultralytics.utils.checks as uc
+out = {"patched": PIL.Image.open.__module__, "autoinstall": uu.AUTOINSTALL or uc.AUTOINSTALL, "online": uu.ONLINE or uc.ONLINE}
+try:
+    decode_photo(b"this is text, not a photo\n" * 10, 80_000_000, 2048)
+    out["code"] = None
+except ImageRejected as e:
+    out["code"], out["message"] = e.code, e.message
+print("RESULT " + json.dumps(out))
+"""
+
+
+def test_a_text_file_named_jpg_is_not_an_image_beside_the_real_segmenter(settings, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+    from tests.procs import service_env
+
+    env = service_env(settings, settings.broker_url, WARDROBE_SEGMENTER="yolo", WARDROBE_DEVICE="cpu",
+                      WARDROBE_THREADS=1, WARDROBE_WORKER_CONCURRENCY=1)
+    for k in ("YOLO_OFFLINE", "YOLO_AUTOINSTALL"):
+        env.pop(k, None)  # whatever the caller's shell says: the process sets them itself
+    env["PIP_INDEX_URL"] = "http://127.0.0.1:9/"  # were anything to try pip, it fails at once, installs nothing
+    p = subprocess.run([sys.executable, "-c", NOT_AN_IMAGE_SCRIPT], env=env, cwd=ROOT, capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = json.loads(p.stdout.split("RESULT ", 1)[1])
+    assert out["patched"] != "PIL.Image", out  # the patch is in place (the point of the test)...
+    assert out["code"] == "not_an_image", out  # ...and does not decide
+    assert out["autoinstall"] is False and out["online"] is False, out
+    assert "AutoUpdate" not in p.stderr and "pi-heif" not in p.stderr, p.stderr[-3000:]

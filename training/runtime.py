@@ -1,7 +1,7 @@
 """Make Ultralytics run offline and use the cores it is given.
 
 Shared by training and the worker: called before the first `import ultralytics`
-work so no font, weight or package is fetched at run time.
+work so no font, weight or package is fetched at run time (`ultralytics_offline`).
 """
 from __future__ import annotations
 
@@ -10,8 +10,31 @@ import shutil
 from pathlib import Path
 
 
+def ultralytics_offline() -> None:
+    """No network and no installs from Ultralytics, in this process and the ones it starts.
+
+    Ultralytics 8.4 reads YOLO_AUTOINSTALL (pip- or uv-installs a missing requirement at run time,
+    e.g. `pi-heif` the first time PIL cannot identify a file) and YOLO_OFFLINE (its `ONLINE` check,
+    which gates installs, update checks and usage events) once, when `ultralytics.utils` is first
+    imported: so both are set here, before that. Where it was imported already, its module
+    constants are turned off too. Cheap: imports nothing."""
+    import sys
+
+    os.environ["YOLO_OFFLINE"] = "1"
+    os.environ["YOLO_AUTOINSTALL"] = "false"
+    for name, attrs in (("ultralytics.utils", ("AUTOINSTALL", "ONLINE")), ("ultralytics.utils.checks", ("AUTOINSTALL", "ONLINE")),
+                        ("ultralytics.utils.events", ("ONLINE",))):
+        mod = sys.modules.get(name)
+        for attr in attrs:
+            if mod is not None and hasattr(mod, attr):
+                setattr(mod, attr, False)
+    events = getattr(sys.modules.get("ultralytics.utils.events"), "events", None)
+    if events is not None and hasattr(events, "enabled"):
+        events.enabled = False  # decided when the module was imported
+
+
 def prepare_ultralytics(threads: int | None = None, config_dir: str | os.PathLike | None = None) -> None:
-    os.environ.setdefault("YOLO_OFFLINE", "1")
+    ultralytics_offline()
     os.environ.setdefault("YOLO_VERBOSE", "False")
     cfg = Path(config_dir or os.environ.get("YOLO_CONFIG_DIR") or Path.home() / ".cache" / "wardrobe" / "ultralytics")
     os.environ["YOLO_CONFIG_DIR"] = str(cfg)

@@ -16,10 +16,14 @@ import threading
 
 from celery.signals import worker_process_init
 
-from db.bootup import bootup, runtime
-from db.config import Settings
-from db.queue import make_celery
-from db.session import dispose_after_fork
+from training.runtime import ultralytics_offline
+
+ultralytics_offline()  # before anything imports Ultralytics: no installs, no network, in every worker process
+
+from db.bootup import bootup, runtime  # noqa: E402
+from db.config import Settings  # noqa: E402
+from db.queue import make_celery  # noqa: E402
+from db.session import dispose_after_fork  # noqa: E402
 
 log = logging.getLogger("wardrobe.worker")
 

@@ -22,6 +22,25 @@ try:  # HEIC/HEIF from phones
 except Exception:  # noqa: BLE001 - optional; HEIC entries then fail as not_an_image
     pass
 
+def _pillow_open():
+    """Pillow's own Image.open. Ultralytics replaces PIL.Image.open when imported (the segment worker
+    imports it) with a wrapper that, on a file Pillow cannot identify, tries to install and import
+    `pi_heif` and so turns "not an image" into an ImportError. What an entry is must not depend on
+    which libraries the process has loaded: this module decodes with Pillow's function, kept aside
+    by the wrapper when it was installed first."""
+    op = Image.open
+    if getattr(op, "__module__", None) == Image.__name__:
+        return op
+    import sys
+
+    original = getattr(sys.modules.get(getattr(op, "__module__", "") or ""), "_image_open", None)
+    if callable(original) and getattr(original, "__module__", None) == Image.__name__:
+        return original
+    raise RuntimeError(f"PIL.Image.open was replaced by {op!r} and Pillow's own is not to be found")
+
+
+pil_open = _pillow_open()
+
 ALLOWED_FORMATS = {"JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "HEIF", "AVIF"}
 
 
@@ -54,7 +73,7 @@ def _to_rgb(im: Image.Image) -> Image.Image:
 
 def decode_photo(data: bytes, max_pixels: int, work_max_side: int, jpeg_quality: int = 90) -> WorkingPhoto:
     try:
-        im = Image.open(io.BytesIO(data))
+        im = pil_open(io.BytesIO(data))
     except UnidentifiedImageError as e:
         raise ImageRejected("not_an_image", "the file is not an image in a supported format") from e
     except Image.DecompressionBombError as e:
@@ -107,7 +126,7 @@ def decode_photo(data: bytes, max_pixels: int, work_max_side: int, jpeg_quality:
 def _swaps_axes(_im: Image.Image, data: bytes) -> bool:
     """Whether the EXIF orientation (5-8) turns the photo by 90 degrees."""
     try:
-        exif = Image.open(io.BytesIO(data)).getexif()
+        exif = pil_open(io.BytesIO(data)).getexif()
         return exif.get(0x0112, 1) in (5, 6, 7, 8)
     except Exception:  # noqa: BLE001
         return False

@@ -31,7 +31,7 @@ from db.storage import ObjectNotFound, keys
 from db.taxonomy import by_id
 from worker.colors import dhash, dominant_colors, small_rgba
 from worker.cutouts import make_cutout
-from worker.images import ImageRejected, content_hash, decode_photo
+from worker.images import ImageRejected, content_hash, decode_photo, pil_open
 from worker.segmenter import Segmenter
 from worker.zipreader import ArchiveRejected, EntryRejected, Limits, candidate_entries, display_name, open_zip, read_entry
 
@@ -262,7 +262,7 @@ def _decode_stored(data: bytes) -> np.ndarray:
         bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
         if bgr is not None:
             return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    with Image.open(io.BytesIO(data)) as im:
+    with pil_open(io.BytesIO(data)) as im:  # Pillow's own, not Ultralytics' replacement (see worker.images)
         return np.asarray(im.convert("RGB"))
 
 
