@@ -111,20 +111,28 @@ def review_view(page, url: str, auth: dict, corrected_id: str, shots: Path) -> N
     own = picked[0]["class_id"]
     alts = [c for c in (14, 8, 3) if c != own][:2]
     with session_scope() as s:
+        # the model's own confidences do not matter here: every other item is made certain
+        s.execute(update(Item).where(Item.id.in_([uuid.UUID(i["id"]) for i in items])).values(confidence=0.9))
         for item, conf in zip(picked, (0.05, 0.1, 0.15)):
             s.execute(update(Item).where(Item.id == uuid.UUID(item["id"])).values(confidence=conf))
         s.execute(update(Item).where(Item.id == uuid.UUID(picked[0]["id"])).values(
             alternatives=[{"class_id": alts[0], "category": "?", "confidence": 0.04},
                           {"class_id": alts[1], "category": "?", "confidence": 0.02}]))
     waiting = requests.get(f"{url}/v1/me", headers=auth, timeout=10).json()["items_needing_review"]
-    assert waiting >= 3  # the default threshold takes in at least the three
+    assert waiting == 3  # at the default threshold
 
     page.goto(url + "/#/")
     page.wait_for_selector("#review-banner:not([hidden])")
     assert page.inner_text("#review-count") == str(waiting)
     page.click("#review-link")
     page.wait_for_selector("#review:not([hidden])")
-    # the model keeps nothing under 25 %: below 20 % only the three are left, least certain first
+    # a threshold of the user's own, set on the page: below 12 % two are left, least certain first
+    page.wait_for_function("document.querySelectorAll('#review-list .review-card').length === 3")
+    page.fill("#review-below", "12")
+    page.click("#threshold-form button[type=submit]")
+    page.wait_for_function("document.querySelector('#review-count').textContent === '2'")
+    page.wait_for_function("document.querySelectorAll('#review-list .review-card').length === 2")
+    assert requests.get(f"{url}/v1/me", headers=auth, timeout=10).json()["review_below"] == 0.12
     page.fill("#review-below", "20")
     page.click("#threshold-form button[type=submit]")
     page.wait_for_function("document.querySelector('#review-count').textContent === '3'")
