@@ -4,6 +4,8 @@
 # make bench  - inference and pipeline speed and mask accuracy, PyTorch vs the worker's backend
 # make quality - garments found, right class, extra and second items, mask IoU and edge F on the val photos
 # make bench-api - poll/catalogue latency at 200 requests/s and the upload's memory
+# make gpu-kit  - var/gpu-kit: Ultralytics' wheels and the shared CCP data, shrunk, for the GPU machine
+# make gpu-train - ON the GPU machine (var/gpu-kit carried): train shared-gpu, evaluate, write $OUT (README: GPU training)
 PY      := .venv/bin/python
 STAMP   := .venv/.installed-$(shell cat pyproject.toml scripts/install.sh | sha1sum | cut -c1-12)
 SHARED  ?= ../shared/datasets/ccp-fashionpedia
@@ -78,6 +80,15 @@ bench-api: venv
 
 bench-report: venv
 	$(PY) -m bench.report
+
+.PHONY: gpu-kit gpu-train
+
+gpu-kit: venv
+	$(PY) -m training.gpu_kit build --shared $(SHARED)
+
+# no venv here: the GPU machine's own python3 (PYTHON=... to override), wheels from the kit
+gpu-train:
+	bash scripts/gpu_train.sh
 
 clean:
 	rm -rf var runs .pytest_cache
