@@ -61,6 +61,15 @@ class Settings:
     conf: float = 0.25
     iou: float = 0.7
     max_det: int = 100
+    # One item per garment: after the model's per-class NMS, a detection whose box overlaps a more
+    # confident one's by this IoU, or whose mask lies this much inside it, is the same garment
+    # (its class becomes one of the item's alternatives). Shoes are exempt from the mask test:
+    # a left and a right shoe often touch.
+    merge_box_iou: float = 0.7
+    merge_mask_overlap: float = 0.7
+    alternatives_conf: float = 0.05  # detections down to this confidence can offer their class as an alternative
+    mask_refine_radius: int = 16  # guided-filter radius in photo pixels (0: masks traced as the model gives them)
+    mask_refine_eps: float = 1e-3
     batch_size: int = 0  # photos per forward pass; 0 = 1 on the CPU, sized to free memory on a GPU
     threads: int = 0  # torch threads per worker process; 0 = cores / processes
     segment_chunk: int = 16  # photos per segment task

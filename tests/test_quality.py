@@ -49,6 +49,17 @@ def test_matching_by_hand():
     assert r["per_class"]["shoe"]["found"] == 1.0 and r["per_class"]["shoe"]["right_class"] == 0.0
 
 
+def test_a_touching_pair_of_shoes_labelled_as_one_region_counts_once():
+    """CCP labels two touching shoes as one region; the left and right shoe items are joined on it."""
+    pair = square(0, 0, 20) | square(20, 0, 20)
+    garments = [Garment(0, pair), Garment(0, square(0, 25, 10))]
+    items = [Found(0, 0.9, square(0, 0, 20)), Found(0, 0.8, square(21, 0, 19)),  # each IoU < 0.5 with the pair
+             Found(0, 0.7, square(0, 25, 10)), Found(3, 0.6, square(20, 0, 20))]  # another class is never joined
+    s = score_photo(garments, items)
+    assert s.joined == 1 and s.items == 4
+    assert len(s.matches) == 2 and (s.second, s.extra) == (1, 0)  # the pants item sits on the found pair: second
+
+
 def _fake_shapes(w: int, h: int) -> tuple[list[float], list[float]]:
     """The fake segmenter's two garments on a w x h photo (worker/segmenter.py FakeSegmenter), as flat rings."""
     t = np.linspace(0, 2 * np.pi, 32, endpoint=False)

@@ -458,6 +458,8 @@ def _items_for(rt: Runtime, jid: uuid.UUID, photo: _Loaded, dets, version: str, 
                 confidence=round(det.confidence, 4), bbox=cut.bbox, polygons=cut.polygons,
                 area_fraction=round(cut.area_fraction, 6), model_version=version,
                 cutout_key=key, cutout_content_type=cut.content_type, cutout_width=cut.size[0], cutout_height=cut.size[1],
+                alternatives=[{"class_id": c, "category": by_id(c).name, "confidence": round(conf, 4)}
+                              for c, conf in det.alternatives] or None,
             )
         )
     return items

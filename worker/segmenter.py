@@ -31,6 +31,7 @@ class Detection:
     confidence: float
     bbox: tuple[float, float, float, float]  # x1, y1, x2, y2 in photo pixels
     polygons: list[np.ndarray] = field(default_factory=list)  # each (N, 2) float, photo pixels
+    alternatives: list[tuple[int, float]] = field(default_factory=list)  # other classes for the garment, best first
 
 
 class Segmenter(Protocol):
@@ -178,8 +179,9 @@ class YoloSegmenter:
         bgr = [cv2.cvtColor(np.ascontiguousarray(p), cv2.COLOR_RGB2BGR) for p in photos]
         results = self.model.predict(
             bgr,
+            # below the item threshold only to offer other classes for the items found (alternatives)
+            conf=min(s.conf, s.alternatives_conf),
             imgsz=self.imgsz,
-            conf=s.conf,
             iou=s.iou,
             max_det=s.max_det,
             device=self.device,
@@ -192,17 +194,93 @@ class YoloSegmenter:
         for photo, r in zip(photos, results):
             dets: list[Detection] = []
             if r.masks is not None and len(r.boxes):
-                masks = r.masks.data.cpu().numpy() > 0.5
-                boxes = r.boxes.xyxy.cpu().numpy()
-                confs = r.boxes.conf.cpu().numpy()
-                classes = r.boxes.cls.cpu().numpy().astype(int)
-                for i in range(len(boxes)):
-                    polys = mask_polygons(masks[i], masks.shape[1:], photo.shape[:2])
-                    if not polys:
-                        continue
-                    dets.append(Detection(int(classes[i]), float(confs[i]), tuple(float(v) for v in boxes[i]), polys))
+                masks = r.masks.data.cpu().numpy().astype(np.uint8)
+                candidates = Candidates(r.boxes.xyxy.cpu().numpy(), r.boxes.conf.cpu().numpy(),
+                                        r.boxes.cls.cpu().numpy().astype(int), masks, photo.shape[:2])
+                dets = outline(photo, candidates, s)
             out.append(dets)
         return out
+
+
+@dataclass
+class Candidates:
+    """One photo's raw detections after the model's per-class NMS: boxes in photo pixels, masks
+    (0/1) at the model's input size."""
+
+    boxes: np.ndarray
+    confs: np.ndarray
+    classes: np.ndarray
+    masks: np.ndarray
+    photo_hw: tuple[int, int]
+
+
+def outline(photo: np.ndarray, c: Candidates, s: Settings) -> list[Detection]:
+    """One item per garment, edges refined: the Detections for one photo."""
+    import cv2
+
+    from worker.masks import Letterbox, refined_mask, trace
+
+    groups = one_per_garment(c, s)
+    box = Letterbox.of(c.masks.shape[1:], c.photo_hw)
+    grey = cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY).astype(np.float32) * (1 / 255) if s.mask_refine_radius else None
+    min_area = MIN_CONTOUR_AREA / (box.gain * box.gain)
+    dets = []
+    for i, alternatives in groups:
+        if grey is not None:
+            mask, x1, y1 = refined_mask(grey, c.masks[i], box, c.boxes[i], s.mask_refine_radius, s.mask_refine_eps)
+            polys = trace(mask, x1, y1, min_area)
+        else:
+            polys = mask_polygons(c.masks[i], c.masks.shape[1:], c.photo_hw)
+        if polys:
+            dets.append(Detection(int(c.classes[i]), float(c.confs[i]), tuple(float(v) for v in c.boxes[i]), polys,
+                                  alternatives))
+    return dets
+
+
+def _box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    iw = min(a[2], b[2]) - max(a[0], b[0])
+    ih = min(a[3], b[3]) - max(a[1], b[1])
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    inter = iw * ih
+    return float(inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter))
+
+
+SHOE = 0
+
+
+def one_per_garment(c: Candidates, s: Settings) -> list[tuple[int, list[tuple[int, float]]]]:
+    """Merge detections of one garment across classes. Returns (index, alternatives) per item,
+    most confident first: each item is its group's most confident detection at or above
+    `s.conf`; the group's other classes (detections merged into it, and less confident ones down
+    to `s.alternatives_conf` lying on it) are its alternatives, best first, at most 3."""
+    order = np.argsort(-c.confs, kind="stable")
+    areas = c.masks.reshape(len(c.masks), -1).sum(1)
+    kept: list[int] = []
+    alts: dict[int, dict[int, float]] = {}
+
+    def same_garment(i: int, k: int) -> bool:
+        box_iou = _box_iou(c.boxes[i], c.boxes[k])
+        if box_iou >= s.merge_box_iou:
+            return True
+        if box_iou == 0.0:
+            return False
+        if c.classes[i] == SHOE and c.classes[k] == SHOE:
+            return False
+        smaller = min(areas[i], areas[k])
+        return bool(smaller) and float(np.logical_and(c.masks[i], c.masks[k]).sum()) / smaller >= s.merge_mask_overlap
+
+    for i in order:
+        home = next((k for k in kept if same_garment(i, k)), None)
+        if home is None:
+            if c.confs[i] >= s.conf:
+                kept.append(i)
+                alts[i] = {}
+            continue
+        cls = int(c.classes[i])
+        if cls != int(c.classes[home]):
+            alts[home][cls] = max(alts[home].get(cls, 0.0), float(c.confs[i]))
+    return [(k, sorted(alts[k].items(), key=lambda a: -a[1])[:3]) for k in kept]
 
 
 class FakeSegmenter:

@@ -1,0 +1,81 @@
+"""From the model's raw detections to items: one per garment, alternatives, refined edges (no model)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from db.config import Settings
+from training.quality import boundary_f, iou, rasterize_polygons
+from worker.masks import Letterbox, refined_mask, resample, trace
+from worker.segmenter import Candidates, one_per_garment, outline
+
+
+def _mask(box, hw=(64, 48)):
+    m = np.zeros(hw, np.uint8)
+    x1, y1, x2, y2 = box
+    m[y1:y2, x1:x2] = 1
+    return m
+
+
+def _cands(rows, hw=(64, 48)):
+    """rows: (box in photo pixels = model input pixels here, conf, class)."""
+    return Candidates(np.array([r[0] for r in rows], float), np.array([r[1] for r in rows], float),
+                      np.array([r[2] for r in rows]), np.stack([_mask(r[0], hw) for r in rows]), hw)
+
+
+S = Settings(conf=0.25, alternatives_conf=0.05, merge_box_iou=0.7, merge_mask_overlap=0.7)
+
+
+def test_one_garment_two_classes_becomes_one_item_with_the_other_class_as_alternative():
+    c = _cands([((5, 5, 30, 40), 0.6, 13), ((6, 5, 30, 41), 0.4, 1), ((5, 6, 29, 40), 0.1, 4)])
+    assert one_per_garment(c, S) == [(0, [(1, 0.4), (4, 0.1)])]
+
+
+def test_a_mask_inside_another_is_merged_but_two_touching_shoes_are_not():
+    inside = _cands([((0, 0, 40, 60), 0.8, 3), ((5, 5, 30, 35), 0.5, 10)])  # "tights" inside "pants"
+    assert one_per_garment(inside, S) == [(0, [(10, 0.5)])]
+    shoes = _cands([((0, 40, 20, 60), 0.8, 0), ((12, 40, 34, 60), 0.7, 0)])  # overlapping boxes, IoU 0.27
+    assert [k for k, _ in one_per_garment(shoes, S)] == [0, 1]
+
+
+def test_low_confidence_detections_only_offer_alternatives():
+    c = _cands([((5, 5, 30, 40), 0.9, 2), ((5, 5, 30, 40), 0.2, 7), ((35, 45, 45, 60), 0.2, 5)])
+    assert one_per_garment(c, S) == [(0, [(7, 0.2)])]
+
+
+def test_letterbox_resample_maps_the_mask_back_onto_the_photo():
+    # a 100 x 50 photo letterboxed into 32 x 64 (gain 0.64, 4 rows of padding top and bottom)
+    box = Letterbox.of((40, 64), (50, 100))
+    assert box.gain == pytest.approx(0.64) and (box.pad_x, box.pad_y) == (0, 4)
+    m = np.zeros((40, 64), np.float32)
+    m[4 + 8 : 4 + 24, 16:48] = 1  # photo rows 12.5..37.5, columns 25..75
+    soft = resample(m, box, 0, 0, 100, 50)
+    assert soft[25, 50] == 1 and soft[2, 50] == 0 and soft[25, 5] == 0
+    assert iou(soft > 0.5, np.pad(np.ones((25, 50), bool), ((12, 13), (25, 25)))) > 0.9
+
+
+def test_refinement_snaps_a_blocky_mask_to_the_photo_edge():
+    # a bright disc on a dark photo; the model's mask is the disc at a quarter of the resolution
+    h = w = 200
+    yy, xx = np.mgrid[:h, :w]
+    disc = (xx - 100) ** 2 + (yy - 100) ** 2 <= 60 ** 2
+    grey = np.where(disc, 0.8, 0.2).astype(np.float32)
+    coarse = disc[2::4, 2::4].astype(np.float32)  # 50 x 50: blocky at photo scale
+    box = Letterbox.of(coarse.shape, (h, w))
+    plain, px, py = refined_mask(grey, coarse, box, (40, 40, 160, 160), radius=0, eps=1e-3)
+    sharp, sx, sy = refined_mask(grey, coarse, box, (40, 40, 160, 160), radius=8, eps=1e-3)
+    full = lambda m, x, y: np.pad(m, ((y, h - y - m.shape[0]), (x, w - x - m.shape[1])))  # noqa: E731
+    assert boundary_f(full(sharp, sx, sy), disc, 1) > boundary_f(full(plain, px, py), disc, 1)
+    # the polygons traced from the refined mask draw it back (what the API returns is what the cut-out shows)
+    polys = trace(sharp, sx, sy, min_area=6)
+    assert iou(rasterize_polygons(polys, w, h), full(sharp, sx, sy)) > 0.97
+
+
+def test_outline_gives_detections_with_polygons_and_alternatives():
+    photo = np.zeros((64, 48, 3), np.uint8)
+    photo[5:40, 5:30] = 200
+    c = _cands([((5, 5, 30, 40), 0.6, 13), ((6, 5, 30, 41), 0.4, 1)])
+    dets = outline(photo, c, Settings(mask_refine_radius=4))
+    assert len(dets) == 1 and dets[0].class_id == 13 and dets[0].alternatives == [(1, 0.4)]
+    drawn = rasterize_polygons(dets[0].polygons, 48, 64)
+    assert iou(drawn, _mask((5, 5, 30, 40)).astype(bool)) > 0.9
