@@ -100,9 +100,10 @@ def cmd_reap(a) -> int:
     from db.bootup import bootup
     from db.queue import enqueue_ingest
     from worker.celery_app import app
-    from worker.reaper import reap
+    from worker.reaper import broker_jobs, reap
 
-    n = reap(bootup(_settings()), send_ingest=lambda j: enqueue_ingest(app, j), stale_after=a.stale_after)
+    n = reap(bootup(_settings()), send_ingest=lambda j: enqueue_ingest(app, j), stale_after=a.stale_after,
+             in_broker=lambda: broker_jobs(app))
     print(f"re-sent {n} stale job(s)")
     return 0
 

@@ -84,8 +84,8 @@ class Settings:
     task_max_retries: int = 5
     visibility_timeout: int = 7200  # must exceed task_time_limit: redelivery after a lost worker
     worker_concurrency: int = 0  # 0 = number of cores
-    reap_interval: int = 60  # seconds between sweeps for stale jobs (workers started with --beat)
-    stale_after: int = 600  # a queued/running job that has not moved for this long gets its work re-sent
+    reap_interval: int = 15  # seconds between sweeps for stale jobs (workers started with --beat)
+    stale_after: int = 60  # a queued/running job that has not moved for this long, with no work left in the broker, gets it re-sent
     fake_delay_ms: int = 0  # the fake segmenter's time per photo (fault tests only)
     fake_load_ms: int = 0  # the fake segmenter's load time (fault tests only)
 

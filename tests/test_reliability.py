@@ -430,3 +430,77 @@ def test_a_text_file_named_jpg_is_not_an_image_beside_the_real_segmenter(setting
     assert out["code"] == "not_an_image", out  # ...and does not decide
     assert out["autoinstall"] is False and out["online"] is False, out
     assert "AutoUpdate" not in p.stderr and "pi-heif" not in p.stderr, p.stderr[-3000:]
+
+
+# --- recovery: lost work comes back within a minute; work merely queued is not sent twice ---------------------------
+
+def test_the_reaper_resends_lost_work_only(make_user, rt, settings, tmp_path):
+    """Two stale jobs on a real Redis: one whose segment messages wait in the queue (behind a backlog, no
+    worker yet), one whose messages were lost. Only the second is re-sent."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from db.models import utcnow
+    from db.queue import enqueue_segment, make_celery
+    from tests.procs import RedisServer
+    from tests.test_failures import photos_zip
+    from tests.test_pipeline import new_job
+    from worker import pipeline
+    from worker.reaper import broker_jobs, reap
+
+    redis_server = RedisServer(tmp_path).start()
+    try:
+        app = make_celery(replace(settings, broker_url=redis_server.url))
+        uid, _ = make_user()
+        queued = new_job(rt, uid, photos_zip(4, seed=31))
+        pipeline.ingest(queued, rt, send_segment=lambda j, ids: enqueue_segment(app, j, ids))  # waiting in Redis
+        lost = new_job(rt, uid, photos_zip(4, seed=32))
+        pipeline.ingest(lost, rt, send_segment=lambda j, ids: None)  # its messages never arrive
+        with session_scope() as s:
+            s.execute(update(Job).where(Job.id.in_([queued, lost])).values(updated_at=utcnow() - timedelta(seconds=90)))
+        assert str(queued) in broker_jobs(app) and str(lost) not in broker_jobs(app)
+        resent = []
+        assert reap(rt, send_ingest=resent.append, stale_after=60, in_broker=lambda: broker_jobs(app)) == 1
+        assert resent == [lost]
+    finally:
+        redis_server.kill()
+
+
+def test_a_killed_worker_s_work_comes_back_within_a_minute_and_a_backlog_is_left_alone(make_user, rt, settings,
+                                                                                          tmp_path):
+    """The whole worker SIGKILLed mid-batch: its message stays unacknowledged, and Redis would hand it
+    out again only after the visibility timeout (an hour here). The restarted worker's sweep sees that
+    no live worker holds it and re-sends the job within a minute. A second job, queued behind the first
+    for longer than `stale_after`, is never re-sent."""
+    import time
+
+    from tests.procs import Proc, RedisServer, wait_for
+    from tests.test_failures import assert_exactly_once, job_state, photos_zip, start_job, worker_env
+
+    redis_server = RedisServer(tmp_path).start()
+    env = worker_env(settings, redis_server.url, WARDROBE_VISIBILITY_TIMEOUT=3600, WARDROBE_TASK_TIME_LIMIT=600,
+                     WARDROBE_STALE_AFTER=5, WARDROBE_REAP_INTERVAL=2, WARDROBE_FAKE_DELAY_MS=250)
+    log = tmp_path / "worker.log"
+    worker = Proc(["worker", "--concurrency", "1"], env, log).start()
+    try:
+        uid, _ = make_user()
+        first = start_job(rt, settings, redis_server.url, uid, photos_zip(40, seed=41))  # 20 tasks of 2 photos
+        wait_for(lambda: job_state(first).photos_done >= 2, 60, "some photos done", on_fail=worker.tail)
+        worker.kill()  # SIGKILL, the whole worker: its message is held, unacknowledged, by nobody
+        second = start_job(rt, settings, redis_server.url, uid, photos_zip(16, seed=42))
+        time.sleep(1)
+        worker = Proc(["worker", "--concurrency", "1", "--beat"], env, log).start()
+        t0 = time.monotonic()
+        for job_id in (first, second):
+            wait_for(lambda: job_state(job_id).status not in ("queued", "running"), 90, f"job {job_id} to end",
+                     on_fail=worker.tail)
+        assert time.monotonic() - t0 < 90
+        assert_exactly_once(first, 40)
+        assert_exactly_once(second)
+        text = log.read_text(errors="replace")
+        assert f"job {first} has not moved" in text  # the sweep brought it back, not the visibility timeout
+        assert f"job {second} has not moved" not in text  # queued behind the first: never re-sent
+    finally:
+        worker.kill()
+        redis_server.kill()

@@ -1,11 +1,22 @@
-"""Notice jobs whose worker vanished and put their work back on the queue.
+"""Notice jobs whose work was lost and put it back on the queue.
 
-A running job that has not moved for `stale_after` seconds has its ingest
-re-sent; ingest re-sends every pending photo and is harmless to repeat.
+A queued or running job that has not moved for `stale_after` seconds is a candidate. Its work is
+lost only when no message of it is left: none waiting in a queue, none held by a worker that is
+alive. A job merely queued behind a backlog has its messages waiting, and one being worked on has
+its message held by a live worker: neither is re-sent, so a short `stale_after` (a minute) brings
+lost work back quickly without segmenting anything twice. A message held (unacknowledged) by a
+worker that is gone, or lost with a Redis restart, leaves the job with nothing: its ingest is
+re-sent, which re-sends every pending photo and is harmless to repeat.
+
+Where the broker cannot be looked into (the embedded filesystem broker), a job counts as lost
+only after ten times `stale_after` without moving.
 """
 from __future__ import annotations
 
+import base64
+import json
 import logging
+import re
 from datetime import timedelta
 from typing import Callable
 
@@ -13,24 +24,100 @@ from sqlalchemy import select, update
 
 from db.bootup import Runtime
 from db.models import Job, JobStatus, utcnow
+from db.queue import QUEUES
 from db.session import session_scope
 
 log = logging.getLogger("wardrobe.reaper")
 
+UNINSPECTED_FACTOR = 10  # where the broker cannot be looked into, wait this many times longer
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
-def reap(rt: Runtime, send_ingest: Callable, stale_after: int | None = None) -> int:
-    stale_after = stale_after or rt.settings.stale_after
-    cutoff = utcnow() - timedelta(seconds=stale_after)
+JobsInBroker = Callable[[], "set[str] | None"]
+
+
+def _job_of(payload) -> str | None:
+    """The job id a wardrobe task message carries (its first argument)."""
+    try:
+        msg = json.loads(payload) if isinstance(payload, (bytes, str)) else payload
+        body = msg["body"]
+        if msg.get("properties", {}).get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        args = json.loads(body)[0]
+        return str(args[0]) if args else None
+    except Exception:  # noqa: BLE001 - not one of ours, or not readable: it names no job
+        return None
+
+
+def _live_jobs(app, timeout: float = 2.0) -> set[str] | None:
+    """Jobs of the tasks live workers are running or hold reserved; None when no worker answered."""
+    insp = app.control.inspect(timeout=timeout)
+    replies = [r for r in (insp.active(), insp.reserved()) if r]
+    if not replies:
+        return None
+    jobs: set[str] = set()
+    for reply in replies:
+        for requests in reply.values():
+            for req in requests or []:
+                args = req.get("args")
+                if isinstance(args, (list, tuple)) and args:
+                    jobs.add(str(args[0]))
+                elif isinstance(args, str):
+                    jobs.update(_UUID.findall(args)[:1])
+    return jobs
+
+
+def broker_jobs(app) -> set[str] | None:
+    """Ids of the jobs that have work in the broker: a message waiting in a queue, or one held
+    (delivered, not yet acknowledged) by a worker that is alive. None where the broker is not Redis."""
+    if not str(app.conf.broker_url or "").startswith(("redis://", "rediss://")):
+        return None
+    with app.connection_for_read() as conn:
+        channel = conn.default_channel
+        client = channel.client
+        jobs: set[str] = set()
+        for queue in QUEUES:
+            for name in {channel._q_for_pri(queue, pri) for pri in channel.priority_steps}:
+                jobs.update(j for j in map(_job_of, client.lrange(name, 0, -1)) if j)
+        held = {}
+        for raw in client.hvals(channel.unacked_key):
+            try:
+                job = _job_of(json.loads(raw)[0])
+            except (ValueError, TypeError, IndexError):
+                continue
+            if job:
+                held[job] = True
+    if held:
+        live = _live_jobs(app)
+        # no worker answered: none may be running, or all may be too busy to say; count them held
+        jobs.update(held if live is None else (j for j in held if j in live))
+    return jobs
+
+
+def _stale(cutoff_seconds: float) -> list:
+    cutoff = utcnow() - timedelta(seconds=cutoff_seconds)
     with session_scope() as s:
-        ids = list(
-            s.scalars(
-                select(Job.id).where(
-                    Job.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value]), Job.updated_at < cutoff
-                )
-            )
-        )
+        return list(s.scalars(select(Job.id).where(
+            Job.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value]), Job.updated_at < cutoff)))
+
+
+def reap(rt: Runtime, send_ingest: Callable, stale_after: int | None = None, in_broker: JobsInBroker | None = None) -> int:
+    """Re-send the work of jobs that stopped moving and have none left in the broker; returns how many.
+    `in_broker` gives the ids of jobs with work in the broker (None: it cannot tell); without it, every
+    job that has not moved for ten times `stale_after` is re-sent."""
+    stale_after = stale_after or rt.settings.stale_after
+    ids = _stale(stale_after)
+    if not ids:
+        return 0
+    # the broker is read after the jobs: a message delivered meanwhile is seen held, not lost
+    known = in_broker() if in_broker is not None else None
+    if known is None:
+        wait = stale_after * UNINSPECTED_FACTOR
+        ids = _stale(wait)
+    else:
+        wait = stale_after
+        ids = [jid for jid in ids if str(jid) not in known]
     for jid in ids:
-        log.warning("job %s has not moved for %ss: re-sending its work", jid, stale_after)
+        log.warning("job %s has not moved for %ss and has no work left in the broker: re-sending its work", jid, wait)
         with session_scope() as s:
             s.execute(update(Job).where(Job.id == jid).values(updated_at=utcnow()))
         send_ingest(jid)

@@ -51,6 +51,6 @@ def segment(self, job_id: str, photo_ids: list[str]) -> int:
 @app.task(name=REAP_TASK)
 def reap_stale_jobs() -> int:
     """Re-send work for jobs that stopped moving (a worker vanished): see worker.reaper."""
-    from worker.reaper import reap
+    from worker.reaper import broker_jobs, reap
 
-    return reap(runtime(), send_ingest=lambda j: enqueue_ingest(app, j))
+    return reap(runtime(), send_ingest=lambda j: enqueue_ingest(app, j), in_broker=lambda: broker_jobs(app))
