@@ -219,7 +219,7 @@ def cmd_evaluate(a) -> int:
 
 
 def cmd_predict(a) -> int:
-    from training.predict import predict_and_draw
+    from worker.preview import predict_and_draw
 
     dets = predict_and_draw(a.weights, Path(a.photo), Path(a.save) if a.save else None, imgsz=a.imgsz, conf=a.conf)
     for d in dets:
@@ -401,8 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("photo")
     s.add_argument("--weights", default=str(DEFAULT_MODEL))
     s.add_argument("--save", help="write the drawing here (PNG/JPEG)")
-    s.add_argument("--imgsz", type=int, default=640)
-    s.add_argument("--conf", type=float, default=0.25)
+    s.add_argument("--imgsz", type=int, default=None, help="default: the model card's served size, as the worker")
+    s.add_argument("--conf", type=float, default=None, help="default: the model card's serve_conf, as the worker")
     s.set_defaults(fn=cmd_predict)
 
     s = sub.add_parser("export", help="export the model for the CPU backend: OpenVINO fp32 into the cache, or --int8 beside the weights")

@@ -58,7 +58,7 @@ class Settings:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     backend: str = "auto"  # auto (CPU: shipped OpenVINO int8, else OpenVINO fp32; GPU: PyTorch) | pytorch | openvino | openvino-int8
     imgsz: int = 0  # 0 = the imgsz in the model card beside the weights (else 640)
-    conf: float = 0.25
+    conf: float = 0.0  # an item's least confidence; 0 = the model card's serve_conf (else 0.25)
     iou: float = 0.7
     max_det: int = 100
     # One item per garment: after the model's per-class NMS, a detection whose box overlaps a more

@@ -63,16 +63,23 @@ def test_evaluate_shipped_weights_gives_numbers_in_range(mini_dataset):
     assert r["images"] == 2
 
 
-def test_predict_writes_an_image(tmp_path):
-    from training.predict import predict_and_draw
+def test_predict_draws_what_the_worker_would_find(tmp_path):
+    """`wardrobe predict` runs the worker's segmenter at the card's served settings: the same items."""
+    from db.config import Settings
+    from worker.preview import predict_and_draw
+    from worker.segmenter import YoloSegmenter
 
     photo = next((MINI / "images").glob("*.jpg"))
     out = tmp_path / "pred.png"
-    dets = predict_and_draw(DEFAULT_MODEL, photo, out, imgsz=320, conf=0.05)
+    dets = predict_and_draw(DEFAULT_MODEL, photo, out)
     with Image.open(out) as drawn, Image.open(photo) as src:
         assert drawn.size == src.size
+        rgb = __import__("numpy").asarray(src.convert("RGB"))
+    served = YoloSegmenter(Settings.from_env(model=str(DEFAULT_MODEL), segmenter="yolo")).segment([rgb])[0]
+    assert [(d["class_id"], d["confidence"]) for d in dets] == [(d.class_id, round(d.confidence, 3)) for d in served]
+    assert dets, "the shipped model finds something on a CCP photo"
     for d in dets:
-        assert 0 <= d["class_id"] < 23 and 0.05 <= d["confidence"] <= 1
+        assert 0 <= d["class_id"] < 23 and d["confidence"] >= 0.05
 
 
 def test_evaluate_reproduces_the_model_card_on_the_shared_val_split(tmp_path):

@@ -18,3 +18,9 @@ def serve_imgsz(weights: str | os.PathLike, default: int = 640) -> int:
     """The input size to run the model at: the card's measured best (`serve_imgsz`), else its training size."""
     card = read_card(weights)
     return int(card.get("serve_imgsz") or card.get("imgsz") or default)
+
+
+def serve_conf(weights: str | os.PathLike, default: float = 0.25) -> float:
+    """The least confidence an item is kept at: the card's `serve_conf` (chosen from the catalogue's
+    figures on val, `make quality`), else Ultralytics' usual 0.25."""
+    return float(read_card(weights).get("serve_conf") or default)

@@ -6,6 +6,7 @@ worker process (`get_segmenter`) and says when it is ready.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -138,9 +139,11 @@ class YoloSegmenter:
             raise FileNotFoundError(f"model weights not found at {path} (set WARDROBE_MODEL)")
         t0 = time.perf_counter()
         self.version = model_version(path)
-        from training.card import serve_imgsz
+        from training.card import serve_conf, serve_imgsz
 
         self.imgsz = settings.imgsz or serve_imgsz(path)
+        # the served settings measured for these weights (make quality), unless the deployment sets its own
+        self.settings = settings = dataclasses.replace(settings, conf=settings.conf or serve_conf(path))
         self.half = self.device.startswith("cuda")
         self.batch = settings.batch_size or auto_batch(self.device, self.imgsz)
         digest = weights_digest(path)
