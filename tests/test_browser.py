@@ -121,9 +121,9 @@ def review_view(page, url: str, auth: dict, corrected_id: str, shots: Path) -> N
     waiting = requests.get(f"{url}/v1/me", headers=auth, timeout=10).json()["items_needing_review"]
     assert waiting == 3  # at the default threshold
 
-    page.goto(url + "/#/")
+    page.goto(url + "/#/")  # back to the gallery: its link counts again (it showed the model's own count before)
     page.wait_for_selector("#review-banner:not([hidden])")
-    assert page.inner_text("#review-count") == str(waiting)
+    page.wait_for_function(f"document.querySelector('#review-count').textContent === '{waiting}'")
     page.click("#review-link")
     page.wait_for_selector("#review:not([hidden])")
     # a threshold of the user's own, set on the page: below 12 % two are left, least certain first
