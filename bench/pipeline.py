@@ -188,6 +188,24 @@ def time_cutout_cap(photos: list[np.ndarray], seg, work_side: int, max_side: int
     return out
 
 
+def time_outline(photos: list[np.ndarray], seg, repeats: int = 3) -> dict:
+    """CPU per photo from the model's raw detections to items (merging, masks to polygons): with
+    the masks traced as the model gives them (the old way) and with the guided-filter refinement,
+    on the same detections, in this thread (thread time: the cost, whatever else runs)."""
+    from dataclasses import replace as _replace
+
+    from worker.segmenter import outline
+
+    cands = [(p, c) for p, c in zip(photos, seg.candidates(photos)) if c is not None]
+    out = {}
+    for name, radius in (("traced_as_given", 0), ("refined", seg.settings.mask_refine_radius)):
+        s = _replace(seg.settings, mask_refine_radius=radius)
+        secs, _ = best_of(repeats, lambda: [outline(p, c, s) for p, c in cands], clock=time.thread_time)
+        out[f"{name}_ms_per_photo"] = round(1000 * secs / len(photos), 2)
+    out["refinement_ms_per_photo"] = round(out["refined_ms_per_photo"] - out["traced_as_given_ms_per_photo"], 2)
+    return out
+
+
 def time_openvino_export(settings, photos: list[np.ndarray], seg, repeats: int) -> dict:
     """Bare predict with the plain OpenVINO export of the weights (fp32 weights, run in bf16 where the
     CPU has it), loaded as a worker would with WARDROBE_BACKEND=openvino."""
@@ -453,6 +471,7 @@ def main(argv=None) -> int:
     report["pipeline"] = run_pipeline(settings, photos_dir, paths, seg)
     if not args.no_services:
         report["pipeline_postgres_s3"] = run_pipeline_on_services(settings, photos_dir, paths, seg)
+    report["outline"] = time_outline(photos, seg)
     report["cutout_encoders"] = time_cutout_encoders(photos, seg)
     report["cutout_cap"] = time_cutout_cap(photos, seg, settings.work_max_side, settings.cutout_max_side)
     if not args.no_workers:
@@ -508,6 +527,12 @@ def main(argv=None) -> int:
            if "pipeline_one_worker" in report else {}),
         "post_processing_share_of_photo_time": p["post_share"],
     }
+    ol = report["outline"]
+    if p["post_cpu_ms_per_photo"]:
+        # the edge refinement's own cost (on the model's thread, before post-processing) against
+        # the post-processing CPU per photo measured in the same run
+        report["ratios"]["mask_refinement_cost_vs_post_processing_cpu"] = round(
+            ol["refinement_ms_per_photo"] / p["post_cpu_ms_per_photo"], 3)
     enc = report["cutout_encoders"]
     if enc["cutouts"] and p["photos"]:
         # the floor under the post-processing share: the worker's encoder alone, timed on one idle
@@ -536,6 +561,8 @@ def main(argv=None) -> int:
     print(f"   CPU per photo: {p['cpu_ms_per_photo']} ms in all, post-processing {p['post_cpu_ms_per_photo']} ms: "
           + ", ".join(f"{k} {v} ms" for k, v in p["post_breakdown_ms_per_photo"].items())
           + " (cutout: mask + crop + encode; features: colours + hash; commit: rows; store: waiting on uploads, wall)")
+    print(f"   detections to items (merging, outlines): {ol['traced_as_given_ms_per_photo']} ms traced as the model "
+          f"gives them, {ol['refined_ms_per_photo']} ms refined (+{ol['refinement_ms_per_photo']} ms a photo)")
     if "pipeline_postgres_s3" in report:
         q = report["pipeline_postgres_s3"]
         print(f"{'3s. pipeline, PostgreSQL + S3 (moto)':34} {q['ms_per_photo']:9.1f} {q['photos_per_s']:9.2f}"

@@ -45,6 +45,12 @@ def test_bench_pipeline_measures_and_reports(tmp_path):
         assert report["openvino_export_bare"]["ms_per_photo"] > 0
         assert "openvino_export_speedup_vs_pytorch_fp32" in ratios
 
+    o = report["outline"]
+    assert o["refined_ms_per_photo"] > 0 and o["traced_as_given_ms_per_photo"] > 0
+    assert o["refinement_ms_per_photo"] == pytest.approx(o["refined_ms_per_photo"] - o["traced_as_given_ms_per_photo"], abs=0.011)
+    assert ratios["mask_refinement_cost_vs_post_processing_cpu"] == pytest.approx(
+        o["refinement_ms_per_photo"] / pipe["post_cpu_ms_per_photo"], abs=0.002)
+
     doc = render(report, None)
     assert f"{backend['ms_per_photo']} | {backend['photos_per_s']}" in doc
     assert str(ratios["backend_speedup_vs_pytorch_fp32"]) in doc

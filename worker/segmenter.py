@@ -173,6 +173,11 @@ class YoloSegmenter:
                  self.device, self.backend, self.imgsz, self.batch, self.threads, time.perf_counter() - t0)
 
     def segment(self, photos: list[np.ndarray]) -> list[list[Detection]]:
+        return [outline(photo, c, self.settings) if c is not None else []
+                for photo, c in zip(photos, self.candidates(photos))]
+
+    def candidates(self, photos: list[np.ndarray]) -> list["Candidates | None"]:
+        """The model's raw detections per photo (None: nothing found)."""
         if not photos:
             return []
         s = self.settings
@@ -193,15 +198,14 @@ class YoloSegmenter:
             retina_masks=False,
             verbose=False,
         )
-        out: list[list[Detection]] = []
+        out: list[Candidates | None] = []
         for photo, r in zip(photos, results):
-            dets: list[Detection] = []
-            if r.masks is not None and len(r.boxes):
-                masks = r.masks.data.cpu().numpy().astype(np.uint8)
-                candidates = Candidates(r.boxes.xyxy.cpu().numpy(), r.boxes.conf.cpu().numpy(),
-                                        r.boxes.cls.cpu().numpy().astype(int), masks, photo.shape[:2])
-                dets = outline(photo, candidates, s)
-            out.append(dets)
+            if r.masks is None or not len(r.boxes):
+                out.append(None)
+                continue
+            out.append(Candidates(r.boxes.xyxy.cpu().numpy(), r.boxes.conf.cpu().numpy(),
+                                  r.boxes.cls.cpu().numpy().astype(int), r.masks.data.cpu().numpy().astype(np.uint8),
+                                  photo.shape[:2]))
         return out
 
 
