@@ -47,6 +47,10 @@ def test_matching_by_hand():
     assert r["mask_iou"] == 1.0 and r["boundary_f"] == 1.0 and r["items_per_photo"] == 2.5
     assert r["per_class"]["pants"] == {"class_id": 3, "garments": 1, "found": 0.0, "right_class": 0.0}
     assert r["per_class"]["shoe"]["found"] == 1.0 and r["per_class"]["shoe"]["right_class"] == 0.0
+    assert r["right_by_confidence"] == [{"from": 0.5, "to": 0.6, "items": 1, "right": 0.0},
+                                        {"from": 0.6, "to": 0.7, "items": 1, "right": 0.0},
+                                        {"from": 0.7, "to": 0.8, "items": 1, "right": 0.0},
+                                        {"from": 0.8, "to": 1.0, "items": 2, "right": 0.5}]
 
 
 def test_a_touching_pair_of_shoes_labelled_as_one_region_counts_once():

@@ -61,6 +61,7 @@ class PhotoScore:
     joined: int = 0  # items joined with another on one labelled region (JOIN_CLASSES) before matching
     garment_classes: list[int] = field(default_factory=list)
     item_classes: list[int] = field(default_factory=list)
+    outcomes: list[tuple[float, str]] = field(default_factory=list)  # per item: confidence, right|wrong_class|second|extra
 
 
 def rasterize_polygons(polygons, width: int, height: int, scale: tuple[float, float] = (1.0, 1.0)) -> np.ndarray:
@@ -144,14 +145,34 @@ def score_photo(garments: list[Garment], items: list[Found], tolerance: float = 
         taken_g.add(gi)
         taken_i.add(ii)
         score.matches.append((gi, ii, float(value), boundary_f(items[ii].mask, garments[gi].mask, tolerance)))
+    matched = {ii: gi for gi, ii, _, _ in score.matches}
     for ii in range(len(items)):
-        if ii in taken_i:
+        if ii in matched:
+            right = garments[matched[ii]].class_id == items[ii].class_id
+            score.outcomes.append((items[ii].confidence, "right" if right else "wrong_class"))
             continue
         if any(ious[gi, ii] >= MATCH_IOU for gi in taken_g):
             score.second += 1
+            score.outcomes.append((items[ii].confidence, "second"))
         else:
             score.extra += 1
+            score.outcomes.append((items[ii].confidence, "extra"))
     return score
+
+
+CONFIDENCE_BANDS = (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.01)
+
+
+def by_confidence(scores: list[PhotoScore]) -> list[dict]:
+    """How often an item is right (found garment, right class) by its confidence: what a review
+    threshold should be drawn from."""
+    rows = []
+    for lo, hi in zip(CONFIDENCE_BANDS, CONFIDENCE_BANDS[1:]):
+        band = [o for s in scores for c, o in s.outcomes if lo <= c < hi]
+        if band:
+            rows.append({"from": lo, "to": min(hi, 1.0), "items": len(band),
+                         "right": round(sum(o == "right" for o in band) / len(band), 4)})
+    return rows
 
 
 def summarise(scores: list[PhotoScore]) -> dict:
@@ -185,6 +206,7 @@ def summarise(scores: list[PhotoScore]) -> dict:
         "boundary_f": round(float(np.mean([m[3] for _, m in matches])), 4) if matches else None,
         "items_per_photo": ratio(items, n_photos),
         "joined_items": sum(s.joined for s in scores),
+        "right_by_confidence": by_confidence(scores),
         "per_class": per_class,
     }
 
@@ -213,6 +235,10 @@ def print_report(report: dict, out=None) -> None:
         print(f"  {'shoe items joined on one labelled region (touching pair)':<62} {report['joined_items']:>8}", file=out)
     if report.get("seconds") is not None:
         print(f"  {'seconds, upload to last item':<62} {report['seconds']:>8.1f}", file=out)
+    if report.get("right_by_confidence"):
+        print("\n  items right (found garment, right class) by confidence:", file=out)
+        print("  " + "  ".join(f"{b['from']:.1f}-{b['to']:.1f}: {100 * b['right']:.0f}% of {b['items']}"
+                               for b in report["right_by_confidence"]), file=out)
     print(f"\n  {'class':<40} {'garments':>8} {'found':>7} {'right':>7}", file=out)
     for name, c in report["per_class"].items():
         print(f"  {name:<40} {c['garments']:>8} {100 * c['found']:>6.1f}% {100 * c['right_class']:>6.1f}%", file=out)
