@@ -31,8 +31,17 @@ def _results_summary(results_csv: Path) -> dict:
                                "mAP50(M)": float(best["metrics/mAP50(M)"]), "mAP50-95(M)": float(best["metrics/mAP50-95(M)"])}}
 
 
+QUALITY_KEYS = ("photos", "garments", "found", "right_class", "extra_items_per_photo", "second_items_per_photo",
+                "mask_iou", "boundary_f", "items_per_photo")
+
+
 def ship(best: Path, out: Path, preset: str, data: str, hardware: str, eval_json: Path | None = None,
-         results_csv: Path | None = None, serve_imgsz: int | None = None) -> dict:
+         results_csv: Path | None = None, serve_imgsz: int | None = None, previous_card: Path | None = None,
+         serve_conf: float | None = None, quality_json: Path | None = None) -> dict:
+    """Write `best` as the shipped weights with their card. `previous_card`: the card of the weights
+    this run continued from (the card then counts every run's epochs); `serve_conf`: the item
+    threshold chosen from `quality_json` (make quality's report at the served settings)."""
+    previous = json.loads(previous_card.read_text()) if previous_card else None
     prepare_ultralytics()
     import torch
     from ultralytics.utils.torch_utils import strip_optimizer
@@ -49,7 +58,8 @@ def ship(best: Path, out: Path, preset: str, data: str, hardware: str, eval_json
         "version": f"wardrobe-yolov8s-seg-{datetime.now(timezone.utc):%Y%m%d}-{digest[:8]}",
         "file": out.name,
         "sha256": digest,
-        "architecture": "yolov8s-seg.yaml, nc=23, trained from random initialisation",
+        "architecture": "yolov8s-seg.yaml, nc=23, trained from random initialisation"
+        + (f", continued from {previous['version']}" if previous else ""),
         "classes": list(ckpt["model"].names.values()),
         "precision": "fp16",
         "data": data,
@@ -61,10 +71,27 @@ def ship(best: Path, out: Path, preset: str, data: str, hardware: str, eval_json
         "seed": args.get("seed"),
         "hardware": hardware,
         "ultralytics": ckpt.get("version"),
+        "train_precision": "bf16 autocast" if args.get("amp") == "bf16" else ("fp16 AMP" if args.get("amp") else "fp32"),
         "shipped_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    if serve_conf:
+        card["serve_conf"] = serve_conf
     if results_csv:
         card["training"] = _results_summary(results_csv)
+    runs = list((previous or {}).get("training_runs") or ([{
+        "version": previous["version"], "preset": previous.get("preset"), "imgsz": previous.get("imgsz"),
+        "epochs": (previous.get("training") or {}).get("epochs_run", previous.get("epochs")),
+        "minutes": round((previous.get("training") or {}).get("train_seconds", 0) / 60),
+        "precision": previous.get("train_precision", "fp32"), "hardware": previous.get("hardware")}] if previous else []))
+    runs.append({"version": card["version"], "preset": preset, "imgsz": card["imgsz"],
+                 "epochs": (card.get("training") or {}).get("epochs_run", card["epochs"]),
+                 "minutes": round((card.get("training") or {}).get("train_seconds", 0) / 60),
+                 "precision": card["train_precision"], "hardware": hardware})
+    card["training_runs"] = runs
+    card["epochs_total"] = sum(int(r["epochs"] or 0) for r in runs)
+    if quality_json:
+        q = json.loads(quality_json.read_text())
+        card["catalogue_quality"] = {k: q.get(k) for k in QUALITY_KEYS}
     if eval_json:
         ev = json.loads(eval_json.read_text())
         card["val_metrics"] = {k: ev.get(k) for k in ("split", "images", "imgsz", "seg_loss", "cls_loss", "precision_m",
@@ -88,8 +115,9 @@ def card_markdown(card: dict) -> str:
         "|---|---|",
         f"| data | {card['data']} |",
         f"| preset | {card['preset']} (imgsz {card['imgsz']}, batch {card['batch']}, seed {card['seed']}) |",
-        f"| epochs | {t.get('epochs_run', card['epochs'])} run, best epoch {t.get('best_epoch', '?')} |",
-        f"| training time | {t.get('train_seconds', 0) / 60:.0f} min |",
+        f"| epochs | {t.get('epochs_run', card['epochs'])} run, best epoch {t.get('best_epoch', '?')}"
+        f"{', ' + str(card['epochs_total']) + ' in all' if card.get('epochs_total') else ''} |",
+        f"| training time | {t.get('train_seconds', 0) / 60:.0f} min ({card.get('train_precision', 'fp32')}) |",
         f"| hardware | {card['hardware']} |",
         f"| Ultralytics | {card.get('ultralytics')} |",
         "",
@@ -105,4 +133,17 @@ def card_markdown(card: dict) -> str:
     ]
     for c in card.get("val_per_class", []):
         lines.append(f"| {c['name']} | {c['instances']} | {c['precision_m']} | {c['recall_m']} | {c['map50_m']} | {c['map50_95_m']} |")
+    if card.get("training_runs"):
+        lines += ["", "Training runs, oldest first:", "", "| version | preset | imgsz | epochs | minutes | precision | hardware |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['version']} | {r['preset']} | {r['imgsz']} | {r['epochs']} | {r['minutes']} | {r['precision']} | "
+                  f"{r['hardware']} |" for r in card["training_runs"]]
+    q = card.get("catalogue_quality")
+    if q:
+        lines += ["", f"The catalogue on the val photos at the served settings (imgsz {card.get('serve_imgsz')}, "
+                  f"items from confidence {card.get('serve_conf', 0.25)}), measured by `make quality`:", "",
+                  "| garments found | right class | extra items / photo | second items / photo | mask IoU | boundary F |",
+                  "|---|---|---|---|---|---|",
+                  f"| {100 * q['found']:.1f} % | {100 * q['right_class']:.1f} % | {q['extra_items_per_photo']} | "
+                  f"{q['second_items_per_photo']} | {q['mask_iou']} | {q['boundary_f']} |"]
     return "\n".join(lines) + "\n"

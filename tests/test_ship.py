@@ -1,0 +1,33 @@
+"""`wardrobe ship`: weights continued from the shipped ones get a card that adds up their runs."""
+from __future__ import annotations
+
+import json
+
+from db.config import DEFAULT_MODEL
+
+
+def test_ship_a_continued_run_counts_every_run_and_records_the_served_settings(tmp_path):
+    from training.ship import ship
+
+    cols = ["epoch", "time", "metrics/mAP50(M)", "metrics/mAP50-95(M)", "metrics/mAP50(B)", "metrics/mAP50-95(B)",
+            "val/seg_loss", "val/cls_loss"]
+    rows = [[1, 60.0, 0.30, 0.15, 0.32, 0.18, 2.9, 1.6], [2, 125.5, 0.33, 0.16, 0.35, 0.19, 2.8, 1.5]]
+    csv = tmp_path / "results.csv"
+    csv.write_text(",".join(cols) + "\n" + "\n".join(",".join(map(str, r)) for r in rows) + "\n")
+    quality = tmp_path / "quality.json"
+    quality.write_text(json.dumps({"photos": 100, "garments": 556, "found": 0.55, "right_class": 0.47,
+                                   "extra_items_per_photo": 0.9, "second_items_per_photo": 0.0, "mask_iou": 0.79,
+                                   "boundary_f": 0.61, "items_per_photo": 4.2, "per_class": {}}))
+    out = tmp_path / "models" / "w.pt"
+    card = ship(DEFAULT_MODEL, out, preset="cpu-continue", data="ccp", hardware="2-core CPU", results_csv=csv,
+                previous_card=DEFAULT_MODEL.with_suffix(".json"), serve_conf=0.3, quality_json=quality)
+    previous = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())
+    assert card["training_runs"][-1]["epochs"] == 2 and card["training_runs"][-1]["minutes"] == 2
+    assert len(card["training_runs"]) == len(previous.get("training_runs") or [previous]) + 1
+    assert card["epochs_total"] == sum(r["epochs"] for r in card["training_runs"])
+    assert card["epochs_total"] == (previous.get("epochs_total") or previous["training"]["epochs_run"]) + 2
+    assert previous["version"] in card["architecture"]
+    assert card["serve_conf"] == 0.3 and card["catalogue_quality"]["found"] == 0.55
+    assert json.loads(out.with_suffix(".json").read_text()) == card
+    doc = (out.parent / "README.md").read_text()
+    assert "| 55.0 % | 47.0 % | 0.9 | 0.0 | 0.79 | 0.61 |" in doc and "cpu-continue" in doc
