@@ -275,7 +275,16 @@ def cmd_export(a) -> int:
 
 
 def cmd_ship(a) -> int:
-    from training.ship import ship
+    from training.ship import ship, update_card
+
+    if a.card_only:
+        card = update_card(Path(a.best), serve_conf=a.serve_conf, serve_imgsz=a.serve_imgsz,
+                           quality_json=Path(a.quality_json) if a.quality_json else None)
+        print(json.dumps(card, indent=2))
+        return 0
+    if not (a.preset and a.data_desc and a.hardware):
+        print("error: shipping weights needs --preset, --data-desc and --hardware", file=sys.stderr)
+        return 2
 
     card = ship(Path(a.best), Path(a.out), preset=a.preset, data=a.data_desc, hardware=a.hardware,
                 eval_json=Path(a.eval_json) if a.eval_json else None, results_csv=Path(a.results_csv) if a.results_csv else None,
@@ -423,11 +432,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_export_training)
 
     s = sub.add_parser("ship", help="write half-precision weights and their model card")
-    s.add_argument("best", help="best.pt from a training run")
+    s.add_argument("best", help="best.pt from a training run (with --card-only: the shipped weights)")
     s.add_argument("--out", default=str(DEFAULT_MODEL))
-    s.add_argument("--preset", required=True)
-    s.add_argument("--data-desc", required=True, help="what it was trained on")
-    s.add_argument("--hardware", required=True)
+    s.add_argument("--card-only", action="store_true",
+                   help="only record --serve-conf/--serve-imgsz/--quality-json on the card of weights already shipped")
+    s.add_argument("--preset")
+    s.add_argument("--data-desc", help="what it was trained on")
+    s.add_argument("--hardware")
     s.add_argument("--eval-json", help="report from `wardrobe evaluate --json`")
     s.add_argument("--results-csv", help="the run's results.csv")
     s.add_argument("--serve-imgsz", type=int, help="the input size the workers run it at (default: the training size)")

@@ -31,3 +31,25 @@ def test_ship_a_continued_run_counts_every_run_and_records_the_served_settings(t
     assert json.loads(out.with_suffix(".json").read_text()) == card
     doc = (out.parent / "README.md").read_text()
     assert "| 55.0 % | 47.0 % | 0.9 | 0.0 | 0.79 | 0.61 |" in doc and "cpu-continue" in doc
+
+
+def test_card_only_update_keeps_the_weights_and_refuses_a_card_of_other_weights(tmp_path):
+    import shutil
+
+    import pytest
+
+    from training.ship import sha256, update_card
+
+    w = tmp_path / "w.pt"
+    shutil.copyfile(DEFAULT_MODEL, w)
+    shutil.copyfile(DEFAULT_MODEL.with_suffix(".json"), w.with_suffix(".json"))
+    before = sha256(w)
+    q = tmp_path / "q.json"
+    q.write_text(json.dumps({"found": 0.5, "right_class": 0.4, "extra_items_per_photo": 1.0,
+                             "second_items_per_photo": 0.1, "mask_iou": 0.78, "boundary_f": 0.6}))
+    card = update_card(w, serve_conf=0.22, quality_json=q)
+    assert sha256(w) == before and card["serve_conf"] == 0.22 and card["catalogue_quality"]["boundary_f"] == 0.6
+    assert json.loads(w.with_suffix(".json").read_text())["serve_conf"] == 0.22
+    w.write_bytes(b"other weights")
+    with pytest.raises(SystemExit):
+        update_card(w, serve_conf=0.3)

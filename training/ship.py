@@ -102,6 +102,26 @@ def ship(best: Path, out: Path, preset: str, data: str, hardware: str, eval_json
     return card
 
 
+def update_card(weights: Path, serve_conf: float | None = None, quality_json: Path | None = None,
+                serve_imgsz: int | None = None) -> dict:
+    """Record served settings and make quality's figures on the card of weights already shipped
+    (the weights, and so the int8 model made from them, stay as they are)."""
+    card_path = weights.with_suffix(".json")
+    card = json.loads(card_path.read_text())
+    if card.get("sha256") != sha256(weights):
+        raise SystemExit(f"{card_path.name} does not describe {weights.name} (sha256 differs)")
+    if serve_conf:
+        card["serve_conf"] = serve_conf
+    if serve_imgsz:
+        card["serve_imgsz"] = serve_imgsz
+    if quality_json:
+        q = json.loads(quality_json.read_text())
+        card["catalogue_quality"] = {k: q.get(k) for k in QUALITY_KEYS}
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    (weights.parent / "README.md").write_text(card_markdown(card))
+    return card
+
+
 def card_markdown(card: dict) -> str:
     """models/README.md: the card as a person reads it."""
     v = card.get("val_metrics", {})
