@@ -14,7 +14,7 @@ from api.serializers import item_body as _item_body
 from db.models import Item, ItemStatus, Photo, utcnow
 from db.storage import ObjectNotFound, StorageError
 from db.palette import COLOR_NAMES
-from db.taxonomy import BY_NAME, CLASSES, SUPERCATEGORIES
+from db.taxonomy import CLASSES, SUPERCATEGORIES, find_class
 
 
 def _flag(args, name: str) -> bool:
@@ -81,9 +81,10 @@ def list_items():
     # map and instrumentation roughly halves the time spent per request
     q = select(*Item.__table__.c).where(Item.user_id == g.user_id)
     if (cat := args.get("category")) is not None:
-        if cat not in BY_NAME:
+        # any of a class's names, in any case: "bag", "Wallet" and "bag, wallet" are one class
+        if (cls := find_class(cat)) is None:
             raise ApiError(400, "invalid_parameter", f"unknown category {cat!r}; see /v1/categories")
-        q = q.where(Item.category == cat)
+        q = q.where(Item.category == cls.name)
     if (sup := args.get("supercategory")) is not None:
         if sup not in SUPERCATEGORIES:
             raise ApiError(400, "invalid_parameter", f"unknown supercategory {sup!r}; see /v1/categories")
@@ -176,9 +177,9 @@ def correct_item(item_id: str):
         raise ApiError(400, "invalid_body", f"unknown fields: {', '.join(sorted(unknown))}")
     new_class = None
     if "category" in body:
-        if body["category"] not in BY_NAME:
+        new_class = find_class(body["category"])
+        if new_class is None:
             raise ApiError(422, "unknown_category", f"unknown category {body['category']!r}; see /v1/categories")
-        new_class = BY_NAME[body["category"]]
     if "class_id" in body:
         cid = body["class_id"]
         if not isinstance(cid, int) or isinstance(cid, bool) or not 0 <= cid < len(CLASSES):

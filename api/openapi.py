@@ -140,7 +140,8 @@ SPEC = {
     },
     "paths": {
         "/healthz": {"get": {"summary": "process is up", "responses": {"200": {"description": "ok"}}}},
-        "/readyz": {"get": {"summary": "database, broker and storage reachable",
+        "/favicon.ico": {"get": {"summary": "the page's icon (SVG)", "responses": {"200": {"description": "image/svg+xml"}}}},
+        "/readyz": {"get": {"summary": "database, broker and storage reachable (503 if not); `workers`: how many answer a ping",
                             "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}}}},
         "/v1/categories": {"get": {"summary": "the 23-class taxonomy", "responses": {"200": {"description": "ok"}}}},
         "/v1/uploads": {
@@ -177,7 +178,8 @@ SPEC = {
                 "summary": "the user's catalogue, newest first",
                 "security": _auth,
                 "parameters": _page + [
-                    {"name": "category", "in": "query", "schema": {"type": "string", "enum": list(NAMES)}},
+                    {"name": "category", "in": "query", "schema": {"type": "string", "enum": list(NAMES)},
+                     "description": "a class's full name, or any one of its comma-separated names, in any case (bag = bag, wallet)"},
                     {"name": "supercategory", "in": "query", "schema": {"type": "string", "enum": list(SUPERCATEGORIES)}},
                     {"name": "job_id", "in": "query", "schema": {"type": "string", "format": "uuid"}},
                     {"name": "photo_id", "in": "query", "schema": {"type": "string", "format": "uuid"}},
@@ -204,7 +206,8 @@ SPEC = {
                 "parameters": [_id_param("item_id")],
                 "requestBody": {"required": True, "content": {"application/json": {"schema": {
                     "type": "object", "minProperties": 1, "additionalProperties": False,
-                    "properties": {"category": {"type": "string", "enum": list(NAMES)},
+                    "properties": {"category": {"type": "string", "enum": list(NAMES),
+                                                "description": "as the list's category filter: any of a class's names, any case"},
                                    "class_id": {"type": "integer", "minimum": 0, "maximum": 22},
                                    "not_garment": {"type": "boolean"}}}}}},
                 "responses": {"200": _json("Item"), "400": _err, "401": _err, "404": _err, "422": _err},

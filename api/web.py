@@ -21,6 +21,14 @@ def index():
     return resp
 
 
+@bp.get("/favicon.ico")
+def favicon():
+    """Browsers ask for it on every page whatever the page links to: the same icon, no 404."""
+    resp = send_from_directory(STATIC, "favicon.svg", mimetype="image/svg+xml")
+    resp.headers["Cache-Control"] = "public, max-age=86400"
+    return resp
+
+
 @bp.get("/v1/config")
 def config():
     s = deps.settings()

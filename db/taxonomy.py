@@ -49,6 +49,20 @@ CLASSES: tuple[GarmentClass, ...] = tuple(
 NAMES: tuple[str, ...] = tuple(c.name for c in CLASSES)
 BY_NAME: dict[str, GarmentClass] = {c.name: c for c in CLASSES}
 SUPERCATEGORIES: tuple[str, ...] = tuple(dict.fromkeys(c.supercategory for c in CLASSES))
+# every way a user may name a class: its full name or any one of its comma-separated names,
+# in any case ("bag", "Wallet" and "bag, wallet" are all class 5); no two classes share a name
+ALIASES: dict[str, GarmentClass] = {
+    **{part.strip().lower(): c for c in CLASSES for part in c.name.split(",")},
+    **{c.name.lower(): c for c in CLASSES},
+}
+
+
+def find_class(name: str) -> GarmentClass | None:
+    """The class a user means by `name` (see ALIASES), or None."""
+    if not isinstance(name, str):
+        return None
+    parts = [" ".join(part.split()) for part in name.lower().split(",")]
+    return ALIASES.get(", ".join(parts))
 
 
 def by_id(class_id: int) -> GarmentClass:

@@ -263,3 +263,32 @@ def test_database_down_is_503_json(settings):
         assert resp.get_json()["error"]["code"] == "database_unavailable"
     finally:
         bootup(settings, force=True)  # the rest of the session talks to the real database again
+
+
+def test_readyz_reports_that_no_worker_answers(client):
+    """Ready (the API takes uploads) but it says that nothing will process them yet."""
+    body = client.get("/readyz").get_json()
+    assert body["status"] == "ready"
+    assert body["workers"]["answering"] == 0 and "no worker" in body["workers"]["warning"]
+
+
+def test_category_by_any_of_its_names_in_any_case(client, make_user, rt):
+    """`bag` and `WALLET` name "bag, wallet": in the list's filter and in a correction."""
+    _, token = make_user()
+    h = auth(token)
+    run_job(rt, upload(client, token, zip_bytes(example_photos(1))).get_json()["id"])
+    item = client.get("/v1/items", headers=h).get_json()["items"][0]
+    fixed = client.patch(f"/v1/items/{item['id']}", json={"category": "Bag"}, headers=h)
+    assert fixed.status_code == 200 and fixed.get_json()["category"] == "bag, wallet"
+    for name in ("bag", "WALLET", "bag, wallet", " Bag,Wallet "):
+        got = client.get("/v1/items", query_string={"category": name}, headers=h)
+        assert got.status_code == 200, name
+        assert [i["id"] for i in got.get_json()["items"]] == [item["id"]], name
+    assert_error(client.get("/v1/items?category=bags", headers=h), 400, "invalid_parameter")
+    assert_error(client.patch(f"/v1/items/{item['id']}", json={"category": "handbag"}, headers=h), 422, "unknown_category")
+    assert_error(client.patch(f"/v1/items/{item['id']}", json={"category": 5}, headers=h), 422, "unknown_category")
+
+
+def test_favicon_is_served(client):
+    resp = client.get("/favicon.ico")
+    assert resp.status_code == 200 and resp.mimetype == "image/svg+xml"
