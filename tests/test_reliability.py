@@ -410,6 +410,7 @@ print("RESULT " + json.dumps(out))
 """
 
 
+@pytest.mark.e2e  # loads the real model
 def test_a_text_file_named_jpg_is_not_an_image_beside_the_real_segmenter(settings, tmp_path):
     import subprocess
     import sys
