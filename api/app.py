@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
-from api import deps, errors
+from api import deps, errors, metrics
 from db.bootup import bootup
 from db.config import Settings
 from db.queue import make_celery
@@ -67,6 +67,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.teardown_appcontext(deps.close_db)
     app.before_request(_cap_body)
     errors.register(app)
+    metrics.install(app)  # per-route request counts and latency, and GET /metrics
 
     from api import health, items, jobs, me, openapi, uploads, web
 

@@ -143,6 +143,8 @@ SPEC = {
         "/favicon.ico": {"get": {"summary": "the page's icon (SVG)", "responses": {"200": {"description": "image/svg+xml"}}}},
         "/readyz": {"get": {"summary": "database, broker and storage reachable (503 if not); `workers`: how many answer a ping",
                             "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}}}},
+        "/metrics": {"get": {"summary": "Prometheus text format: requests per route, queue depth, jobs by status, the workers' counters",
+                             "responses": {"200": {"description": "text/plain; version=0.0.4"}}}},
         "/v1/categories": {"get": {"summary": "the 23-class taxonomy", "responses": {"200": {"description": "ok"}}}},
         "/v1/uploads": {
             "post": {

@@ -19,7 +19,9 @@ def _settings():
 
 def cmd_serve(a) -> int:
     from db.bootup import bootup
+    from db.metricsdir import prepare_multiprocess_dir
 
+    prepare_multiprocess_dir("api", _settings().data_path)  # gunicorn's processes add up their metrics there
     bootup(_settings())  # migrate the embedded database before workers fork
     local = Path(sys.executable).parent / "gunicorn"
     gunicorn = str(local) if local.exists() else shutil.which("gunicorn")
@@ -34,7 +36,9 @@ def cmd_serve(a) -> int:
 
 def cmd_worker(a) -> int:
     from db.bootup import bootup
+    from db.metricsdir import prepare_multiprocess_dir
 
+    prepare_multiprocess_dir("worker", _settings().data_path)  # before prometheus_client is imported
     settings = _settings()
     concurrency = a.concurrency or settings.worker_concurrency or os.cpu_count() or 1
     # the segmenter splits the cores between the worker's processes: tell it how many there are

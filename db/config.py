@@ -86,6 +86,7 @@ class Settings:
     worker_concurrency: int = 0  # 0 = number of cores
     reap_interval: int = 15  # seconds between sweeps for stale jobs (workers started with --beat)
     stale_after: int = 60  # a queued/running job that has not moved for this long, with no work left in the broker, gets it re-sent
+    worker_metrics_port: int = 0  # a worker answers GET /metrics on this port (its main process; 0: not at all)
     fake_delay_ms: int = 0  # the fake segmenter's time per photo (fault tests only)
     fake_load_ms: int = 0  # the fake segmenter's load time (fault tests only)
 

@@ -70,3 +70,4 @@ def _init_process(**_kwargs) -> None:
 
 
 import worker.tasks  # noqa: E402,F401  (registers the tasks on `app`)
+import worker.metrics  # noqa: E402,F401  (task times and retries; the main process's /metrics port)

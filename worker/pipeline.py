@@ -24,6 +24,7 @@ from sqlalchemy import delete, insert, inspect, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
 from db import jobstate
+from db import metrics
 from db.bootup import Runtime
 from db.models import Item, Job, Photo, PhotoStatus, utcnow
 from db.session import session_scope
@@ -63,6 +64,7 @@ def _record_failed_entry(job_id, user_id, index, name, code, message) -> None:
                         processed_at=utcnow()))
             s.flush()
             jobstate.add_progress(s, job_id, failed=1)
+        metrics.PHOTOS.labels("failed", code).inc()
     except IntegrityError:
         pass  # another delivery of this task recorded the entry first
 
@@ -86,6 +88,7 @@ def _live_photo(user_id: uuid.UUID, digest: str) -> uuid.UUID | None:
                                    processed_at=utcnow())).rowcount
         if closed:
             jobstate.add_progress(s, job_id, failed=closed)
+            metrics.PHOTOS.labels("failed", "job_ended").inc(closed)
         return None
 
 
@@ -101,6 +104,7 @@ def _record_duplicate(job_id, user_id, index, name, digest, original) -> None:
                         status=PhotoStatus.DUPLICATE.value, duplicate_of=original, processed_at=utcnow()))
             s.flush()
             jobstate.add_progress(s, job_id, duplicate=1)
+        metrics.PHOTOS.labels("duplicate", "").inc()
     except IntegrityError:
         pass  # this entry was recorded by another delivery of the task
 
@@ -288,6 +292,8 @@ def mark_photos_failed(job_id: uuid.UUID, photo_ids: Sequence[uuid.UUID], code: 
             jobstate.add_progress(s, job_id, failed=res.rowcount)
             s.flush()
             jobstate.maybe_finish(s, job_id)
+    if res.rowcount:
+        metrics.PHOTOS.labels("failed", code).inc(res.rowcount)
 
 
 DUPLICATE_MAX_DISTANCE = 6  # of 64 dHash bits
@@ -382,6 +388,8 @@ def commit_photos(job_id: uuid.UUID, user_id: uuid.UUID, batch: list[tuple[uuid.
         jobstate.add_progress(s, job_id, done=len(todo), items=sum(len(items) for _, items in todo))
         s.flush()
         jobstate.maybe_finish(s, job_id)
+    metrics.PHOTOS.labels("done", "").inc(len(todo))  # after the commit: counted once, as the catalogue has them
+    metrics.ITEMS.inc(len(rows))
     return len(todo)
 
 
@@ -544,7 +552,10 @@ def segment(job_id: str | uuid.UUID, photo_ids: Sequence[str | uuid.UUID], rt: R
             if not batch:
                 continue
             results = segmenter.segment([p.rgb for p in batch])
-            t["infer"] = t.get("infer", 0.0) + clock() - t1
+            t2 = clock()
+            t["infer"] = t.get("infer", 0.0) + t2 - t1
+            metrics.INFER_SECONDS.observe(t2 - t1)
+            metrics.INFER_PHOTOS.inc(len(batch))
             pending_posts.append(post_pool.submit(post, batch, results))
         pending_posts.append(post_pool.submit(flush))
         return sum(f.result() for f in pending_posts)

@@ -1,0 +1,118 @@
+"""Operations with real processes: `/metrics` scraped from gunicorn and from a prefork worker
+(every process's values added up), and SIGTERM on a busy worker (Kubernetes' way of stopping a
+pod): the task it holds is finished, not lost or run twice."""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+
+import pytest
+import requests
+
+from tests.conftest import auth, free_port, wait_port
+from tests.procs import Proc, have, wait_for
+from tests.test_failures import assert_exactly_once, final, job_state, photos_zip, redis_server, start_job, worker_env  # noqa: F401
+
+pytestmark = pytest.mark.skipif(not have("redis-server"), reason="redis-server is not installed")
+
+
+def scrape(url: str) -> dict[tuple, float]:
+    """{(sample name, sorted labels): value} of a Prometheus text exposition."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    r = requests.get(url, timeout=10)
+    assert r.status_code == 200, r.text[:500]
+    assert r.headers["Content-Type"].startswith("text/plain")
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for fam in text_string_to_metric_families(r.text) for s in fam.samples}
+
+
+def value(samples: dict, name: str, **labels) -> float | None:
+    return samples.get((name, tuple(sorted(labels.items()))))
+
+
+def test_metrics_scraped_from_the_api_and_a_worker(make_user, settings, redis_server, tmp_path):
+    _uid, token = make_user()
+    api_port, metrics_port = free_port(), free_port()
+    env = worker_env(settings, redis_server.url, WARDROBE_FAKE_DELAY_MS="0", WARDROBE_SEGMENT_CHUNK="4",
+                     WARDROBE_BATCH_SIZE="2", WARDROBE_WORKER_METRICS_PORT=str(metrics_port), WARDROBE_TASK_TIME_LIMIT="60",
+                     WARDROBE_VISIBILITY_TIMEOUT="120")
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    api = Proc(["serve", "--port", str(api_port), "--workers", "2", "--threads", "1"], env, tmp_path / "api.log").start()
+    worker = Proc(["worker", "--concurrency", "2"], env, tmp_path / "worker.log").start()
+    logs = lambda: api.tail() + worker.tail()  # noqa: E731
+    try:
+        wait_port(api_port, 60)
+        base = f"http://127.0.0.1:{api_port}"
+        # one request per connection: gunicorn's two processes both answer some of them
+        for _ in range(30):
+            assert requests.get(base + "/healthz", headers={"Connection": "close"}, timeout=10).status_code == 200
+        assert requests.get(base + "/v1/items", timeout=10).status_code == 401
+        r = requests.post(base + "/v1/uploads", headers=auth(token), files={"file": ("p.zip", photos_zip(8, seed=11))}, timeout=30)
+        assert r.status_code == 202, r.text
+        job_id = r.json()["id"]
+        wait_for(lambda: job_state(job_id).status not in ("queued", "running"), 60, "the job to end", on_fail=logs)
+        assert_exactly_once(job_id, 8)
+
+        s = scrape(base + "/metrics")
+        # every gunicorn process's requests, added up: exactly what was sent, whichever answered
+        assert value(s, "wardrobe_http_requests_total", route="/healthz", method="GET", status="200") == 30, logs()
+        assert value(s, "wardrobe_http_request_duration_seconds_count", route="/healthz", method="GET") == 30
+        assert value(s, "wardrobe_http_requests_total", route="/v1/items", method="GET", status="401") == 1
+        assert value(s, "wardrobe_http_requests_total", route="/v1/uploads", method="POST", status="202") == 1
+        assert value(s, "wardrobe_queue_depth", queue="ingest") == 0 and value(s, "wardrobe_queue_depth", queue="segment") == 0
+        assert value(s, "wardrobe_broker_up") == 1
+        assert value(s, "wardrobe_jobs", status="succeeded") == 1
+
+        wait_port(metrics_port, 30)
+        w = scrape(f"http://127.0.0.1:{metrics_port}/metrics")
+        assert value(w, "wardrobe_photos_total", outcome="done", code="") == 8, logs()
+        assert value(w, "wardrobe_items_found_total") == 16
+        assert value(w, "wardrobe_model_photos_total") == 8
+        assert value(w, "wardrobe_model_inference_seconds_count") == 4  # one per forward pass of 2 photos
+        assert value(w, "wardrobe_task_duration_seconds_count", task="wardrobe.ingest", state="SUCCESS") == 1
+        assert value(w, "wardrobe_task_duration_seconds_count", task="wardrobe.segment", state="SUCCESS") == 2
+    finally:
+        worker.stop()
+        api.stop()
+
+
+def _succeeded(log: str) -> list[str]:
+    return re.findall(r"Task wardrobe\.segment\[([0-9a-f-]+)\] succeeded", log)
+
+
+def test_sigterm_on_a_busy_worker_finishes_its_task_once(make_user, rt, settings, redis_server, tmp_path):
+    """What Kubernetes does to a pod it stops (scale down, a drain, a rollout): SIGTERM to the
+    container's first process, `wardrobe worker` here, which is Celery's main process. Celery's
+    warm shutdown stops taking messages and lets the task it holds finish: that task's photos are
+    done by this worker, before it exits, and never by another. The rest wait in Redis for the next."""
+    uid, _ = make_user()
+    env = worker_env(settings, redis_server.url, WARDROBE_FAKE_DELAY_MS="300", WARDROBE_SEGMENT_CHUNK="4",
+                     WARDROBE_BATCH_SIZE="1", WARDROBE_TASK_TIME_LIMIT="60", WARDROBE_VISIBILITY_TIMEOUT="120")
+    first = Proc(["worker", "--concurrency", "1"], env, tmp_path / "first.log").start()
+    second = Proc(["worker", "--concurrency", "1"], env, tmp_path / "second.log")
+    try:
+        job_id = start_job(rt, settings, redis_server.url, uid, photos_zip(12, seed=12))
+        # mid-task: some of a 4-photo task's photos committed, not all
+        wait_for(lambda: job_state(job_id).photos_done % 4 != 0, 60, "a segment task half done", interval=0.05,
+                 on_fail=first.tail)
+        at_term = job_state(job_id).photos_done
+        os.kill(first.p.pid, signal.SIGTERM)  # the main process only, as the kubelet does
+        assert first.p.wait(30) == 0, first.tail()
+        after = job_state(job_id).photos_done
+        # the task it held was finished before it left, and it took no other
+        assert after == (at_term // 4 + 1) * 4, (at_term, after, first.tail())
+        assert re.search(r"[Ww]arm shutdown", first.tail(20000)), first.tail()
+        assert job_state(job_id).status == "running"  # the rest is still waiting in the queue
+
+        second.start()
+        final(job_id, 60, second.tail)
+        assert_exactly_once(job_id, 12)
+        done_first, done_second = _succeeded(first.tail(10**6)), _succeeded(second.tail(10**6))
+        assert len(done_first) == after // 4 and len(done_second) == 3 - after // 4, (done_first, done_second)
+        assert not set(done_first) & set(done_second)  # no task ran in both
+    finally:
+        first.kill()
+        second.kill()
