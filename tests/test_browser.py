@@ -46,16 +46,37 @@ def test_upload_watch_browse_filter_correct(clean_db, tmp_path):
                 "--disable-component-update", "--disable-sync"])
             # bypass_csp: the page forbids eval, which Playwright's wait_for_function uses
             page = browser.new_page(viewport={"width": 1280, "height": 900}, bypass_csp=True)
+            missing = []  # every file the page asks for and does not get (the favicon was one, on every load)
+            page.on("response", lambda r: missing.append(r.url) if r.status == 404 and "/v1/" not in r.url else None)
             page.goto(url + "/")
+            # a refused token says so; signing up then clears that
+            page.fill("#token", "wdr_not-a-token")
+            page.click("#signin-form button")
+            page.wait_for_function("document.querySelector('#signin-error').textContent.includes('not accepted')")
             # sign up from the page (the demo allows it), then sign in with the token it shows
             page.fill("#signup-name", "browser-user")
             page.click("#signup-form button")
             page.wait_for_selector("#new-token:not([hidden])")
+            assert page.inner_text("#signin-error") == ""
             token = page.inner_text("#new-token-value")
             assert token.startswith("wdr_")
             auth = {"Authorization": f"Bearer {token}"}
             page.click("#signin-form button")
             page.wait_for_selector("#home:not([hidden])")
+            page.wait_for_function("document.querySelector('#whoami').textContent === 'Signed in as browser-user'")
+            # a new account: no job panel, and the empty gallery says what to do
+            assert not page.is_visible("#job")
+            page.wait_for_selector("#gallery-empty:not([hidden])")
+            assert "upload a zip" in page.inner_text("#gallery-empty")
+
+            # a refused upload reads as a failure: red text, no full progress bar
+            bad = tmp_path / "not-a.zip"
+            bad.write_bytes(b"these are not the photos you are looking for")
+            page.set_input_files("#zip", str(bad))
+            page.click("#upload-button")
+            page.wait_for_selector("#upload-label.error")
+            assert "not a readable zip" in page.inner_text("#upload-label")
+            assert not page.is_visible("#upload-progress") and not page.is_visible("#job")
 
             page.set_input_files("#zip", str(zpath))
             page.click("#upload-button")
@@ -67,7 +88,15 @@ def test_upload_watch_browse_filter_correct(clean_db, tmp_path):
                 "[...document.querySelectorAll('.card img')].every(i => i.complete && i.naturalWidth > 0)")
             n_cards = page.locator(".card").count()
             assert n_cards > 0
+            assert page.locator(".card .card-confidence").first.inner_text().endswith("% sure")
             page.screenshot(path=str(shots / "gallery.png"), full_page=False)
+
+            filter_race(page, url, auth)
+            deleted_item_page(page, url, auth)
+            page.goto("about:blank")
+            page.goto(url + "/#/")  # a fresh page: the filters back to all, 48 a page
+            page.wait_for_selector(".card img")
+            n_cards = page.locator(".card").count()
 
             category = page.locator(".card").first.get_attribute("data-category")
             page.select_option("#f-category", category)
@@ -92,10 +121,152 @@ def test_upload_watch_browse_filter_correct(clean_db, tmp_path):
             assert got["category"] == new_category and got["corrected"]
 
             review_view(page, url, auth, item_id, shots)
+            assert not missing, missing
+            # the worker answers the readiness check's ping
+            assert requests.get(f"{url}/readyz", timeout=10).json()["workers"]["answering"] >= 1
             browser.close()
     finally:
         worker.kill()
         api.kill()
+
+
+# the page's fetch, wrapped: 4 items a page (so "Load more" has pages to load) and the responses
+# of chosen requests held back, so that they arrive after later ones, as on a slow network
+SLOW_FETCH = """() => {
+window.__pending = 0;
+window.__slow = () => 0;
+const realFetch = window.fetch;
+window.fetch = async (input, init) => {
+  const url = String(input).replace("limit=48", "limit=4");
+  window.__pending++;
+  try {
+    const r = await realFetch(url, init);
+    const ms = window.__slow(url);
+    if (ms) await new Promise((res) => setTimeout(res, ms));
+    return r;
+  } finally { window.__pending--; }
+};
+}"""
+
+
+def _all_ids(url: str, auth: dict, **filters) -> list[str]:
+    items = requests.get(f"{url}/v1/items", params=dict(filters, limit=200), headers=auth, timeout=10).json()["items"]
+    return [i["id"] for i in items]
+
+
+def _slow_when(page, param: str, value: str | None, ms: int) -> None:
+    """Hold back the answers to /v1/items requests whose `param` is `value` (None: present at all)."""
+    page.evaluate("""([param, value, ms]) => { window.__slow = (u) => {
+        const got = new URL(u, location.href).searchParams.get(param);
+        return (value === null ? got !== null : got === value) ? ms : 0; }; }""", [param, value, ms])
+
+
+def _gallery_ids(page) -> list[str]:
+    return page.evaluate("[...document.querySelectorAll('#gallery .card')].map(c => c.dataset.id)")
+
+
+def _settle(page) -> None:
+    page.wait_for_function("window.__pending === 0")
+    page.wait_for_timeout(100)  # the last response drawn
+
+
+def _load_all(page) -> None:
+    while page.is_visible("#more"):
+        page.click("#more")
+        _settle(page)
+
+
+def filter_race(page, url: str, auth: dict) -> None:
+    """Filters changed faster than the answers come: only the last choice's items are shown,
+    each once; a "Load more" overtaken by a filter change, and one clicked twice, add nothing
+    stale or twice. Back from an item, the pages loaded are still there."""
+    items = requests.get(f"{url}/v1/items?limit=200", headers=auth, timeout=10).json()["items"]
+    colors = [i["color"] for i in items if i["color"]]
+    color = max(set(colors), key=colors.count)
+    cats = [i["category"] for i in items]
+    category = max(set(cats), key=cats.count)
+    other = next(c for c in set(cats) if c != category) if len(set(cats)) > 1 else category
+    page.evaluate(SLOW_FETCH)
+
+    # the issue's sequence: a category (answered last), back to all, then a colour
+    _slow_when(page, "category", category, 1500)
+    page.select_option("#f-category", category)
+    page.select_option("#f-category", "")
+    page.select_option("#f-color", color)
+    _settle(page)
+    _load_all(page)
+    want = _all_ids(url, auth, color=color)
+    assert _gallery_ids(page) == want, "the gallery is not exactly the colour's items"
+
+    # "Load more" slow to answer, overtaken by a new filter: its page is dropped
+    page.select_option("#f-color", "")
+    _settle(page)
+    assert page.is_visible("#more")
+    _slow_when(page, "cursor", None, 1500)
+    page.click("#more")
+    page.select_option("#f-category", other)
+    _settle(page)
+    _slow_when(page, "cursor", None, 600)
+    # and "Load more" clicked twice before its answer: one page
+    if page.is_visible("#more"):
+        page.click("#more")
+        page.click("#more", force=True)
+    _settle(page)
+    _load_all(page)
+    want = _all_ids(url, auth, category=other)
+    got = _gallery_ids(page)
+    assert got == want and len(set(got)) == len(got)
+
+    # no match: says so, not "upload a zip"
+    absent = next(c for c in page.eval_on_selector_all("#f-category option", "os => os.map(o => o.value)")
+                  if c and c not in cats)
+    page.select_option("#f-category", absent)
+    _settle(page)
+    assert page.inner_text("#gallery-empty") == "No garments match these filters."
+
+    # several pages loaded, into an item and back: the same pages, no reload
+    page.evaluate("window.__slow = () => 0")
+    page.select_option("#f-category", "")
+    _settle(page)
+    page.click("#more")
+    _settle(page)
+    before = _gallery_ids(page)
+    assert len(before) > 4
+    page.locator(".card").nth(len(before) - 1).click()
+    page.wait_for_selector("#item-details:not([hidden])")
+    page.go_back()
+    page.wait_for_selector("#home:not([hidden])")
+    _settle(page)
+    assert _gallery_ids(page) == before
+
+
+def deleted_item_page(page, url: str, auth: dict) -> None:
+    """An item deleted elsewhere: its page says so and shows nothing of the item seen before.
+    Delete on the page asks first; "Keep it" keeps it."""
+    ids = _all_ids(url, auth)
+    seen, gone, kept = ids[0], ids[1], ids[2]
+    page.goto(f"{url}/#/items/{seen}")
+    page.wait_for_function("document.querySelectorAll('#item-mask polygon').length > 0")
+    assert requests.delete(f"{url}/v1/items/{gone}", headers=auth, timeout=10).status_code == 204
+    page.goto(f"{url}/#/items/{gone}")
+    page.wait_for_selector("#item-missing:not([hidden])")
+    assert "does not exist" in page.inner_text("#item-missing")
+    assert not page.is_visible("#item-details") and not page.is_visible("#delete-item")
+    assert page.evaluate("!document.querySelector('#item-photo').getAttribute('src')")
+
+    # delete from the page: a question first, "Keep it" keeps it, then for good
+    page.goto(f"{url}/#/items/{kept}")
+    page.wait_for_selector("#item-details:not([hidden])")
+    page.click("#delete-item")
+    page.wait_for_selector("#delete-confirm:not([hidden])")
+    page.click("#delete-cancel")
+    assert not page.is_visible("#delete-confirm")
+    assert requests.get(f"{url}/v1/items/{kept}", headers=auth, timeout=10).status_code == 200
+    page.click("#delete-item")
+    page.click("#delete-yes")
+    page.wait_for_selector("#home:not([hidden])")
+    assert requests.get(f"{url}/v1/items/{kept}", headers=auth, timeout=10).status_code == 404
+    page.wait_for_function(f"!document.querySelector(\".card[data-id='{kept}']\")")
 
 
 def review_view(page, url: str, auth: dict, corrected_id: str, shots: Path) -> None:

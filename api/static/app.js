@@ -4,7 +4,10 @@
 
 const $ = (sel) => document.querySelector(sel);
 const state = { token: sessionStorage.getItem("wardrobe-token"), cursor: null, categories: [], polling: null,
-  reviewCursor: null, reviewCount: 0 };
+  reviewCursor: null, reviewCount: 0,
+  // the gallery: each filter change starts a new generation; a response of an older one is dropped,
+  // so fast changes never draw stale pages over newer ones
+  galleryGen: 0, galleryLoaded: false, galleryBusy: null, galleryScroll: 0, me: null };
 
 async function api(path, opts = {}) {
   const headers = Object.assign({}, opts.headers || {});
@@ -30,6 +33,14 @@ function show(id) {
 function signOut() {
   sessionStorage.removeItem("wardrobe-token");
   state.token = null;
+  state.me = null;
+  state.galleryLoaded = false;
+  state.galleryGen++;
+  clearInterval(state.polling);
+  state.polling = null;
+  $("#gallery").replaceChildren();
+  $("#job").hidden = true;
+  text($("#whoami"), "");
   route();
 }
 
@@ -63,6 +74,8 @@ $("#signin-form").addEventListener("submit", async (ev) => {
   try {
     await api("/v1/jobs?limit=1");
     sessionStorage.setItem("wardrobe-token", state.token);
+    text($("#signin-error"), "");
+    $("#new-token").hidden = true;
     location.hash = "#/";
     route();
   } catch (e) {
@@ -75,6 +88,7 @@ $("#signup-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   try {
     const r = await api("/v1/users", { method: "POST", json: { name: $("#signup-name").value } });
+    text($("#signin-error"), "");
     $("#new-token").hidden = false;
     text($("#new-token-value"), r.token);
     $("#token").value = r.token;
@@ -93,6 +107,12 @@ $("#upload-form").addEventListener("submit", (ev) => {
   const bar = $("#upload-progress");
   bar.hidden = false;
   bar.value = 0;
+  $("#upload-label").classList.remove("error");
+  const failed = (message) => {
+    bar.hidden = true;
+    $("#upload-label").classList.add("error");
+    text($("#upload-label"), message);
+  };
   const xhr = new XMLHttpRequest();
   xhr.open("POST", "/v1/uploads");
   xhr.setRequestHeader("Authorization", "Bearer " + state.token);
@@ -110,10 +130,10 @@ $("#upload-form").addEventListener("submit", (ev) => {
       text($("#upload-label"), "uploaded");
       followJob(body.id);
     } else {
-      text($("#upload-label"), (body.error && body.error.message) || ("upload failed: HTTP " + xhr.status));
+      failed("Not accepted: " + ((body.error && body.error.message) || ("HTTP " + xhr.status)));
     }
   };
-  xhr.onerror = () => text($("#upload-label"), "upload failed: network error");
+  xhr.onerror = () => failed("Upload failed: network error");
   const form = new FormData();
   form.append("file", file);
   xhr.send(form);
@@ -125,11 +145,21 @@ function formatDuration(seconds) {
   return m < 60 ? `${m} min` : `${Math.floor(m / 60)} h ${m % 60} min`;
 }
 
+// a job still queued this long after the page first saw it: no worker has taken it
+const WORKER_WAIT_MS = 10000;
+
 function renderJob(job) {
   $("#job").hidden = false;
   const p = job.progress;
   $("#job").dataset.status = job.status;
-  text($("#job-status"), job.status.replace("_", " "));
+  if (state.queuedSince === undefined || state.queuedJob !== job.id) {
+    state.queuedJob = job.id;
+    state.queuedSince = Date.now();
+  }
+  const waiting = job.status === "queued" && Date.now() - state.queuedSince > WORKER_WAIT_MS;
+  $("#job").dataset.waiting = String(waiting);
+  text($("#job-status"), waiting ? "queued: waiting for a worker (none has picked the job up yet; is one running?)"
+    : job.status.replace("_", " "));
   $("#job-progress").value = p.percent;
   const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
   text($("#job-counts"), `${p.photos_done + p.photos_failed + p.photos_duplicate} / ${p.photos_total} photos, ` +
@@ -142,17 +172,22 @@ function renderJob(job) {
 
 function followJob(id) {
   clearInterval(state.polling);
+  let seen = 0;
   const tick = async () => {
     try {
       const job = await api("/v1/jobs/" + id);
       renderJob(job);
-      if (!["queued", "running"].includes(job.status)) {
-        clearInterval(state.polling);
-        loadGallery(true);
+      const done = !["queued", "running"].includes(job.status);
+      if (done) { clearInterval(state.polling); state.polling = null; }
+      if (job.progress.items_found > seen || done) {
+        // garments found since the last look: the newest come first, so they go on top
+        seen = job.progress.items_found;
+        if (!$("#home").hidden) prependNewItems().catch(() => {});
         refreshReviewCount().catch(() => {});
       }
     } catch (e) {
       clearInterval(state.polling);
+      state.polling = null;
     }
   };
   tick();
@@ -169,26 +204,72 @@ function filterQuery() {
   return q;
 }
 
+function filtersActive() {
+  return ["#f-category", "#f-supercategory", "#f-color"].some((id) => $(id).value) || $("#f-hide-duplicates").checked;
+}
+
 function card(item) {
   const img = el("img", { src: item.cutout_signed_url, alt: item.category, loading: "lazy" });
+  const pc = Math.round(item.confidence * 100);
   const caption = el("div", { class: "caption" },
-    el("span", { text: item.category.split(",")[0] }),
-    el("span", {}, ...(item.colors[0] ? [swatch(item.colors[0])] : []), `${Math.round(item.confidence * 100)}%`));
+    el("span", { class: "card-category", text: item.category.split(",")[0] }),
+    el("span", { class: "card-confidence", title: `the model is ${pc}% sure this is a ${item.category}` },
+      ...(item.colors[0] ? [swatch(item.colors[0])] : []), `${pc}% sure`));
   const a = el("a", { class: "card", href: "#/items/" + item.id, "data-category": item.category, "data-id": item.id },
     el("div", { class: "thumb checker" }, img), caption);
   if (item.duplicate_of) a.append(el("div", { class: "dup caption", text: "possible duplicate" }));
   return a;
 }
 
+function renderGalleryEmpty() {
+  const empty = $("#gallery").children.length === 0;
+  $("#gallery-empty").hidden = !empty;
+  text($("#gallery-empty"), filtersActive() ? "No garments match these filters."
+    : "No garments yet: upload a zip of photos.");
+}
+
+// reset: the first page for the filters as they are now; else the next page of the current
+// generation. A response that arrives after the filters changed again is dropped.
 async function loadGallery(reset) {
-  if (reset) { state.cursor = null; $("#gallery").replaceChildren(); }
+  if (reset) {
+    state.galleryGen++;
+    state.cursor = null;
+    state.galleryBusy = null;
+    $("#more").hidden = true;
+  } else if (state.galleryBusy) {
+    return state.galleryBusy;  // "Load more" twice: one request
+  }
+  const gen = state.galleryGen;
   const q = filterQuery();
-  if (state.cursor) q.set("cursor", state.cursor);
-  const page = await api("/v1/items?" + q.toString());
-  $("#gallery").append(...page.items.map(card));
-  state.cursor = page.next_cursor;
-  $("#more").hidden = !state.cursor;
-  $("#gallery-empty").hidden = $("#gallery").children.length > 0;
+  if (!reset && state.cursor) q.set("cursor", state.cursor);
+  const work = (async () => {
+    const page = await api("/v1/items?" + q.toString());
+    if (gen !== state.galleryGen) return;  // stale: the filters changed while it was on its way
+    if (reset) $("#gallery").replaceChildren();
+    $("#gallery").append(...page.items.map(card));
+    state.cursor = page.next_cursor;
+    state.galleryLoaded = true;
+    $("#more").hidden = !state.cursor;
+    $("#gallery").dataset.gen = String(gen);
+    renderGalleryEmpty();
+  })();
+  if (!reset) state.galleryBusy = work;
+  try { await work; } finally { if (state.galleryBusy === work) state.galleryBusy = null; }
+}
+
+// items newer than the gallery's first card, put on top (while a job finds them)
+async function prependNewItems() {
+  if (!state.galleryLoaded) return loadGallery(true);
+  const gen = state.galleryGen;
+  const page = await api("/v1/items?" + filterQuery().toString());
+  if (gen !== state.galleryGen) return;
+  const have = new Set([...$("#gallery").children].map((c) => c.dataset.id));
+  const fresh = page.items.filter((i) => !have.has(i.id));
+  if (!fresh.length) return;
+  // a whole page of new items may hide more between them and the old ones: start again
+  if (fresh.length === page.items.length && page.next_cursor) return loadGallery(true);
+  $("#gallery").prepend(...fresh.map(card));
+  renderGalleryEmpty();
 }
 
 $("#more").addEventListener("click", () => loadGallery(false));
@@ -203,13 +284,14 @@ function renderReviewCount(n) {
 
 async function refreshReviewCount() {
   const me = await api("/v1/me");
+  state.me = me;
+  text($("#whoami"), "Signed in as " + me.name);
   renderReviewCount(me.items_needing_review);
   return me;
 }
 $("#filters").addEventListener("change", () => loadGallery(true));
 
-async function setupHome() {
-  show("home");
+async function loadCategories() {
   if (!state.categories.length) {
     const c = await api("/v1/categories");
     state.categories = c.categories;
@@ -218,19 +300,69 @@ async function setupHome() {
     $("#f-color").append(...c.colors.map((x) => el("option", { value: x, text: x })));
     $("#item-new-category").append(...c.categories.map((x) => el("option", { value: x.name, text: x.name })));
   }
-  await Promise.all([loadGallery(true), refreshReviewCount()]);
+}
+
+async function setupHome() {
+  show("home");
+  await loadCategories();
+  // back from an item: the pages loaded and the scroll position are kept
+  if (state.galleryLoaded) {
+    window.scrollTo(0, state.galleryScroll);
+    await refreshReviewCount();
+  } else {
+    await Promise.all([loadGallery(true), refreshReviewCount()]);
+  }
+  await resumeJob();
+}
+
+// a job still running when the page (re)loads is followed again; a finished one is not shown
+async function resumeJob() {
+  if (state.polling || !$("#job").hidden) return;
+  const jobs = await api("/v1/jobs?limit=1");
+  const last = jobs.jobs[0];
+  if (last && ["queued", "running"].includes(last.status)) followJob(last.id);
+}
+
+// the gallery's card for an item, after the item page changed it
+function galleryCard(id) {
+  return [...$("#gallery").children].find((c) => c.dataset.id === id);
 }
 
 // --- one item ----------------------------------------------------------------------
+function itemHeading(item) {
+  return item.category + (item.status === "not_garment" ? " (not a garment)" : "");
+}
+
 async function setupItem(id) {
+  if (!$("#home").hidden) state.galleryScroll = window.scrollY;
   show("item");
+  // nothing of the item shown before stays on screen while this one loads (or is missing)
+  $("#item").dataset.id = "";
+  $("#item-details").hidden = true;
+  $("#item-missing").hidden = true;
+  $("#delete-confirm").hidden = true;
   text($("#item-message"), "");
-  if (!state.categories.length) await setupHome().then(() => show("item"));
-  const item = await api("/v1/items/" + id);
+  $("#item-photo").removeAttribute("src");
+  $("#item-cutout").removeAttribute("src");
+  $("#item-mask").replaceChildren();
+  if (!state.categories.length) await loadCategories();
+  let item;
+  try {
+    item = await api("/v1/items/" + id);
+  } catch (e) {
+    $("#item-missing").hidden = false;
+    text($("#item-missing-text"), /no such item/.test(e.message)
+      ? "This item does not exist: it was deleted, or it belongs to another account."
+      : "Could not load this item: " + e.message);
+    return;
+  }
+  $("#item-details").hidden = false;
   $("#item").dataset.id = item.id;
-  text($("#item-category"), item.category + (item.status === "not_garment" ? " (not a garment)" : ""));
+  text($("#item-category"), itemHeading(item));
   text($("#item-confidence"), `${Math.round(item.confidence * 100)}%`);
-  $("#item-colors").replaceChildren(...item.colors.map((c) => el("span", {}, swatch(c), c.name + " ")));
+  // one swatch per colour name (an item's palette can hold two shades of one name)
+  const colors = [...new Map(item.colors.map((c) => [c.name, c])).values()];
+  $("#item-colors").replaceChildren(...colors.map((c) => el("span", {}, swatch(c), c.name + " ")));
   $("#item-duplicate").hidden = !item.duplicate_of;
   $("#item-cutout").src = item.cutout_signed_url;
   $("#item-new-category").value = item.category;
@@ -251,20 +383,53 @@ async function setupItem(id) {
 $("#correct-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   const id = $("#item").dataset.id;
-  const item = await api("/v1/items/" + id, { method: "PATCH", json: { category: $("#item-new-category").value } });
-  text($("#item-category"), item.category);
-  text($("#item-message"), "Saved: now " + item.category);
+  try {
+    const item = await api("/v1/items/" + id, { method: "PATCH", json: { category: $("#item-new-category").value } });
+    text($("#item-category"), itemHeading(item));
+    text($("#item-message"), "Saved: now " + item.category);
+    const c = galleryCard(id);  // the answer has no signed image URLs: the card keeps its image
+    if (c) {
+      c.dataset.category = item.category;
+      text(c.querySelector(".card-category"), item.category.split(",")[0]);
+    }
+  } catch (e) {
+    text($("#item-message"), "Not saved: " + e.message);
+  }
 });
 
 $("#not-garment").addEventListener("click", async () => {
   const id = $("#item").dataset.id;
-  await api("/v1/items/" + id, { method: "PATCH", json: { not_garment: true } });
-  text($("#item-message"), "Marked as not a garment: hidden from your wardrobe, kept to improve the model.");
+  try {
+    const item = await api("/v1/items/" + id, { method: "PATCH", json: { not_garment: true } });
+    text($("#item-category"), itemHeading(item));
+    text($("#item-message"), "Marked as not a garment: hidden from your wardrobe, kept to improve the model.");
+    const c = galleryCard(id);
+    if (c) c.remove();
+  } catch (e) {
+    text($("#item-message"), "Not saved: " + e.message);
+  }
 });
 
-$("#delete-item").addEventListener("click", async () => {
+// delete asks first: the item, its cut-out and its corrections are gone for good
+$("#delete-item").addEventListener("click", () => {
+  $("#delete-confirm").hidden = false;
+  $("#delete-cancel").focus();
+});
+$("#delete-cancel").addEventListener("click", () => {
+  $("#delete-confirm").hidden = true;
+  $("#delete-item").focus();
+});
+$("#delete-yes").addEventListener("click", async () => {
   const id = $("#item").dataset.id;
-  await api("/v1/items/" + id, { method: "DELETE" });
+  try {
+    await api("/v1/items/" + id, { method: "DELETE" });
+  } catch (e) {
+    text($("#item-message"), "Not deleted: " + e.message);
+    return;
+  }
+  const c = galleryCard(id);
+  if (c) c.remove();
+  renderGalleryEmpty();
   location.hash = "#/";
 });
 
@@ -355,6 +520,7 @@ $("#review-more").addEventListener("click", () => loadReview(false));
 
 async function setupReview() {
   show("review");
+  state.galleryLoaded = false;  // answers here change items: the gallery reloads on the way back
   text($("#review-message"), "");
   const [me] = await Promise.all([refreshReviewCount(), loadReview(true)]);
   renderThreshold(me);
@@ -371,7 +537,11 @@ async function route() {
     else await setupHome();
   } catch (e) {
     console.error(e);
+    text($("#page-error"), "Something went wrong: " + e.message);
+    $("#page-error").hidden = false;
+    return;
   }
+  $("#page-error").hidden = true;
 }
 
 window.addEventListener("hashchange", route);
