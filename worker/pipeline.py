@@ -152,7 +152,7 @@ def ingest(job_id: str | uuid.UUID, rt: Runtime, send_segment: SendSegment) -> N
             jobstate.maybe_finish(s, jid)
         return
 
-    with tempfile.NamedTemporaryFile(suffix=".zip") as tmp:
+    with tempfile.NamedTemporaryFile(prefix="wardrobe-ingest-", suffix=".zip") as tmp:
         try:
             rt.storage.download_to(upload_key, tmp.name)
         except ObjectNotFound:
