@@ -31,11 +31,27 @@ class ApiClient:
             raise SystemExit(f"HTTP {r.status_code} {msg}")
         return r
 
+    def _send(self, method: str, path: str, **kw) -> requests.Response:
+        """One request; a server that cannot be reached is one line, not a traceback."""
+        try:
+            return self._check(self.http.request(method, self.url + path, **kw))
+        except requests.ConnectionError:
+            raise SystemExit(f"error: cannot reach the API at {self.url} (is `wardrobe serve` running there? "
+                             "set --url or WARDROBE_URL)") from None
+        except requests.Timeout:
+            raise SystemExit(f"error: the API at {self.url} did not answer within {self.timeout:.0f}s") from None
+        except requests.RequestException as e:
+            raise SystemExit(f"error: {self.url}: {type(e).__name__}: {e}") from None
+
     def get(self, path: str, **params) -> dict:
-        return self._check(self.http.get(self.url + path, headers=self._headers(), params=params, timeout=self.timeout)).json()
+        return self._send("GET", path, headers=self._headers(), params=params, timeout=self.timeout).json()
+
+    def delete(self, path: str) -> dict | None:
+        r = self._send("DELETE", path, headers=self._headers(), timeout=self.timeout)
+        return r.json() if r.content else None
 
     def get_bytes(self, path: str) -> bytes:
-        return self._check(self.http.get(self.url + path, headers=self._headers(), timeout=self.timeout)).content
+        return self._send("GET", path, headers=self._headers(), timeout=self.timeout).content
 
     def upload(self, zip_path: Path, progress: bool = True) -> dict:
         size = zip_path.stat().st_size
@@ -59,20 +75,25 @@ class ApiClient:
 
         headers = self._headers() | {"Content-Type": "application/zip", "X-Filename": zip_path.name}
         with open(zip_path, "rb") as f:
-            r = self._check(self.http.post(self.url + "/v1/uploads", data=_Reader(f), headers=headers,
-                                           timeout=max(self.timeout, 600)))
+            r = self._send("POST", "/v1/uploads", data=_Reader(f), headers=headers, timeout=max(self.timeout, 600))
         if progress:
             sys.stderr.write("\n")
         return r.json()
 
-    def wait(self, job_id: str, progress: bool = True, poll: float = 0.5, timeout: float = 3600) -> dict:
+    def wait(self, job_id: str, progress: bool = True, poll: float = 0.5, timeout: float = 3600,
+             worker_wait: float = 10) -> dict:
         t0 = time.monotonic()
+        told = False
         while True:
             job = self.get(f"/v1/jobs/{job_id}")
             p = job["progress"]
+            if job["status"] == "queued" and not told and time.monotonic() - t0 > worker_wait:
+                told = True  # nothing has taken the job: say so instead of a bar at 0 % for ever
+                sys.stderr.write(f"\njob {job_id} still queued after {worker_wait:.0f}s: waiting for a worker "
+                                 "(is `wardrobe worker` running? `wardrobe workers` lists those that answer)\n")
             if progress:
-                bar(f"job {job['status']:<9}", p["photos_done"] + p["photos_failed"], max(1, p["photos_total"]), t0,
-                    f" {p['items_found']} items")
+                done = p["photos_done"] + p["photos_failed"] + p["photos_duplicate"]
+                bar(f"job {job['status']:<9}", done, max(1, p["photos_total"]), t0, f" {p['items_found']} items")
             if job["status"] not in ("queued", "running"):
                 if progress:
                     sys.stderr.write("\n")

@@ -52,7 +52,9 @@ def embedded_stack(data_dir: Path, port: int, keep_running: bool = False, pass_e
     try:
         # migrate first so the API and worker do not race to create the schema
         subprocess.run(exe + ["migrate"], env=env, check=True, stdout=subprocess.DEVNULL, cwd=REPO_ROOT)
-        token = subprocess.run(exe + ["users", "token", "demo"], env=env, capture_output=True, text=True, cwd=REPO_ROOT)
+        # one live token for the demo user: the one printed last (earlier runs' are revoked)
+        token = subprocess.run(exe + ["users", "token", "demo", "--revoke-others"], env=env, capture_output=True, text=True,
+                               cwd=REPO_ROOT)
         if token.returncode != 0:
             token = subprocess.run(exe + ["users", "create", "demo"], env=env, capture_output=True, text=True, check=True, cwd=REPO_ROOT)
         token_value = token.stdout.strip().splitlines()[-1]
@@ -73,11 +75,18 @@ def embedded_stack(data_dir: Path, port: int, keep_running: bool = False, pass_e
                 os.killpg(p.pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
+        # the work is done by now: a few seconds for a clean exit, then kill (the Celery main
+        # process can wait ~20 s in billiard's pool shutdown on the filesystem broker)
+        deadline = time.monotonic() + 5
         for p in procs:
             try:
-                p.wait(timeout=20)
+                p.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                p.wait()
 
 
 def zip_photos(photos: list[Path], dst: Path) -> Path:
@@ -89,7 +98,7 @@ def zip_photos(photos: list[Path], dst: Path) -> Path:
 
 def run_demo(a) -> int:
     from cli.client import ApiClient
-    from cli.main import print_catalogue
+    from cli.main import duplicate_note, print_catalogue
 
     photos = Path(a.photos or REPO_ROOT / "examples" / "photos")
     data_dir = Path(a.data_dir or REPO_ROOT / "var" / "demo").resolve()
@@ -102,24 +111,41 @@ def run_demo(a) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             job = client.upload(zip_photos(sorted(photos.glob("*.jpg")), Path(tmp) / "demo-photos.zip"))
         job = client.wait(job["id"])
-        print(f"job {job['id']}: {job['status']}, {job['progress']['photos_done']} photos, "
-              f"{job['progress']['items_found']} items", file=sys.stderr)
+        p = job["progress"]
+        print(f"job {job['id']}: {job['status']}, {p['photos_done']} photos segmented, {p['items_found']} items",
+              file=sys.stderr)
         for e in job["errors"]:
             print(f"  error {e['entry']}: {e['code']} {e['message']}", file=sys.stderr)
         items = client.all_items(job_id=job["id"])
+        if (note := duplicate_note(job)):
+            print(note, file=sys.stderr)
+        if not items and p["photos_duplicate"]:
+            # an earlier demo run uploaded these photos: show what it found
+            items = client.all_items()
+            print(f"(a demo ran here before, data in {data_dir}: the catalogue below is from then; "
+                  f"`rm -rf {data_dir}` to start afresh)", file=sys.stderr)
         print_catalogue(items)
         out.mkdir(parents=True, exist_ok=True)
+        saved = 0
         for it in items:
             ext = "webp" if it["cutout_content_type"] == "image/webp" else "png"
-            (out / f"{it['category'].split(',')[0].replace(' ', '-')}-{it['id'][:8]}.{ext}").write_bytes(
-                client.get_bytes(it["cutout_url"]))
-        print(f"\ncut-outs saved in {out}")
+            dst = out / f"{it['category'].split(',')[0].replace(' ', '-')}-{it['id'][:8]}.{ext}"
+            if not dst.exists():
+                dst.write_bytes(client.get_bytes(it["cutout_url"]))
+                saved += 1
+        if items:
+            print(f"\n{len(items)} cut-outs in {out}" + ("" if saved == len(items) else f" ({saved} new)"))
         print(f"\nthe web page: {url}/  (sign in with the demo token: {token_value})")
         if a.keep_running:
-            print(f"API and worker keep running (pids {api.pid}, {worker.pid})")
+            print(f"API and worker keep running (pids {api.pid}, {worker.pid}); stop them with "
+                  f"kill -TERM -{api.pid} -{worker.pid}")
         elif sys.stdin.isatty():
             try:
-                input("press Enter to stop the API and the worker ")
+                input("the page works until you press Enter here, which stops the API and the worker ")
             except (EOFError, KeyboardInterrupt):
                 pass
+            print("stopping the API and the worker ...", file=sys.stderr)
+        else:
+            print("not a terminal: stopping the API and the worker now (--keep-running leaves them up)",
+                  file=sys.stderr)
         return 0 if job["status"] in ("succeeded", "partially_succeeded") else 1

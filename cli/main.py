@@ -69,11 +69,45 @@ def cmd_migrate(a) -> int:
 
 
 def cmd_users(a) -> int:
+    from sqlalchemy import func, select, update
+
     from db.bootup import bootup
+    from db.models import ApiToken, User, utcnow
     from db.session import session_scope
     from db.users import create_user, issue_token
 
     bootup(_settings())
+    if a.action != "list" and not a.name:
+        print(f"error: wardrobe users {a.action} needs a NAME", file=sys.stderr)
+        return 2
+    if a.action == "list":
+        with session_scope() as s:
+            live = func.count(ApiToken.id).filter(ApiToken.revoked_at.is_(None))
+            rows = s.execute(select(User.name, User.id, User.created_at, live).outerjoin(ApiToken)
+                             .group_by(User.id).order_by(User.name)).all()
+        for name, uid, created, n in rows:
+            print(f"{name:<30} {uid}  created {created:%Y-%m-%d %H:%M}  {n} live token{'' if n == 1 else 's'}")
+        print(f"{len(rows)} user{'' if len(rows) == 1 else 's'}", file=sys.stderr)
+        return 0
+    if a.action in ("tokens", "revoke"):
+        with session_scope() as s:
+            uid = s.scalar(select(User.id).where(User.name == a.name))
+            if uid is None:
+                print(f"error: no user {a.name!r}", file=sys.stderr)
+                return 2
+            if a.action == "tokens":
+                for prefix, created, revoked in s.execute(select(ApiToken.prefix, ApiToken.created_at, ApiToken.revoked_at)
+                                                          .where(ApiToken.user_id == uid).order_by(ApiToken.created_at)):
+                    state = f"revoked {revoked:%Y-%m-%d %H:%M}" if revoked else "live"
+                    print(f"{prefix}…  created {created:%Y-%m-%d %H:%M}  {state}")
+                return 0
+            q = update(ApiToken).where(ApiToken.user_id == uid, ApiToken.revoked_at.is_(None))
+            if a.prefix:
+                q = q.where(ApiToken.prefix == a.prefix[:10])
+            n = s.execute(q.values(revoked_at=utcnow())).rowcount
+        print(f"revoked {n} token{'' if n == 1 else 's'} of {a.name} (API processes notice within "
+              f"WARDROBE_TOKEN_CACHE_SECONDS)", file=sys.stderr)
+        return 0 if n else 1
     if a.action == "create":
         from sqlalchemy.exc import IntegrityError
 
@@ -87,17 +121,38 @@ def cmd_users(a) -> int:
         print(token)
         print(f"created user {a.name} ({uid}); the token above is shown once", file=sys.stderr)
     elif a.action == "token":
-        from sqlalchemy import select
-
-        from db.models import User
-
         with session_scope() as s:
             uid = s.scalar(select(User.id).where(User.name == a.name))
             if uid is None:
                 print(f"error: no user {a.name!r}", file=sys.stderr)
                 return 2
+            if a.revoke_others:
+                s.execute(update(ApiToken).where(ApiToken.user_id == uid, ApiToken.revoked_at.is_(None))
+                          .values(revoked_at=utcnow()))
             print(issue_token(s, uid))
     return 0
+
+
+def cmd_workers(a) -> int:
+    """The workers that answer a ping through the broker; exit 1 when none (or, with --this-host,
+    none on this machine: the compose healthcheck)."""
+    import socket
+
+    from db.queue import make_celery
+
+    try:
+        replies = make_celery(_settings()).control.ping(timeout=a.timeout)
+    except Exception as e:  # noqa: BLE001
+        print(f"error: cannot reach the broker: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
+    names = sorted(n for r in replies for n in r)
+    if a.this_host:
+        names = [n for n in names if n.endswith("@" + socket.gethostname())]
+    for n in names:
+        print(n)
+    if not names:
+        print("no worker answered: uploads wait queued until one runs (wardrobe worker)", file=sys.stderr)
+    return 0 if names else 1
 
 
 def cmd_reap(a) -> int:
@@ -139,7 +194,38 @@ def cmd_upload(a) -> int:
         if a.wait:
             job = c.wait(job["id"])
     print(json.dumps(job, indent=2))
+    if (note := duplicate_note(job)):
+        print(note, file=sys.stderr)
     return 0 if job["status"] in ("queued", "running", "succeeded", "partially_succeeded") else 1
+
+
+def duplicate_note(job: dict) -> str | None:
+    """Say so when photos were skipped as already uploaded (else '0 items' reads as a failure)."""
+    p = job["progress"]
+    if not p["photos_duplicate"]:
+        return None
+    dup = p["photos_duplicate"]
+    whole = "all " if dup == p["photos_total"] else ""
+    return (f"{whole}{dup} photo{'' if dup == 1 else 's'} of this upload {'was' if dup == 1 else 'were'} already in "
+            f"your catalogue (same file uploaded before): skipped, no new items from {'it' if dup == 1 else 'them'}")
+
+
+def cmd_cancel(a) -> int:
+    from cli.client import ApiClient
+
+    job = ApiClient(a.url, a.token).delete(f"/v1/jobs/{a.job_id}")
+    print(f"job {job['id']} {job['status']}")
+    return 0
+
+
+def cmd_delete(a) -> int:
+    from cli.client import ApiClient
+
+    c = ApiClient(a.url, a.token)
+    for item_id in a.item_ids:
+        c.delete(f"/v1/items/{item_id}")
+        print(f"deleted item {item_id}")
+    return 0
 
 
 def cmd_jobs(a) -> int:
@@ -160,7 +246,8 @@ def print_catalogue(items: list[dict], out=sys.stdout) -> None:
     by_cat: dict[str, list[dict]] = {}
     for it in items:
         by_cat.setdefault(it["category"], []).append(it)
-    print(f"{len(items)} items in {len(by_cat)} categories", file=out)
+    cats = len(by_cat)
+    print(f"{len(items)} item{'' if len(items) == 1 else 's'} in {cats} categor{'y' if cats == 1 else 'ies'}", file=out)
     for cat in sorted(by_cat, key=lambda c: (-len(by_cat[c]), c)):
         rows = by_cat[cat]
         print(f"\n{cat} ({rows[0]['supercategory']}): {len(rows)}", file=out)
@@ -305,33 +392,45 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
 
     s = sub.add_parser("serve", help="run the API (gunicorn)")
-    s.add_argument("--host", default=os.environ.get("WARDROBE_HOST", "127.0.0.1"))
-    s.add_argument("--port", type=int, default=int(os.environ.get("WARDROBE_PORT", "8000")))
+    s.add_argument("--host", default=os.environ.get("WARDROBE_HOST", "127.0.0.1"),
+                   help="address to listen on (WARDROBE_HOST; default 127.0.0.1, this machine only)")
+    s.add_argument("--port", type=int, default=int(os.environ.get("WARDROBE_PORT", "8000")),
+                   help="port to listen on (WARDROBE_PORT; default 8000)")
     # processes over threads: the routes are short and CPU-bound in Python, so threads mostly
     # queue on the GIL (make bench-api: poll p99 16 ms with 2 per core x 2 threads, 49 ms with
     # 1 per core x 4 threads, 174 ms with 1 per core x 8 threads, at 200 requests/s on 2 cores)
     s.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1), help="default: 2 per core")
-    s.add_argument("--threads", type=int, default=2)
-    s.add_argument("--access-log", action="store_true")
+    s.add_argument("--threads", type=int, default=2, help="threads per worker process")
+    s.add_argument("--access-log", action="store_true", help="log every request to stdout")
     s.set_defaults(fn=cmd_serve)
 
     s = sub.add_parser("worker", help="run a Celery worker")
     s.add_argument("--queues", default="ingest,segment", help="comma-separated: ingest, segment")
-    s.add_argument("--concurrency", type=int, default=0)
+    s.add_argument("--concurrency", type=int, default=0,
+                   help="pool processes (default: WARDROBE_WORKER_CONCURRENCY, else one per core)")
     s.add_argument("--pool", default=None, help="prefork (default), solo, threads")
-    s.add_argument("--loglevel", default="INFO")
+    s.add_argument("--loglevel", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
     s.add_argument("--beat", action="store_true", help="also run the periodic stale-job sweep (one worker per deployment)")
     s.set_defaults(fn=cmd_worker)
 
     s = sub.add_parser("migrate", help="apply database migrations")
-    s.add_argument("--revision", default="head")
-    s.add_argument("--downgrade", metavar="REV")
+    s.add_argument("--revision", default="head", help="migrate up to this revision (default: the latest)")
+    s.add_argument("--downgrade", metavar="REV", help="migrate down to this revision instead")
     s.set_defaults(fn=cmd_migrate)
 
-    s = sub.add_parser("users", help="create users and tokens")
-    s.add_argument("action", choices=["create", "token"])
-    s.add_argument("name")
+    s = sub.add_parser("users", help="create, list and revoke users' API tokens",
+                       description="create NAME: a user and its first token; token NAME: one more token; "
+                                   "list: every user; tokens NAME: a user's tokens; revoke NAME: its live tokens")
+    s.add_argument("action", choices=["create", "token", "list", "tokens", "revoke"])
+    s.add_argument("name", nargs="?", help="the user's name (not for list)")
+    s.add_argument("--prefix", help="with revoke: only the token starting so (as `tokens` lists it)")
+    s.add_argument("--revoke-others", action="store_true", help="with token: revoke the user's other tokens")
     s.set_defaults(fn=cmd_users)
+
+    s = sub.add_parser("workers", help="list the workers that answer through the broker (exit 1: none)")
+    s.add_argument("--this-host", action="store_true", help="only workers on this machine (a healthcheck)")
+    s.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for answers")
+    s.set_defaults(fn=cmd_workers)
 
     s = sub.add_parser("reap", help="re-send work of jobs whose worker vanished")
     s.add_argument("--stale-after", type=int, default=None, help="seconds without progress")
@@ -348,34 +447,45 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_upload)
 
     s = sub.add_parser("jobs", help="list jobs, or show one")
-    s.add_argument("job_id", nargs="?")
-    s.add_argument("--wait", action="store_true")
+    s.add_argument("job_id", nargs="?", help="show this job (default: list them)")
+    s.add_argument("--wait", action="store_true", help="follow the job to the end")
     client_args(s)
     s.set_defaults(fn=cmd_jobs)
 
+    s = sub.add_parser("cancel", help="cancel a queued or running job")
+    s.add_argument("job_id")
+    client_args(s)
+    s.set_defaults(fn=cmd_cancel)
+
     s = sub.add_parser("items", help="print the catalogue")
-    s.add_argument("--category")
-    s.add_argument("--supercategory")
-    s.add_argument("--job-id")
-    s.add_argument("--min-confidence", type=float)
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--category", help="any of a class's names, any case: bag, \"bag, wallet\", Shoe")
+    s.add_argument("--supercategory", help="e.g. upperbody, lowerbody, wholebody (GET /v1/categories)")
+    s.add_argument("--job-id", help="only the items of this upload")
+    s.add_argument("--min-confidence", type=float, help="0 to 1")
+    s.add_argument("--json", action="store_true", help="the items as the API returns them")
     client_args(s)
     s.set_defaults(fn=cmd_items)
+
+    s = sub.add_parser("delete", help="delete items (and their cut-outs) for good")
+    s.add_argument("item_ids", nargs="+", metavar="item_id")
+    client_args(s)
+    s.set_defaults(fn=cmd_delete)
 
     s = sub.add_parser("demo", help="start everything embedded, upload the example photos, print the catalogue")
     s.add_argument("--photos", default=None, help="folder of photos (default: examples/photos)")
     s.add_argument("--data-dir", default=None, help="where the demo keeps its database and files")
     s.add_argument("--out", default=None, help="folder for the cut-outs")
-    s.add_argument("--port", type=int, default=8765)
-    s.add_argument("--keep-running", action="store_true", help="leave the API and worker running")
+    s.add_argument("--port", type=int, default=8765, help="the API's and page's port (default 8765)")
+    s.add_argument("--keep-running", action="store_true",
+                   help="leave the API and worker running after the catalogue is printed (stop them with the pids shown)")
     s.set_defaults(fn=cmd_demo)
 
     s = sub.add_parser("import-fashionpedia", help="Fashionpedia COCO JSON -> YOLO-seg dataset of the 23 classes")
-    s.add_argument("--train-json", required=True)
-    s.add_argument("--val-json", required=True)
+    s.add_argument("--train-json", required=True, help="Fashionpedia/COCO instances JSON of the train split")
+    s.add_argument("--val-json", required=True, help="the same for the val split")
     s.add_argument("--images", required=True, help="train images folder (and val, unless --val-images)")
-    s.add_argument("--val-images")
-    s.add_argument("--out", required=True)
+    s.add_argument("--val-images", help="val images folder, when apart from --images")
+    s.add_argument("--out", required=True, help="folder for the YOLO dataset (data.yaml, images, labels)")
     s.add_argument("--drop-background", action="store_true", help="skip images with no kept instance")
     s.add_argument("--copy", action="store_true", help="copy images instead of symlinking")
     s.set_defaults(fn=cmd_import)
@@ -384,17 +494,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("train", help="train YOLOv8s-seg (offline, from the architecture yaml)")
     s.add_argument("--data", required=True, help="data.yaml written by import-fashionpedia")
-    s.add_argument("--preset", default="shared-cpu", choices=sorted(PRESETS))
-    s.add_argument("--project", default="runs/train")
-    s.add_argument("--name", default="wardrobe")
-    s.add_argument("--epochs", type=int)
-    s.add_argument("--imgsz", type=int)
-    s.add_argument("--batch", type=int)
+    s.add_argument("--preset", default="shared-cpu", choices=sorted(PRESETS), help="training settings (training/presets.py)")
+    s.add_argument("--project", default="runs/train", help="runs are written to PROJECT/NAME")
+    s.add_argument("--name", default="wardrobe", help="see --project")
+    s.add_argument("--epochs", type=int, help="default: the preset's")
+    s.add_argument("--imgsz", type=int, help="training image size in pixels (default: the preset's)")
+    s.add_argument("--batch", type=int, help="default: the preset's")
     s.add_argument("--weights", help="start from these weights (fine-tune) instead of random init")
     s.add_argument("--resume", action="store_true", help="continue project/name/weights/last.pt")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--device")
-    s.add_argument("--workers", type=int)
+    s.add_argument("--seed", type=int, default=0, help="random seed")
+    s.add_argument("--device", help="cpu, 0 (the first GPU) ... (default: the preset's)")
+    s.add_argument("--workers", type=int, help="data loader processes")
     s.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
                    help="bfloat16 autocast on the CPU (default: on where the CPU has native bf16)")
     s.add_argument("--val-every", type=int, default=1, help="validate every N epochs (the last one always)")
@@ -402,18 +512,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_train)
 
     s = sub.add_parser("evaluate", help="mask and box metrics on a split, as a table and JSON")
-    s.add_argument("--weights", default=str(DEFAULT_MODEL))
-    s.add_argument("--data", required=True)
-    s.add_argument("--split", default="val")
+    s.add_argument("--weights", default=str(DEFAULT_MODEL), help="the .pt to evaluate (default: the shipped model)")
+    s.add_argument("--data", required=True, help="data.yaml written by import-fashionpedia")
+    s.add_argument("--split", default="val", help="the data.yaml split to score: val (default), train, test")
     s.add_argument("--imgsz", type=int, default=None, help="default: the model card's imgsz")
-    s.add_argument("--batch", type=int, default=8)
-    s.add_argument("--device")
+    s.add_argument("--batch", type=int, default=8, help="photos per forward pass")
+    s.add_argument("--device", help="cpu, 0 (the first GPU) ...")
     s.add_argument("--json", help="write the report here")
     s.set_defaults(fn=cmd_evaluate)
 
     s = sub.add_parser("predict", help="segment one photo and draw masks and labels")
     s.add_argument("photo")
-    s.add_argument("--weights", default=str(DEFAULT_MODEL))
+    s.add_argument("--weights", default=str(DEFAULT_MODEL), help="the .pt to run (default: the shipped model)")
     s.add_argument("--save", help="write the drawing here (PNG/JPEG)")
     s.add_argument("--imgsz", type=int, default=None, help="default: the model card's served size, as the worker")
     s.add_argument("--conf", type=float, default=None, help="default: the model card's serve_conf, as the worker")
@@ -421,7 +531,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("export", help="export the model for the CPU backend: OpenVINO fp32 into the cache, or --int8 beside the weights")
     s.add_argument("--weights", help="default: WARDROBE_MODEL")
-    s.add_argument("--imgsz", type=int)
+    s.add_argument("--imgsz", type=int, help="input size to export at (default: WARDROBE_IMGSZ, else the card's served size)")
     s.add_argument("--int8", action="store_true",
                    help="quantise to int8 with NNCF and write it beside the weights (the CPU worker's first choice)")
     s.add_argument("--data", help="with --int8: a YOLO data.yaml whose train split calibrates the quantiser")
@@ -429,20 +539,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_export)
 
     s = sub.add_parser("export-training", help="write the corrected catalogue as a Fashionpedia-format dataset")
-    s.add_argument("--out", required=True)
+    s.add_argument("--out", required=True, help="folder for the dataset (instances_*.json, images)")
     s.add_argument("--user", help="only this user's catalogue")
     s.add_argument("--corrected-only", action="store_true", help="only photos with at least one corrected item")
-    s.add_argument("--val-fraction", type=float, default=0.1)
+    s.add_argument("--val-fraction", type=float, default=0.1, help="share of the photos held out for val")
     s.set_defaults(fn=cmd_export_training)
 
     s = sub.add_parser("ship", help="write half-precision weights and their model card")
     s.add_argument("best", help="best.pt from a training run (with --card-only: the shipped weights)")
-    s.add_argument("--out", default=str(DEFAULT_MODEL))
+    s.add_argument("--out", default=str(DEFAULT_MODEL), help="where the fp16 weights go (the card beside them)")
     s.add_argument("--card-only", action="store_true",
                    help="only record --serve-conf/--serve-imgsz/--quality-json on the card of weights already shipped")
-    s.add_argument("--preset")
+    s.add_argument("--preset", help="the preset it was trained with (for the card)")
     s.add_argument("--data-desc", help="what it was trained on")
-    s.add_argument("--hardware")
+    s.add_argument("--hardware", help="what it was trained on, e.g. '2 CPU cores' (for the card)")
     s.add_argument("--eval-json", help="report from `wardrobe evaluate --json`")
     s.add_argument("--results-csv", help="the run's results.csv")
     s.add_argument("--serve-imgsz", type=int, help="the input size the workers run it at (default: the training size)")

@@ -62,11 +62,13 @@ def test_api_process_never_imports_torch(tmp_path):
 
 
 def test_compose_agrees_with_the_code():
-    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    services = compose["services"]
+    from tests.test_compose import load_compose
+
+    services = load_compose()["services"]  # as compose sees it with .env.example as the .env
     known = {name for name, _default, _type in describe()}
     cli_commands = set(re.findall(r'add_parser\("([\w-]+)"', (ROOT / "cli" / "main.py").read_text()))
-    for name in ("postgres", "redis", "minio", "minio-bucket", "migrate", "api", "worker-ingest", "worker-segment"):
+    for name in ("postgres", "redis", "minio", "minio-bucket", "migrate", "api", "worker-ingest", "worker-segment",
+                 "worker-segment-gpu"):
         assert name in services, name
     for name, svc in services.items():
         env = svc.get("environment") or {}
@@ -85,11 +87,15 @@ def test_compose_agrees_with_the_code():
     assert env["WARDROBE_BROKER_URL"].startswith("redis://redis:6379")
     assert env["WARDROBE_S3_ENDPOINT_URL"] == "http://minio:9000"
     bucket = env["WARDROBE_STORAGE_URL"].removeprefix("s3://")
-    assert f"local/{bucket}" in " ".join(services["minio-bucket"]["entrypoint"])
+    mc = services["minio-bucket"]
+    assert 'local/$S3_BUCKET' in " ".join(mc["entrypoint"]) and mc["environment"]["S3_BUCKET"] == bucket
     assert services["minio"]["environment"]["MINIO_ROOT_USER"] == env["AWS_ACCESS_KEY_ID"]
-    seg = services["worker-segment"]
-    assert seg["command"][seg["command"].index("--queues") + 1] == "segment"
-    assert seg["deploy"]["resources"]["reservations"]["devices"][0]["driver"] == "nvidia"
+    assert services["minio"]["environment"]["MINIO_ROOT_PASSWORD"] == env["AWS_SECRET_ACCESS_KEY"]
+    for name in ("worker-segment", "worker-segment-gpu"):
+        seg = services[name]
+        assert seg["command"][seg["command"].index("--queues") + 1] == "segment"
+    gpu = services["worker-segment-gpu"]
+    assert gpu["deploy"]["resources"]["reservations"]["devices"][0]["driver"] == "nvidia"
     ing = services["worker-ingest"]
     assert ing["command"][ing["command"].index("--queues") + 1] == "ingest"
 
