@@ -4,6 +4,7 @@
 # make bench  - inference and pipeline speed and mask accuracy, PyTorch vs the worker's backend
 # make quality - garments found, right class, extra and second items, mask IoU and edge F on the val photos
 # make bench-api - poll/catalogue latency at 200 requests/s and the upload's memory
+# make bench-scale - the control plane's ceiling: real API, workers (1-8 processes), PostgreSQL, Redis, S3, an instant stand-in model
 # make gpu-kit  - var/gpu-kit: Ultralytics' wheels and the shared CCP data, shrunk, for the GPU machine
 # make gpu-train - ON the GPU machine (var/gpu-kit carried): train shared-gpu, evaluate, write $OUT (README: GPU training)
 PY      := .venv/bin/python
@@ -11,7 +12,7 @@ STAMP   := .venv/.installed-$(shell cat pyproject.toml scripts/install.sh | sha1
 SHARED  ?= ../shared/datasets/ccp-fashionpedia
 DATASET ?= var/datasets/ccp-yolo
 
-.PHONY: venv test test-fast demo serve worker migrate train train-continue train-resume bench-train quality evaluate bench bench-640 bench-api bench-report clean
+.PHONY: venv test test-fast demo serve worker migrate train train-continue train-resume bench-train quality evaluate bench bench-640 bench-api bench-scale bench-report clean
 
 venv: $(STAMP)
 
@@ -77,6 +78,10 @@ quality: venv
 
 bench-api: venv
 	$(PY) -m bench.api
+
+# everything but the model, for real (bench/scale.py); writes bench/out/scale.json, docs/scaling.md reads it
+bench-scale: venv
+	$(PY) -m bench.scale
 
 bench-report: venv
 	$(PY) -m bench.report
