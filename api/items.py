@@ -239,6 +239,26 @@ def _get_photo_authed(pid):
     return _stream(photo.storage_key, "image/jpeg")
 
 
+@bp.delete("/v1/photos/<photo_id>")
+@deps.require_user
+def delete_photo(photo_id: str):
+    """Delete a photo of an ended job with its items and their cut-outs (204). 409 while its job is going."""
+    from db import retention
+
+    pid = deps.parse_uuid(photo_id, "photo")
+    s = deps.db()
+    try:
+        purged = retention.purge_photo(s, g.user_id, pid)
+    except retention.StillRunning:
+        s.rollback()
+        raise ApiError(409, "job_active", "the photo's job is still queued or running: cancel it or wait for it to end") from None
+    if purged is None:
+        raise ApiError(404, "not_found", "no such photo")
+    s.commit()
+    retention.delete_objects(deps.storage(), purged)
+    return "", 204
+
+
 @bp.get("/v1/categories")
 def categories():
     return jsonify({"categories": [{"id": c.id, "name": c.name, "supercategory": c.supercategory} for c in CLASSES],

@@ -8,7 +8,7 @@ from api import deps
 from api.errors import ApiError
 from api.paging import decode_cursor, encode_cursor, page_limit
 from api.serializers import job_body, photo_body
-from db import jobstate
+from db import jobstate, retention
 from db.models import Job, Photo, PhotoStatus
 
 bp = Blueprint("jobs", __name__)
@@ -94,3 +94,22 @@ def list_job_photos(job_id: str):
     more = len(rows) > limit
     rows = rows[:limit]
     return {"photos": [photo_body(p) for p in rows], "next_cursor": str(rows[-1].entry_index) if more else None}
+
+
+@bp.delete("/v1/jobs/<job_id>/data")
+@deps.require_user
+def delete_job_data(job_id: str):
+    """Delete an ended job with everything it brought: photos, items, cut-outs, the zip, and the job
+    itself (204; the job is 404 afterwards). 409 while it is queued or running: cancel it first."""
+    jid = deps.parse_uuid(job_id, "job")
+    s = deps.db()
+    try:
+        purged = retention.purge_job(s, g.user_id, jid)
+    except retention.StillRunning:
+        s.rollback()
+        raise ApiError(409, "job_active", "the job is still queued or running: cancel it first (DELETE /v1/jobs/<id>)") from None
+    if purged is None:
+        raise ApiError(404, "not_found", "no such job")
+    s.commit()
+    retention.delete_objects(deps.storage(), purged)
+    return "", 204

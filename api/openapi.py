@@ -17,6 +17,14 @@ def _json(ref: str, desc: str = "ok") -> dict:
     return {"description": desc, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}}
 
 
+def _desc(description: str, headers: dict | None = None) -> dict:
+    """An error answer with its own description (and headers)."""
+    out = {"description": description, "content": _err["content"]}
+    if headers:
+        out["headers"] = headers
+    return out
+
+
 def _id_param(name: str) -> dict:
     return {"name": name, "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
 
@@ -159,8 +167,14 @@ SPEC = {
                                                        "properties": {"file": {"type": "string", "format": "binary"}}}},
                     "application/zip": {"schema": {"type": "string", "format": "binary"}},
                 }},
-                "responses": {"202": _json("Job", "queued"), "400": _err, "401": _err, "409": _err, "413": _err, "415": _err,
-                              "422": _err, "503": _err},
+                "responses": {"202": _json("Job", "queued"), "400": _err, "401": _err, "409": _err,
+                              "413": _desc("too large, too many entries, or the user's kept uploads over WARDROBE_MAX_STORED_BYTES "
+                                           "(storage_quota_exceeded)"), "415": _err,
+                              "422": _err,
+                              "429": _desc("the user's uploads in flight (too_many_uploads_in_flight) or in the last hour "
+                                           "(too_many_uploads) at their limit; Retry-After says when to try again",
+                                           {"Retry-After": {"schema": {"type": "integer"}}}),
+                              "503": _err},
             }
         },
         "/v1/jobs": {"get": {"summary": "the user's jobs, newest first", "security": _auth, "parameters": _page,
@@ -171,6 +185,11 @@ SPEC = {
             "delete": {"summary": "cancel a queued or running job", "security": _auth, "parameters": [_id_param("job_id")],
                        "responses": {"200": _json("Job"), "401": _err, "404": _err, "409": _err}},
         },
+        "/v1/jobs/{job_id}/data": {
+            "delete": {"summary": "delete an ended job with everything it brought: its photos, items, cut-outs, zip and the "
+                                  "job itself (404 afterwards); 409 while it is queued or running (cancel it first)",
+                       "security": _auth, "parameters": [_id_param("job_id")],
+                       "responses": {"204": {"description": "deleted"}, "401": _err, "404": _err, "409": _err, "503": _err}}},
         "/v1/jobs/{job_id}/photos": {
             "get": {"summary": "a job's photos in zip order: entry name, state, stored size", "security": _auth,
                     "parameters": [_id_param("job_id")] + _page,
@@ -200,7 +219,7 @@ SPEC = {
             "get": {"summary": "one item", "security": _auth, "parameters": [_id_param("item_id")],
                     "responses": {"200": _json("Item"), "401": _err, "404": _err}},
             "delete": {"summary": "delete an item and its cut-out", "security": _auth, "parameters": [_id_param("item_id")],
-                       "responses": {"204": {"description": "deleted"}, "401": _err, "404": _err}},
+                       "responses": {"204": {"description": "deleted"}, "401": _err, "404": _err, "503": _err}},
             "patch": {
                 "summary": "correct an item: its category, or that it is not a garment; its current class confirms it. "
                            "Any of these marks it reviewed",
@@ -212,7 +231,7 @@ SPEC = {
                                                 "description": "as the list's category filter: any of a class's names, any case"},
                                    "class_id": {"type": "integer", "minimum": 0, "maximum": 22},
                                    "not_garment": {"type": "boolean"}}}}}},
-                "responses": {"200": _json("Item"), "400": _err, "401": _err, "404": _err, "422": _err},
+                "responses": {"200": _json("Item"), "400": _err, "401": _err, "404": _err, "413": _err, "422": _err},
             },
         },
         "/v1/me": {
@@ -224,7 +243,7 @@ SPEC = {
                 "requestBody": {"required": True, "content": {"application/json": {"schema": {
                     "type": "object", "required": ["review_below"], "additionalProperties": False,
                     "properties": {"review_below": {"type": ["number", "null"], "minimum": 0, "maximum": 1}}}}}},
-                "responses": {"200": _json("Me"), "400": _err, "401": _err, "422": _err},
+                "responses": {"200": _json("Me"), "400": _err, "401": _err, "413": _err, "422": _err},
             },
         },
         "/v1/items/{item_id}/cutout": {"get": {"summary": "the RGBA cut-out (mask as alpha); bearer token, or a signed URL",
@@ -232,13 +251,20 @@ SPEC = {
                                               "parameters": [_id_param("item_id"),
                                                              {"name": "expires", "in": "query", "schema": {"type": "integer"}},
                                                              {"name": "sig", "in": "query", "schema": {"type": "string"}}],
-                                              "responses": {"200": {"description": "image/webp or image/png"}, "401": _err, "404": _err}}},
+                                              "responses": {"200": {"description": "image/webp or image/png"}, "401": _err, "404": _err,
+                                                            "503": _err}}},
         "/v1/photos/{photo_id}": {"get": {"summary": "the stored, upright photo; bearer token, or a signed URL",
                                          "security": _auth,
                                          "parameters": [_id_param("photo_id"),
                                                         {"name": "expires", "in": "query", "schema": {"type": "integer"}},
                                                         {"name": "sig", "in": "query", "schema": {"type": "string"}}],
-                                         "responses": {"200": {"description": "image/jpeg"}, "401": _err, "404": _err}}},
+                                         "responses": {"200": {"description": "image/jpeg"}, "401": _err, "404": _err,
+                                                       "503": _err}},
+                                  "delete": {"summary": "delete a photo of an ended job with its items and their cut-outs; "
+                                                        "409 while its job is queued or running",
+                                             "security": _auth, "parameters": [_id_param("photo_id")],
+                                             "responses": {"204": {"description": "deleted"}, "401": _err, "404": _err,
+                                                           "409": _err, "503": _err}}},
         "/v1/openapi.json": {"get": {"summary": "this document", "responses": {"200": {"description": "ok"}}}},
         "/": {"get": {"summary": "the web page", "responses": {"200": {"description": "text/html"}}}},
         "/v1/config": {"get": {"summary": "what the web page needs to know", "responses": {"200": {"description": "ok"}}}},
@@ -246,9 +272,18 @@ SPEC = {
             "summary": "sign up (only where WARDROBE_ALLOW_SIGNUP is on); answers the new token once",
             "requestBody": {"required": True, "content": {"application/json": {"schema": {
                 "type": "object", "required": ["name"], "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 200}}}}}},
-            "responses": {"201": {"description": "created"}, "400": _err, "403": _err, "409": _err}}},
+            "responses": {"201": {"description": "created"}, "400": _err, "403": _err, "409": _err, "413": _err}}},
     },
 }
+
+
+# Answers any operation can get: from gunicorn before the app sees the request (414: a request line over
+# 4094 bytes; 431: too many or too large headers), and 413 for a body over the route's cap (64 KiB but on the upload)
+for _ops in SPEC["paths"].values():
+    for _op in _ops.values():
+        _op["responses"].setdefault("413", _desc("the request body is larger than this route's cap"))
+        _op["responses"].setdefault("414", _desc("the request line (method, path and query) is longer than 4094 bytes"))
+        _op["responses"].setdefault("431", _desc("too many or too large request headers"))
 
 
 @bp.get("/v1/openapi.json")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -33,6 +34,7 @@ CHUNK = 1024 * 1024
 JUNK = ("__MACOSX/",)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".png", ".webp", ".heic", ".heif", ".avif", ".gif", ".bmp", ".tif", ".tiff", ".mpo")
 ABANDONED_CLAIM = timedelta(minutes=15)  # an accept that never finished (crashed API process)
+RETRY_IN_FLIGHT = 30  # seconds a client over the in-flight limit is told to wait
 
 
 def _spool_to(dst, src, limit: int) -> tuple[int, str]:
@@ -121,6 +123,52 @@ def _release(s, user_id, key: str) -> None:
     s.commit()
 
 
+def _user_lock(s, user_id) -> None:
+    """Serialize one user's uploads from here to the commit (PostgreSQL; SQLite writes one at a time anyway)."""
+    from sqlalchemy import text
+
+    if s.get_bind().dialect.name == "postgresql":
+        s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": (user_id.int >> 64) - (1 << 63)})
+
+
+def check_quota(s, settings, user_id, incoming: int = 0) -> None:
+    """The user's limits (0: none): uploads in flight and per hour (429 with Retry-After) and kept upload
+    bytes (413). `incoming`: the new upload's size, as far as it is known yet."""
+    from datetime import timedelta
+
+    from sqlalchemy import func, select
+
+    from db.models import utcnow
+
+    if settings.max_uploads_in_flight > 0:
+        busy = s.scalar(select(func.count()).select_from(Job)
+                        .where(Job.user_id == user_id, Job.status.in_(jobstate.ACTIVE)))
+        if busy >= settings.max_uploads_in_flight:
+            raise ApiError(429, "too_many_uploads_in_flight",
+                           f"{busy} of your uploads are still being processed, the most at once is "
+                           f"{settings.max_uploads_in_flight}: upload again when one has finished",
+                           {"Retry-After": str(RETRY_IN_FLIGHT)})
+    if settings.max_uploads_per_hour > 0:
+        since = utcnow() - timedelta(hours=1)
+        recent = s.scalar(select(func.count()).select_from(Job).where(Job.user_id == user_id, Job.created_at > since))
+        if recent >= settings.max_uploads_per_hour:
+            # when enough of the hour's uploads have aged out to leave room for one more
+            oldest = s.scalar(select(Job.created_at).where(Job.user_id == user_id, Job.created_at > since)
+                              .order_by(Job.created_at).offset(recent - settings.max_uploads_per_hour).limit(1))
+            if oldest.tzinfo is None:
+                oldest = oldest.replace(tzinfo=since.tzinfo)
+            wait = max(1, math.ceil((oldest - since).total_seconds()))
+            raise ApiError(429, "too_many_uploads",
+                           f"{recent} uploads in the last hour, the most is {settings.max_uploads_per_hour}: "
+                           f"the next is possible in {wait} s", {"Retry-After": str(wait)})
+    if settings.max_stored_bytes > 0:
+        kept = s.scalar(select(func.coalesce(func.sum(Job.upload_bytes), 0)).where(Job.user_id == user_id)) or 0
+        if kept + incoming > settings.max_stored_bytes:
+            raise ApiError(413, "storage_quota_exceeded",
+                           f"your uploads kept add up to {kept} bytes, with this one {kept + incoming}; the limit is "
+                           f"{settings.max_stored_bytes}: delete a job's data (DELETE /v1/jobs/<id>/data) to make room")
+
+
 def _forget_zip(key: str) -> None:
     try:
         deps.storage().delete(key)
@@ -144,6 +192,12 @@ def create_upload():
         raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key must be 1-200 printable characters")
     ctype = (request.mimetype or "").lower()
     s = deps.db()
+    # refused before a byte of the body is read; a replay of an accepted Idempotency-Key is not a new upload
+    from sqlalchemy import select
+
+    if idem_key is None or s.scalar(select(Job.id).where(Job.user_id == g.user_id, Job.idempotency_key == idem_key)) is None:
+        check_quota(s, settings, g.user_id, (request.content_length or 0) if ctype in RAW_TYPES else 0)
+        s.rollback()
     with tempfile.NamedTemporaryFile(prefix="wardrobe-upload-", suffix=".zip") as tmp:
         if ctype == "multipart/form-data":
             f = request.files.get("file")
@@ -175,6 +229,8 @@ def create_upload():
                 raise ApiError(503, "storage_unavailable", "storage is unavailable; try again shortly",
                                {"Retry-After": "5"}) from None
             stored = key
+            _user_lock(s, g.user_id)
+            check_quota(s, settings, g.user_id, size)  # again, with the size read and concurrent uploads counted
             job = Job(id=job_id, user_id=g.user_id, upload_key=key, upload_name=name, upload_bytes=size,
                       upload_sha256=sha, idempotency_key=idem_key)
             s.add(job)

@@ -80,6 +80,10 @@ def cmd_users(a) -> int:
     if a.action != "list" and not a.name:
         print(f"error: wardrobe users {a.action} needs a NAME", file=sys.stderr)
         return 2
+    if a.action == "delete":
+        from cli.admin import delete_user
+
+        return delete_user(_settings(), a.name)
     if a.action == "list":
         with session_scope() as s:
             live = func.count(ApiToken.id).filter(ApiToken.revoked_at.is_(None))
@@ -153,6 +157,12 @@ def cmd_workers(a) -> int:
     if not names:
         print("no worker answered: uploads wait queued until one runs (wardrobe worker)", file=sys.stderr)
     return 0 if names else 1
+
+
+def cmd_gc(a) -> int:
+    from cli.admin import gc
+
+    return gc(_settings(), a.dry_run, a.grace)
 
 
 def cmd_reap(a) -> int:
@@ -410,7 +420,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pool processes (default: WARDROBE_WORKER_CONCURRENCY, else one per core)")
     s.add_argument("--pool", default=None, help="prefork (default), solo, threads")
     s.add_argument("--loglevel", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
-    s.add_argument("--beat", action="store_true", help="also run the periodic stale-job sweep (one worker per deployment)")
+    s.add_argument("--beat", action="store_true",
+                   help="also run the periodic stale-job sweep and the garbage sweep (one worker per deployment)")
     s.set_defaults(fn=cmd_worker)
 
     s = sub.add_parser("migrate", help="apply database migrations")
@@ -420,8 +431,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("users", help="create, list and revoke users' API tokens",
                        description="create NAME: a user and its first token; token NAME: one more token; "
-                                   "list: every user; tokens NAME: a user's tokens; revoke NAME: its live tokens")
-    s.add_argument("action", choices=["create", "token", "list", "tokens", "revoke"])
+                                   "list: every user; tokens NAME: a user's tokens; revoke NAME: its live tokens; "
+                                   "delete NAME: the user and everything of theirs (jobs, photos, items, stored objects)")
+    s.add_argument("action", choices=["create", "token", "list", "tokens", "revoke", "delete"])
     s.add_argument("name", nargs="?", help="the user's name (not for list)")
     s.add_argument("--prefix", help="with revoke: only the token starting so (as `tokens` lists it)")
     s.add_argument("--revoke-others", action="store_true", help="with token: revoke the user's other tokens")
@@ -431,6 +443,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--this-host", action="store_true", help="only workers on this machine (a healthcheck)")
     s.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for answers")
     s.set_defaults(fn=cmd_workers)
+
+    s = sub.add_parser("gc", help="delete unreferenced objects, zips past their retention and stale temp files "
+                                  "(as the --beat worker does every WARDROBE_GC_INTERVAL)")
+    s.add_argument("--dry-run", action="store_true", help="count what would be deleted, delete nothing")
+    s.add_argument("--grace", type=int, default=None, help="seconds an object must be old to go (WARDROBE_GC_GRACE)")
+    s.set_defaults(fn=cmd_gc)
 
     s = sub.add_parser("reap", help="re-send work of jobs whose worker vanished")
     s.add_argument("--stale-after", type=int, default=None, help="seconds without progress")

@@ -87,6 +87,9 @@ class Settings:
     reap_interval: int = 15  # seconds between sweeps for stale jobs (workers started with --beat)
     stale_after: int = 60  # a queued/running job that has not moved for this long, with no work left in the broker, gets it re-sent
     worker_metrics_port: int = 0  # a worker answers GET /metrics on this port (its main process; 0: not at all)
+    gc_interval: int = 3600  # seconds between sweeps for unreferenced objects and stale temp files (--beat workers; 0: none)
+    gc_grace: int = 3600  # an object or temp file younger than this is never swept (an upload or a task may still be writing it)
+    upload_retention: int = 0  # seconds an ended job's zip is kept (0: deleted when the job ends; -1: kept for ever)
     fake_delay_ms: int = 0  # the fake segmenter's time per photo (fault tests only)
     fake_load_ms: int = 0  # the fake segmenter's load time (fault tests only)
 
@@ -97,6 +100,10 @@ class Settings:
     allow_signup: bool = False  # let the web page create users (the demo turns it on)
     page_default: int = 50
     page_max: int = 200
+    # Per-user limits (0: no limit)
+    max_uploads_in_flight: int = 5  # a user's queued or running jobs; one more upload is 429
+    max_uploads_per_hour: int = 120  # a user's uploads accepted in the last hour; one more is 429 (Retry-After: when one ages out)
+    max_stored_bytes: int = 20 * 1024 * MiB  # a user's kept uploads in bytes (the zips of jobs whose data is not deleted); above is 413
     review_below: float = 0.5  # items below this confidence need review, for users who set no threshold of their own
     log_level: str = "INFO"
 

@@ -1,6 +1,7 @@
 """Job state transitions. Each one is a single conditional UPDATE, so concurrent
 workers and a second delivery of the same task can never count a photo twice
-or finish a job twice."""
+or finish a job twice. A transition that ends a job has its zip deleted once the session commits
+(db.retention, with WARDROBE_UPLOAD_RETENTION 0)."""
 from __future__ import annotations
 
 import uuid
@@ -8,6 +9,7 @@ import uuid
 from sqlalchemy import case, select, update
 from sqlalchemy.orm import Session
 
+from db import retention
 from db.models import Job, JobStatus, utcnow
 
 ACTIVE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
@@ -57,6 +59,7 @@ def maybe_finish(s: Session, job_id: uuid.UUID) -> str | None:
         .execution_options(synchronize_session=False)
     )
     if res.rowcount:
+        retention.job_ended(s, job_id)
         return s.scalar(select(Job.status).where(Job.id == job_id))
     return None
 
@@ -75,6 +78,7 @@ def fail(s: Session, job_id: uuid.UUID, code: str, message: str) -> bool:
     )
     if not res.rowcount:
         return False
+    retention.job_ended(s, job_id)
     closed = s.execute(
         update(Photo)
         .where(Photo.job_id == job_id, Photo.status == PhotoStatus.PENDING.value)
@@ -100,6 +104,7 @@ def cancel(s: Session, job_id: uuid.UUID) -> bool:
     )
     if not res.rowcount:
         return False
+    retention.job_ended(s, job_id)
     s.execute(
         update(Photo)
         .where(Photo.job_id == job_id, Photo.status == PhotoStatus.PENDING.value)

@@ -13,6 +13,7 @@ from db.config import Settings
 INGEST_TASK = "wardrobe.ingest"
 SEGMENT_TASK = "wardrobe.segment"
 REAP_TASK = "wardrobe.reap_stale_jobs"
+GC_TASK = "wardrobe.collect_garbage"
 INGEST_QUEUE = "ingest"
 SEGMENT_QUEUE = "segment"
 QUEUES = (INGEST_QUEUE, SEGMENT_QUEUE)
@@ -48,7 +49,8 @@ def make_celery(settings: Settings) -> Celery:
     app.conf.update(
         task_queues=[Queue(q) for q in QUEUES],
         task_default_queue=INGEST_QUEUE,
-        task_routes={INGEST_TASK: {"queue": INGEST_QUEUE}, SEGMENT_TASK: {"queue": SEGMENT_QUEUE}, REAP_TASK: {"queue": INGEST_QUEUE}},
+        task_routes={INGEST_TASK: {"queue": INGEST_QUEUE}, SEGMENT_TASK: {"queue": SEGMENT_QUEUE}, REAP_TASK: {"queue": INGEST_QUEUE},
+                     GC_TASK: {"queue": INGEST_QUEUE}},
         task_serializer="json",
         accept_content=["json"],
         # At-least-once delivery; the task bodies make a second run harmless.
@@ -63,7 +65,8 @@ def make_celery(settings: Settings) -> Celery:
         task_ignore_result=True,
         result_backend=None,
         worker_hijack_root_logger=False,
-        beat_schedule={"reap-stale-jobs": {"task": REAP_TASK, "schedule": float(settings.reap_interval)}},
+        beat_schedule={"reap-stale-jobs": {"task": REAP_TASK, "schedule": float(settings.reap_interval)}}
+        | ({"collect-garbage": {"task": GC_TASK, "schedule": float(settings.gc_interval)}} if settings.gc_interval > 0 else {}),
         worker_send_task_events=False,
     )
     return app

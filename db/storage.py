@@ -9,6 +9,7 @@ import os
 import shutil
 import tempfile
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator
 from urllib.parse import urlparse
@@ -38,6 +39,13 @@ class keys:  # noqa: N801 - a namespace of key builders
     @staticmethod
     def cutout(user_id: uuid.UUID, photo_id: uuid.UUID, index: int, ext: str) -> str:
         return f"users/{user_id}/cutouts/{photo_id}/{index}.{ext}"
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    size: int
+    modified: float  # Unix time of the last write
 
 
 class Storage:
@@ -74,6 +82,23 @@ class Storage:
         raise NotImplementedError
 
     def delete_prefix(self, prefix: str) -> int:
+        raise NotImplementedError
+
+    def delete_many(self, keys_: list[str]) -> None:
+        """Delete these objects (missing ones are fine)."""
+        for key in keys_:
+            self.delete(key)
+
+    def list(self, prefix: str) -> Iterator[StoredObject]:
+        """Every object under `prefix` (its key, size and when it was last written); not the temp files of writes under way."""
+        raise NotImplementedError
+
+    def stale_partials(self, older_than: float) -> list[str]:
+        """What interrupted writes left behind, begun before `older_than` (a Unix time): a folder store's
+        temp files, an S3 bucket's unfinished multipart uploads. Names, for the log."""
+        raise NotImplementedError
+
+    def drop_partial(self, name: str) -> None:
         raise NotImplementedError
 
     def ping(self) -> None:
@@ -182,6 +207,41 @@ class LocalStorage(Storage):
             raise StorageError(f"{type(e).__name__}: {e}") from e
         return 0
 
+    TMP_PREFIX = ".tmp-"
+
+    def list(self, prefix):
+        base = self.root / prefix
+        top = base if prefix.endswith("/") or base.is_dir() else base.parent
+        try:
+            paths = sorted(top.rglob("*")) if top.is_dir() else []
+            for p in paths:
+                if p.name.startswith(self.TMP_PREFIX) or not p.is_file() or p.is_symlink():
+                    continue
+                key = p.relative_to(self.root).as_posix()
+                if key.startswith(prefix):
+                    st = p.stat()
+                    yield StoredObject(key, st.st_size, st.st_mtime)
+        except FileNotFoundError:
+            return  # removed while listed
+        except OSError as e:
+            raise StorageError(f"{type(e).__name__}: {e}") from e
+
+    def stale_partials(self, older_than):
+        try:
+            return sorted(p.relative_to(self.root).as_posix() for p in self.root.rglob(self.TMP_PREFIX + "*")
+                          if p.is_file() and p.stat().st_mtime < older_than)
+        except OSError as e:
+            raise StorageError(f"{type(e).__name__}: {e}") from e
+
+    def drop_partial(self, name):
+        path = self._path(name)
+        if not path.name.startswith(self.TMP_PREFIX):
+            raise StorageError(f"not a temp file: {name!r}")
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as e:
+            raise StorageError(f"{type(e).__name__}: {e}") from e
+
     def ping(self):
         if not os.access(self.root, os.W_OK) or not self.root.is_dir():
             raise StorageError(f"{self.root} is not a writable folder")
@@ -274,6 +334,44 @@ class S3Storage(Storage):
                 self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": objs})
                 n += len(objs)
         return n
+
+    def delete_many(self, keys_):
+        for i in range(0, len(keys_), 1000):
+            try:
+                res = self.client.delete_objects(Bucket=self.bucket,
+                                                 Delete={"Objects": [{"Key": k} for k in keys_[i:i + 1000]], "Quiet": True})
+            except Exception as e:  # noqa: BLE001
+                raise self._wrap(e, keys_[i]) from e
+            if res.get("Errors"):
+                raise StorageError(f"{len(res['Errors'])} objects not deleted: {res['Errors'][0]}")
+
+    def list(self, prefix):
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+                for o in page.get("Contents", []):
+                    yield StoredObject(o["Key"], int(o["Size"]), o["LastModified"].timestamp())
+        except Exception as e:  # noqa: BLE001
+            raise self._wrap(e, prefix) from e
+
+    def stale_partials(self, older_than):
+        try:
+            out = []
+            for page in self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket):
+                for u in page.get("Uploads", []):
+                    if u["Initiated"].timestamp() < older_than:
+                        out.append(f"{u['Key']}?uploadId={u['UploadId']}")
+            return out
+        except Exception as e:  # noqa: BLE001
+            raise self._wrap(e, "") from e
+
+    def drop_partial(self, name):
+        key, _, upload_id = name.rpartition("?uploadId=")
+        try:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        except Exception as e:  # noqa: BLE001
+            err = self._wrap(e, key)
+            if not isinstance(err, ObjectNotFound) and "NoSuchUpload" not in str(e):
+                raise err from e
 
     def ping(self):
         try:

@@ -19,7 +19,13 @@ def test_registered_celery_tasks_are_pinned():
     from worker.celery_app import app
 
     ours = {name for name in app.tasks if not name.startswith("celery.")}
-    assert ours == {"wardrobe.ingest", "wardrobe.segment", "wardrobe.reap_stale_jobs"}
+    assert ours == {"wardrobe.ingest", "wardrobe.segment", "wardrobe.reap_stale_jobs", "wardrobe.collect_garbage"}
+    # the --beat worker runs both sweeps: lost work re-sent, unreferenced objects and stale temp files removed
+    beat = app.conf.beat_schedule
+    assert set(beat) == {"reap-stale-jobs", "collect-garbage"}
+    assert beat["reap-stale-jobs"]["task"] == "wardrobe.reap_stale_jobs"
+    assert beat["collect-garbage"]["task"] == "wardrobe.collect_garbage"
+    assert beat["collect-garbage"]["schedule"] == float(Settings.from_env().gc_interval) > 0
     for name in ("wardrobe.ingest", "wardrobe.segment"):
         t = app.tasks[name]
         assert t.acks_late and t.reject_on_worker_lost

@@ -5,7 +5,7 @@ import logging
 
 from db import jobstate
 from db.bootup import runtime
-from db.queue import INGEST_TASK, REAP_TASK, SEGMENT_TASK, enqueue_ingest, enqueue_segment
+from db.queue import GC_TASK, INGEST_TASK, REAP_TASK, SEGMENT_TASK, enqueue_ingest, enqueue_segment
 from db.session import session_scope
 from worker import pipeline
 from worker.celery_app import app, settings
@@ -54,3 +54,11 @@ def reap_stale_jobs() -> int:
     from worker.reaper import broker_jobs, reap
 
     return reap(runtime(), send_ingest=lambda j: enqueue_ingest(app, j), in_broker=lambda: broker_jobs(app))
+
+
+@app.task(name=GC_TASK)
+def collect_garbage() -> dict:
+    """Delete unreferenced objects, zips past their retention and stale temp files: see db.sweeper."""
+    from db.sweeper import sweep
+
+    return sweep(runtime())

@@ -1,0 +1,154 @@
+"""What is kept, and deleting it: an ended job's zip, a photo, a job's data, a user.
+
+Rows go first, in one transaction; the objects they named are deleted after the commit. An object
+whose deletion fails (storage down) is named by no row any more: the sweeper (db.sweeper) removes it
+after its grace period, so a failed delete never leaves data reachable, only bytes for a while.
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+
+from sqlalchemy import delete, event, select
+from sqlalchemy.orm import Session
+
+from db.models import Item, Job, JobStatus, Photo, User
+from db.storage import Storage, StorageError, keys
+
+log = logging.getLogger("wardrobe.retention")
+
+ACTIVE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
+_ENDED_ZIPS = "wardrobe_ended_zips"
+
+
+class StillRunning(Exception):
+    """The job is queued or running: its data is still being written (cancel it first)."""
+
+
+# --- the zip of an ended job --------------------------------------------------------------------------------------
+
+def job_ended(s: Session, job_id: uuid.UUID) -> None:
+    """Called by each transition that ends a job (db.jobstate): once the session commits, the job's
+    zip is deleted when WARDROBE_UPLOAD_RETENTION is 0. Later retentions are the sweeper's."""
+    key = s.scalar(select(Job.upload_key).where(Job.id == job_id))
+    if key:
+        s.info.setdefault(_ENDED_ZIPS, []).append(key)
+
+
+@event.listens_for(Session, "after_commit")
+def _delete_ended_zips(session: Session) -> None:
+    zips = session.info.pop(_ENDED_ZIPS, None)
+    if not zips:
+        return
+    try:
+        from db.bootup import runtime
+
+        rt = runtime()
+        if rt.settings.upload_retention != 0:
+            return
+        rt.storage.delete_many(zips)
+    except Exception as e:  # noqa: BLE001 - never fail the commit that ended the job: the sweeper deletes it later
+        log.warning("could not delete the zip of %d ended job(s) yet (the sweeper will): %s", len(zips), e)
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_ended_zips(session: Session) -> None:
+    session.info.pop(_ENDED_ZIPS, None)
+
+
+def zip_kept(status: str, finished_at, retention: int, now) -> bool:
+    """Whether a job's zip is still to be kept: while the job is going, then for `retention` seconds."""
+    if status in ACTIVE or retention < 0:
+        return True
+    if finished_at is None:
+        return False
+    if finished_at.tzinfo is None:
+        finished_at = finished_at.replace(tzinfo=now.tzinfo)
+    return (now - finished_at).total_seconds() < retention
+
+
+# --- deleting ----------------------------------------------------------------------------------------------------
+
+@dataclass
+class Purged:
+    jobs: int = 0
+    photos: int = 0
+    items: int = 0
+    objects: int = 0  # objects asked to be deleted after the commit
+    objects_left: int = 0  # of which storage refused: the sweeper's
+    keys: list[str] = field(default_factory=list, repr=False)
+
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in ("jobs", "photos", "items", "objects", "objects_left")}
+
+
+def _photo_keys(user_id: uuid.UUID, rows) -> list[str]:
+    out = []
+    for pid, storage_key in rows:
+        if storage_key:
+            out += [storage_key, keys.original(user_id, pid)]  # the original exists only with KEEP_ORIGINALS
+    return out
+
+
+def delete_objects(storage: Storage, purged: Purged) -> Purged:
+    """After the commit: delete the objects the deleted rows named."""
+    purged.objects = len(purged.keys)
+    try:
+        storage.delete_many(purged.keys)
+    except StorageError as e:
+        purged.objects_left = len(purged.keys)
+        log.warning("%d objects of deleted rows stay until the sweeper's next pass: %s", len(purged.keys), e)
+    return purged
+
+
+def purge_photo(s: Session, user_id: uuid.UUID, photo_id: uuid.UUID) -> Purged | None:
+    """Delete one of the user's photos with its items (the rows; commit, then delete_objects).
+    None when the user has no such photo; StillRunning while its job is."""
+    row = s.execute(select(Photo.storage_key, Job.status).join(Job, Job.id == Photo.job_id)
+                    .where(Photo.id == photo_id, Photo.user_id == user_id).with_for_update(of=Job)).first()
+    if row is None:
+        return None
+    if row.status in ACTIVE:
+        raise StillRunning()
+    out = Purged(photos=1)
+    cutouts = list(s.scalars(select(Item.cutout_key).where(Item.photo_id == photo_id)))
+    out.items = len(cutouts)
+    out.keys = _photo_keys(user_id, [(photo_id, row.storage_key)]) + cutouts
+    s.execute(delete(Photo).where(Photo.id == photo_id))  # items go with it (ON DELETE CASCADE)
+    return out
+
+
+def purge_job(s: Session, user_id: uuid.UUID, job_id: uuid.UUID) -> Purged | None:
+    """Delete an ended job of the user with everything it brought: its photos, their items and
+    cut-outs, its zip, and the job itself. None when the user has no such job; StillRunning while it is."""
+    job = s.scalar(select(Job).where(Job.id == job_id, Job.user_id == user_id).with_for_update())
+    if job is None:
+        return None
+    if job.status in ACTIVE:
+        raise StillRunning()
+    photos = s.execute(select(Photo.id, Photo.storage_key).where(Photo.job_id == job_id)).all()
+    cutouts = list(s.scalars(select(Item.cutout_key).where(Item.job_id == job_id)))
+    out = Purged(jobs=1, photos=len(photos), items=len(cutouts))
+    out.keys = _photo_keys(user_id, photos) + cutouts + [job.upload_key]
+    s.execute(delete(Job).where(Job.id == job_id))  # photos, items, idempotency keys: ON DELETE CASCADE
+    return out
+
+
+def purge_user(s: Session, user_id: uuid.UUID) -> Purged:
+    """Delete a user and everything of theirs: tokens, jobs (active ones too: their workers then find
+    nothing to write to), photos, items. Their objects: delete_user_objects after the commit."""
+    out = Purged(jobs=s.query(Job).filter(Job.user_id == user_id).count(),
+                 photos=s.query(Photo).filter(Photo.user_id == user_id).count(),
+                 items=s.query(Item).filter(Item.user_id == user_id).count())
+    s.execute(delete(User).where(User.id == user_id))
+    return out
+
+
+def delete_user_objects(storage: Storage, user_id: uuid.UUID, purged: Purged) -> Purged:
+    try:
+        purged.objects = storage.delete_prefix(f"users/{user_id}/")
+    except StorageError as e:
+        purged.objects_left = -1
+        log.warning("the objects of deleted user %s stay until the sweeper's next pass: %s", user_id, e)
+    return purged

@@ -1,0 +1,191 @@
+"""The sweeper: objects no row names, zips kept past their retention, and stale temp files.
+
+Run by the worker started with `--beat` every WARDROBE_GC_INTERVAL seconds and by `wardrobe gc
+[--dry-run]`. Nothing younger than WARDROBE_GC_GRACE is touched: an upload stores its zip just before
+the job's row is committed, ingest stores a photo just before its row, segmentation its cut-outs just
+before its items, so an object whose row is still on its way is always young. The objects are listed
+first and the rows read after, so a row committed meanwhile is seen.
+
+What is unreferenced, by key (keys are made by the server: db.storage.keys):
+- `users/<user>/uploads/<job>.zip`: no such job, or the job ended longer ago than
+  WARDROBE_UPLOAD_RETENTION (0: at once; -1: kept for ever);
+- `users/<user>/photos/<photo>.jpg`: no photo row names it;
+- `users/<user>/originals/<photo>`: no such photo;
+- `users/<user>/cutouts/<photo>/<n>.<ext>`: no item row names it;
+- anything under `users/<user>/` of a user that no longer exists.
+Other keys are counted (`unknown`) and left alone.
+
+Stale temp files: a folder store's half-written objects (`.tmp-*`), an S3 bucket's unfinished multipart
+uploads, and this machine's `wardrobe-*` temp files (an API process or worker killed mid-upload or
+mid-ingest) that no process holds open.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+import time
+import uuid
+from collections import Counter, defaultdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+from sqlalchemy import select
+
+from db.bootup import Runtime
+from db.models import Item, Job, Photo, User
+from db.retention import zip_kept
+from db.session import session_scope
+from db.storage import StorageError, StoredObject
+
+log = logging.getLogger("wardrobe.gc")
+
+_KEY = re.compile(r"^users/([0-9a-f-]{36})/(uploads|photos|originals|cutouts)/([0-9a-f-]{36})(?:\.zip|\.jpg|/[^/]+)?$")
+BATCH = 500
+TEMP_PREFIX = "wardrobe-"  # the API's and the ingest worker's temp files
+
+
+def _uuid(text: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        return None
+
+
+def _unreferenced(objs: list[StoredObject], retention: int, counts: Counter) -> list[StoredObject]:
+    """Of these old-enough objects, the ones no row keeps."""
+    by_kind: dict[str, list[tuple[StoredObject, uuid.UUID, uuid.UUID]]] = defaultdict(list)
+    for o in objs:
+        m = _KEY.match(o.key)
+        user, owner = (_uuid(m.group(1)), _uuid(m.group(3))) if m else (None, None)
+        if user is None or owner is None:
+            counts["unknown"] += 1
+            continue
+        by_kind[m.group(2)].append((o, user, owner))
+    now = datetime.now(timezone.utc)
+    out: list[StoredObject] = []
+    with session_scope() as s:
+        users = {u for kind in by_kind.values() for _, u, _ in kind}
+        live_users = set(s.scalars(select(User.id).where(User.id.in_(users)))) if users else set()
+        for kind, rows in by_kind.items():
+            owners = list({o for _, u, o in rows if u in live_users})
+            kept: set[str] = set()
+            for i in range(0, len(owners), BATCH):
+                part = owners[i:i + BATCH]
+                if kind == "uploads":
+                    for key, status, finished in s.execute(select(Job.upload_key, Job.status, Job.finished_at)
+                                                           .where(Job.id.in_(part))):
+                        if zip_kept(status, finished, retention, now):
+                            kept.add(key)
+                elif kind == "photos":
+                    kept.update(k for k in s.scalars(select(Photo.storage_key).where(Photo.id.in_(part))) if k)
+                elif kind == "originals":
+                    kept.update(str(p) for p in s.scalars(select(Photo.id).where(Photo.id.in_(part))))
+                else:
+                    kept.update(s.scalars(select(Item.cutout_key).where(Item.photo_id.in_(part))))
+            for o, user, owner in rows:
+                ref = str(owner) if kind == "originals" else o.key
+                if user not in live_users or ref not in kept:
+                    counts[kind] += 1
+                    counts["bytes"] += o.size
+                    out.append(o)
+    return out
+
+
+def _open_files() -> set[str] | None:
+    """Paths some process of this machine holds open (those /proc lets us see); None without /proc."""
+    proc = Path("/proc")
+    if not (proc / "self" / "fd").is_dir():
+        return None
+    held = set()
+    for pid in os.listdir(proc):
+        if not pid.isdigit():
+            continue
+        try:
+            for fd in os.listdir(proc / pid / "fd"):
+                try:
+                    held.add(os.readlink(proc / pid / "fd" / fd))
+                except OSError:
+                    pass
+        except OSError:
+            pass
+    return held
+
+
+def _stale_temp_files(older_than: float, tmpdir: str | None = None) -> list[Path]:
+    base = Path(tmpdir or tempfile.gettempdir())
+    candidates = []
+    for p in base.glob(TEMP_PREFIX + "*"):
+        try:
+            if p.is_file() and not p.is_symlink() and p.stat().st_mtime < older_than:
+                candidates.append(p)
+        except OSError:
+            pass
+    if not candidates:
+        return []
+    held = _open_files()
+    if held is None:
+        return []  # cannot tell which are in use: leave them
+    return [p for p in candidates if str(p) not in held]
+
+
+def sweep(rt: Runtime, dry_run: bool = False, grace: int | None = None, tmpdir: str | None = None) -> dict:
+    """One pass; returns the counts (also logged). With dry_run, only counts what it would delete."""
+    settings = rt.settings
+    grace = settings.gc_grace if grace is None else grace
+    t0 = time.monotonic()
+    cutoff = time.time() - grace
+    counts: Counter = Counter()
+    old: list[StoredObject] = []
+
+    def settle() -> None:
+        doomed = _unreferenced(old, settings.upload_retention, counts)  # rows read after the objects were listed
+        old.clear()
+        if doomed and not dry_run:
+            try:
+                rt.storage.delete_many([o.key for o in doomed])
+                counts["deleted"] += len(doomed)
+            except StorageError as e:
+                counts["errors"] += 1
+                log.warning("gc: deleting %d unreferenced objects failed: %s", len(doomed), e)
+
+    for o in rt.storage.list("users/"):
+        counts["objects"] += 1
+        if o.modified >= cutoff:
+            counts["young"] += 1
+            continue
+        old.append(o)
+        if len(old) >= 5000:
+            settle()
+    if old:
+        settle()
+    partials = rt.storage.stale_partials(cutoff)
+    counts["partials"] = len(partials)
+    temps = _stale_temp_files(cutoff, tmpdir)
+    counts["temp_files"] = len(temps)
+    if not dry_run:
+        for name in partials:
+            try:
+                rt.storage.drop_partial(name)
+            except StorageError as e:
+                counts["errors"] += 1
+                log.warning("gc: %s: %s", name, e)
+        for p in temps:
+            try:
+                p.unlink(missing_ok=True)
+            except OSError as e:
+                counts["errors"] += 1
+                log.warning("gc: %s: %s", p, e)
+    result = {"dry_run": dry_run, "grace_seconds": grace, "objects_seen": counts["objects"], "young": counts["young"],
+              "unreferenced": {k: counts[k] for k in ("uploads", "photos", "originals", "cutouts")},
+              "unreferenced_bytes": counts["bytes"], "deleted": counts["deleted"], "unknown": counts["unknown"],
+              "stale_partials": counts["partials"], "stale_temp_files": counts["temp_files"], "errors": counts["errors"],
+              "seconds": round(time.monotonic() - t0, 3)}
+    log.info("gc%s: %d objects seen (%d younger than %ss); unreferenced %s (%d bytes), %d deleted; "
+             "%d unknown keys left alone; %d stale partial writes, %d stale temp files%s; %d errors; %.2fs",
+             " (dry run)" if dry_run else "", result["objects_seen"], result["young"], grace,
+             " ".join(f"{k}={v}" for k, v in result["unreferenced"].items()), result["unreferenced_bytes"],
+             result["deleted"], result["unknown"], result["stale_partials"], result["stale_temp_files"],
+             " (left: dry run)" if dry_run else " removed", result["errors"], result["seconds"])
+    return result
