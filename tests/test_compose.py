@@ -65,9 +65,10 @@ def test_cpu_is_the_default_and_gpu_opt_in():
     assert "openvino" in build["EXTRAS"].split(",") and build["TORCH_INDEX"].endswith("/whl/cpu")
     assert services["worker-segment"]["image"] == services["worker-ingest"]["image"]
     assert any(p.name.endswith("_openvino_model") for p in (ROOT / "models").iterdir())
-    # every other service runs in either profile
+    # every other service runs in either profile, but Flower, which is opt-in (profile flower)
+    assert services["flower"]["profiles"] == ["flower"]
     for name, svc in services.items():
-        if name not in ("worker-segment", "worker-segment-gpu"):
+        if name not in ("worker-segment", "worker-segment-gpu", "flower"):
             assert "profiles" not in svc, name
 
 

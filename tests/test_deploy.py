@@ -296,3 +296,21 @@ def test_the_product_never_imports_the_benchmarks():
                 names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                          else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
                 assert not any(n == "bench" or n.startswith("bench.") for n in names), path
+
+
+def test_compose_prometheus_scrapes_the_api_and_every_worker():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    prom = services["prometheus"]
+    mount = next(v for v in prom["volumes"] if v.endswith(":/etc/prometheus/prometheus.yml:ro"))
+    config = yaml.safe_load((ROOT / mount.split(":")[0]).read_text())
+    jobs = {j["job_name"]: j["dns_sd_configs"][0] for j in config["scrape_configs"]}
+    api_cmd = services["api"]["command"]
+    assert jobs["wardrobe-api"]["names"] == ["api"] and jobs["wardrobe-api"]["port"] == int(_arg(api_cmd, "--port"))
+    workers = {name for name, svc in services.items() if svc.get("command", [None, None])[:2] == ["wardrobe", "worker"]}
+    assert set(jobs["wardrobe-workers"]["names"]) == workers
+    for name in workers:
+        assert int(services[name]["environment"]["WARDROBE_WORKER_METRICS_PORT"]) == jobs["wardrobe-workers"]["port"], name
+    flower = services["flower"]
+    assert flower["profiles"] == ["flower"]
+    assert f"--broker={services['api']['environment']['WARDROBE_BROKER_URL']}" in flower["command"]
