@@ -5,6 +5,7 @@
 # make quality - garments found, right class, extra and second items, mask IoU and edge F on the val photos
 # make bench-api - poll/catalogue latency at 200 requests/s and the upload's memory
 # make bench-scale - the control plane's ceiling: real API, workers (1-8 processes), PostgreSQL, Redis, S3, an instant stand-in model
+# make chaos  - kill -9 a busy pool process, PostgreSQL backends terminated, storage cut off, Redis restarted empty: counted against a fault-free run
 # make gpu-kit  - var/gpu-kit: Ultralytics' wheels and the shared CCP data, shrunk, for the GPU machine
 # make gpu-train - ON the GPU machine (var/gpu-kit carried): train shared-gpu, evaluate, write $OUT (README: GPU training)
 PY      := .venv/bin/python
@@ -85,6 +86,12 @@ bench-scale: venv
 
 bench-report: venv
 	$(PY) -m bench.report
+
+# the faults of issue 17 in one run (bench/chaos.py; real processes, the fake model); writes bench/out/chaos.json
+.PHONY: chaos
+chaos: venv
+	bash scripts/services.sh
+	$(PY) -m bench.chaos
 
 .PHONY: gpu-kit gpu-train
 

@@ -19,10 +19,45 @@ SEGMENT_QUEUE = "segment"
 QUEUES = (INGEST_QUEUE, SEGMENT_QUEUE)
 
 
+def survive_broker_loss() -> None:
+    """A worker must outlive a Redis restart. When the connection to Redis is lost, Celery closes it
+    and reconnects; closing a channel hands its unacknowledged messages back to Redis, and in kombu
+    5.7 that hand-back, made on a connection already torn down, raises AttributeError ("'NoneType'
+    object has no attribute 'hostname'", building a client from the transport's cleared `client`),
+    which Celery takes for an unrecoverable error: the worker exits. `make chaos` saw both of its
+    workers exit so at a Redis restart. The messages are in Redis' unacked hash, or were lost with
+    Redis: the visibility timeout restores the first, the stale-job sweep (worker.reaper) re-sends
+    the work of both, so a hand-back that fails is logged and dropped, and the worker reconnects."""
+    import logging
+
+    from kombu.transport import redis as kombu_redis
+    from redis.exceptions import RedisError
+
+    qos = kombu_redis.QoS
+    if getattr(qos.restore_unacked, "wardrobe_patched", False):
+        return
+    original = qos.restore_unacked
+
+    def restore_unacked(self, client=None):
+        try:
+            return original(self, client)
+        except (AttributeError, OSError, RedisError) as e:
+            n = len(self._delivered)
+            self._delivered.clear()  # kombu asserts an emptied state after its one restore at close
+            logging.getLogger("wardrobe.queue").warning(
+                "the broker connection is gone: %d unacknowledged message(s) not handed back (%s: %s); they come "
+                "back with the visibility timeout, or their jobs' work with the stale-job sweep", n, type(e).__name__, e)
+            return None
+
+    restore_unacked.wardrobe_patched = True
+    qos.restore_unacked = restore_unacked
+
+
 def make_celery(settings: Settings) -> Celery:
     app = Celery("wardrobe", broker=settings.celery_broker_url, set_as_current=False)
     transport_options: dict = {"visibility_timeout": settings.visibility_timeout}
     if settings.celery_broker_url.startswith(("redis://", "rediss://")):
+        survive_broker_loss()
         transport_options.update(
             # sweep for messages of dead workers often enough to honour a short visibility timeout
             unacked_restore_interval=max(1, min(10, settings.visibility_timeout // 4)),
