@@ -225,7 +225,8 @@ def run_step(ctx: dict, procs: int, users: int, paths: list[Path], tmp: Path) ->
     import redis
 
     pg: PrivatePostgres = ctx["pg"]
-    env = dict(ctx["env"], WARDROBE_WORKER_CONCURRENCY=str(procs))
+    metrics_port = free_port()
+    env = dict(ctx["env"], WARDROBE_WORKER_CONCURRENCY=str(procs), WARDROBE_WORKER_METRICS_PORT=str(metrics_port))
     log = tmp / f"worker-{procs}.log"
     worker = subprocess.Popen([sys.executable, "-m", "bench.scale_worker", "--queues", "ingest,segment",
                                "--concurrency", str(procs)], env=env, cwd=ROOT, stdout=open(log, "wb"),
@@ -274,6 +275,7 @@ def run_step(ctx: dict, procs: int, users: int, paths: list[Path], tmp: Path) ->
             elapsed = time.perf_counter() - t0
         cpu1 = {k: f() for k, f in groups.items()}
         busy1, all1 = machine_cpu()
+        task_cpu = worker_task_cpu(metrics_port)
         time.sleep(STATS_DELAY)
         c1 = commits()
         redis_after = r.info("commandstats")
@@ -291,6 +293,9 @@ def run_step(ctx: dict, procs: int, users: int, paths: list[Path], tmp: Path) ->
                 "SELECT left(regexp_replace(query, '\\s+', ' ', 'g'), 90), calls, round(total_exec_time::numeric, 1), "
                 "round(mean_exec_time::numeric, 3) FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database "
                 "WHERE datname = current_database()) ORDER BY total_exec_time DESC LIMIT 6").fetchall()
+            by_calls = c.execute(
+                "SELECT left(regexp_replace(query, '\\s+', ' ', 'g'), 90), calls FROM pg_stat_statements WHERE dbid = "
+                "(SELECT oid FROM pg_database WHERE datname = current_database()) ORDER BY calls DESC LIMIT 12").fetchall()
             db_exec_ms = c.execute("SELECT coalesce(sum(total_exec_time), 0) FROM pg_stat_statements WHERE dbid = "
                                    "(SELECT oid FROM pg_database WHERE datname = current_database())").fetchone()[0]
         photos, items = int(photos or 0), int(items or 0)
@@ -310,12 +315,14 @@ def run_step(ctx: dict, procs: int, users: int, paths: list[Path], tmp: Path) ->
             "time_to_done_s": {"p50": pct(50), "p99": pct(99), "max": round(ttd[-1], 3) if ttd else None},
             "cpu_seconds": {k: round(v, 2) for k, v in cpu.items()} | {"other (not this benchmark)": round(other, 2)},
             "cpu_ms_per_photo": {k: round(1000 * v / max(photos, 1), 2) for k, v in cpu.items()},
+            "worker_cpu_ms_per_photo_by_task": {k.removeprefix("wardrobe."): round(1000 * v / max(photos, 1), 2) for k, v in task_cpu.items()},
             "cores_busy": {k: round(v / elapsed, 2) for k, v in cpu.items()} | {"other (not this benchmark)": round(other / elapsed, 2)},
             "machine_busy": round((busy1 - busy0) / max(all1 - all0, 1e-9), 3),
             "redis_commands_per_s": round(calls / elapsed, 1),
             "pg_active_backends": {"mean": round(active / max(waits.samples, 1), 2), "samples": waits.samples,
                                    "by_wait": {k: round(v / max(active, 1), 3) for k, v in sorted(waits.counts.items(), key=lambda kv: -kv[1])}},
             "pg_exec_ms_per_photo": round(float(db_exec_ms) / max(photos, 1), 3),
+            "pg_calls_per_photo": {q: round(n / max(photos, 1), 3) for q, n in by_calls},
             "pg_top_statements": [{"query": q, "calls": n, "total_ms": float(tot), "mean_ms": float(mean)} for q, n, tot, mean in top],
         }
     finally:
@@ -327,12 +334,24 @@ def run_step(ctx: dict, procs: int, users: int, paths: list[Path], tmp: Path) ->
             worker.wait(10)
 
 
+def worker_task_cpu(port: int) -> dict[str, float]:
+    """CPU seconds the worker's pool processes spent in each task (its /metrics: wardrobe_task_cpu_seconds)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", "/metrics")
+    text = conn.getresponse().read().decode()
+    return {s.labels["task"]: s.value for fam in text_string_to_metric_families(text) for s in fam.samples
+            if s.name == "wardrobe_task_cpu_seconds_total"}
+
+
 def bottleneck(step: dict, cores: int) -> str:
     """The first resource to saturate at this step, with the figure that says so."""
     busy = step["cores_busy"]
     ours = {k: v for k, v in busy.items() if not k.startswith("other")}
     top, top_cores = max(ours.items(), key=lambda kv: kv[1])
     waits = step["pg_active_backends"]["by_wait"]
+    mean = step["pg_active_backends"]["mean"]  # backends active on average: shares of it below are backends
     lock = sum(v for k, v in waits.items() if k.startswith("Lock:"))
     lwlock = sum(v for k, v in waits.items() if k.startswith("LWLock:"))
     io = waits.get("IO", 0.0)
@@ -343,13 +362,15 @@ def bottleneck(step: dict, cores: int) -> str:
                      + (f"; {busy['other (not this benchmark)']:.2f} cores went to other processes" if busy.get("other (not this benchmark)", 0) > 0.1 else ""))
     elif ours["worker"] >= 0.85 * step["processes"]:
         parts.append(f"the worker's processes: {ours['worker']:.2f} cores busy for {step['processes']} processes")
-    if lock >= 0.2:
-        parts.append(f"database locks: {100 * lock:.0f}% of active backends' samples waited on a lock")
-    if io + lwlock >= 0.3:
-        parts.append(f"database I/O (WAL flushes): {100 * (io + lwlock):.0f}% of active backends' samples in IO/LWLock waits")
+    if mean * lock >= 0.25:
+        parts.append(f"database locks: {mean * lock:.2f} backends waiting on a lock on average ({100 * lock:.0f}% of active samples)")
+    if mean * (io + lwlock) >= 0.5:
+        parts.append(f"database I/O (WAL flushes): {mean * (io + lwlock):.2f} backends in IO/LWLock waits on average")
     if not parts:
         parts.append(f"nothing saturated: machine {100 * step['machine_busy']:.0f}% busy, worker {ours['worker']:.2f} cores "
-                     f"for {step['processes']} processes, lock waits {100 * lock:.0f}%")
+                     f"for {step['processes']} processes")
+    parts.append(f"PostgreSQL: {mean:.2f} backends active on average ({100 * lock:.0f}% of them on locks, "
+                 f"{100 * (io + lwlock):.0f}% on I/O), {busy['postgres']:.2f} cores")
     return "; ".join(parts)
 
 
@@ -474,6 +495,8 @@ def print_report(r: dict) -> None:
                s["time_to_done_s"]["p50"], s["time_to_done_s"]["p99"], f"{100 * s['machine_busy']:.0f}%"] + \
               [s["cpu_ms_per_photo"][k] for k in kinds]
         print(" | ".join(str(x) for x in row))
+    print("\nthe worker's CPU ms a photo by task (its pool processes' CPU while each ran, I/O threads included; "
+          "wardrobe_task_cpu_seconds): " + "; ".join(f"{s['processes']} procs {s['worker_cpu_ms_per_photo_by_task']}" for s in r["steps"]))
     print("\ncores busy per process kind, and PostgreSQL's active backends by wait (share of samples):")
     for s in r["steps"]:
         w = ", ".join(f"{k} {v}" for k, v in list(s["pg_active_backends"]["by_wait"].items())[:5])
@@ -483,6 +506,7 @@ def print_report(r: dict) -> None:
           f"{last['pg_exec_ms_per_photo']} ms of execution a photo in all):")
     for q in last["pg_top_statements"]:
         print(f"  {q['total_ms']:>9} ms  {q['calls']:>6} calls  {q['mean_ms']:>7} ms each  {q['query']}")
+    print(f"statements a photo, most called first: " + "; ".join(f"{n} x {q[:60]}" for q, n in list(last["pg_calls_per_photo"].items())[:8]))
     b = r.get("bytes", {})
     if b:
         print(f"\nbytes: database {b['database_bytes']} for {b['photos']} photos and {b['items']} items "

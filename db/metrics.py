@@ -55,6 +55,8 @@ PHOTOS = _metric("Counter", "wardrobe_photos", "Photos finished: outcome done, f
 ITEMS = _metric("Counter", "wardrobe_items_found", "Garments written to the catalogue")
 TASK_SECONDS = _metric("Histogram", "wardrobe_task_duration_seconds", "Celery task run time, by task and state",
                        ("task", "state"), buckets=TASK_BUCKETS)
+TASK_CPU = _metric("Counter", "wardrobe_task_cpu_seconds", "CPU seconds of the pool process while it ran each task (its I/O threads included), by task",
+                   ("task",))
 INFER_SECONDS = _metric("Histogram", "wardrobe_model_inference_seconds", "The model's time per forward pass (one batch)",
                         buckets=INFER_BUCKETS)
 INFER_PHOTOS = _metric("Counter", "wardrobe_model_photos", "Photos through the model")

@@ -17,21 +17,23 @@ from db.queue import REAP_TASK
 
 log = logging.getLogger("wardrobe.worker")
 
-_started: dict[str, float] = {}  # task id -> when it started, in this pool process
+_started: dict[str, tuple[float, float]] = {}  # task id -> when it started, and the process's CPU time then
 
 
 @task_prerun.connect
 def _prerun(task_id=None, **_kw) -> None:
     if task_id:
-        _started[task_id] = time.perf_counter()
+        _started[task_id] = (time.perf_counter(), time.process_time())
 
 
 @task_postrun.connect
 def _postrun(task_id=None, task=None, retval=None, state=None, **_kw) -> None:
-    t0 = _started.pop(task_id, None)
+    start = _started.pop(task_id, None)
     name = getattr(task, "name", "?")
-    if t0 is not None:
-        m.TASK_SECONDS.labels(name, state or "?").observe(time.perf_counter() - t0)
+    if start is not None:
+        m.TASK_SECONDS.labels(name, state or "?").observe(time.perf_counter() - start[0])
+        # a prefork pool process runs one task at a time: its CPU meanwhile is the task's
+        m.TASK_CPU.labels(name).inc(max(0.0, time.process_time() - start[1]))
     if name == REAP_TASK and isinstance(retval, int) and retval > 0:
         m.REAPER_RESENDS.inc(retval)
 
