@@ -17,7 +17,7 @@ itself is not what is being attacked.
 4. The sweeper, dry run then for real (grace 0, all jobs ended): what the faults left unreferenced is
    deleted, and every object a row names is still there; no zip is left (WARDROBE_UPLOAD_RETENTION 0).
 
-Writes bench/out/chaos.json. Takes about three minutes, most of it the wait for the stale-job sweep
+Writes bench/out/chaos.json. Takes about two minutes on 2 cores, most of it the wait for the stale-job sweep
 after the broker lost its messages (WARDROBE_STALE_AFTER, 60 s).
 """
 from __future__ import annotations
