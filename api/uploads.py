@@ -230,6 +230,11 @@ def create_upload():
                                {"Retry-After": "5"}) from None
             stored = key
             _user_lock(s, g.user_id)
+            from db.models import User
+
+            if s.get(User, g.user_id) is None:  # deleted since this API process cached the token (a few seconds)
+                raise ApiError(401, "unauthorized", "the API token is not valid",
+                               {"WWW-Authenticate": 'Bearer realm="wardrobe", error="invalid_token"'})
             check_quota(s, settings, g.user_id, size)  # again, with the size read and concurrent uploads counted
             job = Job(id=job_id, user_id=g.user_id, upload_key=key, upload_name=name, upload_bytes=size,
                       upload_sha256=sha, idempotency_key=idem_key)

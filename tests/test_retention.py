@@ -325,3 +325,20 @@ def test_upload_limits_answer_429_and_413_per_user(clean_db, make_user, settings
         run_job(rt, jid)
         assert client.delete(f"/v1/jobs/{jid}/data", headers=auth(full_token)).status_code == 204
     assert upload(client, full_token, photos_zip(2, 53)).status_code == 202  # deleting a job's data made room
+
+
+def test_an_upload_by_a_user_deleted_while_their_token_is_cached_is_401_and_leaves_nothing(clean_db, make_user, settings_as):
+    """API processes trust a checked token for WARDROBE_TOKEN_CACHE_SECONDS; a user deleted meanwhile
+    made the job's INSERT fail on its foreign key: a 500, after the zip was stored."""
+    from db import retention
+
+    rt = settings_as(token_cache_seconds=60)
+    client = _app(rt)
+    uid, token = make_user()
+    assert client.get("/v1/jobs", headers=auth(token)).status_code == 200  # the token is now cached
+    with session_scope() as s:
+        retention.purge_user(s, uid)
+    assert_error(upload(client, token, photos_zip(1, 60)), 401, "unauthorized")
+    assert stored(rt, uid) == set()
+    with session_scope() as s:
+        assert s.scalar(select(func.count()).select_from(Job).where(Job.user_id == uid)) == 0
