@@ -37,8 +37,8 @@ def test_metrics_scraped_from_the_api_and_a_worker(make_user, settings, redis_se
     _uid, token = make_user()
     api_port, metrics_port = free_port(), free_port()
     env = worker_env(settings, redis_server.url, WARDROBE_FAKE_DELAY_MS="0", WARDROBE_SEGMENT_CHUNK="4",
-                     WARDROBE_BATCH_SIZE="2", WARDROBE_WORKER_METRICS_PORT=str(metrics_port), WARDROBE_TASK_TIME_LIMIT="60",
-                     WARDROBE_VISIBILITY_TIMEOUT="120")
+                     WARDROBE_BATCH_SIZE="2", WARDROBE_WORKER_METRICS_PORT=str(metrics_port), WARDROBE_TASK_TIME_LIMIT="180",
+                     WARDROBE_VISIBILITY_TIMEOUT="600")
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     api = Proc(["serve", "--port", str(api_port), "--workers", "2", "--threads", "1"], env, tmp_path / "api.log").start()
     worker = Proc(["worker", "--concurrency", "2"], env, tmp_path / "worker.log").start()
@@ -91,7 +91,7 @@ def test_sigterm_on_a_busy_worker_finishes_its_task_once(make_user, rt, settings
     done by this worker, before it exits, and never by another. The rest wait in Redis for the next."""
     uid, _ = make_user()
     env = worker_env(settings, redis_server.url, WARDROBE_FAKE_DELAY_MS="300", WARDROBE_SEGMENT_CHUNK="4",
-                     WARDROBE_BATCH_SIZE="1", WARDROBE_TASK_TIME_LIMIT="60", WARDROBE_VISIBILITY_TIMEOUT="120")
+                     WARDROBE_BATCH_SIZE="1", WARDROBE_TASK_TIME_LIMIT="180", WARDROBE_VISIBILITY_TIMEOUT="600")
     first = Proc(["worker", "--concurrency", "1"], env, tmp_path / "first.log").start()
     second = Proc(["worker", "--concurrency", "1"], env, tmp_path / "second.log")
     try:
@@ -112,7 +112,7 @@ def test_sigterm_on_a_busy_worker_finishes_its_task_once(make_user, rt, settings
         final(job_id, 60, second.tail)
         assert_exactly_once(job_id, 12)
         done_first, done_second = _succeeded(first.tail(10**6)), _succeeded(second.tail(10**6))
-        assert len(done_first) == after // 4 and len(done_second) == 3 - after // 4, (done_first, done_second)
+        assert len(done_first) == after // 4 and len(done_second) == 3 - after // 4, (done_first, done_second, first.tail(5000))
         assert not set(done_first) & set(done_second)  # no task ran in both
     finally:
         first.kill()
