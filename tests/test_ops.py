@@ -117,3 +117,42 @@ def test_sigterm_on_a_busy_worker_finishes_its_task_once(make_user, rt, settings
     finally:
         first.kill()
         second.kill()
+
+
+def test_api_errors_are_counted_by_what_failed(app, client):
+    """A 503 the API answers for storage or the database counts in wardrobe_errors_total (in
+    process here: one process, the default registry)."""
+    from prometheus_client import REGISTRY
+
+    from db.storage import StorageError
+
+    def boom():
+        raise StorageError("storage is down")
+
+    app.add_url_rule("/boom-storage", "boom_storage", boom)
+    key = {"component": "api", "kind": "storage"}
+    before = REGISTRY.get_sample_value("wardrobe_errors_total", key) or 0
+    assert client.get("/boom-storage").status_code == 503
+    assert REGISTRY.get_sample_value("wardrobe_errors_total", key) == before + 1
+    assert REGISTRY.get_sample_value("wardrobe_http_requests_total",
+                                     {"route": "/boom-storage", "method": "GET", "status": "503"}) == 1
+
+
+def test_worker_errors_are_told_apart():
+    import kombu.exceptions
+    from sqlalchemy.exc import OperationalError
+
+    from db.metrics import error_kind
+    from db.storage import StorageError
+
+    try:
+        try:
+            raise ConnectionError("reset by peer")
+        except ConnectionError as inner:
+            raise StorageError("put failed") from inner
+    except StorageError as e:
+        storage = e
+    assert error_kind(storage) == "storage"
+    assert error_kind(OperationalError("SELECT 1", {}, Exception("server closed the connection"))) == "database"
+    assert error_kind(kombu.exceptions.OperationalError("broker down")) == "broker"
+    assert error_kind(ValueError("a bug")) == "other"
