@@ -18,6 +18,7 @@ WORKDIR /app
 COPY pyproject.toml README.md LICENSE ./
 COPY api api
 COPY worker worker
+COPY segmentation segmentation
 COPY db db
 COPY training training
 COPY cli cli

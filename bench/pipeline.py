@@ -92,10 +92,10 @@ def time_predict(yolo, photos: list[np.ndarray], imgsz: int, batch: int, device:
 
 def _bare_child(settings, paths: list[str], ready, go, out) -> None:
     """One worker-like process: the worker's segmenter (backend, threads, batch), bare predict only."""
-    from training.runtime import prepare_ultralytics
+    from segmentation.runtime import prepare_ultralytics
 
     prepare_ultralytics(threads=settings.threads)
-    from worker.segmenter import YoloSegmenter
+    from segmentation.segmenter import YoloSegmenter
 
     seg = YoloSegmenter(settings)
     bgr = [np.ascontiguousarray(np.asarray(ImageOps.exif_transpose(Image.open(p)).convert("RGB"))[..., ::-1]) for p in paths]
@@ -194,7 +194,7 @@ def time_outline(photos: list[np.ndarray], seg, repeats: int = 3) -> dict:
     on the same detections, in this thread (thread time: the cost, whatever else runs)."""
     from dataclasses import replace as _replace
 
-    from worker.segmenter import outline
+    from segmentation.segmenter import outline
 
     cands = [(p, c) for p, c in zip(photos, seg.candidates(photos)) if c is not None]
     out = {}
@@ -209,7 +209,7 @@ def time_outline(photos: list[np.ndarray], seg, repeats: int = 3) -> dict:
 def time_openvino_export(settings, photos: list[np.ndarray], seg, repeats: int) -> dict:
     """Bare predict with the plain OpenVINO export of the weights (fp32 weights, run in bf16 where the
     CPU has it), loaded as a worker would with WARDROBE_BACKEND=openvino."""
-    from worker.segmenter import YoloSegmenter
+    from segmentation.segmenter import YoloSegmenter
 
     plain = YoloSegmenter(replace(settings, backend="openvino"))
     return time_predict(plain.model, photos, plain.imgsz, plain.batch, plain.device, half=False, repeats=repeats)
@@ -428,14 +428,14 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from db.config import Settings
-    from training.runtime import prepare_ultralytics
+    from segmentation.runtime import prepare_ultralytics
 
     base = Settings.from_env()
     threads = base.threads or os.cpu_count() or 1
     prepare_ultralytics(threads=threads)
     from ultralytics import YOLO
 
-    from worker.segmenter import YoloSegmenter
+    from segmentation.segmenter import YoloSegmenter
 
     tmp = Path(tempfile.mkdtemp(prefix="wardrobe-bench-"))
     os.environ.pop("WARDROBE_DATABASE_URL", None)
@@ -496,8 +496,8 @@ def main(argv=None) -> int:
         import_dataset(Path(args.val_json), Path(args.val_json), photos_dir, ds)
         report["accuracy"] = {"pytorch_fp32": mask_map50(weights, ds / "data.yaml", imgsz, device)}
         if device == "cpu":
-            from worker.backends import openvino_available, openvino_model, shipped_int8_model
-            from worker.segmenter import weights_digest
+            from segmentation.backends import openvino_available, openvino_model, shipped_int8_model
+            from segmentation.segmenter import weights_digest
 
             digest = weights_digest(weights)
             if openvino_available():

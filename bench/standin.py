@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from worker.segmenter import Detection
+from segmentation.segmenter import Detection
 
 # (class id, confidence, box as fractions of the photo: x1, y1, x2, y2, alternatives)
 GARMENTS = (

@@ -320,7 +320,7 @@ def cmd_evaluate(a) -> int:
 
 
 def cmd_predict(a) -> int:
-    from worker.preview import predict_and_draw
+    from segmentation.preview import predict_and_draw
 
     dets = predict_and_draw(a.weights, Path(a.photo), Path(a.save) if a.save else None, imgsz=a.imgsz, conf=a.conf)
     for d in dets:
@@ -349,16 +349,16 @@ def cmd_export(a) -> int:
     settings = _settings()
     if a.weights:
         settings = replace(settings, model=a.weights)
-    from training.runtime import prepare_ultralytics
-    from worker.backends import openvino_available, openvino_model
-    from worker.segmenter import weights_digest
+    from segmentation.runtime import prepare_ultralytics
+    from segmentation.backends import openvino_available, openvino_model
+    from segmentation.segmenter import weights_digest
 
     if not openvino_available():
         print("error: openvino is not installed (pip install 'wardrobe[openvino]')", file=sys.stderr)
         return 2
     prepare_ultralytics()
     path = Path(settings.model)
-    from training.card import serve_imgsz
+    from segmentation.card import serve_imgsz
 
     imgsz = a.imgsz or settings.imgsz or serve_imgsz(path)
     digest = weights_digest(path)
@@ -366,7 +366,7 @@ def cmd_export(a) -> int:
         if not a.data:
             print("error: --int8 needs --data DATA.yaml (calibration photos come from its train split)", file=sys.stderr)
             return 2
-        from worker.backends import quantize_openvino
+        from training.quantize import quantize_openvino
 
         out = quantize_openvino(path, imgsz, Path(a.data), digest, fraction=a.fraction)
     else:
@@ -582,7 +582,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from training.runtime import ultralytics_offline
+    from segmentation.runtime import ultralytics_offline
 
     ultralytics_offline()  # every command (train, evaluate, predict, worker ...): no installs or network from Ultralytics
     args = build_parser().parse_args(argv)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from worker import pipeline
-from worker.segmenter import FakeSegmenter
+from segmentation.segmenter import FakeSegmenter
 
 
 def run_job(rt, job_id, segmenter=None, twice: bool = False) -> list[list]:

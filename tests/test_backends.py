@@ -7,9 +7,9 @@ import shutil
 import pytest
 
 from db.config import DEFAULT_MODEL
-from training.card import serve_imgsz
-from worker.backends import INT8_RECORD, int8_model_dir, resolve_backend, shipped_int8_model
-from worker.segmenter import model_card, weights_sha256
+from segmentation.card import serve_imgsz
+from segmentation.backends import INT8_RECORD, int8_model_dir, resolve_backend, shipped_int8_model
+from segmentation.segmenter import model_card, weights_sha256
 
 
 def test_unknown_backend_is_refused():

@@ -23,7 +23,7 @@ from db.session import session_scope
 from tests.conftest import EXAMPLES, ROOT, free_port, wait_port
 from tests.procs import service_env
 from worker.cutouts import rasterize
-from worker.segmenter import model_version
+from segmentation.segmenter import model_version
 
 pytestmark = pytest.mark.e2e
 E2E_REDIS = "redis://127.0.0.1:6379/14"
@@ -83,7 +83,7 @@ def test_upload_to_catalogue_with_the_real_model(services, rt):
     assert job["progress"]["photos_total"] == job["progress"]["photos_done"] == len(photos)
     assert job["progress"]["items_found"] > 0
     assert "model ready" in logs["worker"].read_text()
-    from worker.backends import openvino_available
+    from segmentation.backends import openvino_available
 
     if openvino_available():  # the CPU default: the int8 model shipped beside the weights
         assert "on cpu with openvino-int8" in logs["worker"].read_text()

@@ -268,7 +268,7 @@ def test_reaper_resends_the_work_of_a_job_whose_worker_vanished(make_user, rt):
     from tests.helpers import run_job
     from worker import pipeline
     from worker.reaper import reap
-    from worker.segmenter import FakeSegmenter
+    from segmentation.segmenter import FakeSegmenter
 
     uid, _ = make_user()
     job_id = new_job(rt, uid, photos_zip(4))

@@ -6,8 +6,8 @@ import pytest
 
 from db.config import Settings
 from training.quality import boundary_f, iou, rasterize_polygons
-from worker.masks import Letterbox, refined_mask, resample, trace
-from worker.segmenter import Candidates, one_per_garment, outline
+from segmentation.masks import Letterbox, refined_mask, resample, trace
+from segmentation.segmenter import Candidates, one_per_garment, outline
 
 
 def _mask(box, hw=(64, 48)):

@@ -16,7 +16,7 @@ from tests.conftest import example_photos, jpeg_bytes, zip_bytes
 from tests.helpers import run_job
 from worker import pipeline
 from worker.cutouts import rasterize
-from worker.segmenter import FakeSegmenter
+from segmentation.segmenter import FakeSegmenter
 
 
 def new_job(rt, user_id, data: bytes) -> uuid.UUID:

@@ -65,7 +65,7 @@ def test_a_touching_pair_of_shoes_labelled_as_one_region_counts_once():
 
 
 def _fake_shapes(w: int, h: int) -> tuple[list[float], list[float]]:
-    """The fake segmenter's two garments on a w x h photo (worker/segmenter.py FakeSegmenter), as flat rings."""
+    """The fake segmenter's two garments on a w x h photo (segmentation/segmenter.py FakeSegmenter), as flat rings."""
     t = np.linspace(0, 2 * np.pi, 32, endpoint=False)
     ellipse = np.stack([w / 2 + w * 0.25 * np.cos(t), h * 0.4 + h * 0.2 * np.sin(t)], 1)
     shoe = np.array([[w * 0.3, h * 0.85], [w * 0.45, h * 0.85], [w * 0.45, h * 0.95], [w * 0.3, h * 0.95]])

@@ -394,7 +394,7 @@ import worker.celery_app  # what every worker process imports first
 from db.bootup import runtime
 from worker.images import decode_photo
 from worker.rejections import ImageRejected
-from worker.segmenter import YoloSegmenter
+from segmentation.segmenter import YoloSegmenter
 
 seg = YoloSegmenter(runtime().settings)  # the real segmenter: Ultralytics imported, PIL.Image.open patched
 import PIL.Image

@@ -47,11 +47,24 @@ def _imports(pkg: str) -> set[str]:
 
 
 def test_import_direction():
-    # api -> db; worker -> db; training -> db; nothing imports api
-    for pkg in ("db", "worker", "training", "cli"):
+    # api -> db; worker -> segmentation -> db; training -> segmentation -> db; nothing imports api
+    for pkg in ("db", "worker", "segmentation", "training", "cli"):
         assert "api" not in _imports(pkg), pkg
-    assert not {"worker", "training", "cli"} & _imports("api")
-    assert not {"api", "worker", "training", "cli"} & _imports("db")
+    assert not {"worker", "segmentation", "training", "cli"} & _imports("api")
+    assert not {"api", "worker", "segmentation", "training", "cli"} & _imports("db")
+    # the model at serving time is its own room: the worker and training use it, it uses neither
+    assert not {"worker", "training", "cli"} & _imports("segmentation")
+    assert "training" not in _imports("worker")  # serving does not depend on training
+    assert "worker" not in _imports("training")
+
+
+def test_every_package_is_installed_and_copied_into_the_image():
+    packages = sorted(p.parent.name for p in ROOT.glob("*/__init__.py") if p.parent.name not in ("tests", "bench"))
+    include = (ROOT / "pyproject.toml").read_text()
+    copied = re.findall(r"^COPY (\S+)", (ROOT / "Dockerfile").read_text(), re.M)
+    for name in packages:
+        assert f'"{name}*"' in include, name
+        assert name in copied, name
 
 
 def test_api_process_never_imports_torch(tmp_path):

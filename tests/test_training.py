@@ -66,8 +66,8 @@ def test_evaluate_shipped_weights_gives_numbers_in_range(mini_dataset):
 def test_predict_draws_what_the_worker_would_find(tmp_path):
     """`wardrobe predict` runs the worker's segmenter at the card's served settings: the same items."""
     from db.config import Settings
-    from worker.preview import predict_and_draw
-    from worker.segmenter import YoloSegmenter
+    from segmentation.preview import predict_and_draw
+    from segmentation.segmenter import YoloSegmenter
 
     photo = next((MINI / "images").glob("*.jpg"))
     out = tmp_path / "pred.png"

@@ -6,12 +6,12 @@ import json
 import math
 from pathlib import Path
 
-from training.card import serve_imgsz
-from training.runtime import prepare_ultralytics
+from segmentation.card import serve_imgsz
+from segmentation.runtime import prepare_ultralytics
 
 
 def _card_imgsz(weights: str | Path) -> int | None:
-    from training.card import read_card
+    from segmentation.card import read_card
 
     return serve_imgsz(weights) if read_card(weights) else None
 

@@ -185,7 +185,7 @@ def main() -> int:
     os.environ.setdefault("YOLO_CONFIG_DIR", str(work / "ultralytics-config"))
     os.environ.setdefault("YOLO_OFFLINE", "1")
     os.environ.setdefault("YOLO_VERBOSE", "True")  # the epochs' lines in the log
-    from training.runtime import prepare_ultralytics
+    from segmentation.runtime import prepare_ultralytics
 
     prepare_ultralytics()  # offline, and matplotlib's font as Ultralytics' Arial.ttf
     run = Run(out)

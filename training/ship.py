@@ -8,7 +8,7 @@ import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
-from training.runtime import prepare_ultralytics
+from segmentation.runtime import prepare_ultralytics
 
 
 def sha256(path: Path) -> str:

@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 
 from training.presets import PRESETS, Preset
-from training.runtime import prepare_ultralytics
+from segmentation.runtime import prepare_ultralytics
 
 ARCH = "yolov8s-seg.yaml"
 

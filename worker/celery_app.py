@@ -16,7 +16,7 @@ import threading
 
 from celery.signals import worker_process_init
 
-from training.runtime import ultralytics_offline
+from segmentation.runtime import ultralytics_offline
 
 ultralytics_offline()  # before anything imports Ultralytics: no installs, no network, in every worker process
 
@@ -35,7 +35,7 @@ _loaded_threads: list[int] = []  # torch's thread count as the load left it
 
 
 def _load_model() -> None:
-    from worker.segmenter import get_segmenter
+    from segmentation.segmenter import get_segmenter
 
     try:
         get_segmenter(runtime().settings)  # load once, before the first task if it can, and log "model ready"
@@ -51,7 +51,7 @@ def task_segmenter(s: Settings):
     """The process's segmenter for a task: waits for a load under way. The load may have set
     torch's thread count on the loading thread, and under OpenMP that count is per thread: the
     task's thread takes the same one."""
-    from worker.segmenter import get_segmenter
+    from segmentation.segmenter import get_segmenter
 
     seg = get_segmenter(s)
     torch = sys.modules.get("torch")

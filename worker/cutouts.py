@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from worker.segmenter import Detection
+from segmentation.segmenter import Detection
 
 CONTENT_TYPES = {"webp": "image/webp", "png": "image/png"}
 

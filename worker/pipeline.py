@@ -33,7 +33,7 @@ from db.taxonomy import by_id
 from worker.colors import dhash, dominant_colors, small_rgba
 from worker.cutouts import make_cutout
 from worker.images import ImageRejected, content_hash, decode_photo, pil_open
-from worker.segmenter import Segmenter
+from segmentation.segmenter import Segmenter
 from worker.zipreader import ArchiveRejected, EntryRejected, Limits, candidate_entries, display_name, open_zip, read_entry
 
 log = logging.getLogger("wardrobe.pipeline")

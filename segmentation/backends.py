@@ -1,7 +1,7 @@
 """Inference backends for the segment worker.
 
 On the CPU the default is OpenVINO. Best is the int8 model shipped beside the weights
-(`models/<stem>-int8-<imgsz>_openvino_model/`, quantised here with NNCF on training photos
+(`models/<stem>-int8-<imgsz>_openvino_model/`, quantised with NNCF (`training/quantize.py`) on training photos
 by `wardrobe export --int8`, accuracy checked by `make bench`): it is used only when its
 record names the very weights being served. Otherwise the PyTorch weights are exported
 once to OpenVINO fp32 (`wardrobe export`, or on a worker's first start) into a cache keyed
@@ -105,28 +105,3 @@ def limit_openvino_threads(yolo, model_dir: Path, threads: int) -> bool:
     backend.ov_compiled_model = backend.compile_model(
         ov_model, config={"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": int(threads)})
     return True
-
-
-def quantize_openvino(weights: Path, imgsz: int, data_yaml: Path, digest: str, fraction: float = 0.4,
-                      out: Path | None = None) -> Path:
-    """Quantise `weights` to an int8 OpenVINO model with NNCF, calibrated on `fraction` of the
-    dataset's *train* split (the val split stays unseen for the accuracy check), and write it
-    beside the weights with a record of its source."""
-    from ultralytics import YOLO
-
-    target = out or int8_model_dir(weights, imgsz)
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        src = Path(tmp) / weights.name
-        shutil.copyfile(weights, src)
-        made = Path(YOLO(str(src), task="segment").export(format="openvino", imgsz=imgsz, int8=True, dynamic=True,
-                                                           data=str(data_yaml), split="train", fraction=fraction,
-                                                           verbose=False))
-        (made / INT8_RECORD).write_text(json.dumps({
-            "source": weights.name, "source_sha256": digest, "imgsz": imgsz, "precision": "int8 (NNCF post-training)",
-            "calibration": f"{fraction:.0%} of the train split of {Path(data_yaml).parent.name}",
-        }, indent=2) + "\n")
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(made, target)
-    return target
-

@@ -14,7 +14,7 @@ from PIL import Image, ImageOps
 
 from db.config import Settings
 from db.taxonomy import by_id
-from worker.segmenter import YoloSegmenter
+from segmentation.segmenter import YoloSegmenter
 
 COLOURS = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
            (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212)]

@@ -50,7 +50,7 @@ def weights_sha256(path: str | os.PathLike) -> str:
 
 
 def model_card(path: str | os.PathLike) -> dict:
-    from training.card import read_card
+    from segmentation.card import read_card
 
     return read_card(path)
 
@@ -124,8 +124,8 @@ def _torch_beside_openvino() -> None:
 
 class YoloSegmenter:
     def __init__(self, settings: Settings):
-        from training.runtime import prepare_ultralytics
-        from worker.backends import limit_openvino_threads, openvino_model, resolve_backend, shipped_int8_model
+        from segmentation.runtime import prepare_ultralytics
+        from segmentation.backends import limit_openvino_threads, openvino_model, resolve_backend, shipped_int8_model
 
         self.settings = settings
         self.device = pick_device(settings.device)
@@ -139,7 +139,7 @@ class YoloSegmenter:
             raise FileNotFoundError(f"model weights not found at {path} (set WARDROBE_MODEL)")
         t0 = time.perf_counter()
         self.version = model_version(path)
-        from training.card import serve_conf, serve_imgsz
+        from segmentation.card import serve_conf, serve_imgsz
 
         self.imgsz = settings.imgsz or serve_imgsz(path)
         # the served settings measured for these weights (make quality), unless the deployment sets its own
@@ -225,7 +225,7 @@ def outline(photo: np.ndarray, c: Candidates, s: Settings) -> list[Detection]:
     """One item per garment, edges refined: the Detections for one photo."""
     import cv2
 
-    from worker.masks import Letterbox, refined_mask, trace
+    from segmentation.masks import Letterbox, refined_mask, trace
 
     groups = one_per_garment(c, s)
     box = Letterbox.of(c.masks.shape[1:], c.photo_hw)
