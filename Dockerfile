@@ -19,6 +19,7 @@ COPY pyproject.toml README.md LICENSE ./
 COPY api api
 COPY worker worker
 COPY segmentation segmentation
+COPY core core
 COPY db db
 COPY training training
 COPY cli cli

@@ -6,8 +6,8 @@ from flask.json.provider import DefaultJSONProvider
 
 from api import deps, errors, metrics
 from db.bootup import bootup
-from db.config import Settings
-from db.queue import make_celery
+from core.config import Settings
+from core.queue import make_celery
 
 
 class FastJSON(DefaultJSONProvider):

@@ -76,7 +76,7 @@ def register(app: Flask) -> None:
         headers = {k: v for k, v in e.get_headers() if k.lower() not in ("content-type", "content-length")}
         return error_response(e.code or 500, code, message, headers)
 
-    from db.storage import ObjectNotFound, StorageError
+    from core.storage import ObjectNotFound, StorageError
 
     @app.errorhandler(StorageError)
     def _storage_down(e: StorageError):

@@ -12,9 +12,9 @@ from api.paging import (decode_confidence_cursor, decode_cursor, encode_confiden
                         page_limit)
 from api.serializers import item_body as _item_body
 from db.models import Item, ItemStatus, Photo, utcnow
-from db.storage import ObjectNotFound, StorageError
-from db.palette import COLOR_NAMES
-from db.taxonomy import CLASSES, SUPERCATEGORIES, find_class
+from core.storage import ObjectNotFound, StorageError
+from core.palette import COLOR_NAMES
+from core.taxonomy import CLASSES, SUPERCATEGORIES, find_class
 
 
 def _flag(args, name: str) -> bool:

@@ -1,5 +1,5 @@
 """`GET /metrics`: Prometheus's text format. Request counts and latency per route (every gunicorn
-process's, added up: see db/metrics.py), the workers' counters when they share the folder (one
+process's, added up: see core/metrics.py), the workers' counters when they share the folder (one
 machine), and, read at each scrape, the depth of each Celery queue and the jobs by status.
 
 No token: keep the route inside the cluster (Prometheus scrapes the pods, not the ingress).
@@ -11,8 +11,8 @@ import time
 
 from flask import Blueprint, Flask, Response, current_app, g, request
 
-from db import metrics as m
-from db.queue import QUEUES
+from core import metrics as m
+from core.queue import QUEUES
 
 log = logging.getLogger("wardrobe.api")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 
 from db.models import JobStatus
-from db.palette import COLOR_NAMES
-from db.taxonomy import NAMES, SUPERCATEGORIES
+from core.palette import COLOR_NAMES
+from core.taxonomy import NAMES, SUPERCATEGORIES
 
 bp = Blueprint("openapi", __name__)
 

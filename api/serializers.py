@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from db.models import Item, ItemStatus, Job, JobStatus, Photo
-from db.taxonomy import CLASSES
+from core.taxonomy import CLASSES
 
 
 def _utc(v: datetime) -> datetime:

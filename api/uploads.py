@@ -23,8 +23,8 @@ from api.errors import ApiError
 from api.serializers import job_body
 from db import jobstate
 from db.models import Job
-from db.queue import enqueue_ingest
-from db.storage import StorageError, keys
+from core.queue import enqueue_ingest
+from core.storage import StorageError, keys
 
 log = logging.getLogger("wardrobe.api.uploads")
 bp = Blueprint("uploads", __name__)

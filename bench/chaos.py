@@ -149,7 +149,7 @@ def main() -> int:
     ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "chaos.json"))
     a = ap.parse_args()
 
-    from db.scratch import scratch_database, scratch_s3
+    from tests.scratch import scratch_database, scratch_s3
     from tests.procs import Proc, RedisServer, TcpProxy
 
     tmp = Path(tempfile.mkdtemp(prefix="wardrobe-chaos-"))
@@ -167,8 +167,8 @@ def main() -> int:
         subprocess.run([sys.executable, "-m", "cli.main", "migrate"], env=env, cwd=ROOT, check=True, capture_output=True)
 
         from db.bootup import bootup
-        from db.config import Settings
-        from db.queue import make_celery
+        from core.config import Settings
+        from core.queue import make_celery
         from db.session import session_scope
         from db.users import create_user
 

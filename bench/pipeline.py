@@ -249,7 +249,7 @@ def stage_job(rt, paths: list[Path], zpath: Path, user_name: str) -> uuid.UUID:
     """A new user, the photos zipped into storage, and a queued job for them: what an upload leaves."""
     from db.models import Job
     from db.session import session_scope
-    from db.storage import keys
+    from core.storage import keys
     from db.users import create_user
 
     with session_scope() as s:
@@ -324,8 +324,8 @@ def _run_workers(paths: list[Path], concurrency: int, tmp: Path, threads: int, t
     import subprocess
     import sys
 
-    from db.config import Settings
-    from db.queue import enqueue_ingest, make_celery
+    from core.config import Settings
+    from core.queue import enqueue_ingest, make_celery
 
     name = f"workers-{concurrency}x{threads}{tag}"
     data = tmp / name
@@ -387,7 +387,7 @@ def bench_database():
     """A fresh PostgreSQL database (services started if they are not running), dropped after."""
     import subprocess
 
-    from db.scratch import scratch_database
+    from tests.scratch import scratch_database
 
     subprocess.run(["bash", str(ROOT / "scripts" / "services.sh")], check=True, stdout=subprocess.DEVNULL)
     admin_url = os.environ.get("WARDROBE_BENCH_PG_ADMIN", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -404,7 +404,7 @@ def bench_database():
 def run_pipeline_on_services(settings, photos_dir: Path, paths: list[Path], segmenter) -> dict:
     """Row 3 on the stores a deployment has: PostgreSQL, and S3 over HTTP (moto's server, which
     shares this machine's cores: a real S3 endpoint costs the worker's machine no CPU)."""
-    from db.scratch import scratch_s3
+    from tests.scratch import scratch_s3
 
     with bench_database() as db_url, scratch_s3() as endpoint:
         on_services = replace(settings, database_url=db_url, storage_url=f"s3://wardrobe-bench-{uuid.uuid4().hex[:6]}",
@@ -427,7 +427,7 @@ def main(argv=None) -> int:
                     help="also send one upload of this many photos of the folder through the workers (0: skip)")
     args = ap.parse_args(argv)
 
-    from db.config import Settings
+    from core.config import Settings
     from segmentation.runtime import prepare_ultralytics
 
     base = Settings.from_env()

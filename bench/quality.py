@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from db.config import REPO_ROOT
+from core.config import REPO_ROOT
 from training.quality import Found, garments_at, load_labels, print_report, rasterize_polygons, score_photo, summarise
 
 SHARED = REPO_ROOT.parent / "shared" / "datasets" / "ccp-fashionpedia"

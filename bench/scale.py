@@ -414,7 +414,7 @@ def main(argv=None) -> int:
     paths = sorted(p for p in Path(a.photos_dir).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[: a.photos]
     cores = os.cpu_count() or 1
     tmp = Path(tempfile.mkdtemp(prefix="wardrobe-scale-"))
-    from db.scratch import scratch_s3
+    from tests.scratch import scratch_s3
 
     pg = PrivatePostgres(tmp)
     redis_proc = api = None
@@ -444,7 +444,7 @@ def main(argv=None) -> int:
             subprocess.run([sys.executable, "-m", "cli.main", "migrate"], env=env, cwd=ROOT, check=True, capture_output=True)
             os.environ.update({k: v for k, v in env.items() if k.startswith("WARDROBE_")})
             from db.bootup import bootup
-            from db.config import Settings
+            from core.config import Settings
 
             bootup(Settings.from_env(), force=True)  # creates the bucket; this process's users and queries
             api_port = free_port()

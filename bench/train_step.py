@@ -16,7 +16,7 @@ import os
 import time
 from pathlib import Path
 
-from db.config import DEFAULT_MODEL
+from core.config import DEFAULT_MODEL
 
 
 def _one(data: str, bf16: bool, fraction: float, epochs: int, imgsz: int, out: Path) -> dict:

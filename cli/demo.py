@@ -16,7 +16,7 @@ import time
 import zipfile
 from pathlib import Path
 
-from db.config import REPO_ROOT
+from core.config import REPO_ROOT
 
 
 def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:

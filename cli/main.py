@@ -10,7 +10,7 @@ from pathlib import Path
 
 
 def _settings():
-    from db.config import Settings
+    from core.config import Settings
 
     return Settings.from_env()
 
@@ -19,7 +19,7 @@ def _settings():
 
 def cmd_serve(a) -> int:
     from db.bootup import bootup
-    from db.metricsdir import prepare_multiprocess_dir
+    from core.metricsdir import prepare_multiprocess_dir
 
     prepare_multiprocess_dir("api", _settings().data_path)  # gunicorn's processes add up their metrics there
     bootup(_settings())  # migrate the embedded database before workers fork
@@ -36,7 +36,7 @@ def cmd_serve(a) -> int:
 
 def cmd_worker(a) -> int:
     from db.bootup import bootup
-    from db.metricsdir import prepare_multiprocess_dir
+    from core.metricsdir import prepare_multiprocess_dir
 
     prepare_multiprocess_dir("worker", _settings().data_path)  # before prometheus_client is imported
     settings = _settings()
@@ -142,7 +142,7 @@ def cmd_workers(a) -> int:
     none on this machine: the compose healthcheck)."""
     import socket
 
-    from db.queue import make_celery
+    from core.queue import make_celery
 
     try:
         replies = make_celery(_settings()).control.ping(timeout=a.timeout)
@@ -167,7 +167,7 @@ def cmd_gc(a) -> int:
 
 def cmd_reap(a) -> int:
     from db.bootup import bootup
-    from db.queue import enqueue_ingest
+    from core.queue import enqueue_ingest
     from worker.celery_app import app
     from worker.reaper import broker_jobs, reap
 
@@ -396,7 +396,7 @@ def cmd_ship(a) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from db.config import DEFAULT_MODEL
+    from core.config import DEFAULT_MODEL
 
     p = argparse.ArgumentParser(prog="wardrobe", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)

@@ -6,8 +6,8 @@ import threading
 from dataclasses import dataclass
 
 from db import session as db_session
-from db.config import Settings
-from db.storage import Storage, open_storage
+from core.config import Settings
+from core.storage import Storage, open_storage
 
 log = logging.getLogger("wardrobe")
 

@@ -14,7 +14,7 @@ from sqlalchemy import delete, event, select
 from sqlalchemy.orm import Session
 
 from db.models import Item, Job, JobStatus, Photo, User
-from db.storage import Storage, StorageError, keys
+from core.storage import Storage, StorageError, keys
 
 log = logging.getLogger("wardrobe.retention")
 

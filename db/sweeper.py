@@ -6,7 +6,7 @@ the job's row is committed, ingest stores a photo just before its row, segmentat
 before its items, so an object whose row is still on its way is always young. The objects are listed
 first and the rows read after, so a row committed meanwhile is seen.
 
-What is unreferenced, by key (keys are made by the server: db.storage.keys):
+What is unreferenced, by key (keys are made by the server: core.storage.keys):
 - `users/<user>/uploads/<job>.zip`: no such job, or the job ended longer ago than
   WARDROBE_UPLOAD_RETENTION (0: at once; -1: kept for ever);
 - `users/<user>/photos/<photo>.jpg`: no photo row names it;
@@ -37,7 +37,7 @@ from db.bootup import Runtime
 from db.models import Item, Job, Photo, User
 from db.retention import zip_kept
 from db.session import session_scope
-from db.storage import StorageError, StoredObject
+from core.storage import StorageError, StoredObject
 
 log = logging.getLogger("wardrobe.gc")
 

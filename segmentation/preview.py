@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
-from db.config import Settings
-from db.taxonomy import by_id
+from core.config import Settings
+from core.taxonomy import by_id
 from segmentation.segmenter import YoloSegmenter
 
 COLOURS = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),

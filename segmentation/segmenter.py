@@ -19,7 +19,7 @@ from typing import Protocol
 
 import numpy as np
 
-from db.config import Settings
+from core.config import Settings
 
 log = logging.getLogger("wardrobe.segmenter")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from db.scratch import scratch_database, scratch_s3
+from tests.scratch import scratch_database, scratch_s3
 
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
@@ -70,7 +70,7 @@ def pg_url():
 
 @pytest.fixture(scope="session")
 def settings(pg_url, moto_endpoint, tmp_path_factory):
-    from db.config import Settings
+    from core.config import Settings
     from db.migrate import upgrade
 
     import redis

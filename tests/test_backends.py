@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from db.config import DEFAULT_MODEL
+from core.config import DEFAULT_MODEL
 from segmentation.card import serve_imgsz
 from segmentation.backends import INT8_RECORD, int8_model_dir, resolve_backend, shipped_int8_model
 from segmentation.segmenter import model_card, weights_sha256

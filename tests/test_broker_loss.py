@@ -19,8 +19,8 @@ pytestmark = pytest.mark.skipif(not have("redis-server"), reason="redis-server i
 
 
 def test_closing_a_channel_after_the_connection_is_torn_down_keeps_the_worker(tmp_path):
-    from db.config import Settings
-    from db.queue import make_celery
+    from core.config import Settings
+    from core.queue import make_celery
 
     port = free_port()
     redis = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",

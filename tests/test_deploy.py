@@ -14,8 +14,8 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 
-from db.config import describe
-from db.queue import QUEUES
+from core.config import describe
+from core.queue import QUEUES
 
 ROOT = Path(__file__).resolve().parents[1]
 K8S = ROOT / "deploy" / "k8s"

@@ -17,7 +17,7 @@ import requests
 from PIL import Image
 from sqlalchemy import select
 
-from db.config import DEFAULT_MODEL
+from core.config import DEFAULT_MODEL
 from db.models import Item, Photo
 from db.session import session_scope
 from tests.conftest import EXAMPLES, ROOT, free_port, wait_port

@@ -51,7 +51,7 @@ def test_upload_check_refuses_cleanly(tmp_path_factory, mutations):
     """The API's cheap zip check on mutated zips: accepted, or an ApiError (a 4xx), nothing else."""
     from api.errors import ApiError
     from api.uploads import check_zip
-    from db.config import Settings
+    from core.config import Settings
 
     data = bytearray(SEED_ZIP)
     for pos, val in mutations:

@@ -128,7 +128,7 @@ def test_results_csv_is_read_without_polars(tmp_path, monkeypatch):
 
 
 def test_predict_timing_on_the_cpu(tmp_path):
-    from db.config import DEFAULT_MODEL
+    from core.config import DEFAULT_MODEL
     from training.gpu_run import time_predict
 
     photos = sorted((MINI / "images").glob("*.jpg"))[:4]

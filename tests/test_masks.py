@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from db.config import Settings
+from core.config import Settings
 from training.quality import boundary_f, iou, rasterize_polygons
 from segmentation.masks import Letterbox, refined_mask, resample, trace
 from segmentation.segmenter import Candidates, one_per_garment, outline

@@ -124,7 +124,7 @@ def test_api_errors_are_counted_by_what_failed(app, client):
     process here: one process, the default registry)."""
     from prometheus_client import REGISTRY
 
-    from db.storage import StorageError
+    from core.storage import StorageError
 
     def boom():
         raise StorageError("storage is down")
@@ -142,8 +142,8 @@ def test_worker_errors_are_told_apart():
     import kombu.exceptions
     from sqlalchemy.exc import OperationalError
 
-    from db.metrics import error_kind
-    from db.storage import StorageError
+    from core.metrics import error_kind
+    from core.storage import StorageError
 
     try:
         try:

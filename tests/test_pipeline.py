@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from db.models import Item, Job, Photo
 from db.session import session_scope
-from db.storage import keys
+from core.storage import keys
 from tests.conftest import example_photos, jpeg_bytes, zip_bytes
 from tests.helpers import run_job
 from worker import pipeline
@@ -84,7 +84,7 @@ def test_rows_wait_for_their_cutouts_and_a_failed_upload_writes_none_of_its_phot
     """Cut-outs are uploaded in the background and the rows naming them are written later: a
     cut-out that fails to store keeps its photo's rows out (the photo stays pending and the task
     raises, to be retried), and no row ever names a cut-out that is not in storage."""
-    from db.storage import StorageError
+    from core.storage import StorageError
 
     uid, _ = make_user()
     job_id = new_job(rt, uid, zip_bytes(example_photos(3)))
@@ -164,7 +164,7 @@ def test_ingest_stores_ahead_of_rows_and_a_failed_upload_leaves_no_row_without_i
     """Ingest uploads photos ahead of writing their rows. A photo that fails to store stops the
     task (to be retried) without a row; the rows already written all have their photo in storage,
     and the retry stores the rest."""
-    from db.storage import StorageError
+    from core.storage import StorageError
 
     uid, _ = make_user()
     job_id = new_job(rt, uid, zip_bytes(example_photos(5)))

@@ -43,7 +43,7 @@ def stored_uploads(rt, user_id) -> set[str]:
 
 def test_folder_storage_errors_are_storage_errors_and_503(clean_db, settings, make_user, tmp_path):
     from api.app import create_app
-    from db.storage import LocalStorage, ObjectNotFound, StorageError
+    from core.storage import LocalStorage, ObjectNotFound, StorageError
 
     root = tmp_path / "objects"
     store = LocalStorage(root)
@@ -274,7 +274,7 @@ def test_a_failed_jobs_photos_fail_and_a_reupload_gets_every_item(make_user, rt)
     code, and the same zip uploaded again is segmented in full."""
     from db import jobstate
     from db.models import JobStatus
-    from db.storage import S3Storage, StorageError
+    from core.storage import S3Storage, StorageError
     from tests.procs import TcpProxy
     from tests.test_pipeline import new_job
     from worker import pipeline
@@ -443,7 +443,7 @@ def test_the_reaper_resends_lost_work_only(make_user, rt, settings, tmp_path):
     from sqlalchemy import update
 
     from db.models import utcnow
-    from db.queue import enqueue_segment, make_celery
+    from core.queue import enqueue_segment, make_celery
     from tests.procs import RedisServer
     from tests.test_failures import photos_zip
     from tests.test_pipeline import new_job

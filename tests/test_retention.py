@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from db.bootup import Runtime, bootup
 from db.models import Item, Job, Photo, User
 from db.session import session_scope
-from db.storage import LocalStorage, keys
+from core.storage import LocalStorage, keys
 from db.sweeper import sweep
 from tests.conftest import ROOT, auth, example_photos, jpeg_bytes, zip_bytes
 from tests.helpers import run_job

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from db.config import DEFAULT_MODEL
+from core.config import DEFAULT_MODEL
 
 
 def test_ship_a_continued_run_counts_every_run_and_records_the_served_settings(tmp_path):

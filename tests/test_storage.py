@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from db.storage import LocalStorage, ObjectNotFound, S3Storage, StorageError, open_storage
+from core.storage import LocalStorage, ObjectNotFound, S3Storage, StorageError, open_storage
 
 
 @pytest.fixture(params=["local", "s3"])

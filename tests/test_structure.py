@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from db.config import Settings, describe
+from core.config import Settings, describe
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,11 +47,13 @@ def _imports(pkg: str) -> set[str]:
 
 
 def test_import_direction():
-    # api -> db; worker -> segmentation -> db; training -> segmentation -> db; nothing imports api
-    for pkg in ("db", "worker", "segmentation", "training", "cli"):
+    # api -> db -> core; worker -> segmentation -> core; training -> segmentation; nothing imports api
+    ours = {"api", "worker", "segmentation", "training", "cli", "db", "core", "bench", "tests"}
+    for pkg in ("core", "db", "worker", "segmentation", "training", "cli"):
         assert "api" not in _imports(pkg), pkg
     assert not {"worker", "segmentation", "training", "cli"} & _imports("api")
-    assert not {"api", "worker", "segmentation", "training", "cli"} & _imports("db")
+    assert not (ours - {"core"}) & _imports("core")  # what every process shares imports nothing of ours
+    assert not (ours - {"db", "core"}) & _imports("db")  # the catalogue: core only
     # the model at serving time is its own room: the worker and training use it, it uses neither
     assert not {"worker", "training", "cli"} & _imports("segmentation")
     assert "training" not in _imports("worker")  # serving does not depend on training

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from db.config import DEFAULT_MODEL
+from core.config import DEFAULT_MODEL
 from training.fashionpedia import import_dataset
 
 MINI = Path(__file__).resolve().parent / "fixtures" / "ccp-mini"
@@ -39,7 +39,7 @@ def test_shipped_weights_and_card():
 
     assert card["sha256"] == sha256(DEFAULT_MODEL)
     assert card["precision"] == "fp16" and len(card["classes"]) == 23
-    from db.taxonomy import NAMES
+    from core.taxonomy import NAMES
 
     assert card["classes"] == list(NAMES)
     for key in ("version", "data", "preset", "epochs", "imgsz", "hardware", "val_metrics"):
@@ -65,7 +65,7 @@ def test_evaluate_shipped_weights_gives_numbers_in_range(mini_dataset):
 
 def test_predict_draws_what_the_worker_would_find(tmp_path):
     """`wardrobe predict` runs the worker's segmenter at the card's served settings: the same items."""
-    from db.config import Settings
+    from core.config import Settings
     from segmentation.preview import predict_and_draw
     from segmentation.segmenter import YoloSegmenter
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from db.taxonomy import BY_NAME, NAMES
+from core.taxonomy import BY_NAME, NAMES
 
 MIN_PIECE_AREA_PX = 4.0  # pieces smaller than this (in pixels) are noise
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from db.taxonomy import BY_NAME, NAMES
+from core.taxonomy import BY_NAME, NAMES
 
 MATCH_IOU = 0.5
 BOUNDARY_TOLERANCE_PX = 2

@@ -21,8 +21,8 @@ from segmentation.runtime import ultralytics_offline
 ultralytics_offline()  # before anything imports Ultralytics: no installs, no network, in every worker process
 
 from db.bootup import bootup, runtime  # noqa: E402
-from db.config import Settings  # noqa: E402
-from db.queue import make_celery  # noqa: E402
+from core.config import Settings  # noqa: E402
+from core.queue import make_celery  # noqa: E402
 from db.session import dispose_after_fork  # noqa: E402
 
 log = logging.getLogger("wardrobe.worker")

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from db.palette import COLOR_NAMES, PALETTE
+from core.palette import COLOR_NAMES, PALETTE
 
 # sRGB 0-255 -> linear light, for every byte value: the power curve once, not per pixel
 _LINEAR = np.array([(v / 255.0) / 12.92 if v / 255.0 <= 0.04045 else ((v / 255.0 + 0.055) / 1.055) ** 2.4

@@ -1,6 +1,6 @@
 """The worker's metrics: task run times and retries from Celery's signals (in each pool process),
 and the main process's HTTP endpoint on WARDROBE_WORKER_METRICS_PORT (0: none), which adds up
-every pool process's values (prometheus-client's multiprocess mode, see db/metrics.py).
+every pool process's values (prometheus-client's multiprocess mode, see core/metrics.py).
 
 The photo, item and model counters are counted where the work is done (worker/pipeline.py).
 """
@@ -12,8 +12,8 @@ import time
 
 from celery.signals import task_postrun, task_prerun, task_retry, worker_ready
 
-from db import metrics as m
-from db.queue import REAP_TASK
+from core import metrics as m
+from core.queue import REAP_TASK
 
 log = logging.getLogger("wardrobe.worker")
 

@@ -24,12 +24,12 @@ from sqlalchemy import delete, insert, inspect, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
 from db import jobstate
-from db import metrics
+from core import metrics
 from db.bootup import Runtime
 from db.models import Item, Job, Photo, PhotoStatus, utcnow
 from db.session import session_scope
-from db.storage import ObjectNotFound, keys
-from db.taxonomy import by_id
+from core.storage import ObjectNotFound, keys
+from core.taxonomy import by_id
 from worker.colors import dhash, dominant_colors, small_rgba
 from worker.cutouts import make_cutout
 from worker.images import ImageRejected, content_hash, decode_photo, pil_open

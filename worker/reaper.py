@@ -24,7 +24,7 @@ from sqlalchemy import select, update
 
 from db.bootup import Runtime
 from db.models import Job, JobStatus, utcnow
-from db.queue import QUEUES
+from core.queue import QUEUES
 from db.session import session_scope
 
 log = logging.getLogger("wardrobe.reaper")

@@ -5,7 +5,7 @@ import logging
 
 from db import jobstate
 from db.bootup import runtime
-from db.queue import GC_TASK, INGEST_TASK, REAP_TASK, SEGMENT_TASK, enqueue_ingest, enqueue_segment
+from core.queue import GC_TASK, INGEST_TASK, REAP_TASK, SEGMENT_TASK, enqueue_ingest, enqueue_segment
 from db.session import session_scope
 from worker import pipeline
 from worker.celery_app import app, settings

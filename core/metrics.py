@@ -2,7 +2,7 @@
 
 Both run several processes: gunicorn's workers and Celery's prefork pool. `wardrobe serve` and
 `wardrobe worker` point PROMETHEUS_MULTIPROC_DIR at a fresh folder before anything imports
-prometheus_client (db/metricsdir.py), so every process writes its counters and
+prometheus_client (core/metricsdir.py), so every process writes its counters and
 histograms there and one scrape adds them all up (prometheus-client's multiprocess mode). The
 API answers `/metrics`; a worker answers on WARDROBE_WORKER_METRICS_PORT, from its main process.
 
@@ -20,7 +20,7 @@ try:
 except ImportError:  # pragma: no cover - every extra that runs a server installs it
     prom = None
 
-from db.metricsdir import MULTIPROC_ENV  # noqa: E402
+from core.metricsdir import MULTIPROC_ENV  # noqa: E402
 
 
 class _Noop:
@@ -69,7 +69,7 @@ ERRORS = _metric("Counter", "wardrobe_errors",
 
 def error_kind(exc: BaseException) -> str:
     """storage, database, broker or other: what a failed call was talking to."""
-    from db.storage import StorageError
+    from core.storage import StorageError
 
     seen = set()
     while exc is not None and id(exc) not in seen:

@@ -1,5 +1,5 @@
 """Where a command's processes keep their Prometheus metrics (prometheus-client's multiprocess
-mode). Apart from db/metrics.py because it must run before prometheus_client is imported: the
+mode). Apart from core/metrics.py because it must run before prometheus_client is imported: the
 client picks its way of storing values once, at import."""
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from celery import Celery
 from kombu import Queue
 
-from db.config import Settings
+from core.config import Settings
 
 INGEST_TASK = "wardrobe.ingest"
 SEGMENT_TASK = "wardrobe.segment"
