@@ -273,19 +273,19 @@ def run_pipeline(settings, photos_dir: Path, paths: list[Path], segmenter) -> di
     from db.bootup import bootup
     from db.models import Item, Job
     from db.session import session_scope
-    from worker import pipeline
+    from worker import ingest, segment
 
     rt = bootup(settings, force=True)
     job_id = stage_job(rt, paths, Path(settings.data_dir) / "bench.zip", f"bench-{uuid.uuid4().hex[:6]}")
     chunks: list[list] = []
     cpu0 = _process_cpu()
     t0 = time.perf_counter()
-    pipeline.ingest(job_id, rt, send_segment=lambda j, ids: chunks.append(list(ids)))
+    ingest.run(job_id, rt, send_segment=lambda j, ids: chunks.append(list(ids)))
     t_ingest = time.perf_counter() - t0
     timings: dict = {}
     t1 = time.perf_counter()
     for ids in chunks:
-        pipeline.segment(job_id, ids, rt, segmenter, timings=timings)
+        segment.run(job_id, ids, rt, segmenter, timings=timings)
     t_segment = time.perf_counter() - t1
     total = t_ingest + t_segment
     cpu = _process_cpu() - cpu0

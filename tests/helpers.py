@@ -1,7 +1,7 @@
 """Run a job's task bodies in-process (fake segmenter), as the workers would."""
 from __future__ import annotations
 
-from worker import pipeline
+from worker import ingest, segment
 from segmentation.segmenter import FakeSegmenter
 
 
@@ -11,8 +11,8 @@ def run_job(rt, job_id, segmenter=None, twice: bool = False) -> list[list]:
     seg = segmenter or FakeSegmenter()
     runs = 2 if twice else 1
     for _ in range(runs):
-        pipeline.ingest(job_id, rt, send_segment=lambda j, ids: chunks.append(list(ids)))
+        ingest.run(job_id, rt, send_segment=lambda j, ids: chunks.append(list(ids)))
     for ids in list(chunks):
         for _ in range(runs):
-            pipeline.segment(job_id, ids, rt, seg)
+            segment.run(job_id, ids, rt, seg)
     return chunks

@@ -11,16 +11,16 @@ from db.models import Item
 from db.session import session_scope
 from tests.conftest import example_photos, zip_bytes
 from tests.test_pipeline import job_row, new_job
-from worker import pipeline
+from worker import ingest, segment
 
 
 def test_the_stand_in_goes_through_the_real_pipeline(make_user, rt):
     uid, _ = make_user()
     job_id = new_job(rt, uid, zip_bytes(example_photos(2)))
     chunks: list[list] = []
-    pipeline.ingest(job_id, rt, send_segment=lambda j, ids: chunks.append(list(ids)))
+    ingest.run(job_id, rt, send_segment=lambda j, ids: chunks.append(list(ids)))
     seg = InstantSegmenter(batch=2)
-    assert sum(pipeline.segment(job_id, c, rt, seg) for c in chunks) == 2
+    assert sum(segment.run(job_id, c, rt, seg) for c in chunks) == 2
     job = job_row(job_id)
     assert (job.status, job.photos_done, job.items_found) == ("succeeded", 2, 2 * len(GARMENTS))
     with session_scope() as s:

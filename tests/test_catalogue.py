@@ -94,7 +94,7 @@ def test_near_duplicate_rules(make_user, rt):
 
     from db.models import Item
     from db.session import session_scope
-    from worker.pipeline import _flag_near_duplicates
+    from db.items import flag_near_duplicates
 
     uid, _ = make_user()
     run_job(rt, new_job(rt, uid, zip_bytes(example_photos(1))))
@@ -113,7 +113,7 @@ def test_near_duplicate_rules(make_user, rt):
     later = like(phash=far.phash)  # a later photo of the batch: `far` counts
     p1, p2 = uuid.uuid4(), uuid.uuid4()
     with session_scope() as s:
-        _flag_near_duplicates(s, uid, [(p1, [close, far, squat, other_colour, twin_of_far]), (p2, [later])])
+        flag_near_duplicates(s, uid, [(p1, [close, far, squat, other_colour, twin_of_far]), (p2, [later])])
     assert close.duplicate_of == a_id
     assert far.duplicate_of is None and squat.duplicate_of is None and other_colour.duplicate_of is None
     assert twin_of_far.duplicate_of is None

@@ -266,14 +266,14 @@ def test_reaper_resends_the_work_of_a_job_whose_worker_vanished(make_user, rt):
 
     from db.models import utcnow
     from tests.helpers import run_job
-    from worker import pipeline
+    from worker import ingest, segment
     from worker.reaper import reap
     from segmentation.segmenter import FakeSegmenter
 
     uid, _ = make_user()
     job_id = new_job(rt, uid, photos_zip(4))
     lost = []
-    pipeline.ingest(job_id, rt, send_segment=lambda j, ids: lost.append(ids))  # the segment messages never arrive
+    ingest.run(job_id, rt, send_segment=lambda j, ids: lost.append(ids))  # the segment messages never arrive
     with session_scope() as s:
         s.execute(update(Job).where(Job.id == job_id).values(updated_at=utcnow() - timedelta(hours=1)))
     resent = []

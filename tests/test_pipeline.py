@@ -14,7 +14,7 @@ from db.session import session_scope
 from core.storage import keys
 from tests.conftest import example_photos, jpeg_bytes, zip_bytes
 from tests.helpers import run_job
-from worker import pipeline
+from worker import ingest, segment
 from worker.cutouts import rasterize
 from segmentation.segmenter import FakeSegmenter
 
@@ -60,7 +60,7 @@ def test_post_processing_beside_or_after_the_model_writes_the_same(make_user, rt
     job_id = new_job(rt, uid, zip_bytes(example_photos(5)))
     rt_mode = replace(rt, settings=replace(rt.settings, post_overlap=overlap, segment_chunk=5))
     seen_threads = set()
-    real = pipeline._items_for
+    real = segment.items_for
 
     def spy(*args):
         import threading
@@ -68,11 +68,11 @@ def test_post_processing_beside_or_after_the_model_writes_the_same(make_user, rt
         seen_threads.add(threading.current_thread().name)
         return real(*args)
 
-    pipeline._items_for, saved = spy, pipeline._items_for
+    segment.items_for, saved = spy, segment.items_for
     try:
         run_job(rt_mode, job_id, twice=True)
     finally:
-        pipeline._items_for = saved
+        segment.items_for = saved
     job = job_row(job_id)
     assert (job.status, job.photos_done, job.items_found) == ("succeeded", 5, 10)
     assert count(Item, job_id=job_id) == 10
@@ -89,7 +89,7 @@ def test_rows_wait_for_their_cutouts_and_a_failed_upload_writes_none_of_its_phot
     uid, _ = make_user()
     job_id = new_job(rt, uid, zip_bytes(example_photos(3)))
     chunks = []
-    pipeline.ingest(job_id, rt, send_segment=lambda j, ids: chunks.append(list(ids)))
+    ingest.run(job_id, rt, send_segment=lambda j, ids: chunks.append(list(ids)))
     real_put, failed = rt.storage.put_bytes, []
 
     def put_failing_once(key, data, content_type="application/octet-stream"):
@@ -98,11 +98,11 @@ def test_rows_wait_for_their_cutouts_and_a_failed_upload_writes_none_of_its_phot
             raise StorageError(f"injected failure storing {key}")
         return real_put(key, data, content_type)
 
-    monkeypatch.setattr(pipeline, "COMMIT_EVERY", 1)  # a commit after each photo: later ones follow the failure
+    monkeypatch.setattr(segment, "COMMIT_EVERY", 1)  # a commit after each photo: later ones follow the failure
     rt.storage.put_bytes = put_failing_once  # the real store, with one upload failing
     try:
         with pytest.raises(StorageError):
-            pipeline.segment(job_id, chunks[0], rt, FakeSegmenter())
+            segment.run(job_id, chunks[0], rt, FakeSegmenter())
     finally:
         del rt.storage.put_bytes
     failed_photo = uuid.UUID(failed[0].split("/")[3])
@@ -113,7 +113,7 @@ def test_rows_wait_for_their_cutouts_and_a_failed_upload_writes_none_of_its_phot
     assert all(rt.storage.exists(k) for k in written)
 
     # the retry does the rest; every row's cut-out is in storage
-    assert pipeline.segment(job_id, chunks[0], rt, FakeSegmenter()) == 3 - len(written) // 2
+    assert segment.run(job_id, chunks[0], rt, FakeSegmenter()) == 3 - len(written) // 2
     with session_scope() as s:
         keys_now = list(s.scalars(select(Item.cutout_key).where(Item.job_id == job_id)))
     assert len(keys_now) == 6 and all(rt.storage.exists(k) for k in keys_now)
@@ -124,10 +124,10 @@ def test_segment_redelivered_after_commit_writes_nothing(make_user, rt):
     uid, _ = make_user()
     job_id = new_job(rt, uid, zip_bytes(example_photos(2)))
     chunks = []
-    pipeline.ingest(job_id, rt, send_segment=lambda j, ids: chunks.append(list(ids)))
+    ingest.run(job_id, rt, send_segment=lambda j, ids: chunks.append(list(ids)))
     assert job_row(job_id).status == "running"
-    assert pipeline.segment(job_id, chunks[0], rt, FakeSegmenter()) == 2
-    assert pipeline.segment(job_id, chunks[0], rt, FakeSegmenter()) == 0
+    assert segment.run(job_id, chunks[0], rt, FakeSegmenter()) == 2
+    assert segment.run(job_id, chunks[0], rt, FakeSegmenter()) == 0
     assert count(Item, job_id=job_id) == 4
     assert job_row(job_id).items_found == 4
 
@@ -147,15 +147,15 @@ def test_ingest_redelivered_midway_resumes_without_duplicates(make_user, rt):
 
     rt_small = type(rt)(settings=rt.settings.__class__(**{**rt.settings.__dict__, "segment_chunk": 2}), storage=rt.storage)
     try:
-        pipeline.ingest(job_id, rt_small, send_segment=send_then_die)
+        ingest.run(job_id, rt_small, send_segment=send_then_die)
     except Boom:
         pass
     assert count(Photo, job_id=job_id) == 2  # died after the first chunk
     chunks = []
-    pipeline.ingest(job_id, rt_small, send_segment=lambda j, ids: chunks.append(list(ids)))
+    ingest.run(job_id, rt_small, send_segment=lambda j, ids: chunks.append(list(ids)))
     assert count(Photo, job_id=job_id) == 4
     for ids in chunks:
-        pipeline.segment(job_id, ids, rt, FakeSegmenter())
+        segment.run(job_id, ids, rt, FakeSegmenter())
     job = job_row(job_id)
     assert job.status == "succeeded" and job.photos_done == 4 and job.items_found == 8
 
@@ -179,7 +179,7 @@ def test_ingest_stores_ahead_of_rows_and_a_failed_upload_leaves_no_row_without_i
     rt.storage.put_bytes = put_failing_third  # the real store, with the third photo's upload failing
     try:
         with pytest.raises(StorageError):
-            pipeline.ingest(job_id, rt, send_segment=lambda j, ids: None)
+            ingest.run(job_id, rt, send_segment=lambda j, ids: None)
     finally:
         del rt.storage.put_bytes
     with session_scope() as s:
@@ -188,12 +188,12 @@ def test_ingest_stores_ahead_of_rows_and_a_failed_upload_leaves_no_row_without_i
     assert all(rt.storage.exists(k) for k in first)
 
     chunks = []
-    pipeline.ingest(job_id, rt, send_segment=lambda j, ids: chunks.append(list(ids)))
+    ingest.run(job_id, rt, send_segment=lambda j, ids: chunks.append(list(ids)))
     with session_scope() as s:
         stored = list(s.scalars(select(Photo.storage_key).where(Photo.job_id == job_id)))
     assert len(stored) == 5 and all(rt.storage.exists(k) for k in stored)
     for ids in chunks:
-        pipeline.segment(job_id, ids, rt, FakeSegmenter())
+        segment.run(job_id, ids, rt, FakeSegmenter())
     assert job_row(job_id).status == "succeeded" and job_row(job_id).photos_done == 5
 
 
@@ -203,9 +203,9 @@ def test_ingest_holds_at_most_its_cap_of_photos_ahead_of_their_rows(make_user, r
     one photo be held (the newest), the photo before it has its row by the time the next upload
     starts."""
     if cap == "photos":
-        monkeypatch.setattr(pipeline, "INGEST_UPLOADS_IN_FLIGHT", 1)
+        monkeypatch.setattr(ingest, "INGEST_UPLOADS_IN_FLIGHT", 1)
     else:
-        monkeypatch.setattr(pipeline, "INGEST_BYTES_IN_FLIGHT", 1)
+        monkeypatch.setattr(ingest, "INGEST_BYTES_IN_FLIGHT", 1)
     uid, _ = make_user()
     job_id = new_job(rt, uid, zip_bytes(example_photos(5)))
     real_put, rows_seen = rt.storage.put_bytes, []
@@ -216,7 +216,7 @@ def test_ingest_holds_at_most_its_cap_of_photos_ahead_of_their_rows(make_user, r
 
     rt.storage.put_bytes = put_counting_rows
     try:
-        pipeline.ingest(job_id, rt, send_segment=lambda j, ids: None)
+        ingest.run(job_id, rt, send_segment=lambda j, ids: None)
     finally:
         del rt.storage.put_bytes
     assert len(rows_seen) == 5 and count(Photo, job_id=job_id) == 5
@@ -324,11 +324,11 @@ def test_storage_keys_are_server_made_and_user_scoped(make_user, rt):
 
 
 def test_stored_photos_decode_fast_and_exactly_and_truncated_ones_are_refused():
-    from worker.pipeline import _decode_stored
+    from worker.segment import decode_stored
 
     for data in example_photos(3).values():
-        fast = _decode_stored(data)
+        fast = decode_stored(data)
         with Image.open(io.BytesIO(data)) as im:
             assert (fast == np.asarray(im.convert("RGB"))).all()
     with pytest.raises(OSError):
-        _decode_stored(data[: len(data) // 2])
+        decode_stored(data[: len(data) // 2])

@@ -277,7 +277,7 @@ def test_a_failed_jobs_photos_fail_and_a_reupload_gets_every_item(make_user, rt)
     from core.storage import S3Storage, StorageError
     from tests.procs import TcpProxy
     from tests.test_pipeline import new_job
-    from worker import pipeline
+    from worker import ingest, segment
 
     proxy = TcpProxy(int(rt.settings.s3_endpoint_url.rsplit(":", 1)[1]))
 
@@ -300,7 +300,7 @@ def test_a_failed_jobs_photos_fail_and_a_reupload_gets_every_item(make_user, rt)
         job_id = new_job(rt, uid, photos)
         sent = []
         with pytest.raises(StorageError):
-            pipeline.ingest(job_id, replace(rt, storage=CutOffAfter(3)),
+            ingest.run(job_id, replace(rt, storage=CutOffAfter(3)),
                             send_segment=lambda j, ids: sent.append(ids))
     finally:
         proxy.close()
@@ -334,9 +334,9 @@ def test_a_pending_photo_of_a_job_that_ended_is_no_original(make_user, rt):
     photos = zip_bytes(example_photos(2))
     first = new_job(rt, uid, photos)
     chunks = []
-    from worker import pipeline
+    from worker import ingest, segment
 
-    pipeline.ingest(first, rt, send_segment=lambda j, ids: chunks.append(ids))  # never segmented
+    ingest.run(first, rt, send_segment=lambda j, ids: chunks.append(ids))  # never segmented
     with session_scope() as s:
         s.execute(update(Job).where(Job.id == first).values(status="failed", error_code="ingest_failed"))
     again = new_job(rt, uid, photos)
@@ -447,7 +447,7 @@ def test_the_reaper_resends_lost_work_only(make_user, rt, settings, tmp_path):
     from tests.procs import RedisServer
     from tests.test_failures import photos_zip
     from tests.test_pipeline import new_job
-    from worker import pipeline
+    from worker import ingest, segment
     from worker.reaper import broker_jobs, reap
 
     redis_server = RedisServer(tmp_path).start()
@@ -455,9 +455,9 @@ def test_the_reaper_resends_lost_work_only(make_user, rt, settings, tmp_path):
         app = make_celery(replace(settings, broker_url=redis_server.url))
         uid, _ = make_user()
         queued = new_job(rt, uid, photos_zip(4, seed=31))
-        pipeline.ingest(queued, rt, send_segment=lambda j, ids: enqueue_segment(app, j, ids))  # waiting in Redis
+        ingest.run(queued, rt, send_segment=lambda j, ids: enqueue_segment(app, j, ids))  # waiting in Redis
         lost = new_job(rt, uid, photos_zip(4, seed=32))
-        pipeline.ingest(lost, rt, send_segment=lambda j, ids: None)  # its messages never arrive
+        ingest.run(lost, rt, send_segment=lambda j, ids: None)  # its messages never arrive
         with session_scope() as s:
             s.execute(update(Job).where(Job.id.in_([queued, lost])).values(updated_at=utcnow() - timedelta(seconds=90)))
         assert str(queued) in broker_jobs(app) and str(lost) not in broker_jobs(app)

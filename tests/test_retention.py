@@ -208,11 +208,11 @@ def test_delete_a_photo_and_a_jobs_data_never_another_users(clean_db, make_user,
     assert_error(client.delete(f"/v1/photos/{victim}", headers=h), 404, "not_found")
 
     # a job still running: its data cannot be deleted yet (409), nor its photos
-    from worker import pipeline
+    from worker import ingest, segment
 
     running = upload(client, token, photos_zip(2, 7)).get_json()["id"]
     assert_error(client.delete(f"/v1/jobs/{running}/data", headers=h), 409, "job_active")
-    pipeline.ingest(running, rt, send_segment=lambda j, ids: None)  # photos stored, none segmented: running
+    ingest.run(running, rt, send_segment=lambda j, ids: None)  # photos stored, none segmented: running
     pending = client.get(f"/v1/jobs/{running}/photos", headers=h).get_json()["photos"][0]["id"]
     assert_error(client.delete(f"/v1/photos/{pending}", headers=h), 409, "job_active")
     assert client.delete(f"/v1/jobs/{running}", headers=h).get_json()["status"] == "cancelled"

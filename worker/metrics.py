@@ -2,7 +2,8 @@
 and the main process's HTTP endpoint on WARDROBE_WORKER_METRICS_PORT (0: none), which adds up
 every pool process's values (prometheus-client's multiprocess mode, see core/metrics.py).
 
-The photo, item and model counters are counted where the work is done (worker/pipeline.py).
+The photo, item and model counters are counted where the work is done (worker/ingest.py,
+worker/segment.py, db/photos.py, db/items.py).
 """
 from __future__ import annotations
 

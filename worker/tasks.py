@@ -1,4 +1,4 @@
-"""Celery tasks: thin wrappers that add retries with backoff around worker.pipeline."""
+"""Celery tasks: thin wrappers that add retries with backoff around the task bodies (worker.ingest, worker.segment)."""
 from __future__ import annotations
 
 import logging
@@ -7,7 +7,9 @@ from db import jobstate
 from db.bootup import runtime
 from core.queue import GC_TASK, INGEST_TASK, REAP_TASK, SEGMENT_TASK, enqueue_ingest, enqueue_segment
 from db.session import session_scope
-from worker import pipeline
+from db import photos
+from worker import ingest as ingesting
+from worker import segment as segmenting
 from worker.celery_app import app, settings
 
 log = logging.getLogger("wardrobe.tasks")
@@ -21,7 +23,7 @@ def _backoff(retries: int) -> int:
 def ingest(self, job_id: str) -> None:
     rt = runtime()
     try:
-        pipeline.ingest(job_id, rt, send_segment=lambda j, ids: enqueue_segment(app, j, ids))
+        ingesting.run(job_id, rt, send_segment=lambda j, ids: enqueue_segment(app, j, ids))
     except Exception as exc:  # noqa: BLE001 - storage, DB or broker trouble: retry, then give up cleanly
         if self.request.retries >= self.max_retries:
             log.exception("ingest of job %s failed for good", job_id)
@@ -38,11 +40,11 @@ def segment(self, job_id: str, photo_ids: list[str]) -> int:
 
     rt = runtime()
     try:
-        return pipeline.segment(job_id, photo_ids, rt, task_segmenter(rt.settings))
+        return segmenting.run(job_id, photo_ids, rt, task_segmenter(rt.settings))
     except Exception as exc:  # noqa: BLE001
         if self.request.retries >= self.max_retries:
             log.exception("segmentation of %d photos of job %s failed for good", len(photo_ids), job_id)
-            pipeline.mark_photos_failed(job_id, photo_ids, "segment_failed", f"{type(exc).__name__}: {exc}")
+            photos.mark_photos_failed(job_id, photo_ids, "segment_failed", f"{type(exc).__name__}: {exc}")
             return 0
         log.warning("segment job %s: %s; retry %d", job_id, exc, self.request.retries + 1)
         raise self.retry(exc=exc, countdown=_backoff(self.request.retries))

@@ -1,0 +1,200 @@
+"""The segment task's body, free of Celery: photos into items, in steps.
+
+Fetch and decode the pending photos on the I/O threads ahead of the model (`load`); run the model
+a batch at a time; post-process each batch (cut-outs, colours, hashes, encoding, uploads: `items_for`)
+on a second thread while the model works on the next (WARDROBE_POST_OVERLAP=off: in turn with it);
+every few photos, once their cut-outs are stored, write their items and mark them done in one
+transaction (`flush` → db.items.commit_photos). Safe to run twice: the commit first locks the
+photo and checks it is pending. No session is held while files move or the model runs.
+"""
+from __future__ import annotations
+
+import io
+import time
+import uuid
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Sequence
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from core import metrics
+from core.storage import ObjectNotFound, keys
+from core.taxonomy import by_id
+from db import photos
+from db.bootup import Runtime
+from db.items import commit_photos
+from db.models import Item
+from segmentation.segmenter import Segmenter
+from worker.colors import dhash, dominant_colors, small_rgba
+from worker.cutouts import make_cutout
+from worker.images import pil_open
+from worker.iopool import io_pool, post_pool
+
+
+COMMIT_EVERY = 8  # photos per catalogue transaction...
+COMMIT_AFTER_S = 0.5  # ...or fewer, once this long has passed since the last
+
+
+@dataclass
+class Loaded:
+    id: uuid.UUID
+    user_id: uuid.UUID
+    rgb: np.ndarray
+
+
+def decode_stored(data: bytes) -> np.ndarray:
+    """A stored photo (always an upright 8-bit RGB JPEG) as an RGB array. OpenCV decodes it
+    faster than PIL + NumPy, pixel for pixel the same; but OpenCV returns what it could of a
+    truncated file, so a JPEG that does not end in its EOI marker goes through PIL, which
+    refuses it."""
+    if data[:2] == b"\xff\xd8" and data[-64:].rstrip(b"\x00\r\n ").endswith(b"\xff\xd9"):
+        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+        if bgr is not None:
+            return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    with pil_open(io.BytesIO(data)) as im:  # Pillow's own, not Ultralytics' replacement (see worker.images)
+        return np.asarray(im.convert("RGB"))
+
+
+def load(rt: Runtime, jid: uuid.UUID, pid, uid, key) -> Loaded | None:
+    try:
+        return Loaded(pid, uid, decode_stored(rt.storage.get_bytes(key)))
+    except ObjectNotFound:
+        photos.mark_photos_failed(jid, [pid], "photo_missing", "the stored photo is gone")
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        photos.mark_photos_failed(jid, [pid], "unreadable_image", f"stored photo cannot be decoded: {e}")
+    return None
+
+
+def _item(jid: uuid.UUID, photo: Loaded, det, cut, index: int, key: str, version: str, thumb) -> Item:
+    cls = by_id(det.class_id)
+    colors = dominant_colors(thumb)
+    h = dhash(thumb)
+    return Item(
+        id=uuid.uuid4(), colors=colors, color=colors[0]["name"] if colors else None,
+        phash=h - (1 << 64) if h >= (1 << 63) else h,
+        user_id=photo.user_id, photo_id=photo.id, job_id=jid, instance_index=index,
+        class_id=cls.id, category=cls.name, supercategory=cls.supercategory,
+        confidence=round(det.confidence, 4), bbox=cut.bbox, polygons=cut.polygons,
+        area_fraction=round(cut.area_fraction, 6), model_version=version,
+        cutout_key=key, cutout_content_type=cut.content_type, cutout_width=cut.size[0], cutout_height=cut.size[1],
+        alternatives=[{"class_id": c, "category": by_id(c).name, "confidence": round(conf, 4)}
+                      for c, conf in det.alternatives] or None,
+    )
+
+
+def items_for(rt: Runtime, jid: uuid.UUID, photo: Loaded, dets, version: str, t: dict,
+              uploads: list[Future]) -> list[Item]:
+    """Cut-outs, colours and hashes for one photo's detections. The cut-outs' uploads are started
+    on the I/O threads and added to `uploads`, not waited for: the caller waits before it writes
+    the rows that name them. Adds the CPU seconds of each stage to `t` (cutout: mask and encoding;
+    features: colours and hash)."""
+    clock = time.thread_time  # this thread's CPU time: the cost, whatever else runs beside it
+    settings = rt.settings
+    items: list[Item] = []
+    for det in dets:
+        t0 = clock()
+        cut = make_cutout(photo.rgb, det, settings.cutout_format, settings.cutout_quality, settings.cutout_max_side)
+        t1 = clock()
+        t["cutout"] = t.get("cutout", 0.0) + t1 - t0
+        if cut is None:
+            continue
+        index = len(items)
+        key = keys.cutout(photo.user_id, photo.id, index, cut.ext)
+        uploads.append(io_pool().submit(rt.storage.put_bytes, key, cut.data, cut.content_type))
+        thumb = small_rgba(cut.rgba)  # once: colours and hash both read the same 32-px thumbnail
+        items.append(_item(jid, photo, det, cut, index, key, version, thumb))
+        t["features"] = t.get("features", 0.0) + clock() - t1
+    return items
+
+
+def _add(t: dict, key: str, seconds: float) -> None:
+    t[key] = t.get(key, 0.0) + seconds
+
+
+class _Segmentation:
+    """One delivery's photos through the model. `unwritten` and `uploads` are the post thread's."""
+
+    def __init__(self, jid: uuid.UUID, user_id: uuid.UUID, rt: Runtime, segmenter: Segmenter, t: dict):
+        self.jid, self.user_id, self.rt, self.segmenter, self.t = jid, user_id, rt, segmenter, t
+        self.unwritten: list[tuple[uuid.UUID, list[Item]]] = []
+        self.uploads: list[Future] = []  # their cut-outs on the way to storage
+        self.last_flush = time.perf_counter()
+
+    def flush(self) -> int:
+        t, clock = self.t, time.perf_counter
+        t_start, c_start = clock(), time.thread_time()
+        self.last_flush = t_start
+        # Rows only once the cut-outs they name are stored. Waiting here, not after each photo, lets
+        # the uploads of several photos overlap the next photos' cut-outs: against S3 a photo's
+        # uploads take a round trip. A storage error raises here, before any of these rows are
+        # written, and the task is retried.
+        pending, self.uploads[:] = self.uploads[:], []
+        try:
+            for f in pending:
+                f.result()
+        except BaseException:
+            self.unwritten.clear()  # none of these rows: one of them names a cut-out that is not stored
+            raise
+        _add(t, "store", clock() - t_start)
+        # a task's photos are all one job's, one user's
+        done = commit_photos(self.jid, self.user_id, self.unwritten[:]) if self.unwritten else 0
+        self.unwritten.clear()
+        _add(t, "commit", time.thread_time() - c_start)
+        _add(t, "post", clock() - t_start)
+        _add(t, "post_cpu", time.thread_time() - c_start)
+        return done
+
+    def post(self, batch: list[Loaded], results) -> int:
+        t, clock = self.t, time.perf_counter
+        t_start, c_start = clock(), time.thread_time()
+        version = self.segmenter.version
+        self.unwritten.extend((photo.id, items_for(self.rt, self.jid, photo, dets, version, t, self.uploads))
+                              for photo, dets in zip(batch, results))
+        _add(t, "post", clock() - t_start)
+        _add(t, "post_cpu", time.thread_time() - c_start)
+        # rows go in a few photos at a time, not per forward pass (one photo on the CPU), and at
+        # least every COMMIT_AFTER_S so progress shows and a task cut short keeps what it did
+        if len(self.unwritten) >= COMMIT_EVERY or clock() - self.last_flush >= COMMIT_AFTER_S:
+            return self.flush()
+        return 0
+
+    def infer(self, batch: list[Loaded]):
+        t1 = time.perf_counter()
+        results = self.segmenter.segment([p.rgb for p in batch])
+        t2 = time.perf_counter()
+        _add(self.t, "infer", t2 - t1)
+        metrics.INFER_SECONDS.observe(t2 - t1)
+        metrics.INFER_PHOTOS.inc(len(batch))
+        return results
+
+    def run(self, loading: list[Future]) -> int:
+        bs = max(1, getattr(self.segmenter, "batch", 0) or self.rt.settings.batch_size or 1)
+        pending_posts = []
+        with post_pool(self.rt.settings.post_overlap != "off") as pool:
+            for start in range(0, len(loading), bs):
+                t0 = time.perf_counter()
+                batch = [p for p in (f.result() for f in loading[start : start + bs]) if p is not None]
+                _add(self.t, "load", time.perf_counter() - t0)
+                if batch:
+                    pending_posts.append(pool.submit(self.post, batch, self.infer(batch)))
+            pending_posts.append(pool.submit(self.flush))
+            return sum(f.result() for f in pending_posts)
+
+
+def run(job_id: str | uuid.UUID, photo_ids: Sequence[str | uuid.UUID], rt: Runtime, segmenter: Segmenter,
+        timings: dict | None = None) -> int:
+    """Segment the pending photos among photo_ids; returns how many this call committed.
+
+    `timings`, when given, accumulates seconds spent waiting for photos, in the model, and in
+    post-processing (which overlaps the model), and post-processing's CPU seconds by stage: the
+    benchmark's breakdown."""
+    jid = uuid.UUID(str(job_id))
+    rows = photos.pending_photos(jid, [uuid.UUID(str(p)) for p in photo_ids])
+    if rows is None:
+        return 0
+    loading = [io_pool().submit(load, rt, jid, pid, uid, key) for pid, uid, key in rows]
+    user_id = rows[0][1] if rows else None
+    return _Segmentation(jid, user_id, rt, segmenter, timings if timings is not None else {}).run(loading)
