@@ -98,7 +98,7 @@ def zip_photos(photos: list[Path], dst: Path) -> Path:
 
 def run_demo(a) -> int:
     from cli.client import ApiClient
-    from cli.main import duplicate_note, print_catalogue
+    from cli.catalogue import duplicate_note, print_catalogue
 
     photos = Path(a.photos or REPO_ROOT / "examples" / "photos")
     data_dir = Path(a.data_dir or REPO_ROOT / "var" / "demo").resolve()

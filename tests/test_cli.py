@@ -34,7 +34,7 @@ def test_every_option_has_help():
 
 
 def test_catalogue_counts_read_as_english():
-    from cli.main import print_catalogue
+    from cli.catalogue import print_catalogue
 
     item = {"id": "i", "photo_id": "p", "category": "shoe", "supercategory": "legs and feet", "confidence": 0.9,
             "area_fraction": 0.1, "bbox": [0, 0, 1, 1]}
@@ -47,7 +47,7 @@ def test_catalogue_counts_read_as_english():
 
 
 def test_a_job_of_duplicates_says_so():
-    from cli.main import duplicate_note
+    from cli.catalogue import duplicate_note
 
     job = {"progress": {"photos_total": 6, "photos_duplicate": 6}}
     assert duplicate_note(job).startswith("all 6 photos of this upload were already in your catalogue")

@@ -198,7 +198,7 @@ def _arg(cmd: list[str], flag: str) -> str | None:
 
 
 def test_workers_queues_scaling_and_shutdown(rendered):
-    cli_commands = set(re.findall(r'add_parser\("([\w-]+)"', (ROOT / "cli" / "main.py").read_text()))
+    cli_commands = {c for f in (ROOT / "cli").glob("*.py") for c in re.findall(r'add_parser\("([\w-]+)"', f.read_text())}
     for overlay, docs in rendered.items():
         deployments, scaled = by(docs, "Deployment"), by(docs, "ScaledObject")
         config = by(docs, "ConfigMap")["wardrobe-config"]["data"]

@@ -87,7 +87,7 @@ def test_compose_agrees_with_the_code():
 
     services = load_compose()["services"]  # as compose sees it with .env.example as the .env
     known = {name for name, _default, _type in describe()}
-    cli_commands = set(re.findall(r'add_parser\("([\w-]+)"', (ROOT / "cli" / "main.py").read_text()))
+    cli_commands = {c for f in (ROOT / "cli").glob("*.py") for c in re.findall(r'add_parser\("([\w-]+)"', f.read_text())}
     for name in ("postgres", "redis", "minio", "minio-bucket", "migrate", "api", "worker-ingest", "worker-segment",
                  "worker-segment-gpu"):
         assert name in services, name

@@ -1,73 +1,12 @@
-"""The worker's Celery app: `celery -A worker.celery_app worker -Q ingest,segment`.
+"""The worker's Celery entry point: `celery -A worker.celery_app worker -Q ingest,segment`.
 
-Tasks are registered on import of worker.tasks. Each forked process disposes
-the parent's DB connections and, with WARDROBE_PRELOAD_MODEL on, starts loading the
-model at once on a thread of its own: the process reports up to Celery's pool straight
-away (the pool kills a new process that has not within `worker_proc_alive_timeout`,
-4 s, and a model can take longer to load, above all on a busy machine: a replacement
-for a killed process was killed again and again), and the first segment task waits for
-the load to finish (`get_segmenter` holds its lock while loading).
+The app itself is built in worker/app.py; importing this module registers the tasks on it
+(worker.tasks) and the task metrics' signal handlers and the main process's /metrics port
+(worker.metrics). Every worker process imports this first.
 """
 from __future__ import annotations
 
-import logging
-import sys
-import threading
-
-from celery.signals import worker_process_init
-
-from segmentation.runtime import ultralytics_offline
-
-ultralytics_offline()  # before anything imports Ultralytics: no installs, no network, in every worker process
-
-from db.bootup import bootup, runtime  # noqa: E402
-from core.config import Settings  # noqa: E402
-from core.queue import make_celery  # noqa: E402
-from db.session import dispose_after_fork  # noqa: E402
-
-log = logging.getLogger("wardrobe.worker")
-
-settings = Settings.from_env()
-app = make_celery(settings)
-
-
-_loaded_threads: list[int] = []  # torch's thread count as the load left it
-
-
-def _load_model() -> None:
-    from segmentation.segmenter import get_segmenter
-
-    try:
-        get_segmenter(runtime().settings)  # load once, before the first task if it can, and log "model ready"
-    except Exception:  # noqa: BLE001 - the first segment task tries again, and retries, then fails its photos
-        log.exception("loading the model failed")
-        return
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        _loaded_threads.append(torch.get_num_threads())
-
-
-def task_segmenter(s: Settings):
-    """The process's segmenter for a task: waits for a load under way. The load may have set
-    torch's thread count on the loading thread, and under OpenMP that count is per thread: the
-    task's thread takes the same one."""
-    from segmentation.segmenter import get_segmenter
-
-    seg = get_segmenter(s)
-    torch = sys.modules.get("torch")
-    if _loaded_threads and torch is not None and torch.get_num_threads() != _loaded_threads[-1]:
-        torch.set_num_threads(_loaded_threads[-1])
-    return seg
-
-
-@worker_process_init.connect
-def _init_process(**_kwargs) -> None:
-    bootup(settings)
-    dispose_after_fork()
-    if settings.preload_model:
-        # not here, on the process's main thread: Celery waits only 4 s for the process to report up
-        threading.Thread(target=_load_model, name="wardrobe-model-load", daemon=True).start()
-
+from worker.app import app, settings, task_segmenter  # noqa: F401
 
 import worker.tasks  # noqa: E402,F401  (registers the tasks on `app`)
 import worker.metrics  # noqa: E402,F401  (task times and retries; the main process's /metrics port)

@@ -74,7 +74,7 @@ def serve(port: int, host: str = "0.0.0.0") -> None:
 
 @worker_ready.connect
 def _serve_metrics(**_kw) -> None:
-    from worker.celery_app import settings
+    from worker.app import settings
 
     if settings.worker_metrics_port and m.prom is not None:
         try:

@@ -10,7 +10,7 @@ from db.session import session_scope
 from db import photos
 from worker import ingest as ingesting
 from worker import segment as segmenting
-from worker.celery_app import app, settings
+from worker.app import app, settings
 
 log = logging.getLogger("wardrobe.tasks")
 
@@ -36,7 +36,7 @@ def ingest(self, job_id: str) -> None:
 
 @app.task(name=SEGMENT_TASK, bind=True, max_retries=settings.task_max_retries)
 def segment(self, job_id: str, photo_ids: list[str]) -> int:
-    from worker.celery_app import task_segmenter
+    from worker.app import task_segmenter
 
     rt = runtime()
     try:

@@ -1,0 +1,204 @@
+"""`wardrobe import-fashionpedia`, `train`, `evaluate`, `predict`, `export`, `export-training`, `ship`:
+the model's data, training, checks and shipping."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from cli.services import env_settings
+
+
+# --- training ---------------------------------------------------------------
+
+def cmd_import(a) -> int:
+    from training.fashionpedia import import_dataset
+
+    report = import_dataset(Path(a.train_json), Path(a.val_json), Path(a.images), Path(a.out),
+                            val_images_dir=Path(a.val_images) if a.val_images else None,
+                            keep_background=not a.drop_background, link=not a.copy)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def cmd_train(a) -> int:
+    from training.train import train
+
+    run = train(a.data, a.preset, project=a.project, name=a.name, epochs=a.epochs, imgsz=a.imgsz, batch=a.batch,
+                weights=a.weights, resume=a.resume, seed=a.seed, device=a.device, workers=a.workers,
+                bf16=a.bf16, val_every=a.val_every, time_hours=a.time_hours)
+    print(f"run directory: {run}")
+    return 0
+
+
+def cmd_evaluate(a) -> int:
+    from training.evaluate import evaluate, print_table
+
+    report = evaluate(a.weights, a.data, imgsz=a.imgsz, split=a.split, device=a.device, batch=a.batch)
+    print_table(report)
+    if a.json:
+        Path(a.json).write_text(json.dumps(report, indent=2))
+        print(f"wrote {a.json}")
+    return 0
+
+
+def cmd_predict(a) -> int:
+    from segmentation.preview import predict_and_draw
+
+    dets = predict_and_draw(a.weights, Path(a.photo), Path(a.save) if a.save else None, imgsz=a.imgsz, conf=a.conf)
+    for d in dets:
+        print(f"{d['category']:<40} {d['confidence']:.2f}  {d['bbox']}")
+    if a.save:
+        print(f"wrote {a.save}", file=sys.stderr)
+    return 0
+
+
+def cmd_export_training(a) -> int:
+    from db.bootup import bootup
+    from training.export import export_training
+
+    counts = export_training(bootup(env_settings()), Path(a.out), user_name=a.user, corrected_only=a.corrected_only,
+                             val_fraction=a.val_fraction)
+    print(json.dumps(counts, indent=2))
+    print(f"import it with: wardrobe import-fashionpedia --train-json {a.out}/instances_train.json "
+          f"--val-json {a.out}/instances_val.json --images {a.out}/images --out DATASET", file=sys.stderr)
+    return 0
+
+
+def cmd_export(a) -> int:
+    """Export the configured weights for the worker's CPU backend (OpenVINO), into its cache."""
+    from dataclasses import replace
+
+    settings = env_settings()
+    if a.weights:
+        settings = replace(settings, model=a.weights)
+    from segmentation.runtime import prepare_ultralytics
+    from segmentation.backends import openvino_available, openvino_model
+    from segmentation.segmenter import weights_digest
+
+    if not openvino_available():
+        print("error: openvino is not installed (pip install 'wardrobe[openvino]')", file=sys.stderr)
+        return 2
+    prepare_ultralytics()
+    path = Path(settings.model)
+    from segmentation.card import serve_imgsz
+
+    imgsz = a.imgsz or settings.imgsz or serve_imgsz(path)
+    digest = weights_digest(path)
+    if a.int8:
+        if not a.data:
+            print("error: --int8 needs --data DATA.yaml (calibration photos come from its train split)", file=sys.stderr)
+            return 2
+        from training.quantize import quantize_openvino
+
+        out = quantize_openvino(path, imgsz, Path(a.data), digest, fraction=a.fraction)
+    else:
+        out = openvino_model(path, imgsz, settings.data_path / "model-cache", digest)
+    print(out)
+    return 0
+
+
+def cmd_ship(a) -> int:
+    from training.ship import ship, update_card
+
+    if a.card_only:
+        card = update_card(Path(a.best), serve_conf=a.serve_conf, serve_imgsz=a.serve_imgsz,
+                           quality_json=Path(a.quality_json) if a.quality_json else None)
+        print(json.dumps(card, indent=2))
+        return 0
+    if not (a.preset and a.data_desc and a.hardware):
+        print("error: shipping weights needs --preset, --data-desc and --hardware", file=sys.stderr)
+        return 2
+
+    card = ship(Path(a.best), Path(a.out), preset=a.preset, data=a.data_desc, hardware=a.hardware,
+                eval_json=Path(a.eval_json) if a.eval_json else None, results_csv=Path(a.results_csv) if a.results_csv else None,
+                serve_imgsz=a.serve_imgsz, previous_card=Path(a.previous_card) if a.previous_card else None,
+                serve_conf=a.serve_conf, quality_json=Path(a.quality_json) if a.quality_json else None)
+    print(json.dumps(card, indent=2))
+    return 0
+
+
+def add_parsers(sub) -> None:
+    from core.config import DEFAULT_MODEL
+
+    s = sub.add_parser("import-fashionpedia", help="Fashionpedia COCO JSON -> YOLO-seg dataset of the 23 classes")
+    s.add_argument("--train-json", required=True, help="Fashionpedia/COCO instances JSON of the train split")
+    s.add_argument("--val-json", required=True, help="the same for the val split")
+    s.add_argument("--images", required=True, help="train images folder (and val, unless --val-images)")
+    s.add_argument("--val-images", help="val images folder, when apart from --images")
+    s.add_argument("--out", required=True, help="folder for the YOLO dataset (data.yaml, images, labels)")
+    s.add_argument("--drop-background", action="store_true", help="skip images with no kept instance")
+    s.add_argument("--copy", action="store_true", help="copy images instead of symlinking")
+    s.set_defaults(fn=cmd_import)
+
+    from training.presets import PRESETS
+
+    s = sub.add_parser("train", help="train YOLOv8s-seg (offline, from the architecture yaml)")
+    s.add_argument("--data", required=True, help="data.yaml written by import-fashionpedia")
+    s.add_argument("--preset", default="shared-cpu", choices=sorted(PRESETS), help="training settings (training/presets.py)")
+    s.add_argument("--project", default="runs/train", help="runs are written to PROJECT/NAME")
+    s.add_argument("--name", default="wardrobe", help="see --project")
+    s.add_argument("--epochs", type=int, help="default: the preset's")
+    s.add_argument("--imgsz", type=int, help="training image size in pixels (default: the preset's)")
+    s.add_argument("--batch", type=int, help="default: the preset's")
+    s.add_argument("--weights", help="start from these weights (fine-tune) instead of random init")
+    s.add_argument("--resume", action="store_true", help="continue project/name/weights/last.pt")
+    s.add_argument("--seed", type=int, default=0, help="random seed")
+    s.add_argument("--device", help="cpu, 0 (the first GPU) ... (default: the preset's)")
+    s.add_argument("--workers", type=int, help="data loader processes")
+    s.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
+                   help="bfloat16 autocast on the CPU (default: on where the CPU has native bf16)")
+    s.add_argument("--val-every", type=int, default=1, help="validate every N epochs (the last one always)")
+    s.add_argument("--time-hours", type=float, help="wall-clock budget; sets the epoch count to fit")
+    s.set_defaults(fn=cmd_train)
+
+    s = sub.add_parser("evaluate", help="mask and box metrics on a split, as a table and JSON")
+    s.add_argument("--weights", default=str(DEFAULT_MODEL), help="the .pt to evaluate (default: the shipped model)")
+    s.add_argument("--data", required=True, help="data.yaml written by import-fashionpedia")
+    s.add_argument("--split", default="val", help="the data.yaml split to score: val (default), train, test")
+    s.add_argument("--imgsz", type=int, default=None, help="default: the model card's imgsz")
+    s.add_argument("--batch", type=int, default=8, help="photos per forward pass")
+    s.add_argument("--device", help="cpu, 0 (the first GPU) ...")
+    s.add_argument("--json", help="write the report here")
+    s.set_defaults(fn=cmd_evaluate)
+
+    s = sub.add_parser("predict", help="segment one photo and draw masks and labels")
+    s.add_argument("photo")
+    s.add_argument("--weights", default=str(DEFAULT_MODEL), help="the .pt to run (default: the shipped model)")
+    s.add_argument("--save", help="write the drawing here (PNG/JPEG)")
+    s.add_argument("--imgsz", type=int, default=None, help="default: the model card's served size, as the worker")
+    s.add_argument("--conf", type=float, default=None, help="default: the model card's serve_conf, as the worker")
+    s.set_defaults(fn=cmd_predict)
+
+    s = sub.add_parser("export", help="export the model for the CPU backend: OpenVINO fp32 into the cache, or --int8 beside the weights")
+    s.add_argument("--weights", help="default: WARDROBE_MODEL")
+    s.add_argument("--imgsz", type=int, help="input size to export at (default: WARDROBE_IMGSZ, else the card's served size)")
+    s.add_argument("--int8", action="store_true",
+                   help="quantise to int8 with NNCF and write it beside the weights (the CPU worker's first choice)")
+    s.add_argument("--data", help="with --int8: a YOLO data.yaml whose train split calibrates the quantiser")
+    s.add_argument("--fraction", type=float, default=0.4, help="with --int8: share of the train split to calibrate on")
+    s.set_defaults(fn=cmd_export)
+
+    s = sub.add_parser("export-training", help="write the corrected catalogue as a Fashionpedia-format dataset")
+    s.add_argument("--out", required=True, help="folder for the dataset (instances_*.json, images)")
+    s.add_argument("--user", help="only this user's catalogue")
+    s.add_argument("--corrected-only", action="store_true", help="only photos with at least one corrected item")
+    s.add_argument("--val-fraction", type=float, default=0.1, help="share of the photos held out for val")
+    s.set_defaults(fn=cmd_export_training)
+
+    s = sub.add_parser("ship", help="write half-precision weights and their model card")
+    s.add_argument("best", help="best.pt from a training run (with --card-only: the shipped weights)")
+    s.add_argument("--out", default=str(DEFAULT_MODEL), help="where the fp16 weights go (the card beside them)")
+    s.add_argument("--card-only", action="store_true",
+                   help="only record --serve-conf/--serve-imgsz/--quality-json on the card of weights already shipped")
+    s.add_argument("--preset", help="the preset it was trained with (for the card)")
+    s.add_argument("--data-desc", help="what it was trained on")
+    s.add_argument("--hardware", help="what it was trained on, e.g. '2 CPU cores' (for the card)")
+    s.add_argument("--eval-json", help="report from `wardrobe evaluate --json`")
+    s.add_argument("--results-csv", help="the run's results.csv")
+    s.add_argument("--serve-imgsz", type=int, help="the input size the workers run it at (default: the training size)")
+    s.add_argument("--previous-card", help="the card of the weights this run continued from (epochs add up)")
+    s.add_argument("--serve-conf", type=float, help="the item threshold the workers use (chosen from make quality)")
+    s.add_argument("--quality-json", help="make quality's report at the served settings, for the card")
+    s.set_defaults(fn=cmd_ship)
