@@ -183,13 +183,79 @@ def _accepted(job: Job, status: int = 202):
     return resp
 
 
+def _idempotency_key() -> str | None:
+    idem_key = request.headers.get("Idempotency-Key")
+    if idem_key is not None and not (1 <= len(idem_key) <= 200 and idem_key.isprintable()):
+        raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key must be 1-200 printable characters")
+    return idem_key
+
+
+def _spool_body(tmp, ctype: str, settings) -> tuple[str, int, str]:
+    """The zip, multipart or raw, into `tmp` under the size cap: its name, size and SHA-256."""
+    if ctype == "multipart/form-data":
+        f = request.files.get("file")
+        if f is None:
+            raise ApiError(400, "missing_file", "send the zip as the multipart field 'file'")
+        name = clean_name(f.filename)
+        size, sha = _spool_to(tmp, f.stream, settings.max_upload_bytes)
+    elif ctype in RAW_TYPES:
+        name = clean_name(request.headers.get("X-Filename"))
+        size, sha = _spool_to(tmp, request.stream, settings.max_upload_bytes)
+    else:
+        raise ApiError(415, "unsupported_media_type", "send a zip as multipart/form-data (field 'file') or as an application/zip body")
+    if size == 0:
+        raise ApiError(400, "empty_upload", "the upload is empty")
+    return name, size, sha
+
+
+def _store_job(s, tmp, settings, name: str, size: int, sha: str, idem_key: str | None) -> tuple[Job, uuid.UUID]:
+    """Check the zip, store it and add its job row, committed; on any failure neither is left behind."""
+    stored = None
+    try:
+        check_zip(tmp.name, settings)
+        job_id = uuid.uuid4()
+        key = keys.upload(g.user_id, job_id)
+        tmp.seek(0)
+        try:
+            deps.storage().put_file(key, tmp, "application/zip")
+        except StorageError as e:
+            log.error("storing upload failed: %s", e)
+            raise ApiError(503, "storage_unavailable", "storage is unavailable; try again shortly",
+                           {"Retry-After": "5"}) from None
+        stored = key
+        _user_lock(s, g.user_id)
+        from db.models import User
+
+        if s.get(User, g.user_id) is None:  # deleted since this API process cached the token (a few seconds)
+            raise ApiError(401, "unauthorized", "the API token is not valid",
+                           {"WWW-Authenticate": 'Bearer realm="wardrobe", error="invalid_token"'})
+        check_quota(s, settings, g.user_id, size)  # again, with the size read and concurrent uploads counted
+        job = Job(id=job_id, user_id=g.user_id, upload_key=key, upload_name=name, upload_bytes=size,
+                  upload_sha256=sha, idempotency_key=idem_key)
+        s.add(job)
+        if idem_key is not None:
+            from sqlalchemy import update
+
+            from db.models import IdempotencyKey
+
+            s.flush()
+            s.execute(update(IdempotencyKey).where(IdempotencyKey.user_id == g.user_id, IdempotencyKey.key == idem_key)
+                      .values(job_id=job_id))
+        s.commit()
+        return job, job_id
+    except BaseException:
+        if stored is not None:
+            _forget_zip(stored)  # no job names it: it would never be read, nor ever deleted
+        if idem_key is not None:
+            _release(s, g.user_id, idem_key)  # a refused upload does not burn the key
+        raise
+
+
 @bp.post("/v1/uploads")
 @deps.require_user
 def create_upload():
     settings = deps.settings()
-    idem_key = request.headers.get("Idempotency-Key")
-    if idem_key is not None and not (1 <= len(idem_key) <= 200 and idem_key.isprintable()):
-        raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key must be 1-200 printable characters")
+    idem_key = _idempotency_key()
     ctype = (request.mimetype or "").lower()
     s = deps.db()
     # refused before a byte of the body is read; a replay of an accepted Idempotency-Key is not a new upload
@@ -199,61 +265,12 @@ def create_upload():
         check_quota(s, settings, g.user_id, (request.content_length or 0) if ctype in RAW_TYPES else 0)
         s.rollback()
     with tempfile.NamedTemporaryFile(prefix="wardrobe-upload-", suffix=".zip") as tmp:
-        if ctype == "multipart/form-data":
-            f = request.files.get("file")
-            if f is None:
-                raise ApiError(400, "missing_file", "send the zip as the multipart field 'file'")
-            name = clean_name(f.filename)
-            size, sha = _spool_to(tmp, f.stream, settings.max_upload_bytes)
-        elif ctype in RAW_TYPES:
-            name = clean_name(request.headers.get("X-Filename"))
-            size, sha = _spool_to(tmp, request.stream, settings.max_upload_bytes)
-        else:
-            raise ApiError(415, "unsupported_media_type", "send a zip as multipart/form-data (field 'file') or as an application/zip body")
-        if size == 0:
-            raise ApiError(400, "empty_upload", "the upload is empty")
+        name, size, sha = _spool_body(tmp, ctype, settings)
         if idem_key is not None:
             existing = _claim(s, g.user_id, idem_key, sha)
             if existing is not None:
                 return _accepted(existing)
-        stored = None
-        try:
-            check_zip(tmp.name, settings)
-            job_id = uuid.uuid4()
-            key = keys.upload(g.user_id, job_id)
-            tmp.seek(0)
-            try:
-                deps.storage().put_file(key, tmp, "application/zip")
-            except StorageError as e:
-                log.error("storing upload failed: %s", e)
-                raise ApiError(503, "storage_unavailable", "storage is unavailable; try again shortly",
-                               {"Retry-After": "5"}) from None
-            stored = key
-            _user_lock(s, g.user_id)
-            from db.models import User
-
-            if s.get(User, g.user_id) is None:  # deleted since this API process cached the token (a few seconds)
-                raise ApiError(401, "unauthorized", "the API token is not valid",
-                               {"WWW-Authenticate": 'Bearer realm="wardrobe", error="invalid_token"'})
-            check_quota(s, settings, g.user_id, size)  # again, with the size read and concurrent uploads counted
-            job = Job(id=job_id, user_id=g.user_id, upload_key=key, upload_name=name, upload_bytes=size,
-                      upload_sha256=sha, idempotency_key=idem_key)
-            s.add(job)
-            if idem_key is not None:
-                from sqlalchemy import update
-
-                from db.models import IdempotencyKey
-
-                s.flush()
-                s.execute(update(IdempotencyKey).where(IdempotencyKey.user_id == g.user_id, IdempotencyKey.key == idem_key)
-                          .values(job_id=job_id))
-            s.commit()
-        except BaseException:
-            if stored is not None:
-                _forget_zip(stored)  # no job names it: it would never be read, nor ever deleted
-            if idem_key is not None:
-                _release(s, g.user_id, idem_key)  # a refused upload does not burn the key
-            raise
+        job, job_id = _store_job(s, tmp, settings, name, size, sha, idem_key)
     try:
         enqueue_ingest(deps.celery(), job_id)  # only after the commit: the worker must find the row
     except Exception as e:  # noqa: BLE001 - the broker is down

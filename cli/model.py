@@ -153,8 +153,12 @@ def add_parsers(sub) -> None:
     s.add_argument("--time-hours", type=float, help="wall-clock budget; sets the epoch count to fit")
     s.set_defaults(fn=cmd_train)
 
+    _add_checks_and_shipping(sub, DEFAULT_MODEL)
+
+
+def _add_checks_and_shipping(sub, default_model) -> None:
     s = sub.add_parser("evaluate", help="mask and box metrics on a split, as a table and JSON")
-    s.add_argument("--weights", default=str(DEFAULT_MODEL), help="the .pt to evaluate (default: the shipped model)")
+    s.add_argument("--weights", default=str(default_model), help="the .pt to evaluate (default: the shipped model)")
     s.add_argument("--data", required=True, help="data.yaml written by import-fashionpedia")
     s.add_argument("--split", default="val", help="the data.yaml split to score: val (default), train, test")
     s.add_argument("--imgsz", type=int, default=None, help="default: the model card's imgsz")
@@ -165,7 +169,7 @@ def add_parsers(sub) -> None:
 
     s = sub.add_parser("predict", help="segment one photo and draw masks and labels")
     s.add_argument("photo")
-    s.add_argument("--weights", default=str(DEFAULT_MODEL), help="the .pt to run (default: the shipped model)")
+    s.add_argument("--weights", default=str(default_model), help="the .pt to run (default: the shipped model)")
     s.add_argument("--save", help="write the drawing here (PNG/JPEG)")
     s.add_argument("--imgsz", type=int, default=None, help="default: the model card's served size, as the worker")
     s.add_argument("--conf", type=float, default=None, help="default: the model card's serve_conf, as the worker")
@@ -189,7 +193,7 @@ def add_parsers(sub) -> None:
 
     s = sub.add_parser("ship", help="write half-precision weights and their model card")
     s.add_argument("best", help="best.pt from a training run (with --card-only: the shipped weights)")
-    s.add_argument("--out", default=str(DEFAULT_MODEL), help="where the fp16 weights go (the card beside them)")
+    s.add_argument("--out", default=str(default_model), help="where the fp16 weights go (the card beside them)")
     s.add_argument("--card-only", action="store_true",
                    help="only record --serve-conf/--serve-imgsz/--quality-json on the card of weights already shipped")
     s.add_argument("--preset", help="the preset it was trained with (for the card)")

@@ -133,3 +133,48 @@ def test_settings_read_the_environment(monkeypatch):
     monkeypatch.setenv("WARDROBE_PRELOAD_MODEL", "false")
     s = Settings.from_env()
     assert (s.max_entries, s.conf, s.preload_model) == (7, 0.4, False)
+
+
+def test_no_import_cycles():
+    """Between our modules, counting imports inside functions too: each room can be read bottom up."""
+    packages = ("api", "worker", "segmentation", "core", "db", "training", "cli")
+    modules = {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p
+               for pkg in packages for p in (ROOT / pkg).rglob("*.py") if "migrations" not in p.parts}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        deps = graph.setdefault(name, set())
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            deps |= {t for t in targets if t in modules and t != name and not name.startswith(t + ".")}
+            deps -= {n for n in deps if modules[n].name == "__init__.py"}  # a package's (empty) __init__
+    index, low, stack, on_stack, cycles = {}, {}, [], set(), []
+
+    def visit(v):  # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                cycles.append(sorted(comp))
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    assert not cycles, cycles
