@@ -66,6 +66,17 @@ def train(
     for event, fn in (callbacks or {}).items():
         model.add_callback(event, fn)
     dev = device or pick_device()
+    args = _train_args(p, data_yaml, dev, project, name, epochs, imgsz, batch, weights, seed, workers, cache,
+                       _amp(dev, bf16, cpu_has_bf16), time_hours)
+    args.update(hyp)
+    args.update(extra or {})
+    model.train(trainer=trainer, **args)
+    return run_dir
+
+
+def _train_args(p: Preset, data_yaml, dev: str, project, name: str, epochs, imgsz, batch, weights, seed: int, workers,
+                cache, amp, time_hours) -> dict:
+    """Ultralytics' train arguments: the call's, else the preset's."""
     args = dict(
         data=str(data_yaml),
         imgsz=imgsz or p.imgsz,
@@ -80,7 +91,7 @@ def train(
         pretrained=bool(weights),
         workers=workers if workers is not None else (min(16, os.cpu_count() or 1) if dev != "cpu" else 2),
         cache=cache,
-        amp=_amp(dev, bf16, cpu_has_bf16),
+        amp=amp,
         plots=True,
         verbose=False,
     )
@@ -88,10 +99,7 @@ def train(
         args["time"] = time_hours
     elif p.time_hours and not epochs:
         args["time"] = p.time_hours
-    args.update(hyp)
-    args.update(extra or {})
-    model.train(trainer=trainer, **args)
-    return run_dir
+    return args
 
 
 def _amp(device: str, bf16: bool | None, cpu_has_bf16) -> bool | str:
