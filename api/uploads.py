@@ -10,18 +10,16 @@ import hashlib
 import logging
 import math
 import os
-import shutil
 import tempfile
 import uuid
 import zipfile
-from datetime import timedelta
 
 from flask import Blueprint, g, jsonify, request
 
 from api import deps
 from api.errors import ApiError
 from api.serializers import job_body
-from db import jobstate
+from db import idempotency, jobstate
 from db.models import Job
 from core.queue import enqueue_ingest
 from core.storage import StorageError, keys
@@ -33,7 +31,6 @@ RAW_TYPES = {"application/zip", "application/x-zip-compressed", "application/oct
 CHUNK = 1024 * 1024
 JUNK = ("__MACOSX/",)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".png", ".webp", ".heic", ".heif", ".avif", ".gif", ".bmp", ".tif", ".tiff", ".mpo")
-ABANDONED_CLAIM = timedelta(minutes=15)  # an accept that never finished (crashed API process)
 RETRY_IN_FLIGHT = 30  # seconds a client over the in-flight limit is told to wait
 
 
@@ -80,47 +77,14 @@ def check_zip(path: str, settings) -> int:
 
 
 def _claim(s, user_id, key: str, sha: str):
-    """Claim an Idempotency-Key for this payload. Returns the existing job when the key
-    was used for this same payload; raises 409 while the first request is being accepted
-    and 422 when the key was used for a different payload."""
-    from sqlalchemy import delete, select
-    from sqlalchemy.exc import IntegrityError
-
-    from db.models import IdempotencyKey, utcnow
-
-    for _ in range(2):
-        try:
-            s.add(IdempotencyKey(user_id=user_id, key=key, request_sha256=sha))
-            s.commit()
-            return None
-        except IntegrityError:
-            s.rollback()
-        row = s.scalar(select(IdempotencyKey).where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key))
-        if row is None:
-            continue  # released meanwhile: try again
-        if row.request_sha256 != sha:
-            raise ApiError(422, "idempotency_key_reused", "this Idempotency-Key was used for a different upload")
-        if row.job_id is not None:
-            return s.get(Job, row.job_id)
-        created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=utcnow().tzinfo)
-        if utcnow() - created > ABANDONED_CLAIM:
-            s.execute(delete(IdempotencyKey).where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key,
-                                                   IdempotencyKey.job_id.is_(None)))
-            s.commit()
-            continue
-        raise ApiError(409, "idempotency_in_progress", "an upload with this Idempotency-Key is still being accepted")
-    raise ApiError(409, "idempotency_in_progress", "an upload with this Idempotency-Key is still being accepted")
-
-
-def _release(s, user_id, key: str) -> None:
-    from sqlalchemy import delete
-
-    from db.models import IdempotencyKey
-
-    s.rollback()
-    s.execute(delete(IdempotencyKey).where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key,
-                                           IdempotencyKey.job_id.is_(None)))
-    s.commit()
+    """The job already accepted for this key and payload, or None with the key now claimed."""
+    try:
+        return idempotency.claim(s, user_id, key, sha)
+    except idempotency.KeyReused:
+        raise ApiError(422, "idempotency_key_reused", "this Idempotency-Key was used for a different upload") from None
+    except idempotency.ClaimInProgress:
+        raise ApiError(409, "idempotency_in_progress",
+                       "an upload with this Idempotency-Key is still being accepted") from None
 
 
 def _user_lock(s, user_id) -> None:
@@ -234,20 +198,14 @@ def _store_job(s, tmp, settings, name: str, size: int, sha: str, idem_key: str |
                   upload_sha256=sha, idempotency_key=idem_key)
         s.add(job)
         if idem_key is not None:
-            from sqlalchemy import update
-
-            from db.models import IdempotencyKey
-
-            s.flush()
-            s.execute(update(IdempotencyKey).where(IdempotencyKey.user_id == g.user_id, IdempotencyKey.key == idem_key)
-                      .values(job_id=job_id))
+            idempotency.attach_job(s, g.user_id, idem_key, job_id)
         s.commit()
         return job, job_id
     except BaseException:
         if stored is not None:
             _forget_zip(stored)  # no job names it: it would never be read, nor ever deleted
         if idem_key is not None:
-            _release(s, g.user_id, idem_key)  # a refused upload does not burn the key
+            idempotency.release(s, g.user_id, idem_key)  # a refused upload does not burn the key
         raise
 
 
