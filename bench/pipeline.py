@@ -285,7 +285,7 @@ def run_pipeline(settings, photos_dir: Path, paths: list[Path], segmenter) -> di
     timings: dict = {}
     t1 = time.perf_counter()
     for ids in chunks:
-        segment.run(job_id, ids, rt, segmenter, timings=timings)
+        segment.run(job_id, ids, rt, segmenter, timings=segment.StageSeconds(timings))
     t_segment = time.perf_counter() - t1
     total = t_ingest + t_segment
     cpu = _process_cpu() - cpu0

@@ -85,7 +85,25 @@ def _item(jid: uuid.UUID, photo: Loaded, det, cut, index: int, key: str, version
     )
 
 
-def items_for(rt: Runtime, jid: uuid.UUID, photo: Loaded, dets, version: str, t: dict,
+class Timings:
+    """Where a segment call's time goes, by stage (load, infer, post, post_cpu, cutout, features,
+    commit, store). This one records nothing; the benchmark passes a `StageSeconds`."""
+
+    def add(self, stage: str, seconds: float) -> None:
+        return None
+
+
+class StageSeconds(Timings):
+    """Seconds by stage, added up into `seconds` (a dict the caller may pass in and read back)."""
+
+    def __init__(self, seconds: dict | None = None):
+        self.seconds = seconds if seconds is not None else {}
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+
+
+def items_for(rt: Runtime, jid: uuid.UUID, photo: Loaded, dets, version: str, t: Timings,
               uploads: list[Future]) -> list[Item]:
     """Cut-outs, colours and hashes for one photo's detections. The cut-outs' uploads are started
     on the I/O threads and added to `uploads`, not waited for: the caller waits before it writes
@@ -98,7 +116,7 @@ def items_for(rt: Runtime, jid: uuid.UUID, photo: Loaded, dets, version: str, t:
         t0 = clock()
         cut = make_cutout(photo.rgb, det, settings.cutout_format, settings.cutout_quality, settings.cutout_max_side)
         t1 = clock()
-        t["cutout"] = t.get("cutout", 0.0) + t1 - t0
+        t.add("cutout", t1 - t0)
         if cut is None:
             continue
         index = len(items)
@@ -106,18 +124,14 @@ def items_for(rt: Runtime, jid: uuid.UUID, photo: Loaded, dets, version: str, t:
         uploads.append(io_pool().submit(rt.storage.put_bytes, key, cut.data, cut.content_type))
         thumb = small_rgba(cut.rgba)  # once: colours and hash both read the same 32-px thumbnail
         items.append(_item(jid, photo, det, cut, index, key, version, thumb))
-        t["features"] = t.get("features", 0.0) + clock() - t1
+        t.add("features", clock() - t1)
     return items
-
-
-def _add(t: dict, key: str, seconds: float) -> None:
-    t[key] = t.get(key, 0.0) + seconds
 
 
 class _Segmentation:
     """One delivery's photos through the model. `unwritten` and `uploads` are the post thread's."""
 
-    def __init__(self, jid: uuid.UUID, user_id: uuid.UUID, rt: Runtime, segmenter: Segmenter, t: dict):
+    def __init__(self, jid: uuid.UUID, user_id: uuid.UUID, rt: Runtime, segmenter: Segmenter, t: Timings):
         self.jid, self.user_id, self.rt, self.segmenter, self.t = jid, user_id, rt, segmenter, t
         self.unwritten: list[tuple[uuid.UUID, list[Item]]] = []
         self.uploads: list[Future] = []  # their cut-outs on the way to storage
@@ -138,13 +152,13 @@ class _Segmentation:
         except BaseException:
             self.unwritten.clear()  # none of these rows: one of them names a cut-out that is not stored
             raise
-        _add(t, "store", clock() - t_start)
+        t.add("store", clock() - t_start)
         # a task's photos are all one job's, one user's
         done = commit_photos(self.jid, self.user_id, self.unwritten[:]) if self.unwritten else 0
         self.unwritten.clear()
-        _add(t, "commit", time.thread_time() - c_start)
-        _add(t, "post", clock() - t_start)
-        _add(t, "post_cpu", time.thread_time() - c_start)
+        t.add("commit", time.thread_time() - c_start)
+        t.add("post", clock() - t_start)
+        t.add("post_cpu", time.thread_time() - c_start)
         return done
 
     def post(self, batch: list[Loaded], results) -> int:
@@ -153,8 +167,8 @@ class _Segmentation:
         version = self.segmenter.version
         self.unwritten.extend((photo.id, items_for(self.rt, self.jid, photo, dets, version, t, self.uploads))
                               for photo, dets in zip(batch, results))
-        _add(t, "post", clock() - t_start)
-        _add(t, "post_cpu", time.thread_time() - c_start)
+        t.add("post", clock() - t_start)
+        t.add("post_cpu", time.thread_time() - c_start)
         # rows go in a few photos at a time, not per forward pass (one photo on the CPU), and at
         # least every COMMIT_AFTER_S so progress shows and a task cut short keeps what it did
         if len(self.unwritten) >= COMMIT_EVERY or clock() - self.last_flush >= COMMIT_AFTER_S:
@@ -165,7 +179,7 @@ class _Segmentation:
         t1 = time.perf_counter()
         results = self.segmenter.segment([p.rgb for p in batch])
         t2 = time.perf_counter()
-        _add(self.t, "infer", t2 - t1)
+        self.t.add("infer", t2 - t1)
         metrics.INFER_SECONDS.observe(t2 - t1)
         metrics.INFER_PHOTOS.inc(len(batch))
         return results
@@ -177,7 +191,7 @@ class _Segmentation:
             for start in range(0, len(loading), bs):
                 t0 = time.perf_counter()
                 batch = [p for p in (f.result() for f in loading[start : start + bs]) if p is not None]
-                _add(self.t, "load", time.perf_counter() - t0)
+                self.t.add("load", time.perf_counter() - t0)
                 if batch:
                     pending_posts.append(pool.submit(self.post, batch, self.infer(batch)))
             pending_posts.append(pool.submit(self.flush))
@@ -185,16 +199,16 @@ class _Segmentation:
 
 
 def run(job_id: str | uuid.UUID, photo_ids: Sequence[str | uuid.UUID], rt: Runtime, segmenter: Segmenter,
-        timings: dict | None = None) -> int:
+        timings: Timings | None = None) -> int:
     """Segment the pending photos among photo_ids; returns how many this call committed.
 
-    `timings`, when given, accumulates seconds spent waiting for photos, in the model, and in
-    post-processing (which overlaps the model), and post-processing's CPU seconds by stage: the
-    benchmark's breakdown."""
+    `timings`, when given (the benchmark's `StageSeconds`), adds up seconds spent waiting for photos,
+    in the model, and in post-processing (which overlaps the model), and post-processing's CPU
+    seconds by stage."""
     jid = uuid.UUID(str(job_id))
     rows = photos.pending_photos(jid, [uuid.UUID(str(p)) for p in photo_ids])
     if rows is None:
         return 0
     loading = [io_pool().submit(load, rt, jid, pid, uid, key) for pid, uid, key in rows]
     user_id = rows[0][1] if rows else None
-    return _Segmentation(jid, user_id, rt, segmenter, timings if timings is not None else {}).run(loading)
+    return _Segmentation(jid, user_id, rt, segmenter, timings or Timings()).run(loading)
