@@ -5,9 +5,9 @@ from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
 from api import deps, errors, metrics
-from db.bootup import bootup
 from core.config import Settings
 from core.queue import make_celery
+from db.bootup import bootup
 
 
 class FastJSON(DefaultJSONProvider):

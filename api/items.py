@@ -11,10 +11,10 @@ from api.errors import ApiError
 from api.paging import (decode_confidence_cursor, decode_cursor, encode_confidence_cursor, encode_cursor,
                         page_limit)
 from api.serializers import item_body as _item_body
-from db.models import Item, ItemStatus, Photo, utcnow
-from core.storage import ObjectNotFound, StorageError
 from core.palette import COLOR_NAMES
+from core.storage import ObjectNotFound, StorageError
 from core.taxonomy import CLASSES, SUPERCATEGORIES, find_class
+from db.models import Item, ItemStatus, Photo, utcnow
 
 
 def _flag(args, name: str) -> bool:

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from db.models import JobStatus
 from core.palette import COLOR_NAMES
 from core.taxonomy import NAMES, SUPERCATEGORIES
+from db.models import JobStatus
 
 bp = Blueprint("openapi", __name__)
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from db.models import Item, ItemStatus, Job, JobStatus, Photo
 from core.taxonomy import CLASSES
+from db.models import Item, ItemStatus, Job, JobStatus, Photo
 
 
 def _utc(v: datetime) -> datetime:

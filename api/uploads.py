@@ -19,10 +19,10 @@ from flask import Blueprint, g, jsonify, request
 from api import deps
 from api.errors import ApiError
 from api.serializers import job_body
-from db import idempotency, jobstate
-from db.models import Job
 from core.queue import enqueue_ingest
 from core.storage import StorageError, keys
+from db import idempotency, jobstate
+from db.models import Job
 
 log = logging.getLogger("wardrobe.api.uploads")
 bp = Blueprint("uploads", __name__)

@@ -5,9 +5,9 @@ import logging
 import threading
 from dataclasses import dataclass
 
-from db import session as db_session
 from core.config import Settings
 from core.storage import Storage, open_storage
+from db import session as db_session
 
 log = logging.getLogger("wardrobe")
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import delete, event, select
 from sqlalchemy.orm import Session
 
-from db.models import Item, Job, JobStatus, Photo, User
 from core.storage import Storage, StorageError, keys
+from db.models import Item, Job, JobStatus, Photo, User
 
 log = logging.getLogger("wardrobe.retention")
 

@@ -33,11 +33,11 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from core.storage import StorageError, StoredObject
 from db.bootup import Runtime
 from db.models import Item, Job, Photo, User
 from db.retention import zip_kept
 from db.session import session_scope
-from core.storage import StorageError, StoredObject
 
 log = logging.getLogger("wardrobe.gc")
 

@@ -1,8 +1,8 @@
 """Run a job's task bodies in-process (fake segmenter), as the workers would."""
 from __future__ import annotations
 
-from worker import ingest, segment
 from segmentation.segmenter import FakeSegmenter
+from worker import ingest, segment
 
 
 def run_job(rt, job_id, segmenter=None, twice: bool = False) -> list[list]:

@@ -7,8 +7,8 @@ import shutil
 import pytest
 
 from core.config import DEFAULT_MODEL
-from segmentation.card import serve_imgsz
 from segmentation.backends import INT8_RECORD, int8_model_dir, resolve_backend, shipped_int8_model
+from segmentation.card import serve_imgsz
 from segmentation.segmenter import model_card, weights_sha256
 
 

@@ -20,10 +20,10 @@ from sqlalchemy import select
 from core.config import DEFAULT_MODEL
 from db.models import Item, Photo
 from db.session import session_scope
+from segmentation.segmenter import model_version
 from tests.conftest import EXAMPLES, ROOT, free_port, wait_port
 from tests.procs import service_env
 from worker.cutouts import rasterize
-from segmentation.segmenter import model_version
 
 pytestmark = pytest.mark.e2e
 E2E_REDIS = "redis://127.0.0.1:6379/14"

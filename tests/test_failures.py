@@ -13,8 +13,8 @@ import pytest
 import requests
 from sqlalchemy import create_engine, func, select, text
 
-from db.models import Item, Job, Photo
 from core.queue import enqueue_ingest, make_celery
+from db.models import Item, Job, Photo
 from db.session import session_scope
 from tests.conftest import free_port, jpeg_bytes, wait_port, zip_bytes
 from tests.procs import PgCluster, Proc, RedisServer, TcpProxy, have, service_env, wait_for

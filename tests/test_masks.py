@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from core.config import Settings
-from training.quality import boundary_f, iou, rasterize_polygons
 from segmentation.masks import Letterbox, refined_mask, resample, trace
 from segmentation.segmenter import Candidates, one_per_garment, outline
+from training.quality import boundary_f, iou, rasterize_polygons
 
 
 def _mask(box, hw=(64, 48)):

@@ -9,14 +9,14 @@ import pytest
 from PIL import Image
 from sqlalchemy import func, select
 
+from core.storage import keys
 from db.models import Item, Job, Photo
 from db.session import session_scope
-from core.storage import keys
+from segmentation.segmenter import FakeSegmenter
 from tests.conftest import example_photos, jpeg_bytes, zip_bytes
 from tests.helpers import run_job
 from worker import ingest, segment
 from worker.cutouts import rasterize
-from segmentation.segmenter import FakeSegmenter
 
 
 def new_job(rt, user_id, data: bytes) -> uuid.UUID:

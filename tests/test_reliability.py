@@ -390,11 +390,11 @@ def test_a_busy_child_killed_is_replaced_without_a_crash_loop(make_user, rt, set
 
 NOT_AN_IMAGE_SCRIPT = r"""
 import json, os, sys
-import worker.celery_app  # what every worker process imports first
 from db.bootup import runtime
+from segmentation.segmenter import YoloSegmenter
+import worker.celery_app  # what every worker process imports first
 from worker.images import decode_photo
 from worker.rejections import ImageRejected
-from segmentation.segmenter import YoloSegmenter
 
 seg = YoloSegmenter(runtime().settings)  # the real segmenter: Ultralytics imported, PIL.Image.open patched
 import PIL.Image

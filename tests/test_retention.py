@@ -16,10 +16,10 @@ from dataclasses import replace
 import pytest
 from sqlalchemy import func, select
 
+from core.storage import LocalStorage, keys
 from db.bootup import Runtime, bootup
 from db.models import Item, Job, Photo, User
 from db.session import session_scope
-from core.storage import LocalStorage, keys
 from db.sweeper import sweep
 from tests.conftest import ROOT, auth, example_photos, jpeg_bytes, zip_bytes
 from tests.helpers import run_job

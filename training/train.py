@@ -4,8 +4,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from training.presets import PRESETS, Preset
 from segmentation.runtime import prepare_ultralytics
+from training.presets import PRESETS, Preset
 
 ARCH = "yolov8s-seg.yaml"
 

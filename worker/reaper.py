@@ -22,9 +22,9 @@ from typing import Callable
 
 from sqlalchemy import select, update
 
+from core.queue import QUEUES
 from db.bootup import Runtime
 from db.models import Job, JobStatus, utcnow
-from core.queue import QUEUES
 from db.session import session_scope
 
 log = logging.getLogger("wardrobe.reaper")

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import logging
 
-from db import jobstate
-from db.bootup import runtime
 from core.queue import GC_TASK, INGEST_TASK, REAP_TASK, SEGMENT_TASK, enqueue_ingest, enqueue_segment
+from db import jobstate, photos
+from db.bootup import runtime
 from db.session import session_scope
-from db import photos
 from worker import ingest as ingesting
 from worker import segment as segmenting
 from worker.app import app, settings
