@@ -177,37 +177,27 @@ def time_predict(weights: Path, photos: list[Path], imgsz: int, device: str, bat
     return {"imgsz": imgsz, "half": cuda, "device": device, "photos": len(ims), **res}
 
 
-def main() -> int:
-    out = Path(_env("OUT", str, str(ROOT / "var" / "gpu-out")))
-    out.mkdir(parents=True, exist_ok=True)
-    kit = Path(_env("GPU_KIT", str, str(KIT)))
-    work = Path(_env("GPU_WORK", str, "/tmp/wardrobe-gpu"))
-    os.environ.setdefault("YOLO_CONFIG_DIR", str(work / "ultralytics-config"))
-    os.environ.setdefault("YOLO_OFFLINE", "1")
-    os.environ.setdefault("YOLO_VERBOSE", "True")  # the epochs' lines in the log
-    from segmentation.runtime import prepare_ultralytics
-
-    prepare_ultralytics()  # offline, and matplotlib's font as Ultralytics' Arial.ttf
-    run = Run(out)
-
+def _settings(run: Run) -> dict:
+    """The run's settings: the preset's, unless the environment says otherwise."""
     from training.presets import PRESETS
-    from training.train import pick_device, train
+    from training.train import pick_device
 
     preset = PRESETS[PRESET]
-    imgsz = _env("GPU_IMGSZ", int, preset.imgsz)
-    batch = _env("GPU_BATCH", int, preset.batch)
-    epochs = _env("GPU_EPOCHS", int)
-    weights = Path(_env("GPU_WEIGHTS", str, str(ROOT / "models" / "wardrobe-yolov8s-seg.pt")))
-    device = pick_device()
     extra = {"plots": False}
     if _env("GPU_FRACTION", float):
         extra["fraction"] = _env("GPU_FRACTION", float)
     extra.update(json.loads(_env("GPU_EXTRA", str, "{}")))
-    call_s = _env("GPU_CALL_S", float, 570.0)
-    reserve_s = _env("GPU_RESERVE_S", float, 90.0)
+    cfg = dict(preset=preset, imgsz=_env("GPU_IMGSZ", int, preset.imgsz), batch=_env("GPU_BATCH", int, preset.batch),
+               epochs=_env("GPU_EPOCHS", int),
+               weights=Path(_env("GPU_WEIGHTS", str, str(ROOT / "models" / "wardrobe-yolov8s-seg.pt"))),
+               device=pick_device(), extra=extra, call_s=_env("GPU_CALL_S", float, 570.0),
+               reserve_s=_env("GPU_RESERVE_S", float, 90.0))
     run.info["machine"] = machine()
     print(f"[gpu-train] {json.dumps(run.info['machine'])}", flush=True)
+    return cfg
 
+
+def _unpack(run: Run, kit: Path, work: Path) -> Path:
     t = time.time()
     shutil.rmtree(work / "data", ignore_errors=True)
     data_yaml = unpack_dataset(kit / DATASET_ARCHIVE, work / "data")
@@ -217,31 +207,44 @@ def main() -> int:
     if cv2.imread(str(first)) is None:
         raise SystemExit(f"OpenCV here cannot decode {first.suffix} photos")
     run.phase("unpack", t)
+    return data_yaml
 
+
+def _budget(run: Run, cfg: dict) -> float | None:
+    """Training hours (None with a fixed epoch count): GPU_TRAIN_HOURS, else what the call leaves."""
     hours = None
-    if not epochs:
+    if not cfg["epochs"]:
         hours = _env("GPU_TRAIN_HOURS", float)
         if hours is None:
-            left = call_s - run.elapsed() - reserve_s
-            hours = round(min(preset.time_hours or 1.0, max(10.0, left) / 3600), 4)
+            left = cfg["call_s"] - run.elapsed() - cfg["reserve_s"]
+            hours = round(min(cfg["preset"].time_hours or 1.0, max(10.0, left) / 3600), 4)
+    weights = cfg["weights"]
     run.info["settings"] = dict(
-        preset=PRESET, imgsz=imgsz, batch=batch, epochs=epochs, time_hours=hours, device=device,
-        weights=str(weights.relative_to(ROOT) if weights.is_relative_to(ROOT) else weights), extra=extra,
-        call_s=call_s, reserve_s=reserve_s)
+        preset=PRESET, imgsz=cfg["imgsz"], batch=cfg["batch"], epochs=cfg["epochs"], time_hours=hours,
+        device=cfg["device"], weights=str(weights.relative_to(ROOT) if weights.is_relative_to(ROOT) else weights),
+        extra=cfg["extra"], call_s=cfg["call_s"], reserve_s=cfg["reserve_s"])
     print(f"[gpu-train] {json.dumps(run.info['settings'])}", flush=True)
+    return hours
+
+
+def _train(run: Run, cfg: dict, data_yaml: Path, work: Path, out: Path, hours: float | None) -> Path:
+    from training.train import train
 
     t = time.time()
     run.info["polars_replaced"] = read_results_csv_without_polars()
-    run_dir = train(data_yaml, PRESET, project=work / "runs", name=PRESET, epochs=epochs, imgsz=imgsz, batch=batch,
-                    weights=weights, device=device, workers=_env("GPU_WORKERS", int),
-                    threads=_env("GPU_THREADS", int), time_hours=hours, extra=extra)
+    run_dir = train(data_yaml, PRESET, project=work / "runs", name=PRESET, epochs=cfg["epochs"], imgsz=cfg["imgsz"],
+                    batch=cfg["batch"], weights=cfg["weights"], device=cfg["device"], workers=_env("GPU_WORKERS", int),
+                    threads=_env("GPU_THREADS", int), time_hours=hours, extra=cfg["extra"])
     run.phase("train", t)
     csv = run_dir / "results.csv"
     shutil.copyfile(csv, out / "results.csv")
     cols = {k.strip(): v for k, v in read_csv_columns(csv).items()}
     run.info["training"] = {"epochs_run": len(cols["epoch"]), "train_seconds": cols["time"][-1],
                             "last_epoch": {k: v[-1] for k, v in cols.items() if "(M)" in k or k.startswith("val/")}}
+    return run_dir
 
+
+def _convert(run: Run, run_dir: Path, work: Path, out: Path) -> Path:
     t = time.time()
     best = run_dir / "weights" / "best.pt"
     if not best.exists():
@@ -257,12 +260,15 @@ def main() -> int:
                            "sha256": sha256(shipped), "parts": [p.name for p in parts],
                            "join": f"python -m training.gpu_kit join OUTDIR  (or: cat {WEIGHTS_NAME}.part-* > {WEIGHTS_NAME})"}
     run.phase("convert", t)
+    return shipped
 
+
+def _evaluate(run: Run, cfg: dict, shipped: Path, data_yaml: Path, out: Path) -> None:
     t = time.time()
     from training.evaluate import evaluate, print_table
 
-    report = evaluate(shipped, data_yaml, imgsz=imgsz, split="val", device=device,
-                      batch=_env("GPU_EVAL_BATCH", int, 32 if device != "cpu" else 8))
+    report = evaluate(shipped, data_yaml, imgsz=cfg["imgsz"], split="val", device=cfg["device"],
+                      batch=_env("GPU_EVAL_BATCH", int, 32 if cfg["device"] != "cpu" else 8))
     report["weights_sha256"] = run.info["weights"]["sha256"]
     (out / "val-report.json").write_text(json.dumps(report, indent=2) + "\n")
     print_table(report)
@@ -270,15 +276,39 @@ def main() -> int:
                                                    "map50_m", "map50_95_m", "map50_b")}
     run.phase("evaluate", t)
 
+
+def _speed(run: Run, cfg: dict, shipped: Path, work: Path) -> None:
+    call_s, device = cfg["call_s"], cfg["device"]
     if run.elapsed() < call_s - 25:
         t = time.time()
         photos = sorted((work / "data" / "images" / "val").iterdir())
-        run.info["predict_speed"] = time_predict(shipped, photos, imgsz, "cuda:0" if device == "0" else device,
+        run.info["predict_speed"] = time_predict(shipped, photos, cfg["imgsz"], "cuda:0" if device == "0" else device,
                                                  seconds=_env("GPU_SPEED_S", float, 5.0), deadline=run.t0 + call_s - 10)
         run.info["predict_speed"]["gpu"] = run.info["machine"]["gpu"] or platform.processor() or "cpu"
         run.phase("predict_speed", t)
     else:
         run.info["predict_speed"] = {"skipped": f"{run.elapsed():.0f} s gone of GPU_CALL_S={call_s:.0f}"}
+
+
+def main() -> int:
+    out = Path(_env("OUT", str, str(ROOT / "var" / "gpu-out")))
+    out.mkdir(parents=True, exist_ok=True)
+    kit = Path(_env("GPU_KIT", str, str(KIT)))
+    work = Path(_env("GPU_WORK", str, "/tmp/wardrobe-gpu"))
+    os.environ.setdefault("YOLO_CONFIG_DIR", str(work / "ultralytics-config"))
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    os.environ.setdefault("YOLO_VERBOSE", "True")  # the epochs' lines in the log
+    from segmentation.runtime import prepare_ultralytics
+
+    prepare_ultralytics()  # offline, and matplotlib's font as Ultralytics' Arial.ttf
+    run = Run(out)
+    cfg = _settings(run)
+    data_yaml = _unpack(run, kit, work)
+    hours = _budget(run, cfg)
+    run_dir = _train(run, cfg, data_yaml, work, out, hours)
+    shipped = _convert(run, run_dir, work, out)
+    _evaluate(run, cfg, shipped, data_yaml, out)
+    _speed(run, cfg, shipped, work)
     run.save()
     print(f"[gpu-train] done in {run.elapsed():.0f} s: {json.dumps(run.info['phases_s'])}", flush=True)
     return 0
