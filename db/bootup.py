@@ -5,6 +5,7 @@ import logging
 import threading
 from dataclasses import dataclass
 
+from core import logs
 from core.config import Settings
 from core.storage import Storage, open_storage
 from db import session as db_session
@@ -31,6 +32,7 @@ def bootup(settings: Settings | None = None, *, force: bool = False) -> Runtime:
         settings = settings or Settings.from_env()
         if not logging.getLogger().handlers:
             logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logs.attach()  # job_id, photo_id and task fields on the lines that name them
         logging.getLogger("alembic").setLevel(logging.WARNING)
         settings.data_path.mkdir(parents=True, exist_ok=True)
         db_session.configure(settings.db_url)

@@ -178,3 +178,27 @@ def test_no_import_cycles():
         if v not in index:
             visit(v)
     assert not cycles, cycles
+
+
+def test_log_lines_carry_their_fields(caplog):
+    import logging
+
+    from core import logs
+
+    handler = logging.StreamHandler(__import__("io").StringIO())
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    logger = logging.getLogger("wardrobe.test-fields")
+    logger.addHandler(handler)
+    try:
+        logs.attach(logger)
+        logs.attach(logger)  # once is enough
+        logger.warning("ingest of job %s: %s", "j-1", "gone", extra=logs.fields(job_id="j-1", task="ingest", photo_id=None))
+        logger.warning("no fields here")
+    finally:
+        logger.removeHandler(handler)
+    assert handler.stream.getvalue().splitlines() == [
+        "wardrobe.test-fields: ingest of job j-1: gone job_id=j-1 task=ingest", "wardrobe.test-fields: no fields here"]
+    import pytest
+
+    with pytest.raises(ValueError):
+        logs.fields(jobid="typo")

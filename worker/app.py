@@ -16,13 +16,14 @@ import logging
 import sys
 import threading
 
-from celery.signals import worker_process_init
+from celery.signals import after_setup_logger, after_setup_task_logger, worker_process_init
 
 from segmentation.runtime import ultralytics_offline
 
 ultralytics_offline()  # before anything imports Ultralytics: no installs, no network, in every worker process
 
 from db.bootup import bootup, runtime  # noqa: E402
+from core import logs  # noqa: E402
 from core.config import Settings  # noqa: E402
 from core.queue import make_celery  # noqa: E402
 from db.session import dispose_after_fork  # noqa: E402
@@ -69,3 +70,9 @@ def _init_process(**_kwargs) -> None:
     if settings.preload_model:
         # not here, on the process's main thread: Celery waits only 4 s for the process to report up
         threading.Thread(target=_load_model, name="wardrobe-model-load", daemon=True).start()
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def _log_fields(logger=None, **_kwargs) -> None:
+    logs.attach(logger)  # Celery's own handlers: job_id, photo_id and task fields on our lines

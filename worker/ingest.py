@@ -18,6 +18,7 @@ from typing import Callable, Sequence
 
 from sqlalchemy.exc import IntegrityError
 
+from core.logs import fields
 from core.storage import ObjectNotFound, keys
 from db import photos
 from db.bootup import Runtime
@@ -166,7 +167,7 @@ def run(job_id: str | uuid.UUID, rt: Runtime, send_segment: SendSegment) -> None
     start = photos.begin_ingest(jid)
     if start is None:
         if photos.job_missing(jid):
-            log.warning("ingest: job %s does not exist", jid)
+            log.warning("ingest: job %s does not exist", jid, extra=fields(job_id=jid, task="ingest"))
         return  # gone, cancelled or already finished
     # A second delivery re-sends what may not have reached the broker the first time.
     send_in_chunks(send_segment, jid, start.pending, rt.settings.segment_chunk)

@@ -22,6 +22,7 @@ from typing import Callable
 
 from sqlalchemy import select, update
 
+from core.logs import fields
 from core.queue import QUEUES
 from db.bootup import Runtime
 from db.models import Job, JobStatus, utcnow
@@ -117,7 +118,8 @@ def reap(rt: Runtime, send_ingest: Callable, stale_after: int | None = None, in_
         wait = stale_after
         ids = [jid for jid in ids if str(jid) not in known]
     for jid in ids:
-        log.warning("job %s has not moved for %ss and has no work left in the broker: re-sending its work", jid, wait)
+        log.warning("job %s has not moved for %ss and has no work left in the broker: re-sending its work", jid, wait,
+                    extra=fields(job_id=jid, task="reap"))
         with session_scope() as s:
             s.execute(update(Job).where(Job.id == jid).values(updated_at=utcnow()))
         send_ingest(jid)

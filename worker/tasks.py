@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 
+from core.logs import fields
 from core.queue import GC_TASK, INGEST_TASK, REAP_TASK, SEGMENT_TASK, enqueue_ingest, enqueue_segment
 from db import jobstate, photos
 from db.bootup import runtime
@@ -25,11 +26,12 @@ def ingest(self, job_id: str) -> None:
         ingesting.run(job_id, rt, send_segment=lambda j, ids: enqueue_segment(app, j, ids))
     except Exception as exc:  # noqa: BLE001 - storage, DB or broker trouble: retry, then give up cleanly
         if self.request.retries >= self.max_retries:
-            log.exception("ingest of job %s failed for good", job_id)
+            log.exception("ingest of job %s failed for good", job_id, extra=fields(job_id=job_id, task="ingest"))
             with session_scope() as s:
                 jobstate.fail(s, job_id, "ingest_failed", f"{type(exc).__name__}: {exc}"[:2000])
             return
-        log.warning("ingest of job %s: %s; retry %d", job_id, exc, self.request.retries + 1)
+        log.warning("ingest of job %s: %s; retry %d", job_id, exc, self.request.retries + 1,
+                    extra=fields(job_id=job_id, task="ingest"))
         raise self.retry(exc=exc, countdown=_backoff(self.request.retries))
 
 
@@ -42,10 +44,12 @@ def segment(self, job_id: str, photo_ids: list[str]) -> int:
         return segmenting.run(job_id, photo_ids, rt, task_segmenter(rt.settings))
     except Exception as exc:  # noqa: BLE001
         if self.request.retries >= self.max_retries:
-            log.exception("segmentation of %d photos of job %s failed for good", len(photo_ids), job_id)
+            log.exception("segmentation of %d photos of job %s failed for good", len(photo_ids), job_id,
+                          extra=fields(job_id=job_id, task="segment"))
             photos.mark_photos_failed(job_id, photo_ids, "segment_failed", f"{type(exc).__name__}: {exc}")
             return 0
-        log.warning("segment job %s: %s; retry %d", job_id, exc, self.request.retries + 1)
+        log.warning("segment job %s: %s; retry %d", job_id, exc, self.request.retries + 1,
+                    extra=fields(job_id=job_id, task="segment"))
         raise self.retry(exc=exc, countdown=_backoff(self.request.retries))
 
 
