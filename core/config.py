@@ -67,7 +67,7 @@ class Settings:
     # a left and a right shoe often touch.
     merge_box_iou: float = 0.7
     merge_mask_overlap: float = 0.7
-    alternatives_conf: float = 0.05  # detections down to this confidence can offer their class as an alternative
+    alternatives_conf: float = 0.1  # detections down to this confidence can offer their class as an alternative (lower costs predict time: make bench)
     mask_refine_radius: int = 16  # guided-filter radius in photo pixels (0: masks traced as the model gives them)
     mask_refine_eps: float = 1e-3
     batch_size: int = 0  # photos per forward pass; 0 = 1 on the CPU, sized to free memory on a GPU
