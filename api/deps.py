@@ -130,3 +130,21 @@ def parse_uuid(value: str, what: str, not_found: bool = True) -> uuid.UUID:
         if not_found:
             raise ApiError(404, "not_found", f"no such {what}") from None
         raise ApiError(400, "invalid_parameter", f"{what} must be a UUID") from None
+
+
+def purge(purge_fn, row_id, not_found: str, still_running: str):
+    """Delete one of the user's ended jobs or photos with `purge_fn` (db.retention), then its
+    objects: 204; 404 when it is not the user's; 409 while its job is queued or running."""
+    from db import retention
+
+    s = db()
+    try:
+        purged = purge_fn(s, g.user_id, row_id)
+    except retention.StillRunning:
+        s.rollback()
+        raise ApiError(409, "job_active", still_running) from None
+    if purged is None:
+        raise ApiError(404, "not_found", not_found)
+    s.commit()
+    retention.delete_objects(storage(), purged)
+    return "", 204

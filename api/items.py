@@ -245,18 +245,8 @@ def delete_photo(photo_id: str):
     """Delete a photo of an ended job with its items and their cut-outs (204). 409 while its job is going."""
     from db import retention
 
-    pid = deps.parse_uuid(photo_id, "photo")
-    s = deps.db()
-    try:
-        purged = retention.purge_photo(s, g.user_id, pid)
-    except retention.StillRunning:
-        s.rollback()
-        raise ApiError(409, "job_active", "the photo's job is still queued or running: cancel it or wait for it to end") from None
-    if purged is None:
-        raise ApiError(404, "not_found", "no such photo")
-    s.commit()
-    retention.delete_objects(deps.storage(), purged)
-    return "", 204
+    return deps.purge(retention.purge_photo, deps.parse_uuid(photo_id, "photo"), "no such photo",
+                      "the photo's job is still queued or running: cancel it or wait for it to end")
 
 
 @bp.get("/v1/categories")

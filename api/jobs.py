@@ -101,15 +101,5 @@ def list_job_photos(job_id: str):
 def delete_job_data(job_id: str):
     """Delete an ended job with everything it brought: photos, items, cut-outs, the zip, and the job
     itself (204; the job is 404 afterwards). 409 while it is queued or running: cancel it first."""
-    jid = deps.parse_uuid(job_id, "job")
-    s = deps.db()
-    try:
-        purged = retention.purge_job(s, g.user_id, jid)
-    except retention.StillRunning:
-        s.rollback()
-        raise ApiError(409, "job_active", "the job is still queued or running: cancel it first (DELETE /v1/jobs/<id>)") from None
-    if purged is None:
-        raise ApiError(404, "not_found", "no such job")
-    s.commit()
-    retention.delete_objects(deps.storage(), purged)
-    return "", 204
+    return deps.purge(retention.purge_job, deps.parse_uuid(job_id, "job"), "no such job",
+                      "the job is still queued or running: cancel it first (DELETE /v1/jobs/<id>)")

@@ -2,21 +2,13 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
 from segmentation.runtime import prepare_ultralytics
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+from training.gpu_kit import sha256  # stdlib only: the same helper serves the GPU kit
 
 
 def _results_summary(results_csv: Path) -> dict:
