@@ -22,16 +22,10 @@ import uuid
 import zipfile
 from pathlib import Path
 
+from tests.scratch import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 PG_ADMIN = os.environ.get("WARDROBE_BENCH_PG_ADMIN", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def open_loop(port: int, path: str, headers: dict, rate: float, seconds: float, threads: int = 32) -> dict:

@@ -30,16 +30,6 @@ from training.quality import Found, garments_at, load_labels, print_report, rast
 SHARED = REPO_ROOT.parent / "shared" / "datasets" / "ccp-fashionpedia"
 
 
-def _all(client, path: str, key: str, **params) -> list[dict]:
-    out, cursor = [], None
-    while True:
-        page = client.get(path, **dict(params, limit=200, **({"cursor": cursor} if cursor else {})))
-        out += page[key]
-        cursor = page["next_cursor"]
-        if not cursor:
-            return out
-
-
 def measure(client, photos: list[Path], labels: dict) -> dict:
     """Upload `photos` through `client`'s API, wait, and score what the catalogue holds."""
     from cli.demo import zip_photos
@@ -51,8 +41,8 @@ def measure(client, photos: list[Path], labels: dict) -> dict:
     seconds = time.monotonic() - t0
     if job["status"] not in ("succeeded", "partially_succeeded"):
         raise SystemExit(f"job {job['id']} {job['status']}: {job['errors'][:3]}")
-    items = _all(client, "/v1/items", "items", job_id=job["id"])
-    stored = {p["id"]: p for p in _all(client, f"/v1/jobs/{job['id']}/photos", "photos")}
+    items = client.all_items(job_id=job["id"])
+    stored = {p["id"]: p for p in client.all_pages(f"/v1/jobs/{job['id']}/photos", "photos")}
     by_photo: dict[str, list[dict]] = {}
     for it in items:
         by_photo.setdefault(it["photo_id"], []).append(it)

@@ -26,7 +26,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,26 +36,12 @@ import uuid
 import zipfile
 from pathlib import Path
 
+from tests.scratch import free_port, wait_port
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_IMAGES = ROOT.parent / "shared" / "datasets" / "ccp-fashionpedia" / "images"
 CLK = os.sysconf("SC_CLK_TCK")
 STATS_DELAY = 11.0  # seconds: PostgreSQL 15+ backends publish their counts when idle, at most 10 s late
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 60) -> None:
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on {port} after {timeout}s")
 
 
 # --- CPU accounting from /proc ----------------------------------------------------------------
@@ -434,7 +419,7 @@ def main(argv=None) -> int:
         redis_port = free_port()
         redis_proc = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
                                        "--appendonly", "no", "--dir", str(tmp)], stdout=subprocess.DEVNULL)
-        wait_port(redis_port)
+        wait_port(redis_port, 60)
         with open(tmp / "moto.log", "wb") as mlog, scratch_s3(mlog) as endpoint:
             bucket = f"wardrobe-scale-{uuid.uuid4().hex[:6]}"
             env = {k: v for k, v in os.environ.items() if not k.startswith(("WARDROBE_", "PROMETHEUS_"))}
@@ -450,7 +435,7 @@ def main(argv=None) -> int:
             api_port = free_port()
             api = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--port", str(api_port), "--workers", str(a.api_workers)],
                                    env=env, cwd=ROOT, stdout=open(tmp / "api.log", "wb"), stderr=subprocess.STDOUT, start_new_session=True)
-            wait_port(api_port)
+            wait_port(api_port, 60)
             port = endpoint.rsplit(":", 1)[1]
             ctx = {"pg": pg, "db": db, "env": env, "api_port": api_port, "api_pid": api.pid, "redis_pid": redis_proc.pid,
                    "redis_url": env["WARDROBE_BROKER_URL"], "bucket": bucket, "zip": make_zip(paths, tmp / "photos.zip"),

@@ -102,17 +102,18 @@ class ApiClient:
                 raise SystemExit(f"job {job_id} still {job['status']} after {timeout:.0f}s")
             time.sleep(poll)
 
-    def all_items(self, **filters) -> list[dict]:
+    def all_pages(self, path: str, key: str, **params) -> list[dict]:
+        """Every row of a keyset-paged list (`key` in each page), following `next_cursor`."""
         out, cursor = [], None
         while True:
-            params = dict(filters, limit=200)
-            if cursor:
-                params["cursor"] = cursor
-            page = self.get("/v1/items", **params)
-            out += page["items"]
+            page = self.get(path, **dict(params, limit=200, **({"cursor": cursor} if cursor else {})))
+            out += page[key]
             cursor = page["next_cursor"]
             if not cursor:
                 return out
+
+    def all_items(self, **filters) -> list[dict]:
+        return self.all_pages("/v1/items", "items", **filters)
 
 
 _last_bar: list = [None]

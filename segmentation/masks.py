@@ -90,3 +90,17 @@ def trace(mask: np.ndarray, x1: int, y1: int, min_area: float, epsilon: float = 
         if len(c) >= 3:
             out.append(c + np.float32([x1, y1]))
     return out
+
+
+def rasterize(polygons: list[np.ndarray], width: int, height: int, offset: tuple[int, int] = (0, 0),
+              scale: tuple[float, float] = (1.0, 1.0)) -> np.ndarray:
+    """Polygons -> uint8 mask (0/255) of width x height, shifted by -offset, then scaled. OpenCV's
+    filler with 4 fractional bits keeps the sub-pixel vertices and is ~10x faster than PIL's ImageDraw."""
+    mask = np.zeros((height, width), np.uint8)
+    ox, oy = offset
+    sx, sy = scale
+    pts = [np.rint((np.asarray(p, dtype=np.float64) - (ox, oy)) * (sx * 16, sy * 16)).astype(np.int32)
+           for p in polygons if len(p) >= 3]
+    if pts:
+        cv2.fillPoly(mask, pts, 255, lineType=cv2.LINE_8, shift=4)
+    return mask

@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import io
 import os
-import socket
-import time
 import uuid
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from tests.scratch import scratch_database, scratch_s3
+from tests.scratch import free_port, scratch_database, scratch_s3, wait_port  # noqa: F401 - tests import the port helpers from here
 
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
@@ -26,22 +24,6 @@ FIXTURES = ROOT / "tests" / "fixtures"
 EXAMPLES = ROOT / "examples" / "photos"
 PG_ADMIN = os.environ.get("WARDROBE_TEST_PG_ADMIN", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("WARDROBE_TEST_REDIS", "redis://127.0.0.1:6379/15")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 30) -> None:
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on {port} after {timeout}s")
 
 
 @pytest.fixture(scope="session")

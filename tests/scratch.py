@@ -1,4 +1,4 @@
-"""Throwaway PostgreSQL databases and S3 endpoints (moto's server), for the tests and the benchmarks."""
+"""Throwaway PostgreSQL databases, S3 endpoints (moto's server) and local ports, for the tests and the benchmarks."""
 from __future__ import annotations
 
 import contextlib
@@ -9,6 +9,22 @@ import sys
 import time
 import uuid
 from typing import IO, Iterator
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 30) -> None:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {port} after {timeout}s")
 
 
 @contextlib.contextmanager
@@ -35,9 +51,7 @@ def scratch_s3(log: IO[bytes] | int = subprocess.DEVNULL, timeout: float = 30) -
     for key, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
                        ("AWS_DEFAULT_REGION", "us-east-1")):
         os.environ.setdefault(key, value)  # moto takes any credentials, boto3 wants some
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                             stdout=log, stderr=log)
     try:

@@ -31,6 +31,7 @@ import cv2
 import numpy as np
 
 from core.taxonomy import BY_NAME, NAMES
+from segmentation.masks import rasterize
 
 MATCH_IOU = 0.5
 BOUNDARY_TOLERANCE_PX = 2
@@ -65,18 +66,10 @@ class PhotoScore:
 
 
 def rasterize_polygons(polygons, width: int, height: int, scale: tuple[float, float] = (1.0, 1.0)) -> np.ndarray:
-    """Polygons ([[x, y], ...] or flat [x1, y1, x2, ...] rings, even-odd per ring as COCO and the
-    API draw them) -> bool mask, after scaling the coordinates by `scale`."""
-    mask = np.zeros((height, width), np.uint8)
-    rings = []
-    for ring in polygons:
-        pts = np.asarray(ring, dtype=np.float64).reshape(-1, 2)
-        if len(pts) < 3:
-            continue
-        rings.append(np.rint(pts * (scale[0] * 16, scale[1] * 16)).astype(np.int32))
-    if rings:
-        cv2.fillPoly(mask, rings, 1, lineType=cv2.LINE_8, shift=4)
-    return mask.astype(bool)
+    """Polygons ([[x, y], ...] or flat [x1, y1, x2, ...] rings) -> bool mask, scaled by `scale`:
+    drawn exactly as the worker draws a cut-out's alpha (segmentation.masks.rasterize)."""
+    rings = [np.asarray(ring, dtype=np.float64).reshape(-1, 2) for ring in polygons]
+    return rasterize(rings, width, height, scale=scale) > 0
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:

@@ -49,7 +49,8 @@ def train(
     """
     p = PRESETS[preset] if isinstance(preset, str) else preset
     hyp = dict(p.hyp)
-    val_every = hyp.pop("val_every", val_every) if val_every == 1 else val_every
+    preset_val_every = hyp.pop("val_every", 1)  # ours, not an Ultralytics argument: never passed on
+    val_every = val_every if val_every != 1 else preset_val_every
     prepare_ultralytics(threads=threads or os.cpu_count())
     from ultralytics import YOLO
 

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from segmentation.masks import rasterize  # noqa: F401 - the one drawing of polygons; tests import it from here
 from segmentation.segmenter import Detection
 
 CONTENT_TYPES = {"webp": "image/webp", "png": "image/png"}
@@ -24,20 +25,6 @@ class Cutout:
     polygons: list[list[list[float]]]
     area_fraction: float
     rgba: np.ndarray | None = None  # the cut-out's pixels, for colour and hash
-
-
-def rasterize(polygons: list[np.ndarray], width: int, height: int, offset: tuple[int, int] = (0, 0),
-              scale: tuple[float, float] = (1.0, 1.0)) -> np.ndarray:
-    """Polygons -> uint8 mask (0/255) of width x height, shifted by -offset, then scaled. OpenCV's
-    filler with 4 fractional bits keeps the sub-pixel vertices and is ~10x faster than PIL's ImageDraw."""
-    mask = np.zeros((height, width), np.uint8)
-    ox, oy = offset
-    sx, sy = scale
-    pts = [np.rint((np.asarray(p, dtype=np.float64) - (ox, oy)) * (sx * 16, sy * 16)).astype(np.int32)
-           for p in polygons if len(p) >= 3]
-    if pts:
-        cv2.fillPoly(mask, pts, 255, lineType=cv2.LINE_8, shift=4)
-    return mask
 
 
 def cutout_size(width: int, height: int, max_side: int) -> tuple[int, int]:
