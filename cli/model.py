@@ -1,4 +1,4 @@
-"""`wardrobe import-fashionpedia`, `train`, `evaluate`, `predict`, `export`, `export-training`, `ship`:
+"""`wardrobe import-fashionpedia`, `train`, `evaluate`, `predict`, `export-model`, `export-training`, `ship`:
 the model's data, training, checks and shipping."""
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ def cmd_export_training(a) -> int:
     return 0
 
 
-def cmd_export(a) -> int:
+def cmd_export_model(a) -> int:
     """Export the configured weights for the worker's CPU backend (OpenVINO), into its cache."""
     from dataclasses import replace
 
@@ -175,14 +175,14 @@ def _add_checks_and_shipping(sub, default_model) -> None:
     s.add_argument("--conf", type=float, default=None, help="default: the model card's serve_conf, as the worker")
     s.set_defaults(fn=cmd_predict)
 
-    s = sub.add_parser("export", help="export the model for the CPU backend: OpenVINO fp32 into the cache, or --int8 beside the weights")
+    s = sub.add_parser("export-model", help="export the model for the CPU backend: OpenVINO fp32 into the cache, or --int8 beside the weights")
     s.add_argument("--weights", help="default: WARDROBE_MODEL")
     s.add_argument("--imgsz", type=int, help="input size to export at (default: WARDROBE_IMGSZ, else the card's served size)")
     s.add_argument("--int8", action="store_true",
                    help="quantise to int8 with NNCF and write it beside the weights (the CPU worker's first choice)")
     s.add_argument("--data", help="with --int8: a YOLO data.yaml whose train split calibrates the quantiser")
     s.add_argument("--fraction", type=float, default=0.4, help="with --int8: share of the train split to calibrate on")
-    s.set_defaults(fn=cmd_export)
+    s.set_defaults(fn=cmd_export_model)
 
     s = sub.add_parser("export-training", help="write the corrected catalogue as a Fashionpedia-format dataset")
     s.add_argument("--out", required=True, help="folder for the dataset (instances_*.json, images)")

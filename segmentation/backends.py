@@ -2,9 +2,9 @@
 
 On the CPU the default is OpenVINO. Best is the int8 model shipped beside the weights
 (`models/<stem>-int8-<imgsz>_openvino_model/`, quantised with NNCF (`training/quantize.py`) on training photos
-by `wardrobe export --int8`, accuracy checked by `make bench`): it is used only when its
+by `wardrobe export-model --int8`, accuracy checked by `make bench`): it is used only when its
 record names the very weights being served. Otherwise the PyTorch weights are exported
-once to OpenVINO fp32 (`wardrobe export`, or on a worker's first start) into a cache keyed
+once to OpenVINO fp32 (`wardrobe export-model`, or on a worker's first start) into a cache keyed
 by the weights' hash and the input size; on CPUs with AMX, OpenVINO runs that in bf16.
 PyTorch is the fallback, and the backend on CUDA (in half precision).
 """

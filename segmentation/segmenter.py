@@ -152,7 +152,7 @@ class YoloSegmenter:
         source = path
         if self.backend == "openvino-int8":
             if int8 is None:
-                raise FileNotFoundError(f"no int8 model for {path.name} at imgsz {self.imgsz} (make one: wardrobe export --int8)")
+                raise FileNotFoundError(f"no int8 model for {path.name} at imgsz {self.imgsz} (make one: wardrobe export-model --int8)")
             source = int8
         elif self.backend == "openvino":
             try:

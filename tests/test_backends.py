@@ -26,7 +26,7 @@ def test_the_shipped_int8_model_was_made_from_the_shipped_weights():
     digest = weights_sha256(DEFAULT_MODEL)
     assert model_card(DEFAULT_MODEL)["sha256"] == digest
     folder = shipped_int8_model(DEFAULT_MODEL, imgsz, digest)
-    assert folder is not None, "models/ lacks the int8 model for the shipped weights: wardrobe export --int8"
+    assert folder is not None, "models/ lacks the int8 model for the shipped weights: wardrobe export-model --int8"
     assert json.loads((folder / INT8_RECORD).read_text())["source_sha256"] == digest
 
 

@@ -1,4 +1,4 @@
-"""Quantisation, a training-time step: the int8 OpenVINO model the CPU worker prefers (`wardrobe export --int8`)."""
+"""Quantisation, a training-time step: the int8 OpenVINO model the CPU worker prefers (`wardrobe export-model --int8`)."""
 from __future__ import annotations
 
 import json
