@@ -1,0 +1,154 @@
+"""Webhooks: a user's endpoints for job events, and what was sent to each (db.webhooks)."""
+from __future__ import annotations
+
+from flask import Blueprint, g, jsonify, request
+from sqlalchemy import delete, select
+
+from api import deps
+from api.errors import ApiError, short
+from api.paging import decode_cursor, encode_cursor, page_limit
+from core.urlguard import UrlRefused, check_url
+from db import webhooks
+from db.webhooks import iso
+from db.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+
+bp = Blueprint("webhooks", __name__)
+
+
+def endpoint_body(ep: WebhookEndpoint, secret: str | None = None) -> dict:
+    body = {
+        "id": str(ep.id),
+        "url": ep.url,
+        "events": list(ep.events or []),
+        "enabled": ep.enabled,
+        "disabled_reason": ep.disabled_reason,
+        "disabled_at": iso(ep.disabled_at),
+        "created_at": iso(ep.created_at),
+        "links": {"self": f"/v1/webhooks/{ep.id}", "deliveries": f"/v1/webhooks/{ep.id}/deliveries"},
+    }
+    if secret is not None:
+        body["secret"] = secret  # only in the answer to the POST that made it
+    return body
+
+
+def delivery_body(d: WebhookDelivery, attempts: list[WebhookAttempt]) -> dict:
+    return {
+        "id": str(d.id),  # the webhook-id header of every attempt
+        "type": d.event_type,
+        "job_id": str(d.job_id) if d.job_id else None,
+        "status": d.status,
+        "created_at": iso(d.created_at),
+        "next_attempt_at": iso(d.next_attempt_at),
+        "finished_at": iso(d.finished_at),
+        "attempts": [{"attempt": a.attempt, "at": iso(a.created_at), "status_code": a.status_code,
+                      "duration_ms": a.duration_ms, "error": a.error} for a in attempts],
+        "payload": d.payload,
+    }
+
+
+def _own_endpoint(webhook_id: str) -> WebhookEndpoint:
+    eid = deps.parse_uuid(webhook_id, "webhook")
+    ep = deps.db().scalar(select(WebhookEndpoint).where(WebhookEndpoint.id == eid, WebhookEndpoint.user_id == g.user_id))
+    if ep is None:
+        raise ApiError(404, "not_found", "no such webhook")
+    return ep
+
+
+def _events(value) -> list[str]:
+    if value is None:
+        return list(webhooks.DEFAULT_EVENTS)
+    if not isinstance(value, list) or not value or not all(isinstance(e, str) for e in value):
+        raise ApiError(400, "invalid_events", f"events must be a non-empty list of: {', '.join(webhooks.EVENTS)}")
+    unknown = [e for e in value if e not in webhooks.EVENTS]
+    if unknown:
+        raise ApiError(400, "invalid_events", f"unknown event {short(unknown[0])}; known: {', '.join(webhooks.EVENTS)}")
+    return [e for e in webhooks.EVENTS if e in value]  # the documented order, once each
+
+
+@bp.post("/v1/webhooks")
+@deps.require_user
+def create_webhook():
+    """{"url": "https://...", "events": [...]} (events optional: the four job.* end events).
+    201 with the endpoint and its signing secret, which is never shown again."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_body", 'send a JSON object: {"url": "https://...", "events": [...]}')
+    unknown = set(body) - {"url", "events"}
+    if unknown:
+        raise ApiError(400, "invalid_body", f"unknown fields: {', '.join(sorted(map(str, unknown)))}")
+    if not isinstance(body.get("url"), str):
+        raise ApiError(400, "invalid_url", "url must be a string: the http(s) URL to send events to")
+    events = _events(body.get("events"))
+    settings = deps.settings()
+    try:
+        url = check_url(body["url"], allow_private=settings.webhook_allow_private)
+    except UrlRefused as e:
+        raise ApiError(400, "invalid_url", str(e)) from None
+    s = deps.db()
+    if webhooks.count_endpoints(s, g.user_id) >= settings.webhook_max_endpoints:
+        raise ApiError(409, "too_many_webhooks",
+                       f"a user has at most {settings.webhook_max_endpoints} webhooks: delete one first")
+    ep = webhooks.create_endpoint(s, g.user_id, url, events)
+    secret = ep.secret
+    s.commit()
+    resp = jsonify(endpoint_body(ep, secret))
+    resp.status_code = 201
+    resp.headers["Location"] = f"/v1/webhooks/{ep.id}"
+    return resp
+
+
+@bp.get("/v1/webhooks")
+@deps.require_user
+def list_webhooks():
+    limit = page_limit(request.args, deps.settings())
+    q = select(WebhookEndpoint).where(WebhookEndpoint.user_id == g.user_id)
+    cursor = request.args.get("cursor")
+    if cursor:
+        ts, last_id = decode_cursor(cursor)
+        q = q.where((WebhookEndpoint.created_at < ts) | ((WebhookEndpoint.created_at == ts) & (WebhookEndpoint.id < last_id)))
+    rows = list(deps.db().scalars(q.order_by(WebhookEndpoint.created_at.desc(), WebhookEndpoint.id.desc()).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {"webhooks": [endpoint_body(e) for e in rows],
+            "next_cursor": encode_cursor(rows[-1].created_at, rows[-1].id) if more else None}
+
+
+@bp.get("/v1/webhooks/<webhook_id>")
+@deps.require_user
+def get_webhook(webhook_id: str):
+    return endpoint_body(_own_endpoint(webhook_id))
+
+
+@bp.delete("/v1/webhooks/<webhook_id>")
+@deps.require_user
+def delete_webhook(webhook_id: str):
+    """204; its deliveries go with it (none pending is sent afterwards)."""
+    ep = _own_endpoint(webhook_id)
+    s = deps.db()
+    s.execute(delete(WebhookEndpoint).where(WebhookEndpoint.id == ep.id))
+    s.commit()
+    return "", 204
+
+
+@bp.get("/v1/webhooks/<webhook_id>/deliveries")
+@deps.require_user
+def list_deliveries(webhook_id: str):
+    """The endpoint's events, newest first, each with every attempt at sending it."""
+    ep = _own_endpoint(webhook_id)
+    limit = page_limit(request.args, deps.settings())
+    q = select(WebhookDelivery).where(WebhookDelivery.endpoint_id == ep.id)
+    cursor = request.args.get("cursor")
+    if cursor:
+        ts, last_id = decode_cursor(cursor)
+        q = q.where((WebhookDelivery.created_at < ts) | ((WebhookDelivery.created_at == ts) & (WebhookDelivery.id < last_id)))
+    s = deps.db()
+    rows = list(s.scalars(q.order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc()).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    attempts: dict = {d.id: [] for d in rows}
+    if rows:
+        for a in s.scalars(select(WebhookAttempt).where(WebhookAttempt.delivery_id.in_(list(attempts)))
+                           .order_by(WebhookAttempt.delivery_id, WebhookAttempt.attempt)):
+            attempts[a.delivery_id].append(a)
+    return {"deliveries": [delivery_body(d, attempts[d.id]) for d in rows],
+            "next_cursor": encode_cursor(rows[-1].created_at, rows[-1].id) if more else None}

@@ -1,0 +1,102 @@
+"""Which URLs the server may call on a user's behalf (webhooks): http(s) only, and only hosts whose
+every address is public. Loopback, private, link-local (cloud metadata at 169.254.169.254),
+multicast, reserved and unspecified addresses are refused, as are IPv4 addresses inside IPv6
+(::ffff:10.0.0.1): anything else would let a user make the server reach its own network (SSRF).
+
+The API checks a URL when it is registered; the sender checks the addresses again when it
+connects (worker.webhooks), because what a name resolves to can change after registration."""
+from __future__ import annotations
+
+import ipaddress
+import socket
+from urllib.parse import urlsplit
+
+MAX_URL = 2048
+
+
+class UrlRefused(ValueError):
+    """The URL is not one the server will call; the message says why (shown to the user)."""
+
+
+class Unresolvable(UrlRefused):
+    """The host name resolves to no address (now: DNS may answer later)."""
+
+
+def address_refused(address: str) -> str | None:
+    """Why an IP address may not be called (None: it may)."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])  # an IPv6 scope (fe80::1%eth0) is link-local anyway
+    except ValueError:
+        return f"{address!r} is not an IP address"
+    if isinstance(ip, ipaddress.IPv6Address):
+        inner = ip.ipv4_mapped or ip.sixtofour
+        if inner is not None:
+            return address_refused(str(inner))
+    for flag, what in (("is_loopback", "loopback"), ("is_link_local", "link-local"), ("is_multicast", "multicast"),
+                       ("is_unspecified", "unspecified"), ("is_reserved", "reserved"), ("is_private", "private")):
+        if getattr(ip, flag):
+            return f"{ip} is a {what} address"
+    if not ip.is_global:  # shared address space (100.64/10) and the like
+        return f"{ip} is not a public address"
+    return None
+
+
+def split_url(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of an http(s) URL; UrlRefused for anything else."""
+    if not isinstance(url, str) or not url:
+        raise UrlRefused("url must be a non-empty string")
+    if len(url) > MAX_URL:
+        raise UrlRefused(f"url is longer than {MAX_URL} characters")
+    if any(c.isspace() or ord(c) < 32 for c in url):
+        raise UrlRefused("url must not contain spaces or control characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as e:
+        raise UrlRefused(f"url is not a valid URL: {e}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise UrlRefused("url must be an http:// or https:// URL")
+    if parts.username is not None or parts.password is not None:
+        raise UrlRefused("url must not carry a user name or password (the signature authenticates the sender)")
+    host = parts.hostname
+    if not host:
+        raise UrlRefused("url has no host")
+    return scheme, host, port or (443 if scheme == "https" else 80)
+
+
+def resolve(host: str, port: int) -> list[str]:
+    """Every address `host` resolves to (an IP literal: itself); Unresolvable when it resolves to none."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError, OSError) as e:
+        raise Unresolvable(f"the host {host!r} does not resolve: {e}") from None
+    out: list[str] = []
+    for info in infos:
+        addr = str(info[4][0])
+        if addr not in out:
+            out.append(addr)
+    if not out:
+        raise Unresolvable(f"the host {host!r} does not resolve")
+    return out
+
+
+def vetted_addresses(host: str, port: int, allow_private: bool) -> list[str]:
+    """The addresses to connect to for `host`: all of them when private ones are allowed, else all
+    of them only if every one is public (one private address among public ones is still a way in)."""
+    addresses = resolve(host, port)
+    if not allow_private:
+        for addr in addresses:
+            why = address_refused(addr)
+            if why:
+                raise UrlRefused(f"the host {host!r} resolves to {why}; webhooks only go to public addresses")
+    return addresses
+
+
+def check_url(url: str, allow_private: bool) -> str:
+    """The URL, if the server may call it: http(s), and (unless private addresses are allowed)
+    a host whose every address is public. UrlRefused says why not."""
+    _scheme, host, port = split_url(url)
+    if not allow_private:
+        vetted_addresses(host, port, allow_private=False)
+    return url

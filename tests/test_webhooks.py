@@ -1,0 +1,443 @@
+"""Webhooks on the real services: endpoints over the API, the outbox written with the job's end,
+deliveries to a real HTTP receiver on loopback, verified with the standardwebhooks package."""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import threading
+import uuid
+from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import redis
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from tests.conftest import REDIS_URL, auth, example_photos, free_port, zip_bytes
+from tests.helpers import run_job
+
+
+class Receiver:
+    """An HTTP server on a free loopback port that records every request and answers the status
+    codes queued in `answers` (then 200)."""
+
+    def __init__(self):
+        self.requests: list[dict] = []
+        self.answers: list[int] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                receiver.requests.append({"path": self.path, "headers": dict(self.headers.items()), "body": body})
+                code = receiver.answers.pop(0) if receiver.answers else 200
+                self.send_response(code)
+                if code in (301, 302):
+                    self.send_header("Location", "http://127.0.0.1:1/elsewhere")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *_args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/wardrobe"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture()
+def receiver():
+    r = Receiver()
+    yield r
+    r.close()
+
+
+@pytest.fixture()
+def wh_settings(rt):
+    """The session's settings with private addresses allowed (the receiver is on loopback) and
+    retries due at once, so a test needs no waiting."""
+    return replace(rt.settings, webhook_allow_private=True, webhook_retry_schedule="0,0", webhook_timeout=3.0)
+
+
+@pytest.fixture()
+def wh_client(app, rt, wh_settings):
+    app.extensions["wardrobe"] = type(rt)(settings=wh_settings, storage=rt.storage)
+    return app.test_client()
+
+
+@pytest.fixture()
+def queue():
+    """The `webhooks` queue in Redis, emptied first: ids of the deliveries sent to it."""
+    r = redis.Redis.from_url(REDIS_URL)
+    r.delete("webhooks")
+
+    def ids() -> list[str]:
+        out = []
+        for raw in r.lrange("webhooks", 0, -1):
+            msg = json.loads(raw)
+            assert msg["headers"]["task"] == "wardrobe.deliver_webhook"
+            out.append(json.loads(base64.b64decode(msg["body"]))[0][0])
+        return out
+
+    yield ids
+    r.delete("webhooks")
+
+
+def register(client, token, url, **body) -> dict:
+    resp = client.post("/v1/webhooks", json={"url": url, **body}, headers=auth(token))
+    assert resp.status_code == 201, resp.get_data(as_text=True)
+    return resp.get_json()
+
+
+def upload(client, token, n: int = 2) -> str:
+    resp = client.post("/v1/uploads", data={"file": (io.BytesIO(zip_bytes(example_photos(n))), "photos.zip")},
+                       headers=auth(token), content_type="multipart/form-data")
+    assert resp.status_code == 202, resp.get_data(as_text=True)
+    return resp.get_json()["id"]
+
+
+def deliveries(client, token, endpoint_id) -> list[dict]:
+    resp = client.get(f"/v1/webhooks/{endpoint_id}/deliveries", headers=auth(token))
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    return resp.get_json()["deliveries"]
+
+
+def verified(secret: str, request: dict) -> dict:
+    return Webhook(secret).verify(request["body"], request["headers"])
+
+
+def test_a_finished_job_sends_one_signed_event(wh_client, make_user, rt, wh_settings, receiver, queue):
+    from worker.webhooks import deliver
+
+    _, token = make_user()
+    ep = register(wh_client, token, receiver.url)
+    job_id = upload(wh_client, token, 2)
+    assert queue() == []  # an upload is no event
+    run_job(rt, job_id)
+
+    # the job's end wrote one outbox row and, after the commit, sent its id to the webhooks queue
+    (delivery_id,) = queue()
+    assert deliver(delivery_id, wh_settings) == "delivered"
+    assert deliver(delivery_id, wh_settings) is None  # a second message for it sends nothing
+
+    (req,) = receiver.requests
+    assert req["path"] == "/hooks/wardrobe" and req["headers"]["Content-Type"] == "application/json"
+    assert req["headers"]["webhook-id"] == delivery_id
+    event = verified(ep["secret"], req)
+    job = wh_client.get(f"/v1/jobs/{job_id}", headers=auth(token)).get_json()
+    assert event["type"] == "job.succeeded" and event["timestamp"].endswith("Z")
+    data = event["data"]
+    assert data["id"] == job_id and data["status"] == job["status"] == "succeeded"
+    assert data["progress"] == {k: job["progress"][k] for k in data["progress"]}
+    assert data["progress"]["photos_done"] == 2 and data["progress"]["items_found"] == 4
+    assert data["finished_at"] == job["finished_at"] and data["links"]["self"] == f"/v1/jobs/{job_id}"
+    # a wrong secret or a changed body does not verify
+    with pytest.raises(WebhookVerificationError):
+        Webhook("whsec_" + base64.b64encode(b"x" * 32).decode()).verify(req["body"], req["headers"])
+    with pytest.raises(WebhookVerificationError):
+        Webhook(ep["secret"]).verify(req["body"].replace(b"succeeded", b"failed"), req["headers"])
+
+    (d,) = deliveries(wh_client, token, ep["id"])
+    assert d["id"] == delivery_id and d["type"] == "job.succeeded" and d["job_id"] == job_id
+    assert d["status"] == "delivered" and d["next_attempt_at"] is None and d["payload"] == event
+    (attempt,) = d["attempts"]
+    assert attempt["attempt"] == 1 and attempt["status_code"] == 200 and attempt["error"] is None
+    assert attempt["duration_ms"] >= 0 and attempt["at"]
+
+
+def test_a_worker_runs_the_job_and_delivers_its_event(wh_client, make_user, settings, receiver, tmp_path):
+    """The deployed shape: a `wardrobe worker` process (fake segmenter) ends the job, queues the event
+    after the commit and, on its `webhooks` queue, sends it to the receiver."""
+    from core.queue import enqueue_ingest, make_celery
+    from tests.procs import Proc, RedisServer, have, service_env, wait_for
+
+    if not have("redis-server"):
+        pytest.skip("redis-server is not installed")
+    _, token = make_user()
+    ep = register(wh_client, token, receiver.url)
+    broker = RedisServer(tmp_path).start()  # the worker's own: nothing else's messages in it
+    env = service_env(settings, broker.url, WARDROBE_SEGMENTER="fake", WARDROBE_WEBHOOK_ALLOW_PRIVATE="true")
+    worker = Proc(["worker", "--queues", "ingest,segment,webhooks", "--concurrency", "1"], env,
+                  tmp_path / "worker.log").start()
+    try:
+        job_id = upload(wh_client, token, 2)
+        enqueue_ingest(make_celery(replace(settings, broker_url=broker.url)), job_id)
+        wait_for(lambda: receiver.requests, 90, "the webhook", on_fail=worker.tail)
+        wait_for(lambda: deliveries(wh_client, token, ep["id"])[0]["status"] == "delivered", 30, "the attempt recorded",
+                 on_fail=worker.tail)
+    finally:
+        worker.kill()
+        broker.kill()
+    (req,) = receiver.requests
+    event = verified(ep["secret"], req)
+    assert event["type"] == "job.succeeded" and event["data"]["id"] == job_id
+    assert event["data"]["progress"]["photos_done"] == 2
+    assert req["headers"]["webhook-id"] == deliveries(wh_client, token, ep["id"])[0]["id"]
+
+
+def test_a_500_is_retried_with_the_same_webhook_id(wh_client, make_user, wh_settings, receiver, queue):
+    from worker.webhooks import deliver, sweep
+
+    _, token = make_user()
+    ep = register(wh_client, token, receiver.url)
+    job_id = upload(wh_client, token, 1)
+    assert wh_client.delete(f"/v1/jobs/{job_id}", headers=auth(token)).status_code == 200  # cancelled: an event
+    (delivery_id,) = queue()
+
+    receiver.answers = [500]
+    assert deliver(delivery_id, wh_settings) == "pending"  # retried, by the sweep: no message is sent now
+    sent: list = []
+    assert sweep(wh_settings, send=sent.append) == 1 and [str(i) for i in sent] == [delivery_id]
+    assert sweep(wh_settings, send=sent.append) == 0  # queued already: not again before WARDROBE_WEBHOOK_REQUEUE_AFTER
+    assert deliver(str(sent[0]), wh_settings) == "delivered"
+
+    first, second = receiver.requests
+    assert first["headers"]["webhook-id"] == second["headers"]["webhook-id"] == delivery_id
+    assert verified(ep["secret"], first) == verified(ep["secret"], second)  # the same event, each attempt signed
+    assert verified(ep["secret"], second)["type"] == "job.cancelled"
+    (d,) = deliveries(wh_client, token, ep["id"])
+    assert d["status"] == "delivered"
+    assert [(a["attempt"], a["status_code"], a["error"]) for a in d["attempts"]] == [(1, 500, "HTTP 500"), (2, 200, None)]
+
+
+@pytest.mark.parametrize("code, status", [(400, "failed"), (404, "failed"), (302, "failed"), (429, "pending"),
+                                          (503, "pending")])
+def test_which_answers_are_retried(wh_client, make_user, wh_settings, receiver, queue, code, status):
+    from worker.webhooks import deliver
+
+    _, token = make_user()
+    register(wh_client, token, receiver.url)
+    wh_client.delete(f"/v1/jobs/{upload(wh_client, token, 1)}", headers=auth(token))
+    receiver.answers = [code]
+    assert deliver(queue()[0], wh_settings) == status
+    assert len(receiver.requests) == 1  # a redirect is not followed
+
+
+def test_no_answer_is_retried_until_the_schedule_is_used_up(wh_client, make_user, wh_settings, queue):
+    from worker.webhooks import deliver
+
+    _, token = make_user()
+    ep = register(wh_client, token, f"http://127.0.0.1:{free_port()}/nothing-listens")
+    wh_client.delete(f"/v1/jobs/{upload(wh_client, token, 1)}", headers=auth(token))
+    (delivery_id,) = queue()
+    # the schedule has two retries: three attempts in all, then it has failed
+    assert [deliver(delivery_id, wh_settings) for _ in range(4)] == ["pending", "pending", "failed", None]
+    (d,) = deliveries(wh_client, token, ep["id"])
+    assert d["status"] == "failed" and [a["attempt"] for a in d["attempts"]] == [1, 2, 3]
+    assert all(a["status_code"] is None and "ConnectionError" in a["error"] for a in d["attempts"])
+
+
+def test_410_gone_disables_the_endpoint(wh_client, make_user, wh_settings, receiver, queue):
+    from worker.webhooks import deliver
+
+    _, token = make_user()
+    ep = register(wh_client, token, receiver.url)
+    wh_client.delete(f"/v1/jobs/{upload(wh_client, token, 1)}", headers=auth(token))
+    receiver.answers = [410]
+    assert deliver(queue()[0], wh_settings) == "failed"
+    got = wh_client.get(f"/v1/webhooks/{ep['id']}", headers=auth(token)).get_json()
+    assert got["enabled"] is False and "410" in got["disabled_reason"] and got["disabled_at"]
+    # the next job's end writes nothing for it
+    wh_client.delete(f"/v1/jobs/{upload(wh_client, token, 1)}", headers=auth(token))
+    assert len(deliveries(wh_client, token, ep["id"])) == 1 and len(queue()) == 1
+
+
+def test_a_rolled_back_end_sends_nothing(wh_client, make_user, queue):
+    from db import jobstate
+    from db.models import WebhookDelivery
+    from db.session import new_session
+
+    _, token = make_user()
+    ep = register(wh_client, token, "http://127.0.0.1:9/")
+    job_id = uuid.UUID(upload(wh_client, token, 1))
+    s = new_session()
+    try:
+        assert jobstate.cancel(s, job_id)
+        assert s.query(WebhookDelivery).count() == 1  # in the transaction ...
+        s.rollback()
+        assert s.query(WebhookDelivery).count() == 0  # ... and gone with it
+    finally:
+        s.close()
+    assert queue() == [] and deliveries(wh_client, token, ep["id"]) == []
+
+
+def test_a_lost_message_is_sent_again_by_the_sweep(wh_client, make_user, wh_settings, receiver, queue):
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from db.models import WebhookDelivery, utcnow
+    from db.session import session_scope
+    from worker.webhooks import deliver, sweep
+
+    _, token = make_user()
+    register(wh_client, token, receiver.url)
+    wh_client.delete(f"/v1/jobs/{upload(wh_client, token, 1)}", headers=auth(token))
+    (delivery_id,) = queue()
+    sent: list = []
+    assert sweep(wh_settings, send=sent.append) == 0  # its message is on its way
+    with session_scope() as s:  # ... sent long ago, and lost (a Redis restart)
+        s.execute(update(WebhookDelivery).values(queued_at=utcnow() - timedelta(seconds=wh_settings.webhook_requeue_after + 1)))
+    assert sweep(wh_settings, send=sent.append) == 1 and str(sent[0]) == delivery_id
+    assert deliver(sent[0], wh_settings) == "delivered" and len(receiver.requests) == 1
+
+
+def test_progress_is_opt_in_coalesced_and_rate_limited(wh_client, make_user, rt, wh_settings, receiver, queue):
+    from sqlalchemy import select
+
+    from db import jobstate
+    from db.models import WebhookDelivery
+    from db.session import session_scope
+    from worker.webhooks import deliver, sweep
+
+    _, token = make_user()
+    ep = register(wh_client, token, receiver.url, events=["job.progress", "job.failed"])
+    plain = register(wh_client, token, receiver.url)  # the default: end events only
+    assert ep["events"] == ["job.failed", "job.progress"] and plain["events"] == [
+        "job.succeeded", "job.partially_succeeded", "job.failed", "job.cancelled"]
+    job_id = uuid.UUID(upload(wh_client, token, 1))
+    with session_scope() as s:
+        jobstate.add_progress(s, job_id, done=1)  # queued: no event
+        assert jobstate.mark_running(s, job_id)
+    assert queue() == []
+
+    def progress(**counts):
+        with session_scope() as s:
+            jobstate.add_progress(s, job_id, **counts)
+
+    progress(done=1, items=2)
+    progress(done=1, items=2)  # not sent yet: the same event takes the latest counts
+    (first,) = queue()
+    assert deliver(first, wh_settings) == "delivered"
+    event = verified(ep["secret"], receiver.requests[0])
+    assert event["type"] == "job.progress" and event["data"]["status"] == "running"
+    assert (event["data"]["progress"]["photos_done"], event["data"]["progress"]["items_found"]) == (3, 4)
+
+    progress(failed=1)  # within WARDROBE_WEBHOOK_PROGRESS_INTERVAL of the last one: held back
+    progress(failed=1)
+    assert queue() == [first]  # nothing sent now, and the sweep leaves it until it is due
+    assert sweep(wh_settings, send=lambda d: pytest.fail("not due yet")) == 0
+    with session_scope() as s:
+        rows = s.execute(select(WebhookDelivery.endpoint_id, WebhookDelivery.status, WebhookDelivery.scheduled_at,
+                                WebhookDelivery.payload).order_by(WebhookDelivery.scheduled_at)).all()
+    assert [str(r.endpoint_id) for r in rows] == [ep["id"], ep["id"]]  # none for the endpoint that did not opt in
+    gap = (rows[1].scheduled_at - rows[0].scheduled_at).total_seconds()
+    assert gap == pytest.approx(rt.settings.webhook_progress_interval, abs=0.01)
+    assert rows[1].payload["data"]["progress"]["photos_failed"] == 2
+
+    # the job's end drops the progress not yet sent: the end event has the final counts
+    with session_scope() as s:
+        assert jobstate.fail(s, job_id, "test_failure", "stopped by the test")
+    with session_scope() as s:
+        left = s.execute(select(WebhookDelivery.event_type, WebhookDelivery.endpoint_id)
+                         .where(WebhookDelivery.status == "pending")).all()
+    assert sorted((t, str(e)) for t, e in left) == sorted([("job.failed", ep["id"]), ("job.failed", plain["id"])])
+
+
+def test_private_addresses_are_refused_without_the_setting(client, make_user, rt, wh_settings, receiver, queue):
+    """The app fixture runs with WARDROBE_WEBHOOK_ALLOW_PRIVATE off, the default."""
+    from worker.webhooks import deliver
+
+    assert rt.settings.webhook_allow_private is False
+    _, token = make_user()
+    for url in (receiver.url, "http://localhost:8000/", "http://10.1.2.3/", "http://169.254.169.254/latest/meta-data",
+                "https://[::1]/", "http://[::ffff:192.168.0.1]/", "http://0.0.0.0/", "http://100.64.0.1/",
+                "http://224.0.0.1/", "ftp://example.com/", "file:///etc/passwd", "http://user:pw@93.184.216.34/",
+                "not a url", "http://no-such-host.invalid/"):
+        resp = client.post("/v1/webhooks", json={"url": url}, headers=auth(token))
+        assert resp.status_code == 400, (url, resp.get_data(as_text=True))
+        assert resp.get_json()["error"]["code"] == "invalid_url" and resp.get_json()["error"]["message"]
+    public = register(client, token, "https://93.184.216.34/hook")
+    assert public["url"] == "https://93.184.216.34/hook"
+    assert client.delete(f"/v1/webhooks/{public['id']}", headers=auth(token)).status_code == 204
+
+    # registered with a public address; when it is sent, the name resolves to loopback: checked again, refused
+    ep = register(client, token, "http://93.184.216.34/")
+    from db.models import WebhookEndpoint
+    from db.session import session_scope
+
+    with session_scope() as s:
+        s.get(WebhookEndpoint, uuid.UUID(ep["id"])).url = receiver.url  # as if its name now resolved to loopback
+    client.delete(f"/v1/jobs/{upload(client, token, 1)}", headers=auth(token))
+    (delivery_id,) = queue()
+    assert deliver(delivery_id, replace(wh_settings, webhook_allow_private=False)) == "failed"
+    assert receiver.requests == []
+    (d,) = deliveries(client, token, ep["id"])
+    assert d["status"] == "failed" and "loopback" in d["attempts"][0]["error"]
+
+
+def test_endpoints_are_their_owners_only(wh_client, make_user, receiver):
+    _, alice = make_user()
+    _, bob = make_user()
+    ep = register(wh_client, alice, receiver.url)
+    for method, path in (("get", f"/v1/webhooks/{ep['id']}"), ("delete", f"/v1/webhooks/{ep['id']}"),
+                         ("get", f"/v1/webhooks/{ep['id']}/deliveries")):
+        resp = getattr(wh_client, method)(path, headers=auth(bob))
+        assert resp.status_code == 404 and resp.get_json()["error"]["code"] == "not_found"
+    assert wh_client.get("/v1/webhooks", headers=auth(bob)).get_json() == {"webhooks": [], "next_cursor": None}
+    assert wh_client.get(f"/v1/webhooks/{ep['id']}", headers=auth(alice)).status_code == 200  # still there
+    assert wh_client.delete(f"/v1/webhooks/{ep['id']}", headers=auth(alice)).status_code == 204
+    assert wh_client.get(f"/v1/webhooks/{ep['id']}", headers=auth(alice)).status_code == 404
+    assert wh_client.get("/v1/webhooks/not-a-uuid", headers=auth(alice)).status_code == 404
+    assert wh_client.get("/v1/webhooks").status_code == 401
+
+
+def test_the_secret_is_shown_once(wh_client, make_user, receiver):
+    _, token = make_user()
+    created = wh_client.post("/v1/webhooks", json={"url": receiver.url}, headers=auth(token))
+    assert created.status_code == 201 and created.headers["Location"] == f"/v1/webhooks/{created.get_json()['id']}"
+    secret = created.get_json()["secret"]
+    assert secret.startswith("whsec_") and len(base64.b64decode(secret.removeprefix("whsec_"))) == 32
+    one = wh_client.get(created.headers["Location"], headers=auth(token))
+    listed = wh_client.get("/v1/webhooks", headers=auth(token))
+    for body in (one.get_data(as_text=True), listed.get_data(as_text=True)):
+        assert "secret" not in body and secret not in body
+    assert listed.get_json()["webhooks"][0]["id"] == created.get_json()["id"]
+
+
+def test_bad_requests_and_the_per_user_limit(app, rt, wh_settings, make_user, receiver):
+    app.extensions["wardrobe"] = type(rt)(settings=replace(wh_settings, webhook_max_endpoints=2), storage=rt.storage)
+    c = app.test_client()
+    _, token = make_user()
+    for body, code in (([], "invalid_body"), ({"url": receiver.url, "secret": "mine"}, "invalid_body"),
+                       ({"events": ["job.succeeded"]}, "invalid_url"), ({"url": 5}, "invalid_url"),
+                       ({"url": receiver.url, "events": []}, "invalid_events"),
+                       ({"url": receiver.url, "events": ["job.started"]}, "invalid_events")):
+        resp = c.post("/v1/webhooks", json=body, headers=auth(token))
+        assert (resp.status_code, resp.get_json()["error"]["code"]) == (400, code), body
+    register(c, token, receiver.url)
+    register(c, token, receiver.url)
+    resp = c.post("/v1/webhooks", json={"url": receiver.url}, headers=auth(token))
+    assert (resp.status_code, resp.get_json()["error"]["code"]) == (409, "too_many_webhooks")
+    page = c.get("/v1/webhooks?limit=1", headers=auth(token)).get_json()
+    rest = c.get(f"/v1/webhooks?limit=1&cursor={page['next_cursor']}", headers=auth(token)).get_json()
+    assert len(page["webhooks"]) == len(rest["webhooks"]) == 1 and rest["next_cursor"] is None
+    assert page["webhooks"][0]["id"] != rest["webhooks"][0]["id"]
+
+
+def test_address_rule():
+    from core.urlguard import address_refused
+
+    for bad in ("127.0.0.1", "10.0.0.1", "172.16.5.4", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0",
+                "224.0.0.1", "240.0.0.1", "255.255.255.255", "::1", "fe80::1", "fc00::1", "ff02::1", "::",
+                "::ffff:127.0.0.1", "2002:7f00:1::"):
+        assert address_refused(bad), bad
+    for good in ("93.184.216.34", "8.8.8.8", "2606:4700:4700::1111"):
+        assert address_refused(good) is None, good
+
+
+def test_the_signature_is_standard_webhooks():
+    from datetime import datetime, timezone
+
+    from db.webhooks import new_secret
+    from worker.webhooks import sign
+
+    secret, body, ts = new_secret(), b'{"type":"job.succeeded"}', 1_700_000_000
+    ours = sign(secret, "msg_1", ts, body)
+    assert ours == Webhook(secret).sign("msg_1", datetime.fromtimestamp(ts, timezone.utc), body.decode())
+    assert new_secret() != secret
