@@ -1,0 +1,166 @@
+"""Catalogue exports: start one (a task builds the zip), follow it, download it, delete it.
+
+`POST /v1/exports` answers 202 at once; the `wardrobe.export` task (worker/export.py) builds the zip
+and records its progress in the exports table. `GET /v1/export` is the short way to the newest
+ready one.
+"""
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response, g, jsonify, request
+from sqlalchemy import delete, select
+
+from api import deps
+from api.errors import ApiError
+from api.paging import decode_cursor, encode_cursor, page_limit
+from api.serializers import _ts
+from core.queue import enqueue_export
+from core.storage import ObjectNotFound, StorageError
+from db import exports
+from db.models import Export, ExportStatus
+
+log = logging.getLogger("wardrobe.api.exports")
+bp = Blueprint("exports", __name__)
+RETRY_AFTER = 2  # seconds a client is told to wait before polling an export in the making
+
+
+def export_body(e: Export) -> dict:
+    if e.status == ExportStatus.SUCCEEDED.value:
+        percent = 100.0
+    elif e.photos_total:
+        percent = round(100.0 * min(e.photos_done, e.photos_total) / e.photos_total, 1)
+    else:
+        percent = 0.0
+    return {
+        "id": str(e.id),
+        "status": e.status,
+        "created_at": _ts(e.created_at),
+        "started_at": _ts(e.started_at),
+        "finished_at": _ts(e.finished_at),
+        "progress": {"photos_total": e.photos_total, "photos_done": e.photos_done, "items_total": e.items_total,
+                     "items_done": e.items_done, "percent": percent},
+        "size_bytes": e.size_bytes,
+        "error": {"code": e.error_code, "message": e.error_message or ""} if e.error_code else None,
+        "links": {"self": f"/v1/exports/{e.id}", "download": f"/v1/exports/{e.id}/download"},
+    }
+
+
+def _answer(e: Export, status: int = 200):
+    resp = jsonify(export_body(e))
+    resp.status_code = status
+    if e.status in exports.ACTIVE:
+        resp.headers["Retry-After"] = str(RETRY_AFTER)
+    return resp
+
+
+def _own(export_id: str) -> Export:
+    eid = deps.parse_uuid(export_id, "export")
+    e = deps.db().scalar(select(Export).where(Export.id == eid, Export.user_id == g.user_id))
+    if e is None:
+        raise ApiError(404, "not_found", "no such export")
+    return e
+
+
+@bp.post("/v1/exports")
+@deps.require_user
+def create_export():
+    """202 with the queued export; while one of the user's is queued or running, that one (202 too)."""
+    s = deps.db()
+    e, created = exports.create(s, g.user_id)
+    if created:
+        try:
+            enqueue_export(deps.celery(), e.id)  # only after the commit: the worker must find the row
+        except Exception as exc:  # noqa: BLE001 - the broker is down
+            log.error("enqueue of export %s failed: %s", e.id, exc)
+            exports.fail(s, e.id, "queue_unavailable", "the export could not be queued; start another")
+            s.commit()
+            raise ApiError(503, "queue_unavailable", "the job queue is unavailable; try again shortly",
+                           {"Retry-After": "5"}) from None
+    resp = _answer(e, 202)
+    resp.headers["Location"] = f"/v1/exports/{e.id}"
+    return resp
+
+
+@bp.get("/v1/exports")
+@deps.require_user
+def list_exports():
+    limit = page_limit(request.args, deps.settings())
+    q = select(Export).where(Export.user_id == g.user_id)
+    cursor = request.args.get("cursor")
+    if cursor:
+        ts, last_id = decode_cursor(cursor)
+        q = q.where((Export.created_at < ts) | ((Export.created_at == ts) & (Export.id < last_id)))
+    rows = list(deps.db().scalars(q.order_by(Export.created_at.desc(), Export.id.desc()).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return jsonify({"exports": [export_body(e) for e in rows],
+                    "next_cursor": encode_cursor(rows[-1].created_at, rows[-1].id) if more else None})
+
+
+@bp.get("/v1/exports/<export_id>")
+@deps.require_user
+def get_export(export_id: str):
+    return _answer(_own(export_id))
+
+
+def _download(e: Export) -> Response:
+    if e.status != ExportStatus.SUCCEEDED.value or not e.storage_key:
+        headers = {"Retry-After": str(RETRY_AFTER)} if e.status in exports.ACTIVE else {}
+        raise ApiError(409, "export_not_ready", f"the export is {e.status}, not ready to download", headers)
+    storage = deps.storage()
+    try:
+        size = storage.size(e.storage_key)  # the object's own length: what the body will be
+        chunks = storage.iter_chunks(e.storage_key)
+    except ObjectNotFound:
+        raise ApiError(404, "not_found", "the export's file is gone from storage") from None
+    except StorageError:
+        raise ApiError(503, "storage_unavailable", "storage is unavailable; try again shortly", {"Retry-After": "5"}) from None
+    day = (e.finished_at or e.created_at).strftime("%Y%m%d")
+    resp = Response(chunks, content_type="application/zip")
+    resp.headers["Content-Length"] = str(size)
+    resp.headers["Content-Disposition"] = f'attachment; filename="wardrobe-export-{day}-{str(e.id)[:8]}.zip"'
+    resp.headers["Cache-Control"] = "private, no-store"
+    return resp
+
+
+@bp.get("/v1/exports/<export_id>/download")
+@deps.require_user
+def download_export(export_id: str):
+    return _download(_own(export_id))
+
+
+@bp.delete("/v1/exports/<export_id>")
+@deps.require_user
+def delete_export(export_id: str):
+    """204. The zip goes first: storage down answers 503 and the export stays, so no zip is left behind
+    unnamed. An export in the making stops at its task's next progress write."""
+    e = _own(export_id)
+    if e.storage_key:
+        try:
+            deps.storage().delete(e.storage_key)
+        except StorageError:
+            raise ApiError(503, "storage_unavailable", "storage is unavailable; try again shortly",
+                           {"Retry-After": "5"}) from None
+    s = deps.db()
+    s.execute(delete(Export).where(Export.id == e.id))
+    s.commit()
+    return "", 204
+
+
+@bp.get("/v1/export")
+@deps.require_user
+def newest_export():
+    """303 to the download of the user's newest succeeded export; 404 (with where to start one) when none."""
+    s = deps.db()
+    e = s.scalar(select(Export).where(Export.user_id == g.user_id, Export.status == ExportStatus.SUCCEEDED.value)
+                 .order_by(Export.finished_at.desc(), Export.id.desc()).limit(1))
+    if e is None:
+        running = exports.active(s, g.user_id)
+        if running is not None:
+            raise ApiError(404, "no_export", f"no export is ready yet; one is {running.status}: follow GET "
+                                             f"/v1/exports/{running.id}", {"Retry-After": str(RETRY_AFTER)})
+        raise ApiError(404, "no_export", "no export is ready: start one with POST /v1/exports")
+    resp = Response(status=303)
+    resp.headers["Location"] = f"/v1/exports/{e.id}/download"
+    return resp

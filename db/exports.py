@@ -1,0 +1,105 @@
+"""Catalogue exports' state transitions. As with jobs (db/jobstate.py) each one is a single
+conditional UPDATE, so a second delivery of the export task, or a user deleting the export while it
+runs, can never finish it twice or bring it back."""
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from db.models import Export, ExportStatus, Item, Photo, PhotoStatus, utcnow
+
+ACTIVE = (ExportStatus.QUEUED.value, ExportStatus.RUNNING.value)
+
+
+def active(s: Session, user_id: uuid.UUID) -> Export | None:
+    return s.scalar(select(Export).where(Export.user_id == user_id, Export.status.in_(ACTIVE)))
+
+
+def create(s: Session, user_id: uuid.UUID) -> tuple[Export, bool]:
+    """A new queued export for the user, committed; or, while one of theirs is queued or running, that
+    one (False): one export in the making per user, and a client that asks twice gets the same one."""
+    existing = active(s, user_id)
+    if existing is not None:
+        return existing, False
+    export = Export(user_id=user_id)
+    s.add(export)
+    try:
+        s.commit()
+    except IntegrityError:  # another request made one meanwhile (uq_exports_user_active)
+        s.rollback()
+        existing = active(s, user_id)
+        if existing is None:
+            raise
+        return existing, False
+    return export, True
+
+
+def start(s: Session, export_id: uuid.UUID) -> uuid.UUID | None:
+    """queued (or running: a second delivery, or a run the reaper re-sent) -> running, counters back to
+    zero; the export's user, or None when it is gone or already ended (nothing to do)."""
+    now = utcnow()
+    res = s.execute(
+        update(Export)
+        .where(Export.id == export_id, Export.status.in_(ACTIVE))
+        .values(status=ExportStatus.RUNNING.value, started_at=func.coalesce(Export.started_at, now), updated_at=now,
+                photos_done=0, items_done=0)
+        .returning(Export.user_id)
+    ).first()
+    return res[0] if res else None
+
+
+def totals(s: Session, user_id: uuid.UUID) -> tuple[int, int]:
+    """(photos, items) an export of the user's catalogue holds now: the segmented photos and their items."""
+    photos = s.scalar(select(func.count()).select_from(Photo)
+                      .where(Photo.user_id == user_id, Photo.status == PhotoStatus.DONE.value))
+    items = s.scalar(select(func.count()).select_from(Item).join(Photo, Photo.id == Item.photo_id)
+                     .where(Item.user_id == user_id, Photo.status == PhotoStatus.DONE.value))
+    return photos or 0, items or 0
+
+
+def progress(s: Session, export_id: uuid.UUID, photos_done: int, items_done: int, photos_total: int | None = None,
+             items_total: int | None = None) -> bool:
+    """Record how far a running export got; False when it is no longer running (deleted or ended)."""
+    values = {"photos_done": photos_done, "items_done": items_done, "updated_at": utcnow()}
+    if photos_total is not None:
+        values |= {"photos_total": photos_total, "items_total": items_total}
+    res = s.execute(update(Export).where(Export.id == export_id, Export.status == ExportStatus.RUNNING.value)
+                    .values(**values))
+    return bool(res.rowcount)
+
+
+def succeed(s: Session, export_id: uuid.UUID, key: str, size: int, photos: int, items: int) -> bool:
+    """running -> succeeded with its zip; False when it was deleted or ended meanwhile."""
+    now = utcnow()
+    res = s.execute(
+        update(Export)
+        .where(Export.id == export_id, Export.status == ExportStatus.RUNNING.value)
+        .values(status=ExportStatus.SUCCEEDED.value, storage_key=key, size_bytes=size, finished_at=now, updated_at=now,
+                photos_done=photos, items_done=items, photos_total=photos, items_total=items)
+    )
+    return bool(res.rowcount)
+
+
+def fail(s: Session, export_id: uuid.UUID, code: str, message: str) -> bool:
+    now = utcnow()
+    res = s.execute(
+        update(Export)
+        .where(Export.id == export_id, Export.status.in_(ACTIVE))
+        .values(status=ExportStatus.FAILED.value, error_code=code, error_message=message[:2000], finished_at=now,
+                updated_at=now)
+    )
+    return bool(res.rowcount)
+
+
+def stale(s: Session, older_than: float) -> list[uuid.UUID]:
+    """Exports queued or running that have not moved for `older_than` seconds (the reaper's candidates)."""
+    cutoff = utcnow() - timedelta(seconds=older_than)
+    return list(s.scalars(select(Export.id).where(Export.status.in_(ACTIVE), Export.updated_at < cutoff)))
+
+
+def touch(s: Session, export_id: uuid.UUID) -> None:
+    s.execute(update(Export).where(Export.id == export_id).values(updated_at=utcnow()))
