@@ -53,6 +53,50 @@ class ApiClient:
     def get_bytes(self, path: str) -> bytes:
         return self._send("GET", path, headers=self._headers(), timeout=self.timeout).content
 
+    def post(self, path: str, **kw) -> dict:
+        return self._send("POST", path, headers=self._headers(), timeout=self.timeout, **kw).json()
+
+    def download(self, path: str, dst: Path, progress: bool = True, total: int | None = None) -> int:
+        """Stream a file answer into `dst` (written beside it, then renamed: never half a file there)."""
+        t0 = time.monotonic()
+        part = dst.with_name(dst.name + ".part")
+        done = 0
+        with self._send("GET", path, headers=self._headers(), timeout=max(self.timeout, 600), stream=True) as r:
+            total = int(r.headers.get("Content-Length") or 0) or total or 0
+            with open(part, "wb") as f:
+                for chunk in r.iter_content(1024 * 1024):
+                    f.write(chunk)
+                    done += len(chunk)
+                    if progress:
+                        bar("downloading", done, max(1, total), t0, f" {done / 1e6:.1f} MB")
+        if progress:
+            sys.stderr.write("\n")
+        part.replace(dst)
+        return done
+
+    def wait_export(self, export_id: str, progress: bool = True, poll: float = 0.5, timeout: float = 3600,
+                    worker_wait: float = 10) -> dict:
+        """Follow an export until it has succeeded or failed, with a progress bar."""
+        t0 = time.monotonic()
+        told = False
+        while True:
+            e = self.get(f"/v1/exports/{export_id}")
+            p = e["progress"]
+            if e["status"] == "queued" and not told and time.monotonic() - t0 > worker_wait:
+                told = True
+                sys.stderr.write(f"\nexport {export_id} still queued after {worker_wait:.0f}s: waiting for a worker on "
+                                 "the export queue (`wardrobe workers` lists those that answer)\n")
+            if progress:
+                bar(f"export {e['status']:<9}", p["photos_done"], max(1, p["photos_total"]), t0,
+                    f" {p['items_done']}/{p['items_total']} items")
+            if e["status"] not in ("queued", "running"):
+                if progress:
+                    sys.stderr.write("\n")
+                return e
+            if time.monotonic() - t0 > timeout:
+                raise SystemExit(f"export {export_id} still {e['status']} after {timeout:.0f}s")
+            time.sleep(poll)
+
     def upload(self, zip_path: Path, progress: bool = True) -> dict:
         size = zip_path.stat().st_size
         t0 = time.monotonic()

@@ -10,6 +10,9 @@ re-sent, which re-sends every pending photo and is harmless to repeat.
 
 Where the broker cannot be looked into (the embedded filesystem broker), a job counts as lost
 only after ten times `stale_after` without moving.
+
+Catalogue exports (worker/export.py) are reaped the same way (`reap_exports`): a queued or running
+export that has not moved and has no message left is sent again, and its run starts over.
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from sqlalchemy import select, update
 
 from core.logs import fields
 from core.queue import QUEUES
+from db import exports
 from db.bootup import Runtime
 from db.models import Job, JobStatus, utcnow
 from db.session import session_scope
@@ -123,4 +127,30 @@ def reap(rt: Runtime, send_ingest: Callable, stale_after: int | None = None, in_
         with session_scope() as s:
             s.execute(update(Job).where(Job.id == jid).values(updated_at=utcnow()))
         send_ingest(jid)
+    return len(ids)
+
+
+def reap_exports(rt: Runtime, send_export: Callable, stale_after: int | None = None,
+                 in_broker: JobsInBroker | None = None) -> int:
+    """As `reap`, for catalogue exports: re-send those queued or running that stopped moving and have no
+    message left in the broker (an export's messages carry its id first, as a job's do); returns how many."""
+    stale_after = stale_after or rt.settings.stale_after
+    with session_scope() as s:
+        ids = exports.stale(s, stale_after)
+    if not ids:
+        return 0
+    known = in_broker() if in_broker is not None else None
+    if known is None:
+        wait = stale_after * UNINSPECTED_FACTOR
+        with session_scope() as s:
+            ids = exports.stale(s, wait)
+    else:
+        wait = stale_after
+        ids = [eid for eid in ids if str(eid) not in known]
+    for eid in ids:
+        log.warning("export %s has not moved for %ss and has no message left in the broker: re-sending it", eid, wait,
+                    extra=fields(task="reap"))
+        with session_scope() as s:
+            exports.touch(s, eid)
+        send_export(eid)
     return len(ids)
