@@ -39,6 +39,7 @@ class Settings:
     s3_region: str = "us-east-1"
     s3_create_bucket: bool = True
     s3_max_attempts: int = 5  # boto3's own retries per call, before the task's retries
+    s3_presign_endpoint_url: str = ""  # the S3 endpoint as clients reach it, for presigned part URLs; empty: s3_endpoint_url
     auto_migrate: bool | None = None  # default: on for SQLite only
 
     # Upload limits (checked at upload from the zip's directory, and again on the bytes read)
@@ -51,6 +52,10 @@ class Settings:
     work_max_side: int = 2048  # photos are stored and segmented at most this large
     keep_originals: bool = False  # also store the uploaded bytes of photos that were rotated, converted or downscaled
     photo_jpeg_quality: int = 90
+    # Resumable uploads (api/resumable.py): sessions that take the zip over many requests
+    upload_session_ttl: int = 86400  # seconds a session stays open; then the sweeper drops its parts or chunks
+    upload_part_size: int = 8 * MiB  # S3 multipart: bytes per part (at least 5 MiB; larger where 10,000 parts would not do)
+    max_upload_sessions: int = 10  # a user's open sessions; one more is 429 (0: no limit)
 
     # Model and segmentation
     model: str = str(DEFAULT_MODEL)
@@ -105,6 +110,18 @@ class Settings:
     max_uploads_per_hour: int = 120  # a user's uploads accepted in the last hour; one more is 429 (Retry-After: when one ages out)
     max_stored_bytes: int = 20 * 1024 * MiB  # a user's kept uploads in bytes (the zips of jobs whose data is not deleted); above is 413
     review_below: float = 0.5  # items below this confidence need review, for users who set no threshold of their own
+
+    # Webhooks (db.webhooks, worker.webhooks)
+    webhook_allow_private: bool = False  # let endpoints resolve to loopback/private/link-local addresses (tests, a private network)
+    webhook_timeout: float = 10.0  # seconds an endpoint has to answer one attempt (connect and read)
+    # seconds to wait before each retry after a 5xx, 429, timeout or connection error, with +-20 % jitter:
+    # Standard Webhooks' suggested schedule (5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h), then two days more
+    webhook_retry_schedule: str = "5,300,1800,7200,18000,36000,36000,86400,86400"
+    webhook_progress_interval: float = 5.0  # at most one job.progress event per job and endpoint this often
+    webhook_sweep_interval: int = 10  # seconds between sweeps for due retries and lost messages (--beat workers)
+    webhook_requeue_after: int = 120  # a due delivery whose task message was sent this long ago is sent again
+    webhook_keep_days: int = 30  # finished deliveries and their attempts are listed this long, then deleted
+    webhook_max_endpoints: int = 20  # endpoints per user
     log_level: str = "INFO"
 
 

@@ -20,6 +20,18 @@ class ObjectNotFound(StorageError):
     pass
 
 
+class OffsetMismatch(StorageError):
+    """An append at an offset other than the object's length (a chunk sent twice, or one lost)."""
+
+    def __init__(self, key: str, offset: int):
+        super().__init__(f"{key}: the object has {offset} bytes")
+        self.offset = offset
+
+
+class AppendInProgress(StorageError):
+    """Another request is appending to the same object right now."""
+
+
 class keys:  # noqa: N801 - a namespace of key builders
     @staticmethod
     def upload(user_id: uuid.UUID, job_id: uuid.UUID) -> str:
@@ -37,6 +49,15 @@ class keys:  # noqa: N801 - a namespace of key builders
     def cutout(user_id: uuid.UUID, photo_id: uuid.UUID, index: int, ext: str) -> str:
         return f"users/{user_id}/cutouts/{photo_id}/{index}.{ext}"
 
+    @staticmethod
+    def incoming(user_id: uuid.UUID, session_id: uuid.UUID) -> str:
+        """A chunked upload's bytes so far (folder storage), until its session completes."""
+        return f"users/{user_id}/incoming/{session_id}.part"
+
+    @staticmethod
+    def export(user_id: uuid.UUID, export_id: uuid.UUID) -> str:
+        return f"users/{user_id}/exports/{export_id}.zip"
+
 
 @dataclass(frozen=True)
 class StoredObject:
@@ -47,6 +68,9 @@ class StoredObject:
 
 class Storage:
     """The interface. Streams in both directions; nothing here holds a whole object in memory."""
+
+    multipart = False  # S3: create_multipart, presign_part, list_parts, complete_multipart, abort_multipart
+    appendable = False  # a folder: append, rename (resumable uploads in chunks)
 
     def put_file(self, key: str, fileobj: BinaryIO, content_type: str = "application/octet-stream") -> None:
         raise NotImplementedError
@@ -66,6 +90,11 @@ class Storage:
         raise NotImplementedError
 
     def size(self, key: str) -> int:
+        raise NotImplementedError
+
+    def open_reader(self, key: str) -> BinaryIO:
+        """The object as a seekable file, read on demand: zipfile reads a zip's central directory
+        through it without the rest of the object being fetched."""
         raise NotImplementedError
 
     def exists(self, key: str) -> bool:

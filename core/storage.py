@@ -9,11 +9,11 @@ from __future__ import annotations
 from urllib.parse import urlparse
 
 from core.localstore import LocalStorage
-from core.objects import ObjectNotFound, Storage, StorageError, StoredObject, keys
+from core.objects import AppendInProgress, ObjectNotFound, OffsetMismatch, Storage, StorageError, StoredObject, keys
 from core.s3 import S3Storage
 
-__all__ = ["LocalStorage", "ObjectNotFound", "S3Storage", "Storage", "StorageError", "StoredObject", "keys",
-           "open_storage"]
+__all__ = ["AppendInProgress", "LocalStorage", "ObjectNotFound", "OffsetMismatch", "S3Storage", "Storage", "StorageError",
+           "StoredObject", "keys", "open_storage"]
 
 
 def open_storage(url: str, endpoint_url: str | None = None, region: str = "us-east-1", create_bucket: bool = False,

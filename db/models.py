@@ -44,6 +44,15 @@ class JobStatus(str, enum.Enum):
 
 
 
+class ExportStatus(str, enum.Enum):
+    """A catalogue export's public states (the API's `status`)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
 class PhotoStatus(str, enum.Enum):
     PENDING = "pending"  # stored, waiting for segmentation
     DONE = "done"
@@ -169,6 +178,119 @@ class IdempotencyKey(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class UploadMode(str, enum.Enum):
+    """How a resumable upload's bytes travel (the session's public `mode`)."""
+
+    S3_MULTIPART = "s3_multipart"  # the client PUTs parts to presigned URLs, straight into the bucket
+    CHUNKED = "chunked"  # the client PATCHes chunks to the API, which appends them (folder storage)
+
+
+class UploadSessionStatus(str, enum.Enum):
+    OPEN = "open"  # bytes still arriving
+    ASSEMBLED = "assembled"  # S3: the multipart upload is completed into one object, no job yet (complete refused by a quota)
+    COMPLETED = "completed"  # the job exists: job_id
+
+
+class UploadSession(Base):
+    """A resumable upload (api/resumable.py): the zip arrives over many requests, then becomes a job.
+    job_id is chosen at creation so that the S3 object lands at its job's key; the job row exists
+    only once the session is completed (hence no foreign key)."""
+
+    __tablename__ = "upload_sessions"
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    mode: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default=UploadSessionStatus.OPEN.value)
+    filename: Mapped[str] = mapped_column(String(512))
+    size: Mapped[int] = mapped_column(BigInteger)  # declared at creation
+    sha256: Mapped[str | None] = mapped_column(String(64))  # declared by the client, if it did
+    part_size: Mapped[int | None] = mapped_column(BigInteger)  # S3: every part but the last is this long
+    object_key: Mapped[str] = mapped_column(String(512))  # S3: the job's upload key; chunked: the partial file
+    multipart_id: Mapped[str | None] = mapped_column(String(1024))  # S3's UploadId while the upload is open
+    job_id: Mapped[uuid.UUID] = mapped_column(Uuid, unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        _enum_check("upload_sessions", "mode", UploadMode),
+        _enum_check("upload_sessions", "status", UploadSessionStatus),
+        Index("ix_upload_sessions_user_created", "user_id", "created_at"),
+        Index("ix_upload_sessions_expires", "expires_at"),
+    )
+
+
+class DeliveryStatus(str, enum.Enum):
+    """A webhook event's delivery to one endpoint (db.webhooks)."""
+
+    PENDING = "pending"  # to be sent at next_attempt_at (first try, or a retry)
+    DELIVERED = "delivered"  # the endpoint answered 2xx
+    FAILED = "failed"  # a 4xx, 410 Gone, a refused address, or every retry used up
+    CANCELLED = "cancelled"  # the endpoint was disabled before it could be sent
+
+
+class WebhookEndpoint(Base):
+    """A URL a user registered for job events. The signing secret is stored as it is (the sender
+    needs it to sign), unlike API tokens; the API shows it once, when the endpoint is created."""
+
+    __tablename__ = "webhook_endpoints"
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    url: Mapped[str] = mapped_column(String(2048))
+    secret: Mapped[str] = mapped_column(String(128))  # whsec_ + base64 (Standard Webhooks)
+    events: Mapped[list] = mapped_column(JSON)  # the event types it receives
+    enabled: Mapped[bool] = mapped_column(default=True)
+    disabled_reason: Mapped[str | None] = mapped_column(String(300))  # why it stopped (410 Gone)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_webhook_endpoints_user_created", "user_id", "created_at", "id"),)
+
+
+class WebhookDelivery(Base):
+    """The outbox: one event for one endpoint, written in the transaction that made the event; its
+    id is the `webhook-id` every attempt sends. next_attempt_at is when it may be sent (next)."""
+
+    __tablename__ = "webhook_deliveries"
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    endpoint_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
+    job_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)  # no foreign key: the event outlives a deleted job
+    event_type: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict] = mapped_column(JSON)  # the body as sent, the same on every attempt
+    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PENDING.value)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    scheduled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)  # first due (job.progress: held back)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # null once it is no longer pending
+    queued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # a task message was last sent for it
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        _enum_check("webhook_deliveries", "status", DeliveryStatus),
+        Index("ix_webhook_deliveries_endpoint_created", "endpoint_id", "created_at", "id"),
+        Index("ix_webhook_deliveries_endpoint_job", "endpoint_id", "job_id", "event_type"),
+        Index("ix_webhook_deliveries_finished", "finished_at"),  # the sweep forgets old ones
+        # the sweep's query: pending deliveries by when they are due
+        Index("ix_webhook_deliveries_due", "next_attempt_at",
+              postgresql_where=text("status = 'pending'"), sqlite_where=text("status = 'pending'")),
+    )
+
+
+class WebhookAttempt(Base):
+    """One try at sending a delivery: what the endpoint answered, or the error, and how long it took."""
+
+    __tablename__ = "webhook_attempts"
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    delivery_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("webhook_deliveries.id", ondelete="CASCADE"))
+    attempt: Mapped[int] = mapped_column(Integer)  # 1 for the first try
+    status_code: Mapped[int | None] = mapped_column(Integer)  # null: no answer (timeout, connection refused ...)
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    __table_args__ = (UniqueConstraint("delivery_id", "attempt", name="uq_webhook_attempts_delivery_attempt"),)
+
+
 class Item(Base):
     """One garment instance found on a photo."""
 
@@ -215,4 +337,36 @@ class Item(Base):
         # the review list: a user's unreviewed items, least certain first
         Index("ix_items_user_review", "user_id", "confidence", "id",
               postgresql_where=text(UNREVIEWED), sqlite_where=text(UNREVIEWED)),
+    )
+
+
+class Export(Base):
+    """A user's catalogue as a zip (COCO JSON, photos, cut-outs), built by the `wardrobe.export` task.
+    This row is the only truth about its progress."""
+
+    __tablename__ = "exports"
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(16), default=ExportStatus.QUEUED.value)
+    photos_total: Mapped[int] = mapped_column(Integer, default=0)
+    photos_done: Mapped[int] = mapped_column(Integer, default=0)
+    items_total: Mapped[int] = mapped_column(Integer, default=0)
+    items_done: Mapped[int] = mapped_column(Integer, default=0)
+    storage_key: Mapped[str | None] = mapped_column(String(512))  # set when the zip is stored
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)  # the reaper's clock
+
+    __table_args__ = (
+        _enum_check("exports", "status", ExportStatus),
+        Index("ix_exports_user_created", "user_id", "created_at"),
+        Index("ix_exports_status_updated", "status", "updated_at"),
+        # one export in the making per user: a second POST answers the one under way
+        Index("uq_exports_user_active", "user_id", unique=True,
+              postgresql_where=text("status IN ('queued', 'running')"),
+              sqlite_where=text("status IN ('queued', 'running')")),
     )

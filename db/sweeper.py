@@ -12,12 +12,16 @@ What is unreferenced, by key (keys are made by the server: core.storage.keys):
 - `users/<user>/photos/<photo>.jpg`: no photo row names it;
 - `users/<user>/originals/<photo>`: no such photo;
 - `users/<user>/cutouts/<photo>/<n>.<ext>`: no item row names it;
+- `users/<user>/incoming/<session>.part` (a chunked upload's bytes so far): no upload session names it;
 - anything under `users/<user>/` of a user that no longer exists.
 Other keys are counted (`unknown`) and left alone.
 
+Resumable upload sessions past their expiry (WARDROBE_UPLOAD_SESSION_TTL) go first, with their bytes
+(db.upload_sessions.expire); an upload's zip that an unexpired session assembled is kept until its job exists.
+
 Stale temp files: a folder store's half-written objects (`.tmp-*`), an S3 bucket's unfinished multipart
-uploads, and this machine's `wardrobe-*` temp files (an API process or worker killed mid-upload or
-mid-ingest) that no process holds open.
+uploads (but those of unexpired upload sessions: a client may resume them for a day), and this machine's
+`wardrobe-*` temp files (an API process or worker killed mid-upload or mid-ingest) that no process holds open.
 """
 from __future__ import annotations
 
@@ -34,6 +38,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from core.storage import StorageError, StoredObject
+from db import upload_sessions
 from db.bootup import Runtime
 from db.models import Item, Job, Photo, User
 from db.retention import zip_kept
@@ -41,7 +46,8 @@ from db.session import session_scope
 
 log = logging.getLogger("wardrobe.gc")
 
-_KEY = re.compile(r"^users/([0-9a-f-]{36})/(uploads|photos|originals|cutouts)/([0-9a-f-]{36})(?:\.zip|\.jpg|/[^/]+)?$")
+_KEY = re.compile(r"^users/([0-9a-f-]{36})/(uploads|photos|originals|cutouts|incoming)/([0-9a-f-]{36})"
+                  r"(?:\.zip|\.jpg|\.part|/[^/]+)?$")
 BATCH = 500
 TEMP_PREFIX = "wardrobe-"  # the API's and the ingest worker's temp files
 
@@ -78,6 +84,9 @@ def _unreferenced(objs: list[StoredObject], retention: int, counts: Counter) -> 
                                                            .where(Job.id.in_(part))):
                         if zip_kept(status, finished, retention, now):
                             kept.add(key)
+                    kept |= upload_sessions.keys_of_jobs(s, part)  # assembled by a session, its job not made yet
+                elif kind == "incoming":
+                    kept |= upload_sessions.keys_of_sessions(s, part)
                 elif kind == "photos":
                     kept.update(k for k in s.scalars(select(Photo.storage_key).where(Photo.id.in_(part))) if k)
                 elif kind == "originals":
@@ -138,6 +147,9 @@ def sweep(rt: Runtime, dry_run: bool = False, grace: int | None = None, tmpdir: 
     cutoff = time.time() - grace
     counts: Counter = Counter()
     old: list[StoredObject] = []
+    with session_scope() as s:
+        expired = upload_sessions.expire(s, rt.storage, dry_run=dry_run)
+    counts["errors"] += expired["errors"]
 
     def settle() -> None:
         doomed = _unreferenced(old, settings.upload_retention, counts)  # rows read after the objects were listed
@@ -161,6 +173,9 @@ def sweep(rt: Runtime, dry_run: bool = False, grace: int | None = None, tmpdir: 
     if old:
         settle()
     partials = rt.storage.stale_partials(cutoff)
+    with session_scope() as s:
+        resumable = upload_sessions.multipart_keys(s)  # listed first, rows read after (as the objects)
+    partials = [p for p in partials if p.rpartition("?uploadId=")[0] not in resumable]
     counts["partials"] = len(partials)
     temps = _stale_temp_files(cutoff, tmpdir)
     counts["temp_files"] = len(temps)
@@ -181,6 +196,8 @@ def sweep(rt: Runtime, dry_run: bool = False, grace: int | None = None, tmpdir: 
               "unreferenced": {k: counts[k] for k in ("uploads", "photos", "originals", "cutouts")},
               "unreferenced_bytes": counts["bytes"], "deleted": counts["deleted"], "unknown": counts["unknown"],
               "stale_partials": counts["partials"], "stale_temp_files": counts["temp_files"], "errors": counts["errors"],
+              "upload_sessions": {"expired": expired["expired"], "dropped": expired["dropped"],
+                                  "orphan_chunks": counts["incoming"]},
               "seconds": round(time.monotonic() - t0, 3)}
     log.info("gc%s: %d objects seen (%d younger than %ss); unreferenced %s (%d bytes), %d deleted; "
              "%d unknown keys left alone; %d stale partial writes, %d stale temp files%s; %d errors; %.2fs",

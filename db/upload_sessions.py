@@ -1,0 +1,115 @@
+"""Resumable upload sessions (api/resumable.py): finding one of a user's, counting their open ones,
+what they hold in storage, and dropping expired ones with their bytes (run by db.sweeper).
+
+A session holds bytes until it completes: S3 parts under its multipart upload (or, once assembled,
+the whole object at its job's key), or a partial file under `users/<user>/incoming/` on folder storage.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from datetime import datetime, timezone
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from core.storage import Storage, StorageError
+from db.models import UploadMode, UploadSession, UploadSessionStatus, utcnow
+
+log = logging.getLogger("wardrobe.uploads")
+
+OPEN = UploadSessionStatus.OPEN.value
+ASSEMBLED = UploadSessionStatus.ASSEMBLED.value
+COMPLETED = UploadSessionStatus.COMPLETED.value
+UNFINISHED = (OPEN, ASSEMBLED)
+BATCH = 200
+
+
+def part_count(sess: UploadSession) -> int:
+    """S3 mode: how many parts the upload takes."""
+    return max(1, math.ceil(sess.size / sess.part_size))
+
+
+def part_length(sess: UploadSession, number: int) -> int:
+    """Every part is part_size long but the last, which has the rest."""
+    return sess.part_size if number < part_count(sess) else sess.size - sess.part_size * (part_count(sess) - 1)
+
+
+def seconds_left(sess: UploadSession) -> float:
+    """Until the session expires (SQLite hands back naive datetimes: they were written as UTC)."""
+    expires = sess.expires_at if sess.expires_at.tzinfo else sess.expires_at.replace(tzinfo=timezone.utc)
+    return (expires - utcnow()).total_seconds()
+
+
+def find(s: Session, user_id: uuid.UUID, session_id: uuid.UUID, lock: bool = False) -> UploadSession | None:
+    """The user's session, None when there is none (another user's, or expired: the sweeper's now)."""
+    q = select(UploadSession).where(UploadSession.id == session_id, UploadSession.user_id == user_id,
+                                    UploadSession.expires_at > utcnow())
+    return s.scalar(q.with_for_update() if lock else q)
+
+
+def open_totals(s: Session, user_id: uuid.UUID) -> tuple[int, int]:
+    """How many unfinished, unexpired sessions the user has, and the bytes they declared."""
+    n, size = s.execute(select(func.count(), func.coalesce(func.sum(UploadSession.size), 0))
+                        .where(UploadSession.user_id == user_id, UploadSession.status.in_(UNFINISHED),
+                               UploadSession.expires_at > utcnow())).one()
+    return int(n), int(size)
+
+
+def drop_bytes(storage: Storage, sess: UploadSession) -> None:
+    """Delete what an unfinished session holds in storage (StorageError when storage refuses)."""
+    if sess.status == COMPLETED:
+        return  # the bytes are its job's zip now
+    if sess.multipart_id:
+        storage.abort_multipart(sess.object_key, sess.multipart_id)
+    if sess.status == ASSEMBLED or sess.mode == UploadMode.CHUNKED.value:
+        storage.delete(sess.object_key)
+
+
+def expire(s: Session, storage: Storage, now: datetime | None = None, dry_run: bool = False) -> dict:
+    """Sessions past their expiry: unfinished ones lose their bytes, every one its row (a completed
+    one's purpose, answering a repeated complete with its job, ends with it). A session whose bytes
+    storage would not delete keeps its row for the next pass."""
+    now = now or utcnow()
+    counts = {"expired": 0, "dropped": 0, "errors": 0}
+    while True:
+        rows = list(s.scalars(select(UploadSession).where(UploadSession.expires_at <= now)
+                              .order_by(UploadSession.expires_at).limit(BATCH)))
+        if not rows:
+            break
+        counts["expired"] += len(rows)
+        if dry_run:
+            counts["dropped"] += sum(1 for r in rows if r.status in UNFINISHED)
+            break
+        gone = []
+        for r in rows:
+            try:
+                drop_bytes(storage, r)
+            except StorageError as e:
+                counts["errors"] += 1
+                log.warning("gc: the bytes of expired upload session %s stay for the next pass: %s", r.id, e)
+                continue
+            counts["dropped"] += r.status in UNFINISHED
+            gone.append(r.id)
+        if gone:
+            s.execute(delete(UploadSession).where(UploadSession.id.in_(gone)))
+        s.commit()
+        if len(gone) < len(rows):
+            break  # storage refuses: the rest wait for the next pass
+    return counts
+
+
+def keys_of_jobs(s: Session, job_ids: list[uuid.UUID]) -> set[str]:
+    """The upload keys that sessions planned for these job ids (an assembled S3 object, no job yet)."""
+    return set(s.scalars(select(UploadSession.object_key).where(UploadSession.job_id.in_(job_ids))))
+
+
+def keys_of_sessions(s: Session, session_ids: list[uuid.UUID]) -> set[str]:
+    """The partial files (`incoming`) these sessions own."""
+    return set(s.scalars(select(UploadSession.object_key).where(UploadSession.id.in_(session_ids))))
+
+
+def multipart_keys(s: Session) -> set[str]:
+    """Keys with a multipart upload a session still takes parts for: not stale, however old."""
+    return set(s.scalars(select(UploadSession.object_key).where(UploadSession.multipart_id.is_not(None))))
