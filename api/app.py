@@ -24,7 +24,8 @@ class FastJSON(DefaultJSONProvider):
 
 
 JSON_BODY_LIMIT = 64 * 1024  # bytes: every route but the upload takes a small JSON body, or none
-BODY_LIMITS = {"uploads.create_upload": None}  # None: the app's MAX_CONTENT_LENGTH (WARDROBE_MAX_UPLOAD_BYTES)
+BODY_LIMITS = {"uploads.create_upload": None,  # None: the app's MAX_CONTENT_LENGTH (WARDROBE_MAX_UPLOAD_BYTES)
+               "resumable.append_chunk": None}  # a resumable upload's chunk (PATCH /v1/upload-sessions/<id>)
 
 
 def _cap_body() -> None:
@@ -69,8 +70,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     errors.register(app)
     metrics.install(app)  # per-route request counts and latency, and GET /metrics
 
-    from api import health, items, jobs, me, openapi, uploads, web
+    from api import exports, health, items, jobs, me, openapi, resumable, uploads, web, webhooks
 
-    for mod in (health, uploads, jobs, items, me, openapi, web):
+    for mod in (health, uploads, resumable, jobs, items, me, exports, webhooks, openapi, web):
         app.register_blueprint(mod.bp)
     return app

@@ -5,7 +5,8 @@ from flask import Blueprint, jsonify
 
 from core.palette import COLOR_NAMES
 from core.taxonomy import NAMES, SUPERCATEGORIES
-from db.models import JobStatus
+from db.models import ExportStatus, JobStatus
+from db.webhooks import EVENTS as WEBHOOK_EVENTS
 
 bp = Blueprint("openapi", __name__)
 
@@ -144,6 +145,94 @@ SPEC = {
             },
             "ItemList": {"type": "object", "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Item"}},
                                                           "next_cursor": {"type": ["string", "null"]}}},
+            "UploadSession": {
+                "type": "object",
+                "required": ["id", "mode", "status", "filename", "size", "offset", "created_at", "expires_at", "job_id",
+                             "links"],
+                "properties": {
+                    "id": {"type": "string", "format": "uuid"},
+                    "mode": {"type": "string", "enum": ["s3_multipart", "chunked"],
+                             "description": "s3_multipart: PUT the parts to presigned URLs (POST .../parts); chunked: "
+                                            "PATCH the bytes to the session with Upload-Offset (tus 1.0)"},
+                    "status": {"type": "string", "enum": ["open", "assembled", "completed"],
+                               "description": "assembled: the parts are one object, the job not made yet (complete again)"},
+                    "filename": {"type": "string"}, "size": {"type": "integer"},
+                    "sha256": {"type": ["string", "null"]},
+                    "offset": {"type": "integer", "description": "bytes received so far"},
+                    "created_at": {"type": "string", "format": "date-time"},
+                    "expires_at": {"type": "string", "format": "date-time"},
+                    "job_id": {"type": ["string", "null"], "format": "uuid", "description": "once completed"},
+                    "part_size": {"type": "integer", "description": "s3_multipart: every part's length but the last's"},
+                    "part_count": {"type": "integer"},
+                    "parts": {"type": "array", "description": "s3_multipart: the parts the bucket holds (ListParts)",
+                              "items": {"type": "object", "properties": {"number": {"type": "integer"},
+                                                                         "size": {"type": "integer"},
+                                                                         "etag": {"type": ["string", "null"]}}}},
+                    "missing_parts": {"type": "array", "items": {"type": "integer"}},
+                    "links": {"type": "object"},
+                },
+            },
+            "Webhook": {
+                "type": "object",
+                "required": ["id", "url", "events", "enabled", "created_at", "links"],
+                "properties": {
+                    "id": {"type": "string", "format": "uuid"},
+                    "url": {"type": "string"},
+                    "events": {"type": "array", "items": {"type": "string", "enum": list(WEBHOOK_EVENTS)}},
+                    "enabled": {"type": "boolean", "description": "false once the endpoint answered 410 Gone"},
+                    "disabled_reason": {"type": ["string", "null"]},
+                    "disabled_at": {"type": ["string", "null"], "format": "date-time"},
+                    "created_at": {"type": "string", "format": "date-time"},
+                    "secret": {"type": "string", "description": "whsec_...: the signing secret, only in the answer to "
+                                                                "the POST that created the endpoint"},
+                    "links": {"type": "object"},
+                },
+            },
+            "WebhookList": {"type": "object", "properties": {
+                "webhooks": {"type": "array", "items": {"$ref": "#/components/schemas/Webhook"}},
+                "next_cursor": {"type": ["string", "null"]}}},
+            "WebhookDelivery": {
+                "type": "object",
+                "required": ["id", "type", "status", "created_at", "attempts", "payload"],
+                "properties": {
+                    "id": {"type": "string", "description": "the webhook-id header of every attempt"},
+                    "type": {"type": "string", "enum": list(WEBHOOK_EVENTS)},
+                    "job_id": {"type": ["string", "null"], "format": "uuid"},
+                    "status": {"type": "string", "enum": ["pending", "delivered", "failed", "cancelled"]},
+                    "created_at": {"type": "string", "format": "date-time"},
+                    "next_attempt_at": {"type": ["string", "null"], "format": "date-time"},
+                    "finished_at": {"type": ["string", "null"], "format": "date-time"},
+                    "attempts": {"type": "array", "items": {"type": "object", "properties": {
+                        "attempt": {"type": "integer"}, "at": {"type": "string", "format": "date-time"},
+                        "status_code": {"type": ["integer", "null"]}, "duration_ms": {"type": "integer"},
+                        "error": {"type": ["string", "null"]}}}},
+                    "payload": {"type": "object", "description": "the body sent: {type, timestamp, data}"},
+                },
+            },
+            "WebhookDeliveryList": {"type": "object", "properties": {
+                "deliveries": {"type": "array", "items": {"$ref": "#/components/schemas/WebhookDelivery"}},
+                "next_cursor": {"type": ["string", "null"]}}},
+            "Export": {
+                "type": "object",
+                "required": ["id", "status", "created_at", "progress", "links"],
+                "properties": {
+                    "id": {"type": "string", "format": "uuid"},
+                    "status": {"type": "string", "enum": [s.value for s in ExportStatus]},
+                    "created_at": {"type": "string", "format": "date-time"},
+                    "started_at": {"type": ["string", "null"], "format": "date-time"},
+                    "finished_at": {"type": ["string", "null"], "format": "date-time"},
+                    "progress": {"type": "object", "properties": {
+                        **{k: {"type": "integer"} for k in ("photos_total", "photos_done", "items_total", "items_done")},
+                        "percent": {"type": "number"}}},
+                    "size_bytes": {"type": ["integer", "null"], "description": "the zip's size, once it is ready"},
+                    "error": {"type": ["object", "null"], "properties": {"code": {"type": "string"},
+                                                                         "message": {"type": "string"}}},
+                    "links": {"type": "object"},
+                },
+            },
+            "ExportList": {"type": "object", "properties": {
+                "exports": {"type": "array", "items": {"$ref": "#/components/schemas/Export"}},
+                "next_cursor": {"type": ["string", "null"]}}},
         },
     },
     "paths": {
@@ -177,6 +266,65 @@ SPEC = {
                               "503": _err},
             }
         },
+        "/v1/upload-sessions": {"post": {
+            "summary": "begin a resumable upload: S3 multipart parts to presigned URLs, or chunks PATCHed here (tus 1.0)",
+            "security": _auth,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["size"], "additionalProperties": False,
+                "properties": {"filename": {"type": "string", "maxLength": 512},
+                               "size": {"type": "integer", "minimum": 1, "description": "the zip's length in bytes"},
+                               "sha256": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$",
+                                          "description": "checked against the bytes in chunked mode; recorded in S3 mode"}}}}}},
+            "responses": {"201": _json("UploadSession", "created"), "400": _err, "401": _err,
+                          "413": _desc("over WARDROBE_MAX_UPLOAD_BYTES, or the user's kept uploads and open sessions over "
+                                       "WARDROBE_MAX_STORED_BYTES"),
+                          "429": _desc("too many open sessions (too_many_upload_sessions) or uploads in flight or in the "
+                                       "last hour", {"Retry-After": {"schema": {"type": "integer"}}}),
+                          "503": _err}}},
+        "/v1/upload-sessions/{session_id}": {
+            "get": {"summary": "the session: bytes received (offset), and in S3 mode the parts the bucket holds; HEAD "
+                               "answers Upload-Offset and Upload-Length (tus)",
+                    "security": _auth, "parameters": [_id_param("session_id")],
+                    "responses": {"200": _json("UploadSession"), "401": _err, "404": _err, "503": _err}},
+            "patch": {"summary": "chunked mode: append the next chunk at Upload-Offset (tus 1.0); 204 with the new "
+                                 "Upload-Offset, 409 with the right one when it is not the bytes received",
+                      "security": _auth,
+                      "parameters": [_id_param("session_id"),
+                                     {"name": "Upload-Offset", "in": "header", "required": True,
+                                      "schema": {"type": "integer", "minimum": 0}},
+                                     {"name": "Tus-Resumable", "in": "header", "required": False,
+                                      "schema": {"type": "string", "enum": ["1.0.0"]}}],
+                      "requestBody": {"required": True, "content": {  # tus' type; the plain one is taken too
+                          "application/offset+octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                          "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+                      "responses": {"204": {"description": "appended; Upload-Offset: the bytes received"}, "400": _err,
+                                    "401": _err, "404": _err, "409": _err, "411": _err, "412": _err, "413": _err,
+                                    "415": _err, "503": _err}},
+            "delete": {"summary": "abort: the parts or chunks received are deleted; 409 once completed",
+                       "security": _auth, "parameters": [_id_param("session_id")],
+                       "responses": {"204": {"description": "aborted"}, "401": _err, "404": _err, "409": _err,
+                                     "503": _err}},
+        },
+        "/v1/upload-sessions/{session_id}/parts": {"post": {
+            "summary": "s3_multipart: presigned URLs to PUT parts to, each signed for its part's length; no body: the "
+                       "missing parts (at most 1000)",
+            "security": _auth, "parameters": [_id_param("session_id")],
+            "requestBody": {"required": False, "content": {"application/json": {"schema": {
+                "type": "object", "additionalProperties": False,
+                "properties": {"numbers": {"type": "array", "minItems": 1, "maxItems": 1000,
+                                           "items": {"type": "integer", "minimum": 1}}}}}}},
+            "responses": {"200": {"description": "{parts: [{number, size, url}], expires_at}"}, "400": _err, "401": _err,
+                          "404": _err, "409": _err}}},
+        "/v1/upload-sessions/{session_id}/complete": {"post": {
+            "summary": "the bytes are all there: check the zip and make the job (202, as POST /v1/uploads); completing "
+                       "again answers the same job",
+            "security": _auth, "parameters": [_id_param("session_id")],
+            "responses": {"202": _json("Job", "queued"), "401": _err, "404": _err,
+                          "409": _desc("not all received yet (upload_incomplete) or a part of the wrong length"),
+                          "413": _err, "422": _desc("not a zip, no images, ...: the bytes and the session are deleted"),
+                          "429": _desc("the user's uploads in flight or in the last hour at their limit; the bytes stay: "
+                                       "complete again later", {"Retry-After": {"schema": {"type": "integer"}}}),
+                          "503": _err}}},
         "/v1/jobs": {"get": {"summary": "the user's jobs, newest first", "security": _auth, "parameters": _page,
                              "responses": {"200": _json("JobList"), "400": _err, "401": _err}}},
         "/v1/jobs/{job_id}": {
@@ -265,6 +413,69 @@ SPEC = {
                                              "security": _auth, "parameters": [_id_param("photo_id")],
                                              "responses": {"204": {"description": "deleted"}, "401": _err, "404": _err,
                                                            "409": _err, "503": _err}}},
+        "/v1/exports": {
+            "post": {"summary": "export the catalogue: a zip of COCO JSON, photos and cut-outs, built by a task; answers "
+                                "202 with the queued export (or the user's export already queued or running)",
+                     "security": _auth,
+                     "responses": {"202": {**_json("Export", "queued"), "headers": {
+                         "Location": {"schema": {"type": "string"}}, "Retry-After": {"schema": {"type": "integer"}}}},
+                         "401": _err, "503": _err}},
+            "get": {"summary": "the user's exports, newest first", "security": _auth, "parameters": _page,
+                    "responses": {"200": _json("ExportList"), "400": _err, "401": _err}},
+        },
+        "/v1/exports/{export_id}": {
+            "get": {"summary": "an export's status and progress", "security": _auth, "parameters": [_id_param("export_id")],
+                    "responses": {"200": _json("Export"), "401": _err, "404": _err}},
+            "delete": {"summary": "delete an export and its zip; one in the making stops", "security": _auth,
+                       "parameters": [_id_param("export_id")],
+                       "responses": {"204": {"description": "deleted"}, "401": _err, "404": _err, "503": _err}},
+        },
+        "/v1/exports/{export_id}/download": {
+            "get": {"summary": "the export's zip (Content-Disposition: attachment); 409 until it has succeeded",
+                    "security": _auth, "parameters": [_id_param("export_id")],
+                    "responses": {"200": {"description": "application/zip"}, "401": _err, "404": _err,
+                                  "409": _desc("the export is not ready (queued, running or failed)",
+                                               {"Retry-After": {"schema": {"type": "integer"}}}),
+                                  "503": _err}}},
+        "/v1/export": {
+            "get": {"summary": "the newest ready export: 303 to its download; 404 no_export when none (start one with "
+                               "POST /v1/exports)",
+                    "security": _auth,
+                    "responses": {"303": {"description": "see Location: /v1/exports/{export_id}/download",
+                                          "headers": {"Location": {"schema": {"type": "string"}}}},
+                                  "401": _err, "404": _err}}},
+        "/v1/webhooks": {
+            "post": {
+                "summary": "register an endpoint for job events (Standard Webhooks); answers 201 with its signing "
+                           "secret, shown this once",
+                "security": _auth,
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["url"], "additionalProperties": False,
+                    "properties": {"url": {"type": "string", "format": "uri", "maxLength": 2048,
+                                           "description": "http(s); its host must resolve to public addresses only"},
+                                   "events": {"type": "array", "minItems": 1, "uniqueItems": True,
+                                              "items": {"type": "string", "enum": list(WEBHOOK_EVENTS)},
+                                              "description": "default: the four job.* end events; job.progress is opt-in"}}}}}},
+                "responses": {"201": {**_json("Webhook", "created"), "headers": {"Location": {"schema": {"type": "string"}}}},
+                              "400": _desc("not JSON, unknown fields or events, or a URL that is not http(s) or "
+                                           "resolves to a private address (invalid_url)"),
+                              "401": _err,
+                              "409": _desc("the user has WARDROBE_WEBHOOK_MAX_ENDPOINTS endpoints (too_many_webhooks)")},
+            },
+            "get": {"summary": "the user's webhook endpoints, newest first", "security": _auth, "parameters": _page,
+                    "responses": {"200": _json("WebhookList"), "400": _err, "401": _err}},
+        },
+        "/v1/webhooks/{webhook_id}": {
+            "get": {"summary": "one endpoint (without its secret)", "security": _auth, "parameters": [_id_param("webhook_id")],
+                    "responses": {"200": _json("Webhook"), "401": _err, "404": _err}},
+            "delete": {"summary": "delete an endpoint and its deliveries; nothing more is sent to it", "security": _auth,
+                       "parameters": [_id_param("webhook_id")],
+                       "responses": {"204": {"description": "deleted"}, "401": _err, "404": _err}},
+        },
+        "/v1/webhooks/{webhook_id}/deliveries": {
+            "get": {"summary": "the endpoint's events, newest first, each with every attempt (status code, duration, "
+                               "error, time)", "security": _auth, "parameters": [_id_param("webhook_id")] + _page,
+                    "responses": {"200": _json("WebhookDeliveryList"), "400": _err, "401": _err, "404": _err}}},
         "/v1/openapi.json": {"get": {"summary": "this document", "responses": {"200": {"description": "ok"}}}},
         "/": {"get": {"summary": "the web page", "responses": {"200": {"description": "text/html"}}}},
         "/v1/config": {"get": {"summary": "what the web page needs to know", "responses": {"200": {"description": "ok"}}}},

@@ -55,11 +55,14 @@ def clean_name(raw: str | None, default: str = "upload.zip") -> str:
     return name[:512] or default
 
 
-def check_zip(path: str, settings) -> int:
-    """Cheap checks from the central directory; returns the number of file entries."""
+def check_zip(source, settings) -> int:
+    """Cheap checks from the central directory; returns the number of file entries. `source`: a path,
+    or a seekable file (a stored object's Storage.open_reader: only the zip's end is read)."""
     try:
-        with zipfile.ZipFile(path) as zf:
+        with zipfile.ZipFile(source) as zf:
             infos = zf.infolist()
+    except StorageError:
+        raise  # the store failed while reading (a 503), not the zip
     except Exception as e:  # noqa: BLE001 - BadZipFile, EOFError, NotImplementedError (zip version), struct errors...
         raise ApiError(422, "invalid_zip", f"the upload is not a readable zip file: {e}") from None
     if len(infos) > settings.max_entries:
@@ -133,7 +136,7 @@ def check_quota(s, settings, user_id, incoming: int = 0) -> None:
                            f"{settings.max_stored_bytes}: delete a job's data (DELETE /v1/jobs/<id>/data) to make room")
 
 
-def _forget_zip(key: str) -> None:
+def forget_zip(key: str) -> None:
     try:
         deps.storage().delete(key)
     except Exception as e:  # noqa: BLE001 - storage down as well: the object stays, unreferenced
@@ -172,6 +175,42 @@ def _spool_body(tmp, ctype: str, settings) -> tuple[str, int, str]:
     return name, size, sha
 
 
+def commit_job(s, settings, job_id: uuid.UUID, key: str, name: str, size: int, sha: str,
+               idem_key: str | None = None, also=None) -> Job:
+    """The job row for a zip already checked and stored at `key`, committed: under the user's lock, the
+    user still there and their quotas counted again (concurrent uploads included). `also(s)` adds to
+    the same transaction (a resumable upload's session, marked completed). POST /v1/uploads and
+    the resumable uploads' complete (api/resumable.py) both make their jobs here."""
+    _user_lock(s, g.user_id)
+    from db.models import User
+
+    if s.get(User, g.user_id) is None:  # deleted since this API process cached the token (a few seconds)
+        raise ApiError(401, "unauthorized", "the API token is not valid",
+                       {"WWW-Authenticate": 'Bearer realm="wardrobe", error="invalid_token"'})
+    check_quota(s, settings, g.user_id, size)  # again, with the size read and concurrent uploads counted
+    job = Job(id=job_id, user_id=g.user_id, upload_key=key, upload_name=name, upload_bytes=size,
+              upload_sha256=sha, idempotency_key=idem_key)
+    s.add(job)
+    if idem_key is not None:
+        idempotency.attach_job(s, g.user_id, idem_key, job_id)
+    if also is not None:
+        also(s)
+    s.commit()
+    return job
+
+
+def enqueue_job(s, job_id: uuid.UUID) -> None:
+    """Queue a committed job's ingest (only after the commit: the worker must find the row). A broker
+    that is down fails the job (its zip goes with it) and answers 503."""
+    try:
+        enqueue_ingest(deps.celery(), job_id)
+    except Exception as e:  # noqa: BLE001 - the broker is down
+        log.error("enqueue of job %s failed: %s", job_id, e)
+        jobstate.fail(s, job_id, "queue_unavailable", "the job could not be queued; upload again")
+        s.commit()
+        raise ApiError(503, "queue_unavailable", "the job queue is unavailable; try again shortly") from None
+
+
 def _store_job(s, tmp, settings, name: str, size: int, sha: str, idem_key: str | None) -> tuple[Job, uuid.UUID]:
     """Check the zip, store it and add its job row, committed; on any failure neither is left behind."""
     stored = None
@@ -187,23 +226,10 @@ def _store_job(s, tmp, settings, name: str, size: int, sha: str, idem_key: str |
             raise ApiError(503, "storage_unavailable", "storage is unavailable; try again shortly",
                            {"Retry-After": "5"}) from None
         stored = key
-        _user_lock(s, g.user_id)
-        from db.models import User
-
-        if s.get(User, g.user_id) is None:  # deleted since this API process cached the token (a few seconds)
-            raise ApiError(401, "unauthorized", "the API token is not valid",
-                           {"WWW-Authenticate": 'Bearer realm="wardrobe", error="invalid_token"'})
-        check_quota(s, settings, g.user_id, size)  # again, with the size read and concurrent uploads counted
-        job = Job(id=job_id, user_id=g.user_id, upload_key=key, upload_name=name, upload_bytes=size,
-                  upload_sha256=sha, idempotency_key=idem_key)
-        s.add(job)
-        if idem_key is not None:
-            idempotency.attach_job(s, g.user_id, idem_key, job_id)
-        s.commit()
-        return job, job_id
+        return commit_job(s, settings, job_id, key, name, size, sha, idem_key), job_id
     except BaseException:
         if stored is not None:
-            _forget_zip(stored)  # no job names it: it would never be read, nor ever deleted
+            forget_zip(stored)  # no job names it: it would never be read, nor ever deleted
         if idem_key is not None:
             idempotency.release(s, g.user_id, idem_key)  # a refused upload does not burn the key
         raise
@@ -229,11 +255,5 @@ def create_upload():
             if existing is not None:
                 return _accepted(existing)
         job, job_id = _store_job(s, tmp, settings, name, size, sha, idem_key)
-    try:
-        enqueue_ingest(deps.celery(), job_id)  # only after the commit: the worker must find the row
-    except Exception as e:  # noqa: BLE001 - the broker is down
-        log.error("enqueue of job %s failed: %s", job_id, e)
-        jobstate.fail(s, job_id, "queue_unavailable", "the job could not be queued; upload again")
-        s.commit()
-        raise ApiError(503, "queue_unavailable", "the job queue is unavailable; try again shortly") from None
+    enqueue_job(s, job_id)
     return _accepted(job)

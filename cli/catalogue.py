@@ -1,4 +1,4 @@
-"""`wardrobe upload`, `jobs`, `cancel`, `items`, `delete`: the API's client commands, and how the
+"""`wardrobe upload`, `jobs`, `cancel`, `items`, `delete`, `export`: the API's client commands, and how the
 catalogue is printed (shared with the demo)."""
 from __future__ import annotations
 
@@ -22,14 +22,19 @@ def _zip_dir(folder: Path, dst: Path) -> Path:
 def cmd_upload(a) -> int:
     import tempfile
 
+    from cli import resume
     from cli.client import ApiClient
 
     c = ApiClient(a.url, a.token)
-    path = Path(a.path)
+    path = source = Path(a.path)
     with tempfile.TemporaryDirectory() as tmp:
         if path.is_dir():
-            path = _zip_dir(path, Path(tmp) / f"{path.name}.zip")
-        job = c.upload(path)
+            path = _zip_dir(path, Path(tmp) / f"{path.name}.zip")  # the same photos make the same bytes
+        job = None
+        if a.resumable == "always" or (a.resumable == "auto" and path.stat().st_size >= resume.RESUMABLE_OVER):
+            job = resume.upload(c, path, source)  # None: the API takes no resumable uploads
+        if job is None:
+            job = c.upload(path)
         print(f"job {job['id']} {job['status']}", file=sys.stderr)
         if a.wait:
             job = c.wait(job["id"])
@@ -82,6 +87,27 @@ def cmd_jobs(a) -> int:
     return 0
 
 
+def cmd_export(a) -> int:
+    """Start an export of the catalogue (or join the one under way), follow it, download the zip."""
+    from cli.client import ApiClient
+
+    c = ApiClient(a.url, a.token)
+    e = c.post("/v1/exports")
+    print(f"export {e['id']} {e['status']}", file=sys.stderr)
+    e = c.wait_export(e["id"])
+    if e["status"] != "succeeded":
+        err = e.get("error") or {}
+        print(f"export {e['id']} {e['status']}: {err.get('code')}: {err.get('message')}", file=sys.stderr)
+        return 1
+    out = Path(a.out or f"wardrobe-export-{e['id'][:8]}.zip")
+    size = c.download(e["links"]["download"], out, total=e["size_bytes"])
+    p = e["progress"]
+    print(f"wrote {out}: {p['photos_done']} photos, {p['items_done']} items, {size} bytes "
+          "(annotations.json is COCO; README.txt inside says what is where)", file=sys.stderr)
+    print(out)
+    return 0
+
+
 def print_catalogue(items: list[dict], out=sys.stdout) -> None:
     by_cat: dict[str, list[dict]] = {}
     for it in items:
@@ -120,6 +146,9 @@ def add_parsers(sub) -> None:
     s = sub.add_parser("upload", help="upload a zip (or a folder of photos)")
     s.add_argument("path")
     s.add_argument("--wait", action="store_true", help="follow the job to the end")
+    s.add_argument("--resumable", choices=("auto", "always", "never"), default="auto",
+                   help="send the zip through a resumable upload session, which the same command resumes after a "
+                        "cut connection: auto (the default) for zips of 16 MiB and more")
     client_args(s)
     s.set_defaults(fn=cmd_upload)
 
@@ -142,6 +171,11 @@ def add_parsers(sub) -> None:
     s.add_argument("--json", action="store_true", help="the items as the API returns them")
     client_args(s)
     s.set_defaults(fn=cmd_items)
+
+    s = sub.add_parser("export", help="download your catalogue as a zip: COCO JSON, photos and cut-outs")
+    s.add_argument("--out", help="where to write the zip (default: wardrobe-export-<id>.zip here)")
+    client_args(s)
+    s.set_defaults(fn=cmd_export)
 
     s = sub.add_parser("delete", help="delete items (and their cut-outs) for good")
     s.add_argument("item_ids", nargs="+", metavar="item_id")
