@@ -102,17 +102,22 @@ def cmd_gc(a) -> int:
 
 def cmd_reap(a) -> int:
     from db.bootup import bootup
-    from core.queue import enqueue_ingest
+    from core.queue import enqueue_export, enqueue_ingest
     from worker.celery_app import app
-    from worker.reaper import broker_jobs, reap
+    from worker.reaper import broker_jobs, reap, reap_exports
 
-    n = reap(bootup(env_settings()), send_ingest=lambda j: enqueue_ingest(app, j), stale_after=a.stale_after,
+    rt = bootup(env_settings())
+    n = reap(rt, send_ingest=lambda j: enqueue_ingest(app, j), stale_after=a.stale_after,
              in_broker=lambda: broker_jobs(app))
-    print(f"re-sent {n} stale job(s)")
+    e = reap_exports(rt, send_export=lambda x: enqueue_export(app, x), stale_after=a.stale_after,
+                     in_broker=lambda: broker_jobs(app))
+    print(f"re-sent {n} stale job(s) and {e} stale export(s)")
     return 0
 
 
 def add_parsers(sub) -> None:
+    from core.queue import QUEUES
+
     s = sub.add_parser("serve", help="run the API (gunicorn)")
     s.add_argument("--host", default=os.environ.get("WARDROBE_HOST", "127.0.0.1"),
                    help="address to listen on (WARDROBE_HOST; default 127.0.0.1, this machine only)")
@@ -127,7 +132,7 @@ def add_parsers(sub) -> None:
     s.set_defaults(fn=cmd_serve)
 
     s = sub.add_parser("worker", help="run a Celery worker")
-    s.add_argument("--queues", default="ingest,segment", help="comma-separated: ingest, segment")
+    s.add_argument("--queues", default=",".join(QUEUES), help=f"comma-separated: {', '.join(QUEUES)} (default: all)")
     s.add_argument("--concurrency", type=int, default=0,
                    help="pool processes (default: WARDROBE_WORKER_CONCURRENCY, else one per core)")
     s.add_argument("--pool", default=None, help="prefork (default), solo, threads")
@@ -162,6 +167,6 @@ def add_parsers(sub) -> None:
     s.add_argument("--grace", type=int, default=None, help="seconds an object must be old to go (WARDROBE_GC_GRACE)")
     s.set_defaults(fn=cmd_gc)
 
-    s = sub.add_parser("reap", help="re-send work of jobs whose worker vanished")
+    s = sub.add_parser("reap", help="re-send work of jobs and exports whose worker vanished")
     s.add_argument("--stale-after", type=int, default=None, help="seconds without progress")
     s.set_defaults(fn=cmd_reap)

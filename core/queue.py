@@ -14,9 +14,14 @@ INGEST_TASK = "wardrobe.ingest"
 SEGMENT_TASK = "wardrobe.segment"
 REAP_TASK = "wardrobe.reap_stale_jobs"
 GC_TASK = "wardrobe.collect_garbage"
+EXPORT_TASK = "wardrobe.export"
+WEBHOOK_TASK = "wardrobe.deliver_webhook"
+WEBHOOK_SWEEP_TASK = "wardrobe.sweep_webhooks"
 INGEST_QUEUE = "ingest"
 SEGMENT_QUEUE = "segment"
-QUEUES = (INGEST_QUEUE, SEGMENT_QUEUE)
+EXPORT_QUEUE = "export"  # its own queue: a large catalogue's export never holds up uploads
+WEBHOOK_QUEUE = "webhooks"  # its own queue: a slow endpoint never holds up uploads
+QUEUES = (INGEST_QUEUE, SEGMENT_QUEUE, EXPORT_QUEUE, WEBHOOK_QUEUE)
 
 
 def survive_broker_loss() -> None:
@@ -85,7 +90,8 @@ def make_celery(settings: Settings) -> Celery:
         task_queues=[Queue(q) for q in QUEUES],
         task_default_queue=INGEST_QUEUE,
         task_routes={INGEST_TASK: {"queue": INGEST_QUEUE}, SEGMENT_TASK: {"queue": SEGMENT_QUEUE}, REAP_TASK: {"queue": INGEST_QUEUE},
-                     GC_TASK: {"queue": INGEST_QUEUE}},
+                     GC_TASK: {"queue": INGEST_QUEUE}, EXPORT_TASK: {"queue": EXPORT_QUEUE},
+                     WEBHOOK_TASK: {"queue": WEBHOOK_QUEUE}, WEBHOOK_SWEEP_TASK: {"queue": WEBHOOK_QUEUE}},
         task_serializer="json",
         accept_content=["json"],
         # At-least-once delivery; the task bodies make a second run harmless.
@@ -101,7 +107,8 @@ def make_celery(settings: Settings) -> Celery:
         result_backend=None,
         worker_hijack_root_logger=False,
         beat_schedule={"reap-stale-jobs": {"task": REAP_TASK, "schedule": float(settings.reap_interval)}}
-        | ({"collect-garbage": {"task": GC_TASK, "schedule": float(settings.gc_interval)}} if settings.gc_interval > 0 else {}),
+        | ({"collect-garbage": {"task": GC_TASK, "schedule": float(settings.gc_interval)}} if settings.gc_interval > 0 else {})
+        | {"sweep-webhooks": {"task": WEBHOOK_SWEEP_TASK, "schedule": float(settings.webhook_sweep_interval)}},
         worker_send_task_events=False,
     )
     return app
@@ -113,3 +120,12 @@ def enqueue_ingest(app: Celery, job_id) -> None:
 
 def enqueue_segment(app: Celery, job_id, photo_ids) -> None:
     app.send_task(SEGMENT_TASK, args=[str(job_id), [str(p) for p in photo_ids]], queue=SEGMENT_QUEUE)
+
+
+def enqueue_export(app: Celery, export_id) -> None:
+    app.send_task(EXPORT_TASK, args=[str(export_id)], queue=EXPORT_QUEUE)
+
+
+def enqueue_webhook(app: Celery, delivery_id) -> None:
+    # no retrying a broker that is down: the row says the delivery is due, and the sweep sends it
+    app.send_task(WEBHOOK_TASK, args=[str(delivery_id)], queue=WEBHOOK_QUEUE, retry=False)

@@ -19,20 +19,25 @@ def test_registered_celery_tasks_are_pinned():
     from worker.celery_app import app
 
     ours = {name for name in app.tasks if not name.startswith("celery.")}
-    assert ours == {"wardrobe.ingest", "wardrobe.segment", "wardrobe.reap_stale_jobs", "wardrobe.collect_garbage"}
+    assert ours == {"wardrobe.ingest", "wardrobe.segment", "wardrobe.reap_stale_jobs", "wardrobe.collect_garbage",
+                    "wardrobe.export", "wardrobe.deliver_webhook", "wardrobe.sweep_webhooks"}
     # the --beat worker runs both sweeps: lost work re-sent, unreferenced objects and stale temp files removed
     beat = app.conf.beat_schedule
-    assert set(beat) == {"reap-stale-jobs", "collect-garbage"}
+    assert set(beat) == {"reap-stale-jobs", "collect-garbage", "sweep-webhooks"}
+    assert beat["sweep-webhooks"]["task"] == "wardrobe.sweep_webhooks"  # due webhook retries and lost messages
     assert beat["reap-stale-jobs"]["task"] == "wardrobe.reap_stale_jobs"
     assert beat["collect-garbage"]["task"] == "wardrobe.collect_garbage"
     assert beat["collect-garbage"]["schedule"] == float(Settings.from_env().gc_interval) > 0
-    for name in ("wardrobe.ingest", "wardrobe.segment"):
+    for name in ("wardrobe.ingest", "wardrobe.segment", "wardrobe.export"):
         t = app.tasks[name]
         assert t.acks_late and t.reject_on_worker_lost
     assert app.conf.worker_prefetch_multiplier == 1
     assert app.conf.broker_transport_options["visibility_timeout"] > app.conf.task_time_limit
     assert app.conf.task_routes["wardrobe.segment"]["queue"] == "segment"
     assert app.conf.task_routes["wardrobe.ingest"]["queue"] == "ingest"
+    assert app.conf.task_routes["wardrobe.export"]["queue"] == "export"
+    assert app.conf.task_routes["wardrobe.deliver_webhook"]["queue"] == "webhooks"
+    assert app.conf.task_routes["wardrobe.sweep_webhooks"]["queue"] == "webhooks"
 
 
 def _imports(pkg: str) -> set[str]:
@@ -89,7 +94,7 @@ def test_compose_agrees_with_the_code():
     known = {name for name, _default, _type in describe()}
     cli_commands = {c for f in (ROOT / "cli").glob("*.py") for c in re.findall(r'add_parser\("([\w-]+)"', f.read_text())}
     for name in ("postgres", "redis", "minio", "minio-bucket", "migrate", "api", "worker-ingest", "worker-segment",
-                 "worker-segment-gpu"):
+                 "worker-segment-gpu", "worker-export", "worker-webhooks"):
         assert name in services, name
     for name, svc in services.items():
         env = svc.get("environment") or {}
@@ -119,6 +124,10 @@ def test_compose_agrees_with_the_code():
     assert gpu["deploy"]["resources"]["reservations"]["devices"][0]["driver"] == "nvidia"
     ing = services["worker-ingest"]
     assert ing["command"][ing["command"].index("--queues") + 1] == "ingest"
+    exp = services["worker-export"]
+    assert exp["command"][exp["command"].index("--queues") + 1] == "export"
+    hooks = services["worker-webhooks"]
+    assert hooks["command"][hooks["command"].index("--queues") + 1] == "webhooks"
 
 
 def test_readme_documents_every_setting():

@@ -1,5 +1,5 @@
 """The worker's Celery app, its settings and its process start-up; worker/celery_app.py is the
-entry point (`celery -A worker.celery_app worker -Q ingest,segment`), which registers the tasks
+entry point (`celery -A worker.celery_app worker -Q ingest,segment,export,webhooks`), which registers the tasks
 (worker.tasks) and the metrics' signal handlers (worker.metrics) on it.
 
 Each forked process disposes

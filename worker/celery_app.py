@@ -1,4 +1,4 @@
-"""The worker's Celery entry point: `celery -A worker.celery_app worker -Q ingest,segment`.
+"""The worker's Celery entry point: `celery -A worker.celery_app worker -Q ingest,segment,export,webhooks`.
 
 The app itself is built in worker/app.py; importing this module registers the tasks on it
 (worker.tasks) and the task metrics' signal handlers and the main process's /metrics port

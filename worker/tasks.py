@@ -1,15 +1,20 @@
-"""Celery tasks: thin wrappers that add retries with backoff around the task bodies (worker.ingest, worker.segment)."""
+"""Celery tasks: thin wrappers that add retries with backoff around the task bodies (worker.ingest, worker.segment,
+worker.export)."""
 from __future__ import annotations
 
 import logging
 
 from core.logs import fields
-from core.queue import GC_TASK, INGEST_TASK, REAP_TASK, SEGMENT_TASK, enqueue_ingest, enqueue_segment
-from db import jobstate, photos
+from core.queue import WEBHOOK_SWEEP_TASK, WEBHOOK_TASK, enqueue_webhook
+from core.queue import (EXPORT_TASK, GC_TASK, INGEST_TASK, REAP_TASK, SEGMENT_TASK, enqueue_export, enqueue_ingest,
+                        enqueue_segment)
+from db import exports, jobstate, photos
 from db.bootup import runtime
 from db.session import session_scope
+from worker import export as exporting
 from worker import ingest as ingesting
 from worker import segment as segmenting
+from worker import webhooks as webhooking
 from worker.app import app, settings
 
 log = logging.getLogger("wardrobe.tasks")
@@ -53,12 +58,32 @@ def segment(self, job_id: str, photo_ids: list[str]) -> int:
         raise self.retry(exc=exc, countdown=_backoff(self.request.retries))
 
 
+@app.task(name=EXPORT_TASK, bind=True, max_retries=settings.task_max_retries)
+def export(self, export_id: str) -> None:
+    rt = runtime()
+    try:
+        exporting.run(export_id, rt)
+    except Exception as exc:  # noqa: BLE001 - storage or DB trouble: retry (the run starts over), then fail it
+        if self.request.retries >= self.max_retries:
+            from core.storage import StorageError
+
+            log.exception("export %s failed for good", export_id, extra=fields(task="export"))
+            code = "storage_unavailable" if isinstance(exc, StorageError) else "export_failed"
+            with session_scope() as s:
+                exports.fail(s, export_id, code, f"{type(exc).__name__}: {exc}")
+            return
+        log.warning("export %s: %s; retry %d", export_id, exc, self.request.retries + 1, extra=fields(task="export"))
+        raise self.retry(exc=exc, countdown=_backoff(self.request.retries))
+
+
 @app.task(name=REAP_TASK)
 def reap_stale_jobs() -> int:
-    """Re-send work for jobs that stopped moving (a worker vanished): see worker.reaper."""
-    from worker.reaper import broker_jobs, reap
+    """Re-send work for jobs and exports that stopped moving (a worker vanished): see worker.reaper."""
+    from worker.reaper import broker_jobs, reap, reap_exports
 
-    return reap(runtime(), send_ingest=lambda j: enqueue_ingest(app, j), in_broker=lambda: broker_jobs(app))
+    rt = runtime()
+    return (reap(rt, send_ingest=lambda j: enqueue_ingest(app, j), in_broker=lambda: broker_jobs(app))
+            + reap_exports(rt, send_export=lambda e: enqueue_export(app, e), in_broker=lambda: broker_jobs(app)))
 
 
 @app.task(name=GC_TASK)
@@ -67,3 +92,16 @@ def collect_garbage() -> dict:
     from db.sweeper import sweep
 
     return sweep(runtime())
+
+
+@app.task(name=WEBHOOK_TASK)
+def deliver_webhook(delivery_id: str) -> str | None:
+    """Send one webhook delivery if it is due (worker.webhooks). No Celery retries: a failed attempt
+    is rescheduled in the table (next_attempt_at) and sent again by the sweep."""
+    return webhooking.deliver(delivery_id, runtime().settings)
+
+
+@app.task(name=WEBHOOK_SWEEP_TASK)
+def sweep_webhooks() -> int:
+    """Queue due webhook retries and deliveries whose message was lost: see db.webhooks."""
+    return webhooking.sweep(runtime().settings, send=lambda d: enqueue_webhook(app, d))
