@@ -9,7 +9,7 @@ import uuid
 from sqlalchemy import case, select, update
 from sqlalchemy.orm import Session
 
-from db import retention
+from db import retention, webhooks
 from db.models import Job, JobStatus, utcnow
 
 ACTIVE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
@@ -38,6 +38,7 @@ def add_progress(s: Session, job_id: uuid.UUID, done: int = 0, failed: int = 0, 
             updated_at=utcnow(),
         )
     )
+    webhooks.job_progressed(s, job_id)  # job.progress to the endpoints that opted in, at most every few seconds
 
 
 def maybe_finish(s: Session, job_id: uuid.UUID) -> str | None:
@@ -60,6 +61,7 @@ def maybe_finish(s: Session, job_id: uuid.UUID) -> str | None:
     )
     if res.rowcount:
         retention.job_ended(s, job_id)
+        webhooks.job_ended(s, job_id)
         return s.scalar(select(Job.status).where(Job.id == job_id))
     return None
 
@@ -88,6 +90,7 @@ def fail(s: Session, job_id: uuid.UUID, code: str, message: str) -> bool:
     ).rowcount
     if closed:
         add_progress(s, job_id, failed=closed)
+    webhooks.job_ended(s, job_id)
     return True
 
 
@@ -110,5 +113,6 @@ def cancel(s: Session, job_id: uuid.UUID) -> bool:
         .where(Photo.job_id == job_id, Photo.status == PhotoStatus.PENDING.value)
         .values(status=PhotoStatus.FAILED.value, error_code="cancelled", error_message="the job was cancelled", processed_at=now)
     )
+    webhooks.job_ended(s, job_id)
     return True
 
