@@ -70,8 +70,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     errors.register(app)
     metrics.install(app)  # per-route request counts and latency, and GET /metrics
 
-    from api import exports, health, items, jobs, me, openapi, resumable, uploads, web, webhooks
+    from api import events, exports, health, items, jobs, me, openapi, resumable, uploads, web, webhooks
 
-    for mod in (health, uploads, resumable, jobs, items, me, exports, webhooks, openapi, web):
+    for mod in (health, uploads, resumable, jobs, events, items, me, exports, webhooks, openapi, web):
         app.register_blueprint(mod.bp)
     return app

@@ -55,6 +55,48 @@ def cancel_job(job_id: str):
     return jsonify(full_job_body(job))
 
 
+@bp.post("/v1/jobs/<job_id>/retry")
+@deps.require_user
+def retry_job(job_id: str):
+    """Run an ended job's photos that failed for a transient reason again, as the same job (202). 409
+    when it is still going, when nothing failed that a retry can mend, or when its zip was never read
+    to the end and is no longer kept."""
+    from sqlalchemy.exc import IntegrityError
+
+    from api.uploads import POLL_AFTER
+    from core.queue import enqueue_ingest
+
+    job = _own_job(job_id)
+    s = deps.db()
+    # (storage down: StorageError's handler answers 503)
+    zip_available = job.ingest_finished or deps.storage().exists(job.upload_key)
+    try:
+        again = jobstate.retry(s, job.id, zip_available)
+        s.commit()
+    except jobstate.NotRetryable as e:
+        s.rollback()
+        raise ApiError(409, e.code, e.message) from None
+    except IntegrityError:  # a photo's bytes became live in another upload at this very moment
+        s.rollback()
+        raise ApiError(409, "retry_conflict", "the job changed while it was being retried: try again") from None
+    try:
+        enqueue_ingest(deps.celery(), job.id)  # a second ingest sends the job's pending photos
+    except Exception as e:  # noqa: BLE001 - the broker is down
+        deps.log.error("enqueue of the retried job %s failed: %s", job.id, e)
+        jobstate.fail(s, job.id, "queue_unavailable", "the retry could not be queued; retry again")
+        s.commit()
+        raise ApiError(503, "queue_unavailable", "the job queue is unavailable; try again shortly",
+                       {"Retry-After": "5"}) from None
+    s.refresh(job)
+    body = full_job_body(job)
+    body["retried_photos"] = again
+    resp = jsonify(body)
+    resp.status_code = 202
+    resp.headers["Location"] = f"/v1/jobs/{job.id}"
+    resp.headers["Retry-After"] = str(POLL_AFTER)
+    return resp
+
+
 @bp.get("/v1/jobs")
 @deps.require_user
 def list_jobs():

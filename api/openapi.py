@@ -30,6 +30,9 @@ def _id_param(name: str) -> dict:
     return {"name": name, "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
 
 
+_poll_headers = {"Location": {"schema": {"type": "string"}},
+                 "Retry-After": {"description": "seconds to wait before polling the job", "schema": {"type": "integer"}}}
+
 _page = [
     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}},
     {"name": "cursor", "in": "query", "schema": {"type": "string"}},
@@ -69,6 +72,7 @@ SPEC = {
                         "entry": {"type": ["string", "null"]}, "code": {"type": "string"}, "message": {"type": "string"}}}},
                     "duplicates": {"type": "array", "items": {"type": "object", "properties": {
                         "entry": {"type": "string"}, "photo_id": {"type": ["string", "null"], "format": "uuid"}}}},
+                    "retried_photos": {"type": "integer", "description": "POST /v1/jobs/{job_id}/retry only"},
                     "links": {"type": "object"},
                 },
             },
@@ -256,7 +260,7 @@ SPEC = {
                                                        "properties": {"file": {"type": "string", "format": "binary"}}}},
                     "application/zip": {"schema": {"type": "string", "format": "binary"}},
                 }},
-                "responses": {"202": _json("Job", "queued"), "400": _err, "401": _err, "409": _err,
+                "responses": {"202": {**_json("Job", "queued"), "headers": _poll_headers}, "400": _err, "401": _err, "409": _err,
                               "413": _desc("too large, too many entries, or the user's kept uploads over WARDROBE_MAX_STORED_BYTES "
                                            "(storage_quota_exceeded)"), "415": _err,
                               "422": _err,
@@ -319,7 +323,7 @@ SPEC = {
             "summary": "the bytes are all there: check the zip and make the job (202, as POST /v1/uploads); completing "
                        "again answers the same job",
             "security": _auth, "parameters": [_id_param("session_id")],
-            "responses": {"202": _json("Job", "queued"), "401": _err, "404": _err,
+            "responses": {"202": {**_json("Job", "queued"), "headers": _poll_headers}, "401": _err, "404": _err,
                           "409": _desc("not all received yet (upload_incomplete) or a part of the wrong length"),
                           "413": _err, "422": _desc("not a zip, no images, ...: the bytes and the session are deleted"),
                           "429": _desc("the user's uploads in flight or in the last hour at their limit; the bytes stay: "
@@ -333,6 +337,30 @@ SPEC = {
             "delete": {"summary": "cancel a queued or running job", "security": _auth, "parameters": [_id_param("job_id")],
                        "responses": {"200": _json("Job"), "401": _err, "404": _err, "409": _err}},
         },
+        "/v1/jobs/{job_id}/retry": {
+            "post": {"summary": "run an ended job's photos that failed for a transient reason again, as the same job "
+                                "(segmentation gave up, the job failed or was cancelled before they were segmented); "
+                                "entries that are no image stay failed. `retried_photos` says how many go again",
+                     "security": _auth, "parameters": [_id_param("job_id")],
+                     "responses": {"202": {**_json("Job", "queued again"), "headers": _poll_headers}, "401": _err,
+                                   "404": _err,
+                                   "409": _desc("job_active, nothing_to_retry, upload_gone (the zip was never read to "
+                                                "its end and is no longer kept) or retry_conflict"),
+                                   "503": _err}}},
+        "/v1/jobs/{job_id}/events": {
+            "get": {"summary": "the job's progress as Server-Sent Events: `progress` (the job, whenever it moves), "
+                               "`item` (each garment as it is found), `photo_failed` (each photo that failed), `end` "
+                               "(the job once it has ended; the stream closes). Reconnect with Last-Event-ID to get "
+                               "only what came after (an item of the last 30 s may come twice: dedupe by its id)",
+                    "security": _auth,
+                    "parameters": [_id_param("job_id"),
+                                   {"name": "Last-Event-ID", "in": "header", "schema": {"type": "string"}},
+                                   {"name": "last_event_id", "in": "query", "schema": {"type": "string"}}],
+                    "responses": {"200": {"description": "the event stream",
+                                          "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                                  "400": _err, "401": _err, "404": _err,
+                                  "503": _desc("too_many_streams: poll GET /v1/jobs/{job_id} instead",
+                                               {"Retry-After": {"schema": {"type": "integer"}}})}}},
         "/v1/jobs/{job_id}/data": {
             "delete": {"summary": "delete an ended job with everything it brought: its photos, items, cut-outs, zip and the "
                                   "job itself (404 afterwards); 409 while it is queued or running (cancel it first)",

@@ -143,10 +143,15 @@ def forget_zip(key: str) -> None:
         log.error("could not remove the stored zip %s of a refused upload: %s", key, e)
 
 
+POLL_AFTER = 2  # seconds a poller of an accepted job is asked to wait (Retry-After); the page streams instead
+
+
 def _accepted(job: Job, status: int = 202):
     resp = jsonify(job_body(job))
     resp.status_code = status
     resp.headers["Location"] = f"/v1/jobs/{job.id}"
+    if status == 202:
+        resp.headers["Retry-After"] = str(POLL_AFTER)
     return resp
 
 

@@ -26,7 +26,10 @@ def cmd_serve(a) -> int:
     if not gunicorn:
         print("error: gunicorn is not installed (pip install 'wardrobe[api]')", file=sys.stderr)
         return 2
-    argv = [gunicorn, "--bind", f"{a.host}:{a.port}", "--workers", str(a.workers), "--threads", str(a.threads),
+    # live-progress streams (api/events.py) hold a thread each while open, mostly asleep: each process gets
+    # that many threads more, so open streams never take the threads the short routes need
+    threads = a.threads + max(0, env_settings().events_max_streams)
+    argv = [gunicorn, "--bind", f"{a.host}:{a.port}", "--workers", str(a.workers), "--threads", str(threads),
             "--worker-class", "api.server.JsonErrorWorker", "--timeout", "600", "--access-logfile", "-" if a.access_log else "/dev/null",
             "api.wsgi:app"]
     os.execv(argv[0], argv)
@@ -127,7 +130,8 @@ def add_parsers(sub) -> None:
     # queue on the GIL (make bench-api: poll p99 16 ms with 2 per core x 2 threads, 49 ms with
     # 1 per core x 4 threads, 174 ms with 1 per core x 8 threads, at 200 requests/s on 2 cores)
     s.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1), help="default: 2 per core")
-    s.add_argument("--threads", type=int, default=2, help="threads per worker process")
+    s.add_argument("--threads", type=int, default=2,
+                   help="threads per worker process for the routes (plus WARDROBE_EVENTS_MAX_STREAMS for live streams)")
     s.add_argument("--access-log", action="store_true", help="log every request to stdout")
     s.set_defaults(fn=cmd_serve)
 

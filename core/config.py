@@ -110,6 +110,11 @@ class Settings:
     max_uploads_per_hour: int = 120  # a user's uploads accepted in the last hour; one more is 429 (Retry-After: when one ages out)
     max_stored_bytes: int = 20 * 1024 * MiB  # a user's kept uploads in bytes (the zips of jobs whose data is not deleted); above is 413
     review_below: float = 0.5  # items below this confidence need review, for users who set no threshold of their own
+    # Live progress (GET /v1/jobs/<id>/events, api/events.py)
+    events_poll: float = 1.0  # seconds between looks at the jobs table for a stream (one primary-key read; more only when it moved)
+    events_max_seconds: int = 300  # a stream ends after this long; the client reconnects with Last-Event-ID and loses nothing
+    events_heartbeat: float = 15.0  # seconds between keep-alive comments (proxies close idle connections)
+    events_max_streams: int = 8  # open streams per API process; one more is 503 with Retry-After (the client polls instead)
 
     # Webhooks (db.webhooks, worker.webhooks)
     webhook_allow_private: bool = False  # let endpoints resolve to loopback/private/link-local addresses (tests, a private network)

@@ -116,3 +116,77 @@ def cancel(s: Session, job_id: uuid.UUID) -> bool:
     webhooks.job_ended(s, job_id)
     return True
 
+
+
+# Failures a second try cannot mend: the stored photo is gone or cannot be decoded. Entries refused at
+# ingest (not an image, too many pixels, ...) have no stored photo and are never retried either.
+PERMANENT_PHOTO_ERRORS = ("photo_missing", "unreadable_image")
+RETRYABLE_JOB_STATES = (JobStatus.FAILED.value, JobStatus.PARTIALLY_SUCCEEDED.value, JobStatus.CANCELLED.value)
+
+
+class NotRetryable(Exception):
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+def retry(s: Session, job_id: uuid.UUID, zip_available: bool) -> int:
+    """Ended job -> queued again, as the same job, with only its photos that failed for a transient
+    reason (segmentation gave up, the job failed or was cancelled before they were segmented) made
+    pending again; the ingest task then re-sends them (a second ingest of a job sends its pending
+    photos, and reads the rest of the zip if the first never got to its end). Returns how many photos
+    go again. A photo whose bytes are now another live photo of the user's (uploaded again meanwhile)
+    becomes a duplicate of it instead. The counters are recounted from the photos, so a photo is never
+    counted twice. Raises NotRetryable (nothing changed) when there is nothing to do."""
+    from sqlalchemy import func
+
+    from db.models import Photo, PhotoStatus
+
+    job = s.scalar(select(Job).where(Job.id == job_id).with_for_update())
+    if job is None:
+        raise NotRetryable("not_found", "no such job")
+    if job.status in ACTIVE:
+        raise NotRetryable("job_active", f"the job is still {job.status}")
+    if job.status not in RETRYABLE_JOB_STATES:
+        raise NotRetryable("nothing_to_retry", f"the job {job.status}: nothing failed")
+    if not job.ingest_finished and not zip_available:
+        raise NotRetryable("upload_gone", "the zip was not read to its end and is no longer kept: upload it again")
+    rows = s.execute(
+        select(Photo.id, Photo.sha256).where(
+            Photo.job_id == job_id, Photo.status == PhotoStatus.FAILED.value, Photo.storage_key.is_not(None),
+            Photo.error_code.is_(None) | Photo.error_code.not_in(PERMANENT_PHOTO_ERRORS),
+        ).order_by(Photo.entry_index)
+    ).all()
+    if not rows and job.ingest_finished:
+        raise NotRetryable("nothing_to_retry", "no photo of this job failed for a reason a retry can mend")
+    shas = {sha for _, sha in rows if sha}
+    live = dict(s.execute(
+        select(Photo.sha256, Photo.id).where(Photo.user_id == job.user_id, Photo.sha256.in_(shas),
+                                             Photo.status.in_([PhotoStatus.PENDING.value, PhotoStatus.DONE.value]))
+    ).all()) if shas else {}
+    now = utcnow()
+    again = []
+    for pid, sha in rows:
+        original = live.get(sha) if sha else None
+        if original is not None:
+            s.execute(update(Photo).where(Photo.id == pid).values(
+                status=PhotoStatus.DUPLICATE.value, duplicate_of=original, error_code=None, error_message=None,
+                processed_at=now))
+            continue
+        if sha:
+            live[sha] = pid  # a second failed copy of these bytes in this job is a duplicate of this one
+        again.append(pid)
+    if again:
+        s.execute(update(Photo).where(Photo.id.in_(again)).values(
+            status=PhotoStatus.PENDING.value, error_code=None, error_message=None, processed_at=None)
+            .execution_options(synchronize_session=False))
+    counts = dict(s.execute(select(Photo.status, func.count()).where(Photo.job_id == job_id)
+                            .group_by(Photo.status)).all())
+    s.execute(update(Job).where(Job.id == job_id).values(
+        status=JobStatus.QUEUED.value, started_at=None, finished_at=None, updated_at=now,
+        error_code=None, error_message=None,
+        photos_done=counts.get(PhotoStatus.DONE.value, 0),
+        photos_failed=counts.get(PhotoStatus.FAILED.value, 0),
+        photos_duplicate=counts.get(PhotoStatus.DUPLICATE.value, 0),
+    ).execution_options(synchronize_session=False))
+    return len(again)

@@ -1,0 +1,220 @@
+"""GET /v1/jobs/<id>/events: a job's progress as Server-Sent Events.
+
+The jobs table stays the only truth: a stream reads the job's row every `events_poll` seconds (one
+primary-key read) and reads items and failed photos only when its counters moved. No worker publishes
+anything for it, so a stream can never disagree with GET /v1/jobs/<id>.
+
+Events, in order: `progress` (the job's body, at the start and whenever its status or counters
+change), `item` (each garment as it is written, the item's body), `photo_failed` (each photo that
+failed, with its entry name and code), and `end` (the job's full body, once it has ended; the stream
+then closes). Each `item` and `photo_failed` event carries an `id:`: a client that reconnects with it
+in `Last-Event-ID` (browsers' EventSource do so by themselves) is sent only what came after.
+
+A stream holds one of the API process's threads while it is open, so each process serves at most
+`events_max_streams` of them (more: 503 with Retry-After; poll GET /v1/jobs/<id> instead), and a stream
+ends after `events_max_seconds` (the client reconnects and loses nothing).
+"""
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+import uuid
+from datetime import datetime, timedelta
+
+from flask import Blueprint, Response, current_app, g, request, stream_with_context
+from sqlalchemy import and_, select
+
+from api import deps
+from api.errors import ApiError
+from api.serializers import job_body
+from db import jobstate
+from db.models import Item, ItemStatus, Job, Photo, PhotoStatus
+from db.session import session_scope
+
+bp = Blueprint("events", __name__)
+BATCH = 200  # rows of one kind read per look; more are read at once on the next
+RETRY_MS = 2000  # how soon an EventSource reconnects after the stream ends
+
+
+MARGIN = timedelta(seconds=30)  # rows are stamped when written and seen when committed: this much later at most
+
+
+class _Feed:
+    """One kind of row sent in the order it was stamped (items: created_at; failed photos: processed_at).
+    Two workers commit independently, so a row stamped earlier can become visible after a later one:
+    each look re-reads from MARGIN before the newest stamp sent and skips the ids already sent. After a
+    reconnect the ids are forgotten, so a row of that margin may come twice: clients dedupe by its id."""
+
+    def __init__(self, since: datetime | None):
+        self.newest = since
+        self.sent: dict[uuid.UUID, datetime] = {}
+
+    def condition(self, ts_col, id_col):
+        if self.newest is None:
+            return True
+        cond = ts_col > self.newest - MARGIN
+        recent = [i for i, t in self.sent.items() if t > self.newest - MARGIN]
+        return and_(cond, id_col.not_in(recent)) if recent else cond
+
+    def took(self, row_id: uuid.UUID, ts: datetime) -> None:
+        self.sent[row_id] = ts
+        if self.newest is None or ts > self.newest:
+            self.newest = ts
+        if len(self.sent) > 4 * BATCH:
+            self.sent = {i: t for i, t in self.sent.items() if t > self.newest - MARGIN}
+
+
+class _Cursor:
+    """Where a client is: the newest stamp of the items and of the failed photos it was sent. It travels
+    as the events' `id:`."""
+
+    def __init__(self, item: datetime | None = None, failed: datetime | None = None):
+        self.items, self.failed = _Feed(item), _Feed(failed)
+
+    def encode(self) -> str:
+        stamps = [None if f.newest is None else f.newest.isoformat() for f in (self.items, self.failed)]
+        return base64.urlsafe_b64encode(json.dumps(stamps).encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, token: str | None) -> "_Cursor":
+        if not token:
+            return cls()
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+            item, failed = (None if v is None else datetime.fromisoformat(v) for v in json.loads(raw))
+            return cls(item, failed)
+        except Exception:  # noqa: BLE001 - anything undecodable is the client's mistake
+            raise ApiError(400, "invalid_last_event_id", "Last-Event-ID is not an id this stream sent") from None
+
+
+def _frame(event: str, data: dict, event_id: str | None = None) -> str:
+    head = f"id: {event_id}\n" if event_id else ""
+    return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+class _Slots:
+    """At most n open streams in this process."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.open = 0
+
+    def take(self, n: int) -> bool:
+        with self._lock:
+            if self.open >= n:
+                return False
+            self.open += 1
+            return True
+
+    def give(self) -> None:
+        with self._lock:
+            self.open -= 1
+
+
+def _slots() -> _Slots:
+    return current_app.extensions.setdefault("wardrobe.event_slots", _Slots())
+
+
+class _Held:
+    """The stream as the response's body: its slot is given back when the server closes it, whether the
+    stream ran to its end, the client went away, or it never started."""
+
+    def __init__(self, frames, slots: _Slots):
+        self.frames, self.slots, self.held = frames, slots, True
+
+    def __iter__(self):
+        return iter(self.frames)
+
+    def close(self) -> None:
+        try:
+            self.frames.close()
+        finally:
+            if self.held:
+                self.held = False
+                self.slots.give()
+
+
+def _stream(job_id: uuid.UUID, user_id: uuid.UUID, cursor: _Cursor, item_body):
+    settings = deps.settings()
+    deadline = time.monotonic() + settings.events_max_seconds
+    beat = time.monotonic()
+    seen = None  # (status, counters) last sent
+    yield f"retry: {RETRY_MS}\n\n"
+    while True:
+        frames = []
+        with session_scope() as s:
+            job = s.scalar(select(Job).where(Job.id == job_id, Job.user_id == user_id))
+            if job is None:  # its data was deleted meanwhile
+                yield _frame("end", {"id": str(job_id), "status": "deleted"})
+                return
+            state = (job.status, job.photos_total, job.photos_done, job.photos_failed, job.photos_duplicate,
+                     job.items_found)
+            if state != seen:
+                more = True
+                while more:  # items and failures up to now, in pages
+                    items = list(s.scalars(select(Item).where(
+                        Item.job_id == job_id, Item.status == ItemStatus.OK.value,
+                        cursor.items.condition(Item.created_at, Item.id))
+                        .order_by(Item.created_at, Item.id).limit(BATCH)))
+                    failed = list(s.scalars(select(Photo).where(
+                        Photo.job_id == job_id, Photo.status == PhotoStatus.FAILED.value,
+                        Photo.processed_at.is_not(None), Photo.error_code.is_distinct_from("cancelled"),
+                        cursor.failed.condition(Photo.processed_at, Photo.id))
+                        .order_by(Photo.processed_at, Photo.id).limit(BATCH)))
+                    for it in items:
+                        cursor.items.took(it.id, it.created_at)
+                        frames.append(_frame("item", item_body(it), cursor.encode()))
+                    for p in failed:
+                        cursor.failed.took(p.id, p.processed_at)
+                        frames.append(_frame("photo_failed", {
+                            "photo_id": str(p.id), "entry": p.entry_name, "code": p.error_code or "failed",
+                            "message": p.error_message or ""}, cursor.encode()))
+                    more = len(items) == BATCH or len(failed) == BATCH
+                frames.append(_frame("progress", job_body(job)))
+                seen = state
+            ended = job.status not in jobstate.ACTIVE
+            if ended:
+                from api.jobs import full_job_body
+
+                frames.append(_frame("end", full_job_body(job)))
+        if frames:
+            yield "".join(frames)
+            beat = time.monotonic()
+        if ended:
+            return
+        now = time.monotonic()
+        if now >= deadline:
+            return  # the client reconnects (retry:) with the last id it got
+        if now - beat >= settings.events_heartbeat:
+            yield ": keep-alive\n\n"
+            beat = now
+        time.sleep(min(settings.events_poll, max(0.0, deadline - now)))
+
+
+@bp.get("/v1/jobs/<job_id>/events")
+@deps.require_user
+def job_events(job_id: str):
+    jid = deps.parse_uuid(job_id, "job")
+    cursor = _Cursor.decode(request.headers.get("Last-Event-ID") or request.args.get("last_event_id"))
+    s = deps.db()
+    if s.scalar(select(Job.id).where(Job.id == jid, Job.user_id == g.user_id)) is None:
+        raise ApiError(404, "not_found", "no such job")
+    from api.items import item_body
+
+    deps.review_below()  # read now, kept in g for the stream's item bodies
+    s.rollback()  # the stream reads in sessions of its own; hold no transaction while it is open
+    slots = _slots()
+    if not slots.take(deps.settings().events_max_streams):
+        raise ApiError(503, "too_many_streams", "this server has as many live streams open as it serves: "
+                       "poll GET /v1/jobs/<id> instead, or try again shortly", {"Retry-After": "5"})
+    try:
+        frames = _Held(stream_with_context(_stream(jid, g.user_id, cursor, item_body)), slots)
+    except BaseException:
+        slots.give()
+        raise
+    resp = Response(frames, mimetype="text/event-stream")
+    resp.headers["Cache-Control"] = "no-cache"
+    resp.headers["X-Accel-Buffering"] = "no"  # nginx: pass events on as they come
+    return resp
