@@ -32,8 +32,10 @@ def _photos(job: Job, status: PhotoStatus, count: int) -> list[Photo]:
 
 
 def full_job_body(job: Job) -> dict:
-    return job_body(job, _photos(job, PhotoStatus.FAILED, job.photos_failed),
+    body = job_body(job, _photos(job, PhotoStatus.FAILED, job.photos_failed),
                     _photos(job, PhotoStatus.DUPLICATE, job.photos_duplicate))
+    body["retryable"] = jobstate.retryable(deps.db(), job)  # POST /v1/jobs/<id>/retry has photos to run again
+    return body
 
 
 @bp.get("/v1/jobs/<job_id>")

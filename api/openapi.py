@@ -73,6 +73,8 @@ SPEC = {
                     "duplicates": {"type": "array", "items": {"type": "object", "properties": {
                         "entry": {"type": "string"}, "photo_id": {"type": ["string", "null"], "format": "uuid"}}}},
                     "retried_photos": {"type": "integer", "description": "POST /v1/jobs/{job_id}/retry only"},
+                    "retryable": {"type": "boolean", "description": "one job (not in lists): whether POST "
+                                  "/v1/jobs/{job_id}/retry has photos that failed for a transient reason to run again"},
                     "links": {"type": "object"},
                 },
             },

@@ -130,6 +130,21 @@ class NotRetryable(Exception):
         self.code, self.message = code, message
 
 
+def _retryable_photos(job_id: uuid.UUID):
+    from db.models import Photo, PhotoStatus
+
+    return select(Photo.id, Photo.sha256).where(
+        Photo.job_id == job_id, Photo.status == PhotoStatus.FAILED.value, Photo.storage_key.is_not(None),
+        Photo.error_code.is_(None) | Photo.error_code.not_in(PERMANENT_PHOTO_ERRORS))
+
+
+def retryable(s: Session, job: Job) -> bool:
+    """Whether POST /v1/jobs/<id>/retry has photos to run again (the zip's unread rest aside)."""
+    if job.status not in RETRYABLE_JOB_STATES:
+        return False
+    return s.scalar(select(_retryable_photos(job.id).exists())) or False
+
+
 def retry(s: Session, job_id: uuid.UUID, zip_available: bool) -> int:
     """Ended job -> queued again, as the same job, with only its photos that failed for a transient
     reason (segmentation gave up, the job failed or was cancelled before they were segmented) made
@@ -151,12 +166,7 @@ def retry(s: Session, job_id: uuid.UUID, zip_available: bool) -> int:
         raise NotRetryable("nothing_to_retry", f"the job {job.status}: nothing failed")
     if not job.ingest_finished and not zip_available:
         raise NotRetryable("upload_gone", "the zip was not read to its end and is no longer kept: upload it again")
-    rows = s.execute(
-        select(Photo.id, Photo.sha256).where(
-            Photo.job_id == job_id, Photo.status == PhotoStatus.FAILED.value, Photo.storage_key.is_not(None),
-            Photo.error_code.is_(None) | Photo.error_code.not_in(PERMANENT_PHOTO_ERRORS),
-        ).order_by(Photo.entry_index)
-    ).all()
+    rows = s.execute(_retryable_photos(job_id).order_by(Photo.entry_index)).all()
     if not rows and job.ingest_finished:
         raise NotRetryable("nothing_to_retry", "no photo of this job failed for a reason a retry can mend")
     shas = {sha for _, sha in rows if sha}

@@ -46,6 +46,8 @@ def test_upload_watch_browse_filter_correct(clean_db, tmp_path):
                 "--disable-component-update", "--disable-sync"])
             # bypass_csp: the page forbids eval, which Playwright's wait_for_function uses
             page = browser.new_page(viewport={"width": 1280, "height": 900}, bypass_csp=True)
+            streams = []  # the page follows a job on its event stream, not by polling
+            page.on("request", lambda r: streams.append(r.url) if r.url.endswith("/events") else None)
             missing = []  # every file the page asks for and does not get (the favicon was one, on every load)
             page.on("response", lambda r: missing.append(r.url) if r.status == 404 and "/v1/" not in r.url else None)
             page.goto(url + "/")
@@ -83,7 +85,8 @@ def test_upload_watch_browse_filter_correct(clean_db, tmp_path):
             page.wait_for_function("document.querySelector('#upload-progress').value === 100")
             page.wait_for_selector("#job[data-status='succeeded']", timeout=180_000)
             assert "6 / 6 photos" in page.inner_text("#job-counts")
-            page.wait_for_selector(".card img")
+            assert len(streams) == 1 and "/v1/jobs/" in streams[0], streams
+            page.wait_for_selector(".card img")  # the garments came on the stream: no reload
             page.wait_for_function(
                 "[...document.querySelectorAll('.card img')].every(i => i.complete && i.naturalWidth > 0)")
             n_cards = page.locator(".card").count()
@@ -121,6 +124,7 @@ def test_upload_watch_browse_filter_correct(clean_db, tmp_path):
             assert got["category"] == new_category and got["corrected"]
 
             review_view(page, url, auth, item_id, shots)
+            worker = retry_from_the_page(page, url, auth, env, tmp_path, worker)
             assert not missing, missing
             # the worker answers the readiness check's ping
             assert requests.get(f"{url}/readyz", timeout=10).json()["workers"]["answering"] >= 1
@@ -128,6 +132,48 @@ def test_upload_watch_browse_filter_correct(clean_db, tmp_path):
     finally:
         worker.kill()
         api.kill()
+
+
+def retry_from_the_page(page, url, auth, env, tmp_path, worker):
+    """A job cancelled after its photos were stored offers a retry; the button runs them again."""
+    from PIL import Image
+
+    from tests.procs import wait_for
+
+    worker.kill()
+    ingest_only = Proc(["worker", "--queues", "ingest", "--concurrency", "1"], env, tmp_path / "ingest.log").start()
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for i, p in enumerate(sorted(EXAMPLES.glob("*.jpg"))[:2]):
+            out = io.BytesIO()
+            Image.open(p).convert("RGB").save(out, "JPEG", quality=70)  # new bytes: not duplicates of the first upload
+            zf.writestr(f"again-{i}.jpg", out.getvalue())
+    job_id = requests.post(f"{url}/v1/uploads", data=buf.getvalue(), timeout=30,
+                           headers=auth | {"Content-Type": "application/zip"}).json()["id"]
+    def ingested() -> bool:
+        from db.models import Job
+        from db.session import session_scope
+
+        with session_scope() as s:
+            return s.get(Job, uuid.UUID(job_id)).ingest_finished
+
+    try:
+        wait_for(ingested, 120, "the zip read to its end and the photos stored", on_fail=ingest_only.tail)
+    finally:
+        ingest_only.kill()
+    assert requests.delete(f"{url}/v1/jobs/{job_id}", headers=auth, timeout=10).json()["status"] == "cancelled"
+    page.goto("about:blank")
+    page.goto(url + "/#/")
+    page.wait_for_selector("#job-retry:not([hidden])")
+    assert page.get_attribute("#job", "data-status") == "cancelled"
+    page.click("#job-retry")
+    page.wait_for_function("document.querySelector('#job-retry-message').textContent !== ''")
+    page.wait_for_selector("#job[data-status='queued']")
+    assert page.inner_text("#job-retry-message") == "2 photos going again"
+    worker = Proc(["worker", "--concurrency", "1"], env, tmp_path / "worker2.log").start()
+    page.wait_for_selector("#job[data-status='succeeded']", timeout=180_000)
+    assert "2 / 2 photos" in page.inner_text("#job-counts") and page.is_hidden("#job-retry")
+    return worker
 
 
 # the page's fetch, wrapped: 4 items a page (so "Load more" has pages to load) and the responses

@@ -62,13 +62,13 @@ def test_retry_runs_only_the_photos_that_failed_for_a_transient_reason(client, m
     job_id = upload(client, token, zip_bytes(photos | {"notes.jpg": b"not a picture at all"})).get_json()["id"]
     run_job_failing(rt, job_id)
     job = client.get(f"/v1/jobs/{job_id}", headers=h).get_json()
-    assert job["status"] == "failed" and job["progress"]["photos_failed"] == 4
+    assert job["status"] == "failed" and job["progress"]["photos_failed"] == 4 and job["retryable"]
     assert {c for _, c in photo_states(job_id).values()} == {"segment_failed", "not_an_image"}
 
     resp = client.post(f"/v1/jobs/{job_id}/retry", headers=h)
     assert resp.status_code == 202, resp.get_data(as_text=True)
     body = resp.get_json()
-    assert body["id"] == job_id and body["status"] == "queued" and body["retried_photos"] == 3
+    assert body["id"] == job_id and body["status"] == "queued" and body["retried_photos"] == 3 and not body["retryable"]
     assert body["progress"]["photos_failed"] == 1  # the entry that is no image stays failed
     assert resp.headers["Location"] == f"/v1/jobs/{job_id}" and int(resp.headers["Retry-After"]) >= 1
     states = photo_states(job_id)
@@ -82,7 +82,7 @@ def test_retry_runs_only_the_photos_that_failed_for_a_transient_reason(client, m
     p = job["progress"]
     assert (p["photos_done"], p["photos_failed"], p["photos_duplicate"], p["photos_total"]) == (3, 1, 0, 4)
     assert p["items_found"] == 6 and p["percent"] == 100.0
-    assert [e["code"] for e in job["errors"]] == ["not_an_image"]
+    assert [e["code"] for e in job["errors"]] == ["not_an_image"] and not job["retryable"]
     items = client.get(f"/v1/items?job_id={job_id}", headers=h).get_json()["items"]
     assert len(items) == 6
     # nothing a retry can mend is left

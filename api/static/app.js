@@ -3,7 +3,7 @@
 "use strict";
 
 const $ = (sel) => document.querySelector(sel);
-const state = { token: sessionStorage.getItem("wardrobe-token"), cursor: null, categories: [], polling: null,
+const state = { token: sessionStorage.getItem("wardrobe-token"), cursor: null, categories: [], polling: null, stream: null,
   reviewCursor: null, reviewCount: 0,
   // the gallery: each filter change starts a new generation; a response of an older one is dropped,
   // so fast changes never draw stale pages over newer ones
@@ -36,8 +36,7 @@ function signOut() {
   state.me = null;
   state.galleryLoaded = false;
   state.galleryGen++;
-  clearInterval(state.polling);
-  state.polling = null;
+  stopFollowing();
   $("#gallery").replaceChildren();
   $("#job").hidden = true;
   text($("#whoami"), "");
@@ -170,15 +169,110 @@ function renderJob(job) {
   ul.replaceChildren(...job.errors.map((e) => el("li", { text: `${e.entry || "upload"}: ${e.message}` })));
 }
 
-function followJob(id) {
+// a job's Server-Sent Events (GET /v1/jobs/<id>/events) read with fetch, which can send the token
+// (EventSource cannot); where the server ends the stream early it is opened again from the last id
+async function streamJob(id, ctrl, onEvent) {
+  let lastId = null;
+  for (;;) {
+    const headers = { Authorization: "Bearer " + state.token };
+    if (lastId) headers["Last-Event-ID"] = lastId;
+    const r = await fetch(`/v1/jobs/${id}/events`, { headers, signal: ctrl.signal });
+    if (!r.ok) throw new Error("HTTP " + r.status);
+    const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buf = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buf += value;
+      let cut;
+      while ((cut = buf.indexOf("\n\n")) >= 0) {
+        const block = buf.slice(0, cut);
+        buf = buf.slice(cut + 2);
+        let event = "message", data = "";
+        for (const line of block.split("\n")) {
+          if (!line || line.startsWith(":")) continue;
+          const i = line.indexOf(":");
+          const field = i < 0 ? line : line.slice(0, i);
+          let v = i < 0 ? "" : line.slice(i + 1);
+          if (v.startsWith(" ")) v = v.slice(1);
+          if (field === "data") data += (data ? "\n" : "") + v;
+          else if (field === "event") event = v;
+          else if (field === "id") lastId = v;
+        }
+        if (!data) continue;
+        onEvent(event, JSON.parse(data));
+        if (event === "end") return;
+      }
+    }
+    await new Promise((res) => setTimeout(res, 1000));
+  }
+}
+
+function stopFollowing() {
   clearInterval(state.polling);
+  state.polling = null;
+  if (state.stream) state.stream.abort();
+  state.stream = null;
+}
+
+// a garment the job just found: on top of the gallery, unless the filters decide what shows
+function addLiveItem(item) {
+  if ($("#home").hidden || !state.galleryLoaded) { state.galleryStale = true; return; }
+  if (filtersActive()) { prependNewItems().catch(() => {}); return; }
+  if (galleryCard(item.id)) return;
+  $("#gallery").prepend(card(item));
+  renderGalleryEmpty();
+}
+
+function renderRetry(job) {
+  $("#job-retry").hidden = !job.retryable;
+  $("#job-retry").dataset.job = job.id;
+}
+
+function followJob(id) {
+  stopFollowing();
+  text($("#job-retry-message"), "");
+  $("#job-retry").hidden = true;
+  const ctrl = new AbortController();
+  state.stream = ctrl;
+  let photoErrors = [];
+  let lastReview = 0;
+  const review = () => {
+    if (Date.now() - lastReview < 2000) return;
+    lastReview = Date.now();
+    refreshReviewCount().catch(() => {});
+  };
+  streamJob(id, ctrl, (event, data) => {
+    if (event === "progress") {
+      renderJob(Object.assign({}, data, { errors: data.errors.concat(photoErrors) }));
+    } else if (event === "photo_failed") {
+      if (data.code !== "cancelled") photoErrors.push(data);
+      $("#job-errors").append(el("li", { text: `${data.entry || "upload"}: ${data.message}` }));
+    } else if (event === "item") {
+      addLiveItem(data);
+      review();
+    } else if (event === "end") {
+      renderJob(data);
+      renderRetry(data);
+      lastReview = 0;
+      review();
+      if (state.stream === ctrl) state.stream = null;
+    }
+  }).catch((e) => {
+    if (ctrl.signal.aborted) return;
+    pollJob(id);  // no stream (too many open on the server, an old proxy): poll instead
+  });
+}
+
+function pollJob(id) {
+  stopFollowing();
   let seen = 0;
   const tick = async () => {
     try {
       const job = await api("/v1/jobs/" + id);
       renderJob(job);
       const done = !["queued", "running"].includes(job.status);
-      if (done) { clearInterval(state.polling); state.polling = null; }
+      if (done) { clearInterval(state.polling); state.polling = null; renderRetry(job); }
       if (job.progress.items_found > seen || done) {
         // garments found since the last look: the newest come first, so they go on top
         seen = job.progress.items_found;
@@ -191,8 +285,22 @@ function followJob(id) {
     }
   };
   tick();
-  state.polling = setInterval(tick, 700);
+  state.polling = setInterval(tick, 1500);
 }
+
+$("#job-retry").addEventListener("click", async () => {
+  const id = $("#job-retry").dataset.job;
+  $("#job-retry").disabled = true;
+  try {
+    const job = await api(`/v1/jobs/${id}/retry`, { method: "POST" });
+    followJob(id);
+    text($("#job-retry-message"), `${job.retried_photos} photo${job.retried_photos === 1 ? "" : "s"} going again`);
+  } catch (e) {
+    text($("#job-retry-message"), e.message);
+  } finally {
+    $("#job-retry").disabled = false;
+  }
+});
 
 // --- gallery ----------------------------------------------------------------------
 function filterQuery() {
@@ -306,7 +414,10 @@ async function setupHome() {
   show("home");
   await loadCategories();
   // back from an item: the pages loaded and the scroll position are kept
-  if (state.galleryLoaded) {
+  if (state.galleryLoaded && state.galleryStale) {
+    state.galleryStale = false;  // garments arrived while another page showed
+    await Promise.all([loadGallery(true), refreshReviewCount()]);
+  } else if (state.galleryLoaded) {
     window.scrollTo(0, state.galleryScroll);
     await refreshReviewCount();
   } else {
@@ -316,11 +427,15 @@ async function setupHome() {
 }
 
 // a job still running when the page (re)loads is followed again; a finished one is not shown
+// (and one that ended with photos a retry can run again, to offer that)
 async function resumeJob() {
-  if (state.polling || !$("#job").hidden) return;
+  if (state.polling || state.stream || !$("#job").hidden) return;
   const jobs = await api("/v1/jobs?limit=1");
   const last = jobs.jobs[0];
-  if (last && ["queued", "running"].includes(last.status)) followJob(last.id);
+  if (!last) return;
+  if (["queued", "running"].includes(last.status)) return followJob(last.id);
+  const job = await api("/v1/jobs/" + last.id);
+  if (job.retryable) { renderJob(job); renderRetry(job); }
 }
 
 // the gallery's card for an item, after the item page changed it
