@@ -74,28 +74,35 @@ class ApiClient:
         part.replace(dst)
         return done
 
-    def wait_export(self, export_id: str, progress: bool = True, poll: float = 0.5, timeout: float = 3600,
-                    worker_wait: float = 10) -> dict:
-        """Follow an export until it has succeeded or failed, with a progress bar."""
+    def _follow(self, what: str, path: str, bar_of, timeout: float, poll: float, worker_wait: float,
+                progress: bool, idle_hint: str) -> dict:
+        """GET `path` until its status is neither queued nor running, with a progress bar (`bar_of`: the body
+        to (done, total, suffix)); says so once when nothing has taken it up after `worker_wait` seconds."""
         t0 = time.monotonic()
         told = False
         while True:
-            e = self.get(f"/v1/exports/{export_id}")
-            p = e["progress"]
-            if e["status"] == "queued" and not told and time.monotonic() - t0 > worker_wait:
-                told = True
-                sys.stderr.write(f"\nexport {export_id} still queued after {worker_wait:.0f}s: waiting for a worker on "
-                                 "the export queue (`wardrobe workers` lists those that answer)\n")
+            body = self.get(path)
+            if body["status"] == "queued" and not told and time.monotonic() - t0 > worker_wait:
+                told = True  # nothing has taken it: say so instead of a bar at 0 % for ever
+                sys.stderr.write(f"\n{what} still queued after {worker_wait:.0f}s: {idle_hint}\n")
             if progress:
-                bar(f"export {e['status']:<9}", p["photos_done"], max(1, p["photos_total"]), t0,
-                    f" {p['items_done']}/{p['items_total']} items")
-            if e["status"] not in ("queued", "running"):
+                done, total, suffix = bar_of(body["progress"])
+                bar(f"{what.split()[0]} {body['status']:<9}", done, max(1, total), t0, suffix)
+            if body["status"] not in ("queued", "running"):
                 if progress:
                     sys.stderr.write("\n")
-                return e
+                return body
             if time.monotonic() - t0 > timeout:
-                raise SystemExit(f"export {export_id} still {e['status']} after {timeout:.0f}s")
+                raise SystemExit(f"{what} still {body['status']} after {timeout:.0f}s")
             time.sleep(poll)
+
+    def wait_export(self, export_id: str, progress: bool = True, poll: float = 0.5, timeout: float = 3600,
+                    worker_wait: float = 10) -> dict:
+        """Follow an export until it has succeeded or failed, with a progress bar."""
+        return self._follow(f"export {export_id}", f"/v1/exports/{export_id}",
+                            lambda p: (p["photos_done"], p["photos_total"], f" {p['items_done']}/{p['items_total']} items"),
+                            timeout, poll, worker_wait, progress,
+                            "waiting for a worker on the export queue (`wardrobe workers` lists those that answer)")
 
     def upload(self, zip_path: Path, progress: bool = True) -> dict:
         size = zip_path.stat().st_size
@@ -126,25 +133,11 @@ class ApiClient:
 
     def wait(self, job_id: str, progress: bool = True, poll: float = 0.5, timeout: float = 3600,
              worker_wait: float = 10) -> dict:
-        t0 = time.monotonic()
-        told = False
-        while True:
-            job = self.get(f"/v1/jobs/{job_id}")
-            p = job["progress"]
-            if job["status"] == "queued" and not told and time.monotonic() - t0 > worker_wait:
-                told = True  # nothing has taken the job: say so instead of a bar at 0 % for ever
-                sys.stderr.write(f"\njob {job_id} still queued after {worker_wait:.0f}s: waiting for a worker "
-                                 "(is `wardrobe worker` running? `wardrobe workers` lists those that answer)\n")
-            if progress:
-                done = p["photos_done"] + p["photos_failed"] + p["photos_duplicate"]
-                bar(f"job {job['status']:<9}", done, max(1, p["photos_total"]), t0, f" {p['items_found']} items")
-            if job["status"] not in ("queued", "running"):
-                if progress:
-                    sys.stderr.write("\n")
-                return job
-            if time.monotonic() - t0 > timeout:
-                raise SystemExit(f"job {job_id} still {job['status']} after {timeout:.0f}s")
-            time.sleep(poll)
+        return self._follow(f"job {job_id}", f"/v1/jobs/{job_id}",
+                            lambda p: (p["photos_done"] + p["photos_failed"] + p["photos_duplicate"], p["photos_total"],
+                                       f" {p['items_found']} items"),
+                            timeout, poll, worker_wait, progress,
+                            "waiting for a worker (is `wardrobe worker` running? `wardrobe workers` lists those that answer)")
 
     def all_pages(self, path: str, key: str, **params) -> list[dict]:
         """Every row of a keyset-paged list (`key` in each page), following `next_cursor`."""

@@ -131,6 +131,16 @@ class PgCluster:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+def close_both(*socks: socket.socket) -> None:
+    """Shut a proxied connection both ways (the peer sees it cut) and close its sockets."""
+    for s in socks:
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        s.close()
+
+
 class TcpProxy:
     """Forwards 127.0.0.1:port to a target; while `down`, connections are accepted and dropped."""
 
@@ -172,12 +182,7 @@ class TcpProxy:
         except OSError:
             pass
         finally:
-            for s in (a, b):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                s.close()
+            close_both(a, b)
 
     def close(self) -> None:
         self.closed = True

@@ -21,6 +21,7 @@ import requests
 
 from tests.conftest import auth, example_photos, free_port, wait_port
 from tests.helpers import run_job
+from tests.procs import close_both
 
 MiB = 1024 * 1024
 PART = 5 * MiB  # S3's least part size (moto holds to it too)
@@ -101,12 +102,7 @@ class CutProxy:
         except OSError:
             pass
         finally:
-            for s in (a, b):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                s.close()
+            close_both(a, b)
 
     def close(self) -> None:
         self.sock.close()
