@@ -169,10 +169,10 @@ class TcpProxy:
             except OSError:
                 c.close()
                 continue
-            for a, b in ((c, u), (u, c)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+            for a, b, upstream in ((c, u, True), (u, c, False)):
+                threading.Thread(target=self._pipe, args=(a, b, upstream), daemon=True).start()
 
-    def _pipe(self, a: socket.socket, b: socket.socket) -> None:
+    def _pipe(self, a: socket.socket, b: socket.socket, upstream: bool) -> None:
         try:
             while not (self.down and self.closed):
                 data = a.recv(65536)

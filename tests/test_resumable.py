@@ -21,7 +21,7 @@ import requests
 
 from tests.conftest import auth, example_photos, free_port, wait_port
 from tests.helpers import run_job
-from tests.procs import close_both
+from tests.procs import TcpProxy, close_both
 
 MiB = 1024 * 1024
 PART = 5 * MiB  # S3's least part size (moto holds to it too)
@@ -50,40 +50,23 @@ def big_zip() -> bytes:
     return data
 
 
-class CutProxy:
+class CutProxy(TcpProxy):
     """127.0.0.1:port -> target port. `cut_after(n)`: once n more bytes went upstream, the connection
     carrying them is closed mid-request (both ways); with `then_down`, later connections are refused
     until `down` is cleared. `upstream` counts the bytes clients sent through."""
 
     def __init__(self, target_port: int):
-        self.target = target_port
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
         self.upstream = 0
         self.cut_at: int | None = None
         self.then_down = False
-        self.down = False
         self.cuts = 0
         self.lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(target_port)
+        self.url = f"http://127.0.0.1:{self.port}"
 
     def cut_after(self, n: int, then_down: bool = False) -> None:
         with self.lock:
             self.cut_at, self.then_down = self.upstream + n, then_down
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            if self.down:
-                c.close()
-                continue
-            u = socket.create_connection(("127.0.0.1", self.target))
-            threading.Thread(target=self._pipe, args=(c, u, True), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(u, c, False), daemon=True).start()
 
     def _pipe(self, a: socket.socket, b: socket.socket, upstream: bool) -> None:
         try:
@@ -103,9 +86,6 @@ class CutProxy:
             pass
         finally:
             close_both(a, b)
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 @pytest.fixture()
