@@ -13,7 +13,7 @@ from sqlalchemy import delete, select
 
 from api import deps
 from api.errors import ApiError
-from api.paging import decode_cursor, encode_cursor, page_limit
+from api.paging import newest_first
 from api.serializers import _ts
 from core.queue import enqueue_export
 from core.storage import ObjectNotFound, StorageError
@@ -85,17 +85,9 @@ def create_export():
 @bp.get("/v1/exports")
 @deps.require_user
 def list_exports():
-    limit = page_limit(request.args, deps.settings())
-    q = select(Export).where(Export.user_id == g.user_id)
-    cursor = request.args.get("cursor")
-    if cursor:
-        ts, last_id = decode_cursor(cursor)
-        q = q.where((Export.created_at < ts) | ((Export.created_at == ts) & (Export.id < last_id)))
-    rows = list(deps.db().scalars(q.order_by(Export.created_at.desc(), Export.id.desc()).limit(limit + 1)))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return jsonify({"exports": [export_body(e) for e in rows],
-                    "next_cursor": encode_cursor(rows[-1].created_at, rows[-1].id) if more else None})
+    rows, next_cursor = newest_first(deps.db(), select(Export).where(Export.user_id == g.user_id), Export,
+                                     request.args, deps.settings())
+    return jsonify({"exports": [export_body(e) for e in rows], "next_cursor": next_cursor})
 
 
 @bp.get("/v1/exports/<export_id>")

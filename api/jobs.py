@@ -6,7 +6,7 @@ from sqlalchemy import select
 
 from api import deps
 from api.errors import ApiError
-from api.paging import decode_cursor, encode_cursor, page_limit
+from api.paging import newest_first, page_limit
 from api.serializers import job_body, photo_body
 from db import jobstate, retention
 from db.models import Job, Photo, PhotoStatus
@@ -102,21 +102,9 @@ def retry_job(job_id: str):
 @bp.get("/v1/jobs")
 @deps.require_user
 def list_jobs():
-    limit = page_limit(request.args, deps.settings())
-    q = select(Job).where(Job.user_id == g.user_id)
-    cursor = request.args.get("cursor")
-    if cursor:
-        ts, last_id = decode_cursor(cursor)
-        q = q.where((Job.created_at < ts) | ((Job.created_at == ts) & (Job.id < last_id)))
-    rows = list(deps.db().scalars(q.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit + 1)))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return jsonify(
-        {
-            "jobs": [job_body(j) for j in rows],
-            "next_cursor": encode_cursor(rows[-1].created_at, rows[-1].id) if more else None,
-        }
-    )
+    rows, next_cursor = newest_first(deps.db(), select(Job).where(Job.user_id == g.user_id), Job, request.args,
+                                     deps.settings())
+    return jsonify({"jobs": [job_body(j) for j in rows], "next_cursor": next_cursor})
 
 
 @bp.get("/v1/jobs/<job_id>/photos")

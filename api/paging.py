@@ -53,3 +53,17 @@ def page_limit(args, settings) -> int:
     if not 1 <= n <= settings.page_max:
         raise ApiError(400, "invalid_parameter", f"limit must be between 1 and {settings.page_max}")
     return n
+
+
+def newest_first(session, q, model, args, settings) -> tuple[list, str | None]:
+    """One page of `q` (rows of `model`, which has created_at and id), newest first, after the request's
+    `cursor`, at most its `limit`; and the cursor of the next page (None on the last)."""
+    limit = page_limit(args, settings)
+    cursor = args.get("cursor")
+    if cursor:
+        ts, last_id = decode_cursor(cursor)
+        q = q.where((model.created_at < ts) | ((model.created_at == ts) & (model.id < last_id)))
+    rows = list(session.scalars(q.order_by(model.created_at.desc(), model.id.desc()).limit(limit + 1)))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, encode_cursor(rows[-1].created_at, rows[-1].id) if more else None

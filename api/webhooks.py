@@ -6,7 +6,7 @@ from sqlalchemy import delete, select
 
 from api import deps
 from api.errors import ApiError, short
-from api.paging import decode_cursor, encode_cursor, page_limit
+from api.paging import newest_first
 from core.urlguard import UrlRefused, check_url
 from db import webhooks
 from db.webhooks import iso
@@ -100,17 +100,9 @@ def create_webhook():
 @bp.get("/v1/webhooks")
 @deps.require_user
 def list_webhooks():
-    limit = page_limit(request.args, deps.settings())
-    q = select(WebhookEndpoint).where(WebhookEndpoint.user_id == g.user_id)
-    cursor = request.args.get("cursor")
-    if cursor:
-        ts, last_id = decode_cursor(cursor)
-        q = q.where((WebhookEndpoint.created_at < ts) | ((WebhookEndpoint.created_at == ts) & (WebhookEndpoint.id < last_id)))
-    rows = list(deps.db().scalars(q.order_by(WebhookEndpoint.created_at.desc(), WebhookEndpoint.id.desc()).limit(limit + 1)))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return {"webhooks": [endpoint_body(e) for e in rows],
-            "next_cursor": encode_cursor(rows[-1].created_at, rows[-1].id) if more else None}
+    rows, next_cursor = newest_first(deps.db(), select(WebhookEndpoint).where(WebhookEndpoint.user_id == g.user_id),
+                                     WebhookEndpoint, request.args, deps.settings())
+    return {"webhooks": [endpoint_body(e) for e in rows], "next_cursor": next_cursor}
 
 
 @bp.get("/v1/webhooks/<webhook_id>")
@@ -135,20 +127,12 @@ def delete_webhook(webhook_id: str):
 def list_deliveries(webhook_id: str):
     """The endpoint's events, newest first, each with every attempt at sending it."""
     ep = _own_endpoint(webhook_id)
-    limit = page_limit(request.args, deps.settings())
-    q = select(WebhookDelivery).where(WebhookDelivery.endpoint_id == ep.id)
-    cursor = request.args.get("cursor")
-    if cursor:
-        ts, last_id = decode_cursor(cursor)
-        q = q.where((WebhookDelivery.created_at < ts) | ((WebhookDelivery.created_at == ts) & (WebhookDelivery.id < last_id)))
     s = deps.db()
-    rows = list(s.scalars(q.order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc()).limit(limit + 1)))
-    more = len(rows) > limit
-    rows = rows[:limit]
+    rows, next_cursor = newest_first(s, select(WebhookDelivery).where(WebhookDelivery.endpoint_id == ep.id),
+                                     WebhookDelivery, request.args, deps.settings())
     attempts: dict = {d.id: [] for d in rows}
     if rows:
         for a in s.scalars(select(WebhookAttempt).where(WebhookAttempt.delivery_id.in_(list(attempts)))
                            .order_by(WebhookAttempt.delivery_id, WebhookAttempt.attempt)):
             attempts[a.delivery_id].append(a)
-    return {"deliveries": [delivery_body(d, attempts[d.id]) for d in rows],
-            "next_cursor": encode_cursor(rows[-1].created_at, rows[-1].id) if more else None}
+    return {"deliveries": [delivery_body(d, attempts[d.id]) for d in rows], "next_cursor": next_cursor}
