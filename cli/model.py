@@ -27,7 +27,8 @@ def cmd_train(a) -> int:
 
     run = train(a.data, a.preset, project=a.project, name=a.name, epochs=a.epochs, imgsz=a.imgsz, batch=a.batch,
                 weights=a.weights, resume=a.resume, seed=a.seed, device=a.device, workers=a.workers,
-                bf16=a.bf16, val_every=a.val_every, time_hours=a.time_hours)
+                bf16=a.bf16, val_every=a.val_every, repeat_threshold=a.repeat_threshold,
+                time_hours=a.time_hours)
     print(f"run directory: {run}")
     return 0
 
@@ -150,6 +151,9 @@ def add_parsers(sub) -> None:
     s.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
                    help="bfloat16 autocast on the CPU (default: on where the CPU has native bf16)")
     s.add_argument("--val-every", type=int, default=1, help="validate every N epochs (the last one always)")
+    s.add_argument("--repeat-threshold", type=float, default=None,
+                   help="repeat-factor sampling: classes in fewer than this fraction of photos are drawn more "
+                        "often (default: the preset's; 0 = off)")
     s.add_argument("--time-hours", type=float, help="wall-clock budget; sets the epoch count to fit")
     s.set_defaults(fn=cmd_train)
 

@@ -60,3 +60,45 @@ def test_bf16_run_validates_every_n_epochs_and_always_the_last(tmp_path):
     # epochs 2 and 4 by the cadence, 5 as the last, plus Ultralytics' final validation of best.pt
     assert len(validated) == 4
     assert (run / "weights" / "best.pt").exists()
+
+
+def test_repeat_factors_follow_lvis_rule():
+    from training.sampling import repeat_factors
+
+    # class 0 in every photo, class 1 in one of ten: r_1 = sqrt(0.4 / 0.1) = 2
+    photos = [[0]] * 9 + [[0, 1]]
+    r = repeat_factors(photos, threshold=0.4)
+    assert list(r[:9]) == [1.0] * 9 and r[9] == pytest.approx(2.0)
+    assert list(repeat_factors(photos + [[]], threshold=0.0)) == [1.0] * 11  # off: uniform, empty photos too
+
+
+def test_repeat_factor_sampler_draws_rare_photos_more_often():
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from training.sampling import repeat_factor_sampler
+
+    labels = [{"cls": np.array([[0.0]])}] * 95 + [{"cls": np.array([[0.0], [1.0]])}] * 5
+    sampler = repeat_factor_sampler(SimpleNamespace(labels=labels), threshold=0.45, seed=1)
+    draws = [i for _ in range(200) for i in sampler]
+    assert len(sampler) == 100 and len(draws) == 20000
+    rare_share = sum(i >= 95 for i in draws) / len(draws)
+    # r_rare = 3, so 15 of 110 weight: 13.6 % of draws against 5 % uniformly
+    assert 0.12 < rare_share < 0.155
+
+
+def test_training_with_repeat_threshold_uses_the_repeat_factor_sampler(tmp_path):
+    from training.train import train
+
+    import_dataset(MINI / "instances_train.json", MINI / "instances_val.json", MINI / "images", tmp_path / "data")
+    samplers: list = []
+
+    def on_train_epoch_start(tr):
+        samplers.append(tr.train_loader.batch_sampler.sampler.sampler)
+
+    train(tmp_path / "data" / "data.yaml", "smoke", project=tmp_path, name="r", epochs=1, device="cpu",
+          workers=0, threads=2, cache=False, bf16=False, repeat_threshold=0.5,
+          callbacks={"on_train_epoch_start": on_train_epoch_start})
+    assert len(samplers) == 1 and isinstance(samplers[0], torch.utils.data.WeightedRandomSampler)
+    assert float(samplers[0].weights.max()) > 1.0  # the mini set has rare classes: some photos weigh more

@@ -33,6 +33,7 @@ def train(
     cache: str | bool = "ram",
     bf16: bool | None = None,
     val_every: int = 1,
+    repeat_threshold: float | None = None,
     time_hours: float | None = None,
     callbacks: dict | None = None,
     extra: dict | None = None,
@@ -44,19 +45,23 @@ def train(
     since no pretrained checkpoint can be fetched here. `resume` continues the
     interrupted run at project/name/weights/last.pt with its optimizer state.
     `bf16` trains under bfloat16 autocast on the CPU (default: where the CPU has native bf16);
-    `val_every` validates every N epochs (the last one always); `time_hours` is a wall-clock
+    `val_every` validates every N epochs (the last one always); `repeat_threshold` > 0 draws photos
+    with rare classes more often (repeat-factor sampling, training/sampling.py; default: the preset's,
+    0 = off); `time_hours` is a wall-clock
     budget that sets the epoch count (and so the learning-rate schedule) to fit.
     """
     p = PRESETS[preset] if isinstance(preset, str) else preset
     hyp = dict(p.hyp)
     preset_val_every = hyp.pop("val_every", 1)  # ours, not an Ultralytics argument: never passed on
     val_every = val_every if val_every != 1 else preset_val_every
+    preset_threshold = hyp.pop("repeat_threshold", 0.0)
+    repeat_threshold = preset_threshold if repeat_threshold is None else repeat_threshold
     prepare_ultralytics(threads=threads or os.cpu_count())
     from ultralytics import YOLO
 
     from training.trainer import WardrobeSegmentationTrainer, cpu_has_bf16
 
-    trainer = WardrobeSegmentationTrainer.configured(val_every=val_every)
+    trainer = WardrobeSegmentationTrainer.configured(val_every=val_every, repeat_threshold=repeat_threshold)
     run_dir = Path(project) / name
     if resume:
         last = run_dir / "weights" / "last.pt"

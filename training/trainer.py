@@ -11,6 +11,9 @@
   `val_every` skips it in between. A skipped epoch reports no fitness, so `best.pt` is only ever
   written from a validated epoch and early stopping only counts validated ones; the final epoch
   (by count or by the `time=` budget) is always validated.
+- **Repeat-factor sampling** (`repeat_threshold` > 0): photos with rare garments are drawn more
+  often; see `training/sampling.py`. Ultralytics' loader takes no sampler, so the one inside its
+  batch sampler is swapped before the loader's first iteration starts its workers.
 """
 from __future__ import annotations
 
@@ -55,10 +58,21 @@ class WardrobeSegmentationTrainer(SegmentationTrainer):
     """
 
     val_every: int = 1
+    repeat_threshold: float = 0.0
 
     @classmethod
-    def configured(cls, val_every: int = 1) -> type["WardrobeSegmentationTrainer"]:
-        return type(cls.__name__, (cls,), {"val_every": max(1, int(val_every))})
+    def configured(cls, val_every: int = 1, repeat_threshold: float = 0.0) -> type["WardrobeSegmentationTrainer"]:
+        return type(cls.__name__, (cls,), {"val_every": max(1, int(val_every)),
+                                           "repeat_threshold": max(0.0, float(repeat_threshold))})
+
+    def get_dataloader(self, dataset_path: str, batch_size: int = 16, rank: int = 0, mode: str = "train"):
+        loader = super().get_dataloader(dataset_path, batch_size, rank, mode)
+        if mode == "train" and self.repeat_threshold > 0 and rank in (-1, 0) and loader.iterator is None:
+            from training.sampling import repeat_factor_sampler
+
+            batches = loader.batch_sampler.sampler  # _RepeatSampler(BatchSampler(RandomSampler))
+            batches.sampler = repeat_factor_sampler(loader.dataset, self.repeat_threshold, seed=self.args.seed)
+        return loader
 
     def _do_train(self):
         with _cpu_bf16_autocast():
