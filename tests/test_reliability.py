@@ -6,6 +6,8 @@ from __future__ import annotations
 import io
 import json
 import socket
+import threading
+import time
 import uuid
 from dataclasses import replace
 
@@ -282,17 +284,32 @@ def test_a_failed_jobs_photos_fail_and_a_reupload_gets_every_item(make_user, rt)
     proxy = TcpProxy(int(rt.settings.s3_endpoint_url.rsplit(":", 1)[1]))
 
     class CutOffAfter(S3Storage):
-        """The test's S3 bucket through the proxy, which goes down after `n` photos were stored."""
+        """The test's S3 bucket through the proxy, which goes down after `n` photos were stored.
+
+        Ingest uploads on several I/O threads, so the (n+1)-th upload waits until the first n have
+        finished before it cuts the line: otherwise it could cut one of them off mid-way and no photo
+        would be stored at all. The first upload is made slow so that the others overtake it."""
 
         def __init__(self, n: int):
             super().__init__(rt.storage.bucket, endpoint_url=f"http://127.0.0.1:{proxy.port}", max_attempts=1)
-            self.left = n
+            self.n, self.started, self.finished = n, 0, 0
+            self.turn = threading.Condition()
 
         def put_bytes(self, key, data, content_type="application/octet-stream"):
-            if self.left <= 0:
-                proxy.down = True
-            self.left -= 1
-            return super().put_bytes(key, data, content_type)
+            with self.turn:
+                mine, self.started = self.started, self.started + 1
+                if mine >= self.n:
+                    assert self.turn.wait_for(lambda: self.finished >= self.n, timeout=60)
+                    proxy.down = True
+            if mine == 0:
+                time.sleep(0.5)
+            try:
+                return super().put_bytes(key, data, content_type)
+            finally:
+                if mine < self.n:
+                    with self.turn:
+                        self.finished += 1
+                        self.turn.notify_all()
 
     uid, _ = make_user()
     photos = zip_bytes({f"p{i}.jpg": b for i, b in enumerate(example_photos(6).values())})
