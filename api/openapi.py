@@ -498,6 +498,16 @@ SPEC = {
         "/v1/webhooks/{webhook_id}": {
             "get": {"summary": "one endpoint (without its secret)", "security": _auth, "parameters": [_id_param("webhook_id")],
                     "responses": {"200": _json("Webhook"), "401": _err, "404": _err}},
+            "patch": {"summary": "change an endpoint's url, events or enabled; turning it back on clears why it was off "
+                                 "(events that ended while it was off are not sent); the secret stays",
+                      "security": _auth, "parameters": [_id_param("webhook_id")],
+                      "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                          "type": "object", "additionalProperties": False, "minProperties": 1,
+                          "properties": {"url": {"type": "string", "format": "uri", "maxLength": 2048},
+                                         "events": {"type": "array", "minItems": 1, "uniqueItems": True,
+                                                    "items": {"type": "string", "enum": list(WEBHOOK_EVENTS)}},
+                                         "enabled": {"type": "boolean"}}}}}},
+                      "responses": {"200": _json("Webhook"), "400": _err, "401": _err, "404": _err}},
             "delete": {"summary": "delete an endpoint and its deliveries; nothing more is sent to it", "security": _auth,
                        "parameters": [_id_param("webhook_id")],
                        "responses": {"204": {"description": "deleted"}, "401": _err, "404": _err}},

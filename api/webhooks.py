@@ -54,6 +54,25 @@ def _own_endpoint(webhook_id: str) -> WebhookEndpoint:
     return ep
 
 
+def _checked_url(value) -> str:
+    if not isinstance(value, str):
+        raise ApiError(400, "invalid_url", "url must be a string: the http(s) URL to send events to")
+    try:
+        return check_url(value, allow_private=deps.settings().webhook_allow_private)
+    except UrlRefused as e:
+        raise ApiError(400, "invalid_url", str(e)) from None
+
+
+def _json_object(example: str, allowed: set[str]) -> dict:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_body", f"send a JSON object: {example}")
+    unknown = set(body) - allowed
+    if unknown:
+        raise ApiError(400, "invalid_body", f"unknown fields: {', '.join(sorted(map(str, unknown)))}")
+    return body
+
+
 def _events(value) -> list[str]:
     if value is None:
         return list(webhooks.DEFAULT_EVENTS)
@@ -70,20 +89,10 @@ def _events(value) -> list[str]:
 def create_webhook():
     """{"url": "https://...", "events": [...]} (events optional: the four job.* end events).
     201 with the endpoint and its signing secret, which is never shown again."""
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise ApiError(400, "invalid_body", 'send a JSON object: {"url": "https://...", "events": [...]}')
-    unknown = set(body) - {"url", "events"}
-    if unknown:
-        raise ApiError(400, "invalid_body", f"unknown fields: {', '.join(sorted(map(str, unknown)))}")
-    if not isinstance(body.get("url"), str):
-        raise ApiError(400, "invalid_url", "url must be a string: the http(s) URL to send events to")
+    body = _json_object('{"url": "https://...", "events": [...]}', {"url", "events"})
     events = _events(body.get("events"))
+    url = _checked_url(body.get("url"))
     settings = deps.settings()
-    try:
-        url = check_url(body["url"], allow_private=settings.webhook_allow_private)
-    except UrlRefused as e:
-        raise ApiError(400, "invalid_url", str(e)) from None
     s = deps.db()
     if webhooks.count_endpoints(s, g.user_id) >= settings.webhook_max_endpoints:
         raise ApiError(409, "too_many_webhooks",
@@ -109,6 +118,31 @@ def list_webhooks():
 @deps.require_user
 def get_webhook(webhook_id: str):
     return endpoint_body(_own_endpoint(webhook_id))
+
+
+@bp.patch("/v1/webhooks/<webhook_id>")
+@deps.require_user
+def update_webhook(webhook_id: str):
+    """{"url": ..., "events": [...], "enabled": true|false}, any of them. Turning an endpoint back on
+    (after it answered 410 Gone, or after the user turned it off) clears why it was off; events that
+    ended while it was off are not sent. The secret stays."""
+    ep = _own_endpoint(webhook_id)
+    body = _json_object('{"url": "https://...", "events": [...], "enabled": true}', {"url", "events", "enabled"})
+    if not body:
+        raise ApiError(400, "invalid_body", "send at least one of url, events, enabled")
+    if "enabled" in body and not isinstance(body["enabled"], bool):
+        raise ApiError(400, "invalid_body", "enabled must be true or false")
+    if "events" in body:
+        if body["events"] is None:
+            raise ApiError(400, "invalid_events", "events must be a non-empty list")
+        ep.events = _events(body["events"])
+    if "url" in body:
+        ep.url = _checked_url(body["url"])
+    if "enabled" in body:
+        webhooks.set_enabled(ep, body["enabled"])
+    s = deps.db()
+    s.commit()
+    return endpoint_body(ep)
 
 
 @bp.delete("/v1/webhooks/<webhook_id>")

@@ -57,6 +57,15 @@ def create_endpoint(s: Session, user_id: uuid.UUID, url: str, events: list[str])
     return ep
 
 
+def set_enabled(ep: WebhookEndpoint, enabled: bool) -> None:
+    """On again: nothing says why it was off. Off by the user: said so (410 Gone says its own reason)."""
+    if enabled:
+        ep.enabled, ep.disabled_at, ep.disabled_reason = True, None, None
+    elif ep.enabled:
+        ep.enabled, ep.disabled_at = False, utcnow()
+        ep.disabled_reason = "turned off by its owner"
+
+
 def count_endpoints(s: Session, user_id: uuid.UUID) -> int:
     return s.scalar(select(func.count()).select_from(WebhookEndpoint).where(WebhookEndpoint.user_id == user_id)) or 0
 

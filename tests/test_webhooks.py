@@ -247,6 +247,54 @@ def test_410_gone_disables_the_endpoint(wh_client, make_user, wh_settings, recei
     assert len(deliveries(wh_client, token, ep["id"])) == 1 and len(queue()) == 1
 
 
+def test_an_endpoint_turned_back_on_gets_the_next_events(wh_client, make_user, wh_settings, receiver, queue):
+    from worker.webhooks import deliver
+
+    _, token = make_user()
+    ep = register(wh_client, token, receiver.url)
+    wh_client.delete(f"/v1/jobs/{upload(wh_client, token, 1)}", headers=auth(token))
+    receiver.answers = [410]
+    assert deliver(queue()[0], wh_settings) == "failed"
+    path = f"/v1/webhooks/{ep['id']}"
+    on = wh_client.patch(path, json={"enabled": True}, headers=auth(token))
+    assert on.status_code == 200
+    body = on.get_json()
+    assert (body["enabled"], body["disabled_reason"], body["disabled_at"]) == (True, None, None)
+    assert "secret" not in body and wh_client.get(path, headers=auth(token)).get_json() == body
+    receiver.answers = [200]
+    before = set(queue())
+    wh_client.delete(f"/v1/jobs/{upload(wh_client, token, 1)}", headers=auth(token))
+    (new,) = set(queue()) - before
+    assert deliver(new, wh_settings) == "delivered"
+    assert [d["status"] for d in deliveries(wh_client, token, ep["id"])] == ["delivered", "failed"]
+    # the owner turns it off: the next job's end writes nothing for it, and it says why
+    off = wh_client.patch(path, json={"enabled": False}, headers=auth(token)).get_json()
+    assert off["enabled"] is False and off["disabled_reason"] == "turned off by its owner" and off["disabled_at"]
+    wh_client.delete(f"/v1/jobs/{upload(wh_client, token, 1)}", headers=auth(token))
+    assert len(deliveries(wh_client, token, ep["id"])) == 2
+
+
+def test_an_endpoints_url_and_events_can_change(wh_client, make_user, receiver):
+    _, alice = make_user()
+    _, bob = make_user()
+    ep = register(wh_client, alice, receiver.url)
+    path = f"/v1/webhooks/{ep['id']}"
+    changed = wh_client.patch(path, json={"url": receiver.url + "/v2", "events": ["job.progress", "job.failed"]},
+                              headers=auth(alice))
+    assert changed.status_code == 200
+    assert (changed.get_json()["url"], changed.get_json()["events"]) == (receiver.url + "/v2", ["job.failed", "job.progress"])
+    for body, code in (({}, "invalid_body"), ([], "invalid_body"), ({"secret": "mine"}, "invalid_body"),
+                       ({"enabled": "yes"}, "invalid_body"), ({"url": "ftp://example.com/"}, "invalid_url"),
+                       ({"url": None}, "invalid_url"), ({"events": []}, "invalid_events"),
+                       ({"events": None}, "invalid_events"), ({"events": ["job.nope"], "enabled": False}, "invalid_events")):
+        resp = wh_client.patch(path, json=body, headers=auth(alice))
+        assert (resp.status_code, resp.get_json()["error"]["code"]) == (400, code), body
+    after = wh_client.get(path, headers=auth(alice)).get_json()  # a refused change changed nothing
+    assert (after["url"], after["events"], after["enabled"]) == (receiver.url + "/v2", ["job.failed", "job.progress"], True)
+    resp = wh_client.patch(path, json={"enabled": False}, headers=auth(bob))
+    assert resp.status_code == 404 and wh_client.get(path, headers=auth(alice)).get_json()["enabled"] is True
+
+
 def test_a_rolled_back_end_sends_nothing(wh_client, make_user, queue):
     from db import jobstate
     from db.models import WebhookDelivery
