@@ -1,7 +1,7 @@
 """Which URLs the server may call on a user's behalf (webhooks): http(s) only, and only hosts whose
 every address is public. Loopback, private, link-local (cloud metadata at 169.254.169.254),
-multicast, reserved and unspecified addresses are refused, as are IPv4 addresses inside IPv6
-(::ffff:10.0.0.1): anything else would let a user make the server reach its own network (SSRF).
+multicast, reserved and unspecified addresses are refused, as are private IPv4 addresses inside
+IPv6 (::ffff:10.0.0.1, 6to4, NAT64) and Teredo tunnels: anything else would let a user make the server reach its own network (SSRF).
 
 The API checks a URL when it is registered; the sender checks the addresses again when it
 connects (worker.webhooks), because what a name resolves to can change after registration."""
@@ -22,6 +22,10 @@ class Unresolvable(UrlRefused):
     """The host name resolves to no address (now: DNS may answer later)."""
 
 
+_NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052: the last 32 bits are the IPv4 address
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215
+
+
 def address_refused(address: str) -> str | None:
     """Why an IP address may not be called (None: it may)."""
     try:
@@ -29,7 +33,15 @@ def address_refused(address: str) -> str | None:
     except ValueError:
         return f"{address!r} is not an IP address"
     if isinstance(ip, ipaddress.IPv6Address):
-        inner = ip.ipv4_mapped or ip.sixtofour
+        # IPv4 reached through IPv6 (mapped, 6to4, NAT64) is judged as that IPv4 address; Teredo and
+        # local-use NAT64 tunnels to places the server cannot judge are refused outright, not left to
+        # the standard library's tables (which differ between Python versions).
+        if ip.teredo is not None:
+            return f"{ip} is a Teredo tunnel address"
+        if ip in _NAT64_LOCAL:
+            return f"{ip} is a local-use NAT64 address"
+        inner = ip.ipv4_mapped or ip.sixtofour or (
+            ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF) if ip in _NAT64_WELL_KNOWN else None)
         if inner is not None:
             return address_refused(str(inner))
     for flag, what in (("is_loopback", "loopback"), ("is_link_local", "link-local"), ("is_multicast", "multicast"),

@@ -473,8 +473,11 @@ def test_address_rule():
 
     for bad in ("127.0.0.1", "10.0.0.1", "172.16.5.4", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0",
                 "224.0.0.1", "240.0.0.1", "255.255.255.255", "::1", "fe80::1", "fc00::1", "ff02::1", "::",
-                "::ffff:127.0.0.1", "2002:7f00:1::"):
+                "::ffff:127.0.0.1", "2002:7f00:1::", "64:ff9b::7f00:1", "64:ff9b::a9fe:a9fe", "64:ff9b:1::808:808",
+                "2001:0:4136:e378:8000:63bf:3fff:fdd2"):
         assert address_refused(bad), bad
+    assert "Teredo" in address_refused("2001:0:4136:e378:8000:63bf:3fff:fdd2")
+    assert "169.254.169.254" in address_refused("64:ff9b::a9fe:a9fe")  # NAT64 judged as the IPv4 inside
     for good in ("93.184.216.34", "8.8.8.8", "2606:4700:4700::1111"):
         assert address_refused(good) is None, good
 
