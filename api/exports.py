@@ -25,7 +25,7 @@ bp = Blueprint("exports", __name__)
 RETRY_AFTER = 2  # seconds a client is told to wait before polling an export in the making
 
 
-def export_body(e: Export) -> dict:
+def export_body(e: Export, retention: int) -> dict:
     if e.status == ExportStatus.SUCCEEDED.value:
         percent = 100.0
     elif e.photos_total:
@@ -41,13 +41,14 @@ def export_body(e: Export) -> dict:
         "progress": {"photos_total": e.photos_total, "photos_done": e.photos_done, "items_total": e.items_total,
                      "items_done": e.items_done, "percent": percent},
         "size_bytes": e.size_bytes,
+        "expires_at": _ts(exports.expires_at(e, retention)),  # when its zip is deleted (WARDROBE_EXPORT_RETENTION)
         "error": {"code": e.error_code, "message": e.error_message or ""} if e.error_code else None,
         "links": {"self": f"/v1/exports/{e.id}", "download": f"/v1/exports/{e.id}/download"},
     }
 
 
 def _answer(e: Export, status: int = 200):
-    resp = jsonify(export_body(e))
+    resp = jsonify(export_body(e, deps.settings().export_retention))
     resp.status_code = status
     if e.status in exports.ACTIVE:
         resp.headers["Retry-After"] = str(RETRY_AFTER)
@@ -87,7 +88,8 @@ def create_export():
 def list_exports():
     rows, next_cursor = newest_first(deps.db(), select(Export).where(Export.user_id == g.user_id), Export,
                                      request.args, deps.settings())
-    return jsonify({"exports": [export_body(e) for e in rows], "next_cursor": next_cursor})
+    retention = deps.settings().export_retention
+    return jsonify({"exports": [export_body(e, retention) for e in rows], "next_cursor": next_cursor})
 
 
 @bp.get("/v1/exports/<export_id>")
@@ -97,6 +99,9 @@ def get_export(export_id: str):
 
 
 def _download(e: Export) -> Response:
+    if e.status == ExportStatus.EXPIRED.value:
+        raise ApiError(410, "export_expired", "the export's zip was deleted after its retention period: "
+                                              "start a new one with POST /v1/exports")
     if e.status != ExportStatus.SUCCEEDED.value or not e.storage_key:
         headers = {"Retry-After": str(RETRY_AFTER)} if e.status in exports.ACTIVE else {}
         raise ApiError(409, "export_not_ready", f"the export is {e.status}, not ready to download", headers)

@@ -231,6 +231,9 @@ SPEC = {
                         **{k: {"type": "integer"} for k in ("photos_total", "photos_done", "items_total", "items_done")},
                         "percent": {"type": "number"}}},
                     "size_bytes": {"type": ["integer", "null"], "description": "the zip's size, once it is ready"},
+                    "expires_at": {"type": ["string", "null"], "format": "date-time",
+                                   "description": "when a succeeded export's zip is deleted (WARDROBE_EXPORT_RETENTION); "
+                                                  "then its status is expired"},
                     "error": {"type": ["object", "null"], "properties": {"code": {"type": "string"},
                                                                          "message": {"type": "string"}}},
                     "links": {"type": "object"},
@@ -466,6 +469,8 @@ SPEC = {
                     "responses": {"200": {"description": "application/zip"}, "401": _err, "404": _err,
                                   "409": _desc("the export is not ready (queued, running or failed)",
                                                {"Retry-After": {"schema": {"type": "integer"}}}),
+                                  "410": _desc("the export expired: its zip was deleted after WARDROBE_EXPORT_RETENTION "
+                                               "(export_expired)"),
                                   "503": _err}}},
         "/v1/export": {
             "get": {"summary": "the newest ready export: 303 to its download; 404 no_export when none (start one with "

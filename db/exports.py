@@ -4,7 +4,7 @@ runs, can never finish it twice or bring it back."""
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -93,6 +93,37 @@ def fail(s: Session, export_id: uuid.UUID, code: str, message: str) -> bool:
                 updated_at=now)
     )
     return bool(res.rowcount)
+
+
+def expires_at(e: Export, retention: int) -> datetime | None:
+    """When a succeeded export's zip goes (None: it is not ready, or exports are kept for ever)."""
+    if e.status != ExportStatus.SUCCEEDED.value or retention < 0 or e.finished_at is None:
+        return None
+    return e.finished_at + timedelta(seconds=retention)
+
+
+def expire_due(s: Session, retention: int, dry_run: bool = False, limit: int = 500) -> list[tuple[uuid.UUID, str]]:
+    """Succeeded exports finished more than `retention` seconds ago -> expired, committed; their
+    (id, zip key) for the caller to delete. The row goes first: should the delete fail, the zip is
+    named by no export that keeps it, and the sweeper's next pass deletes it as unreferenced."""
+    if retention < 0:
+        return []
+    cutoff = utcnow() - timedelta(seconds=retention)
+    due = (select(Export.id).where(Export.status == ExportStatus.SUCCEEDED.value, Export.finished_at < cutoff)
+           .order_by(Export.finished_at).limit(limit))
+    if dry_run:
+        return [(i, k) for i, k in s.execute(select(Export.id, Export.storage_key).where(Export.id.in_(due)))]
+    rows = s.execute(update(Export).where(Export.id.in_(due), Export.status == ExportStatus.SUCCEEDED.value)
+                     .values(status=ExportStatus.EXPIRED.value, updated_at=utcnow())
+                     .returning(Export.id, Export.storage_key)).all()
+    s.commit()
+    return [(i, k) for i, k in rows]
+
+
+def keeping_zips(s: Session, export_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    """Of these exports, the ones whose zip is wanted: in the making or succeeded (not expired, failed or deleted)."""
+    kept = (*ACTIVE, ExportStatus.SUCCEEDED.value)
+    return set(s.scalars(select(Export.id).where(Export.id.in_(export_ids), Export.status.in_(kept))))
 
 
 def stale(s: Session, older_than: float) -> list[uuid.UUID]:

@@ -51,6 +51,7 @@ class ExportStatus(str, enum.Enum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    EXPIRED = "expired"  # succeeded, and its zip was deleted after WARDROBE_EXPORT_RETENTION
 
 
 class PhotoStatus(str, enum.Enum):

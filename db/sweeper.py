@@ -13,8 +13,12 @@ What is unreferenced, by key (keys are made by the server: core.storage.keys):
 - `users/<user>/originals/<photo>`: no such photo;
 - `users/<user>/cutouts/<photo>/<n>.<ext>`: no item row names it;
 - `users/<user>/incoming/<session>.part` (a chunked upload's bytes so far): no upload session names it;
+- `users/<user>/exports/<export>.zip`: no such export, or it failed or expired;
 - anything under `users/<user>/` of a user that no longer exists.
 Other keys are counted (`unknown`) and left alone.
+
+Succeeded exports finished longer ago than WARDROBE_EXPORT_RETENTION go first too: the row becomes
+`expired`, then its zip is deleted (db.exports.expire_due).
 
 Resumable upload sessions past their expiry (WARDROBE_UPLOAD_SESSION_TTL) go first, with their bytes
 (db.upload_sessions.expire); an upload's zip that an unexpired session assembled is kept until its job exists.
@@ -38,7 +42,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from core.storage import StorageError, StoredObject
-from db import upload_sessions
+from db import exports, upload_sessions
 from db.bootup import Runtime
 from db.models import Item, Job, Photo, User
 from db.retention import zip_kept
@@ -46,7 +50,7 @@ from db.session import session_scope
 
 log = logging.getLogger("wardrobe.gc")
 
-_KEY = re.compile(r"^users/([0-9a-f-]{36})/(uploads|photos|originals|cutouts|incoming)/([0-9a-f-]{36})"
+_KEY = re.compile(r"^users/([0-9a-f-]{36})/(uploads|photos|originals|cutouts|incoming|exports)/([0-9a-f-]{36})"
                   r"(?:\.zip|\.jpg|\.part|/[^/]+)?$")
 BATCH = 500
 TEMP_PREFIX = "wardrobe-"  # the API's and the ingest worker's temp files
@@ -87,6 +91,8 @@ def _unreferenced(objs: list[StoredObject], retention: int, counts: Counter) -> 
                     kept |= upload_sessions.keys_of_jobs(s, part)  # assembled by a session, its job not made yet
                 elif kind == "incoming":
                     kept |= upload_sessions.keys_of_sessions(s, part)
+                elif kind == "exports":
+                    kept |= {str(i) for i in exports.keeping_zips(s, part)}
                 elif kind == "photos":
                     kept.update(k for k in s.scalars(select(Photo.storage_key).where(Photo.id.in_(part))) if k)
                 elif kind == "originals":
@@ -94,7 +100,7 @@ def _unreferenced(objs: list[StoredObject], retention: int, counts: Counter) -> 
                 else:
                     kept.update(s.scalars(select(Item.cutout_key).where(Item.photo_id.in_(part))))
             for o, user, owner in rows:
-                ref = str(owner) if kind == "originals" else o.key
+                ref = str(owner) if kind in ("originals", "exports") else o.key
                 if user not in live_users or ref not in kept:
                     counts[kind] += 1
                     counts["bytes"] += o.size
@@ -150,6 +156,15 @@ def sweep(rt: Runtime, dry_run: bool = False, grace: int | None = None, tmpdir: 
     with session_scope() as s:
         expired = upload_sessions.expire(s, rt.storage, dry_run=dry_run)
     counts["errors"] += expired["errors"]
+    with session_scope() as s:
+        due = exports.expire_due(s, settings.export_retention, dry_run=dry_run)
+    counts["expired_exports"] = len(due)
+    if due and not dry_run:
+        try:
+            rt.storage.delete_many([key for _, key in due if key])
+        except StorageError as e:  # their rows are expired: the object pass below deletes them next time
+            counts["errors"] += 1
+            log.warning("gc: deleting %d expired exports' zips failed: %s", len(due), e)
 
     def settle() -> None:
         doomed = _unreferenced(old, settings.upload_retention, counts)  # rows read after the objects were listed
@@ -193,7 +208,8 @@ def sweep(rt: Runtime, dry_run: bool = False, grace: int | None = None, tmpdir: 
                 counts["errors"] += 1
                 log.warning("gc: %s: %s", p, e)
     result = {"dry_run": dry_run, "grace_seconds": grace, "objects_seen": counts["objects"], "young": counts["young"],
-              "unreferenced": {k: counts[k] for k in ("uploads", "photos", "originals", "cutouts")},
+              "unreferenced": {k: counts[k] for k in ("uploads", "photos", "originals", "cutouts", "exports")},
+              "expired_exports": counts["expired_exports"],
               "unreferenced_bytes": counts["bytes"], "deleted": counts["deleted"], "unknown": counts["unknown"],
               "stale_partials": counts["partials"], "stale_temp_files": counts["temp_files"], "errors": counts["errors"],
               "upload_sessions": {"expired": expired["expired"], "dropped": expired["dropped"],

@@ -310,3 +310,50 @@ def test_wardrobe_export_downloads_the_zip(app, make_user, rt, settings, tmp_pat
     assert out.read_bytes() == client.get(f"/v1/exports/{e['id']}/download", headers=auth(token)).data
     with zipfile.ZipFile(out) as zf:
         assert len(json.loads(zf.read("annotations.json"))["annotations"]) == 4
+
+
+def test_a_finished_export_expires_after_its_retention_and_stray_zips_are_swept(client, make_user, rt):
+    from dataclasses import replace
+
+    from core.objects import keys
+    from db.sweeper import sweep
+
+    uid, token = make_user()
+    h = auth(token)
+    run_job(rt, upload(client, token, zip_bytes(example_photos(1))).get_json()["id"])
+    old, new = start(client, token), None
+    exporting.run(old["id"], rt)
+    new = start(client, token)
+    exporting.run(new["id"], rt)
+    shown = client.get(f"/v1/exports/{old['id']}", headers=h).get_json()
+    finished = shown["finished_at"]
+    assert shown["status"] == "succeeded" and shown["expires_at"] > finished  # the default: kept a week
+    with session_scope() as s:
+        s.execute(update(Export).where(Export.id == uuid.UUID(old["id"]))
+                  .values(finished_at=utcnow() - timedelta(days=2)))
+        old_key = s.get(Export, uuid.UUID(old["id"])).storage_key
+        new_key = s.get(Export, uuid.UUID(new["id"])).storage_key
+    stray = keys.export(uid, uuid.uuid4())  # a zip no export row names (a crash before its row)
+    rt.storage.put_bytes(stray, b"zip of an export whose row is gone")
+    kept_a_day = type(rt)(settings=replace(rt.settings, export_retention=86400), storage=rt.storage)
+
+    # the bucket is shared by the tests: earlier tests' users (and their exports) are gone, their zips stray too
+    dry = sweep(kept_a_day, dry_run=True, grace=-5)
+    assert dry["expired_exports"] == 1 and dry["unreferenced"]["exports"] >= 1 and dry["deleted"] == 0
+    assert rt.storage.exists(stray) and rt.storage.exists(old_key)
+    assert client.get(f"/v1/exports/{old['id']}", headers=h).get_json()["status"] == "succeeded"  # a dry run changes nothing
+
+    real = sweep(kept_a_day, grace=-5)
+    assert real["expired_exports"] == 1 and real["deleted"] >= 1
+    assert not rt.storage.exists(old_key) and not rt.storage.exists(stray) and rt.storage.exists(new_key)
+    gone = client.get(f"/v1/exports/{old['id']}", headers=h).get_json()
+    assert (gone["status"], gone["expires_at"]) == ("expired", None)
+    assert_error(client.get(f"/v1/exports/{old['id']}/download", headers=h), 410, "export_expired")
+    assert download(client, token, new["id"])  # the newer one is within its day
+    assert client.get("/v1/export", headers=h).headers["Location"] == f"/v1/exports/{new['id']}/download"
+    assert client.delete(f"/v1/exports/{old['id']}", headers=h).status_code == 204  # an expired one can be deleted
+    forever = type(rt)(settings=replace(rt.settings, export_retention=-1), storage=rt.storage)
+    with session_scope() as s:
+        s.execute(update(Export).where(Export.id == uuid.UUID(new["id"]))
+                  .values(finished_at=utcnow() - timedelta(days=400)))
+    assert sweep(forever, grace=-5)["expired_exports"] == 0 and rt.storage.exists(new_key)

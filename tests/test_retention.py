@@ -117,10 +117,10 @@ def test_sweeper_deletes_only_what_no_row_names_and_nothing_young(clean_db, make
 
     young = sweep(rt)  # the default grace (an hour): everything is young, nothing is touched
     assert young["young"] == young["objects_seen"] >= len(live) + len(orphans) + 1
-    assert young["unreferenced"] == {"uploads": 0, "photos": 0, "originals": 0, "cutouts": 0} and young["deleted"] == 0
+    assert young["unreferenced"] == {"uploads": 0, "photos": 0, "originals": 0, "cutouts": 0, "exports": 0} and young["deleted"] == 0
 
     dry = sweep(rt, dry_run=True, grace=-5)
-    assert dry["unreferenced"] == {"uploads": 1, "photos": 2, "originals": 1, "cutouts": 1}
+    assert dry["unreferenced"] == {"uploads": 1, "photos": 2, "originals": 1, "cutouts": 1, "exports": 0}
     assert dry["unknown"] == 1 and dry["deleted"] == 0
     assert dry["unreferenced_bytes"] == sum(len(d) for d in orphans.values())
     assert set(orphans) <= {o.key for o in rt.storage.list("users/")}  # a dry run deletes nothing
