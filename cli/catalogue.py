@@ -177,6 +177,10 @@ def add_parsers(sub) -> None:
     client_args(s)
     s.set_defaults(fn=cmd_export)
 
+    from cli import webhooks
+
+    webhooks.add_parsers(sub, client_args)
+
     s = sub.add_parser("delete", help="delete items (and their cut-outs) for good")
     s.add_argument("item_ids", nargs="+", metavar="item_id")
     client_args(s)

@@ -56,6 +56,9 @@ class ApiClient:
     def post(self, path: str, **kw) -> dict:
         return self._send("POST", path, headers=self._headers(), timeout=self.timeout, **kw).json()
 
+    def patch(self, path: str, **kw) -> dict:
+        return self._send("PATCH", path, headers=self._headers(), timeout=self.timeout, **kw).json()
+
     def download(self, path: str, dst: Path, progress: bool = True, total: int | None = None) -> int:
         """Stream a file answer into `dst` (written beside it, then renamed: never half a file there)."""
         t0 = time.monotonic()

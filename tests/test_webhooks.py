@@ -492,3 +492,44 @@ def test_the_signature_is_standard_webhooks():
     ours = sign(secret, "msg_1", ts, body)
     assert ours == Webhook(secret).sign("msg_1", datetime.fromtimestamp(ts, timezone.utc), body.decode())
     assert new_secret() != secret
+
+
+def test_wardrobe_webhooks_cli(app, wh_client, make_user, wh_settings, receiver, queue):
+    """`wardrobe webhooks` against the API over HTTP: add, list, off, on, deliveries, rm."""
+    from werkzeug.serving import make_server
+
+    from tests.test_cli import _wardrobe
+    from worker.webhooks import deliver
+
+    _, token = make_user()
+    port = free_port()
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def cli(*args):
+        r = _wardrobe("webhooks", *args, "--url", f"http://127.0.0.1:{port}", "--token", token)
+        assert r.returncode == 0, r.stderr
+        return r
+
+    try:
+        added = cli("add", receiver.url, "--events", "job.succeeded,job.cancelled")
+        hook_id = added.stdout.split()[0]
+        (ep,) = wh_client.get("/v1/webhooks", headers=auth(token)).get_json()["webhooks"]
+        assert ep["id"] == hook_id and ep["events"] == ["job.succeeded", "job.cancelled"]
+        assert "signing secret" in added.stderr and "whsec_" in added.stderr
+        assert cli().stdout.strip() == f"{hook_id}  on    job.succeeded,job.cancelled  {receiver.url}"
+        assert "off (turned off by its owner)" in cli("off", hook_id).stdout
+        assert wh_client.get(f"/v1/webhooks/{hook_id}", headers=auth(token)).get_json()["enabled"] is False
+        assert " on " in cli("on", hook_id).stdout
+        wh_client.delete(f"/v1/jobs/{upload(wh_client, token, 1)}", headers=auth(token))
+        assert deliver(queue()[0], wh_settings) == "delivered"
+        (line,) = cli("deliveries", hook_id).stdout.strip().splitlines()
+        assert "job.cancelled" in line and "delivered" in line and "1 attempt  last: 200" in line
+        assert json.loads(cli("list", "--json").stdout)[0]["id"] == hook_id
+        cli("rm", hook_id)
+        assert wh_client.get("/v1/webhooks", headers=auth(token)).get_json()["webhooks"] == []
+        assert "no webhooks" in cli().stderr
+        r = _wardrobe("webhooks", "off", str(uuid.uuid4()), "--url", f"http://127.0.0.1:{port}", "--token", token)
+        assert r.returncode != 0 and "404" in r.stderr and "Traceback" not in r.stderr
+    finally:
+        server.shutdown()
