@@ -11,6 +11,7 @@ from flask import current_app, g, request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from api import signing
 from api.errors import ApiError
 from db.models import User
 from db.session import new_session
@@ -148,3 +149,22 @@ def purge(purge_fn, row_id, not_found: str, still_running: str):
     s.commit()
     retention.delete_objects(storage(), purged)
     return "", 204
+
+
+# --- signed URLs: what an <img> or a plain link can carry instead of the Authorization header --------
+
+def signer():
+    """path -> an expiring URL signed for the signed-in user (WARDROBE_SIGNED_URL_TTL)."""
+    key, ttl, uid = settings().resolved_secret_key(), settings().signed_url_ttl, g.user_id
+    return lambda path: signing.signed_url(key, path, uid, ttl)
+
+
+def signed_by(owner: uuid.UUID) -> bool:
+    """This request's path carries a valid, unexpired signature for `owner`."""
+    return signing.verify(settings().resolved_secret_key(), request.path, owner, request.args.get("expires"),
+                          request.args.get("sig"))
+
+
+def signature_instead_of_header() -> bool:
+    """The request authenticates by its signed URL, not by a token."""
+    return bool(request.args.get("sig")) and not request.headers.get("Authorization")

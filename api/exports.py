@@ -25,7 +25,9 @@ bp = Blueprint("exports", __name__)
 RETRY_AFTER = 2  # seconds a client is told to wait before polling an export in the making
 
 
-def export_body(e: Export, retention: int) -> dict:
+def export_body(e: Export, retention: int, sign=None) -> dict:
+    """The export as the API shows it; `sign` (path -> expiring signed URL) adds a download link that
+    needs no Authorization header (the web page's download button), once the zip is ready."""
     if e.status == ExportStatus.SUCCEEDED.value:
         percent = 100.0
     elif e.photos_total:
@@ -43,12 +45,14 @@ def export_body(e: Export, retention: int) -> dict:
         "size_bytes": e.size_bytes,
         "expires_at": _ts(exports.expires_at(e, retention)),  # when its zip is deleted (WARDROBE_EXPORT_RETENTION)
         "error": {"code": e.error_code, "message": e.error_message or ""} if e.error_code else None,
-        "links": {"self": f"/v1/exports/{e.id}", "download": f"/v1/exports/{e.id}/download"},
+        "links": {"self": f"/v1/exports/{e.id}", "download": f"/v1/exports/{e.id}/download"}
+        | ({"download_signed": sign(f"/v1/exports/{e.id}/download")}
+           if sign is not None and e.status == ExportStatus.SUCCEEDED.value else {}),
     }
 
 
 def _answer(e: Export, status: int = 200):
-    resp = jsonify(export_body(e, deps.settings().export_retention))
+    resp = jsonify(export_body(e, deps.settings().export_retention, deps.signer()))
     resp.status_code = status
     if e.status in exports.ACTIVE:
         resp.headers["Retry-After"] = str(RETRY_AFTER)
@@ -89,7 +93,8 @@ def list_exports():
     rows, next_cursor = newest_first(deps.db(), select(Export).where(Export.user_id == g.user_id), Export,
                                      request.args, deps.settings())
     retention = deps.settings().export_retention
-    return jsonify({"exports": [export_body(e, retention) for e in rows], "next_cursor": next_cursor})
+    sign = deps.signer()
+    return jsonify({"exports": [export_body(e, retention, sign) for e in rows], "next_cursor": next_cursor})
 
 
 @bp.get("/v1/exports/<export_id>")
@@ -122,8 +127,19 @@ def _download(e: Export) -> Response:
 
 
 @bp.get("/v1/exports/<export_id>/download")
-@deps.require_user
 def download_export(export_id: str):
+    """With the Authorization header; or, from links.download_signed, with an expiring signature
+    (what a browser's plain link can carry)."""
+    if deps.signature_instead_of_header():
+        e = deps.db().get(Export, deps.parse_uuid(export_id, "export"))
+        if e is None or not deps.signed_by(e.user_id):
+            raise ApiError(404, "not_found", "no such export, or the link expired")
+        return _download(e)
+    return _download_authed(export_id)
+
+
+@deps.require_user
+def _download_authed(export_id: str):
     return _download(_own(export_id))
 
 

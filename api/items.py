@@ -6,7 +6,7 @@ import math
 from flask import Blueprint, Response, g, jsonify, request
 from sqlalchemy import select
 
-from api import deps, signing
+from api import deps
 from api.errors import ApiError
 from api.paging import (decode_confidence_cursor, decode_cursor, encode_confidence_cursor, encode_cursor,
                         page_limit)
@@ -33,15 +33,8 @@ def _tristate(args, name: str) -> bool | None:
     return _flag(args, name) if args.get(name) is not None else None
 
 
-def _signer():
-    key = deps.settings().resolved_secret_key()
-    ttl = deps.settings().signed_url_ttl
-    uid = g.user_id
-    return lambda path: signing.signed_url(key, path, uid, ttl)
-
-
 def item_body(item: Item) -> dict:
-    return _item_body(item, _signer(), review_below=deps.review_below())
+    return _item_body(item, deps.signer(), review_below=deps.review_below())
 
 
 def needs_review_filter(review_below: float):
@@ -130,7 +123,7 @@ def list_items():
     rows = list(deps.db().execute(q.limit(limit + 1)))
     more = len(rows) > limit
     rows = rows[:limit]
-    sign = _signer()  # once per page: the key and TTL do not change between items
+    sign = deps.signer()  # once per page: the key and TTL do not change between items
     return {"items": [_item_body(i, sign, review_below=review_below) for i in rows],
             "next_cursor": next_key(rows[-1]) if more else None}
 
@@ -141,17 +134,12 @@ def get_item(item_id: str):
     return jsonify(item_body(_own_item(item_id)))
 
 
-def _signed_ok(path: str, owner) -> bool:
-    return signing.verify(deps.settings().resolved_secret_key(), path, owner, request.args.get("expires"),
-                          request.args.get("sig"))
-
-
 @bp.get("/v1/items/<item_id>/cutout")
 def get_cutout(item_id: str):
-    if request.args.get("sig") and not request.headers.get("Authorization"):
+    if deps.signature_instead_of_header():
         iid = deps.parse_uuid(item_id, "item")
         item = deps.db().get(Item, iid)
-        if item is None or not _signed_ok(request.path, item.user_id):
+        if item is None or not deps.signed_by(item.user_id):
             raise ApiError(404, "not_found", "no such item, or the link expired")
         return _stream(item.cutout_key, item.cutout_content_type)
     return _get_cutout_authed(item_id)
@@ -223,9 +211,9 @@ def delete_item(item_id: str):
 @bp.get("/v1/photos/<photo_id>")
 def get_photo(photo_id: str):
     pid = deps.parse_uuid(photo_id, "photo")
-    if request.args.get("sig") and not request.headers.get("Authorization"):
+    if deps.signature_instead_of_header():
         photo = deps.db().get(Photo, pid)
-        if photo is None or not photo.storage_key or not _signed_ok(request.path, photo.user_id):
+        if photo is None or not photo.storage_key or not deps.signed_by(photo.user_id):
             raise ApiError(404, "not_found", "no such photo, or the link expired")
         return _stream(photo.storage_key, "image/jpeg")
     return _get_photo_authed(pid)

@@ -236,7 +236,9 @@ SPEC = {
                                                   "then its status is expired"},
                     "error": {"type": ["object", "null"], "properties": {"code": {"type": "string"},
                                                                          "message": {"type": "string"}}},
-                    "links": {"type": "object"},
+                    "links": {"type": "object", "description": "self, download; and, once it has succeeded, download_signed: "
+                                                             "the download as an expiring signed URL that needs no "
+                                                             "Authorization header (WARDROBE_SIGNED_URL_TTL)"},
                 },
             },
             "ExportList": {"type": "object", "properties": {

@@ -124,6 +124,7 @@ def test_upload_watch_browse_filter_correct(clean_db, tmp_path):
             assert got["category"] == new_category and got["corrected"]
 
             review_view(page, url, auth, item_id, shots)
+            export_from_the_page(page, url, auth, tmp_path)
             worker = retry_from_the_page(page, url, auth, env, tmp_path, worker)
             assert not missing, missing
             # the worker answers the readiness check's ping
@@ -132,6 +133,30 @@ def test_upload_watch_browse_filter_correct(clean_db, tmp_path):
     finally:
         worker.kill()
         api.kill()
+
+
+def export_from_the_page(page, url: str, auth: dict, tmp_path: Path) -> None:
+    """Download my catalogue: the worker builds the zip, the page saves it through its signed link
+    (a plain link carries no Authorization header)."""
+    import json
+
+    page.goto(url + "/#/")
+    page.wait_for_selector("#home:not([hidden])")
+    with page.expect_download(timeout=120_000) as got:
+        page.click("#export-button")
+    path = tmp_path / "from-the-page.zip"
+    got.value.save_as(path)
+    assert got.value.suggested_filename.startswith("wardrobe-export-")
+    page.wait_for_function("document.querySelector('#export-status').textContent.includes('downloading')")
+    assert not page.is_disabled("#export-button") and not page.is_visible("#export-progress")
+    n_items = len(_all_ids(url, auth))
+    with zipfile.ZipFile(path) as zf:
+        coco = json.loads(zf.read("annotations.json"))
+    assert len(coco["annotations"]) == n_items > 0
+    # the count the page says is the zip's: the catalogue's items and those marked "not a garment" (in their own list)
+    with_rejected = len(_all_ids(url, auth, include_not_garment="true"))
+    assert len(coco["annotations"]) + len(coco.get("wardrobe_not_garment", [])) == with_rejected
+    assert f"{with_rejected} items" in page.inner_text("#export-status")
 
 
 def retry_from_the_page(page, url, auth, env, tmp_path, worker):

@@ -357,3 +357,27 @@ def test_a_finished_export_expires_after_its_retention_and_stray_zips_are_swept(
         s.execute(update(Export).where(Export.id == uuid.UUID(new["id"]))
                   .values(finished_at=utcnow() - timedelta(days=400)))
     assert sweep(forever, grace=-5)["expired_exports"] == 0 and rt.storage.exists(new_key)
+
+
+def test_a_ready_export_has_a_signed_download_link_for_plain_links(client, make_user, rt):
+    _, token = make_user()
+    _, other = make_user()
+    run_job(rt, upload(client, token, zip_bytes(example_photos(1))).get_json()["id"])
+    e = start(client, token)
+    assert "download_signed" not in e["links"]  # not before the zip is ready
+    exporting.run(e["id"], rt)
+    body = client.get(f"/v1/exports/{e['id']}", headers=auth(token)).get_json()
+    signed = body["links"]["download_signed"]
+    assert signed.startswith(f"/v1/exports/{e['id']}/download?expires=")
+    assert client.get("/v1/exports", headers=auth(token)).get_json()["exports"][0]["links"]["download_signed"]
+    r = client.get(signed)  # no Authorization header
+    assert r.status_code == 200 and r.data == download(client, token, e["id"])
+    assert_error(client.get(signed[:-2] + ("00" if not signed.endswith("00") else "11")), 404, "not_found")
+    path, _, query = signed.partition("?")
+    params = dict(p.split("=") for p in query.split("&"))
+    expired = f"{path}?expires={int(params['expires']) - 10**6}&sig={params['sig']}"
+    assert_error(client.get(expired), 404, "not_found")
+    # another user's export with a signature made for it: still only by that signature
+    e2 = start(client, other)
+    assert_error(client.get(signed.replace(e["id"], e2["id"])), 404, "not_found")
+    assert_error(client.get(f"/v1/exports/{e['id']}/download"), 401, "unauthorized")

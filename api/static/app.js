@@ -410,6 +410,51 @@ async function loadCategories() {
   }
 }
 
+// --- export: POST /v1/exports, follow it, then download through its signed link --------------------
+function exportSize(bytes) {
+  return bytes >= 1 << 20 ? (bytes / (1 << 20)).toFixed(1) + " MB" : Math.max(1, Math.round(bytes / 1024)) + " kB";
+}
+
+async function followExport(id) {
+  for (;;) {
+    const e = await api("/v1/exports/" + id);
+    const p = e.progress;
+    $("#export-progress").value = p.percent;
+    if (e.status === "succeeded") return e;
+    if (e.status !== "queued" && e.status !== "running") {
+      throw new Error((e.error && e.error.message) || ("the export " + e.status));
+    }
+    text($("#export-status"), e.status === "queued" ? "waiting for a worker…"
+      : `packing ${p.photos_done} of ${p.photos_total} photos…`);
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
+
+$("#export-button").addEventListener("click", async () => {
+  const button = $("#export-button"), bar = $("#export-progress"), status = $("#export-status");
+  button.disabled = true;
+  bar.hidden = false;
+  bar.value = 0;
+  status.classList.remove("error");
+  text(status, "starting…");
+  try {
+    const started = await api("/v1/exports", { method: "POST" });
+    const e = await followExport(started.id);
+    const a = el("a", { href: e.links.download_signed, download: "" });
+    document.body.append(a);
+    a.click();  // the answer is an attachment: the browser saves it, the page stays
+    a.remove();
+    text(status, `${e.progress.photos_done} photos, ${e.progress.items_done} items (${exportSize(e.size_bytes)}): ` +
+      "downloading");
+  } catch (err) {
+    status.classList.add("error");
+    text(status, "Export failed: " + err.message);
+  } finally {
+    bar.hidden = true;
+    button.disabled = false;
+  }
+});
+
 async function setupHome() {
   show("home");
   await loadCategories();
