@@ -232,7 +232,8 @@ def test_no_answer_is_retried_until_the_schedule_is_used_up(wh_client, make_user
     assert all(a["status_code"] is None and "ConnectionError" in a["error"] for a in d["attempts"])
 
 
-def test_410_gone_disables_the_endpoint(wh_client, make_user, wh_settings, receiver, queue):
+def gone_endpoint(wh_client, make_user, wh_settings, receiver, queue) -> tuple[str, dict]:
+    """A user's endpoint that answered its first event with 410 Gone: (the user's token, the endpoint)."""
     from worker.webhooks import deliver
 
     _, token = make_user()
@@ -240,6 +241,11 @@ def test_410_gone_disables_the_endpoint(wh_client, make_user, wh_settings, recei
     wh_client.delete(f"/v1/jobs/{upload(wh_client, token, 1)}", headers=auth(token))
     receiver.answers = [410]
     assert deliver(queue()[0], wh_settings) == "failed"
+    return token, ep
+
+
+def test_410_gone_disables_the_endpoint(wh_client, make_user, wh_settings, receiver, queue):
+    token, ep = gone_endpoint(wh_client, make_user, wh_settings, receiver, queue)
     got = wh_client.get(f"/v1/webhooks/{ep['id']}", headers=auth(token)).get_json()
     assert got["enabled"] is False and "410" in got["disabled_reason"] and got["disabled_at"]
     # the next job's end writes nothing for it
@@ -250,11 +256,7 @@ def test_410_gone_disables_the_endpoint(wh_client, make_user, wh_settings, recei
 def test_an_endpoint_turned_back_on_gets_the_next_events(wh_client, make_user, wh_settings, receiver, queue):
     from worker.webhooks import deliver
 
-    _, token = make_user()
-    ep = register(wh_client, token, receiver.url)
-    wh_client.delete(f"/v1/jobs/{upload(wh_client, token, 1)}", headers=auth(token))
-    receiver.answers = [410]
-    assert deliver(queue()[0], wh_settings) == "failed"
+    token, ep = gone_endpoint(wh_client, make_user, wh_settings, receiver, queue)
     path = f"/v1/webhooks/{ep['id']}"
     on = wh_client.patch(path, json={"enabled": True}, headers=auth(token))
     assert on.status_code == 200
