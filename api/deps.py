@@ -165,6 +165,15 @@ def signed_by(owner: uuid.UUID) -> bool:
                           request.args.get("sig"))
 
 
+def signed_row(model, row_id: uuid.UUID, what: str):
+    """The row (with a user_id) that this request's signed URL names; 404 for no such row or a
+    wrong or expired signature, alike."""
+    row = db().get(model, row_id)
+    if row is None or not signed_by(row.user_id):
+        raise ApiError(404, "not_found", f"no such {what}, or the link expired")
+    return row
+
+
 def signature_instead_of_header() -> bool:
     """The request authenticates by its signed URL, not by a token."""
     return bool(request.args.get("sig")) and not request.headers.get("Authorization")

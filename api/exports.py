@@ -131,10 +131,7 @@ def download_export(export_id: str):
     """With the Authorization header; or, from links.download_signed, with an expiring signature
     (what a browser's plain link can carry)."""
     if deps.signature_instead_of_header():
-        e = deps.db().get(Export, deps.parse_uuid(export_id, "export"))
-        if e is None or not deps.signed_by(e.user_id):
-            raise ApiError(404, "not_found", "no such export, or the link expired")
-        return _download(e)
+        return _download(deps.signed_row(Export, deps.parse_uuid(export_id, "export"), "export"))
     return _download_authed(export_id)
 
 

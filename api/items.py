@@ -137,10 +137,7 @@ def get_item(item_id: str):
 @bp.get("/v1/items/<item_id>/cutout")
 def get_cutout(item_id: str):
     if deps.signature_instead_of_header():
-        iid = deps.parse_uuid(item_id, "item")
-        item = deps.db().get(Item, iid)
-        if item is None or not deps.signed_by(item.user_id):
-            raise ApiError(404, "not_found", "no such item, or the link expired")
+        item = deps.signed_row(Item, deps.parse_uuid(item_id, "item"), "item")
         return _stream(item.cutout_key, item.cutout_content_type)
     return _get_cutout_authed(item_id)
 
@@ -212,8 +209,8 @@ def delete_item(item_id: str):
 def get_photo(photo_id: str):
     pid = deps.parse_uuid(photo_id, "photo")
     if deps.signature_instead_of_header():
-        photo = deps.db().get(Photo, pid)
-        if photo is None or not photo.storage_key or not deps.signed_by(photo.user_id):
+        photo = deps.signed_row(Photo, pid, "photo")
+        if not photo.storage_key:
             raise ApiError(404, "not_found", "no such photo, or the link expired")
         return _stream(photo.storage_key, "image/jpeg")
     return _get_photo_authed(pid)

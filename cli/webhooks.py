@@ -10,23 +10,13 @@ def _line(ep: dict) -> str:
     return f"{ep['id']}  {state:<4}  {','.join(ep['events'])}  {ep['url']}"
 
 
-def _all(c, path: str, key: str) -> list[dict]:
-    rows, cursor = [], None
-    while True:
-        page = c.get(path, **({"cursor": cursor} if cursor else {}))
-        rows += page[key]
-        cursor = page.get("next_cursor")
-        if not cursor:
-            return rows
-
-
 def cmd_webhooks(a) -> int:
     from cli.client import ApiClient
 
     c = ApiClient(a.url, a.token)
     action = a.action
     if action == "list":
-        hooks = _all(c, "/v1/webhooks", "webhooks")
+        hooks = c.all_pages("/v1/webhooks", "webhooks")
         if a.json:
             print(json.dumps(hooks, indent=2))
         elif not hooks:
@@ -53,7 +43,7 @@ def cmd_webhooks(a) -> int:
         c.delete(path)
         print(f"deleted webhook {a.target}", file=sys.stderr)
     else:  # deliveries
-        rows = _all(c, f"{path}/deliveries", "deliveries")
+        rows = c.all_pages(f"{path}/deliveries", "deliveries")
         if a.json:
             print(json.dumps(rows, indent=2))
         for d in [] if a.json else rows:

@@ -11,6 +11,7 @@ each with probability proportional to its repeat factor.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -21,10 +22,7 @@ def repeat_factors(image_classes: Sequence[Iterable[int]], threshold: float) -> 
     """Each photo's repeat factor from the classes it holds (a photo with none gets 1)."""
     sets = [set(int(c) for c in cs) for cs in image_classes]
     n = max(1, len(sets))
-    counts: dict[int, int] = {}
-    for s in sets:
-        for c in s:
-            counts[c] = counts.get(c, 0) + 1
+    counts = Counter(c for s in sets for c in s)
     per_class = {c: max(1.0, math.sqrt(threshold / (k / n))) for c, k in counts.items()}
     return np.array([max((per_class[c] for c in s), default=1.0) for s in sets], dtype=np.float64)
 
