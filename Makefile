@@ -49,14 +49,15 @@ $(DATASET)/data.yaml:
 train: venv $(DATASET)/data.yaml
 	$(PY) -m cli.main train --data $(DATASET)/data.yaml --preset shared-cpu --project runs/train --name shared-cpu
 
-# continue the shipped weights under CPU bf16 for the preset's wall-clock budget (log: var/train-cpu-continue.log);
-# `make train-resume` picks an interrupted run up from its last epoch
+# continue the shipped weights under CPU bf16 for the preset's wall-clock budget (log: var/train-$(CONTINUE).log);
+# CONTINUE picks the preset (training/presets.py); `make train-resume` picks an interrupted run up from its last epoch
+CONTINUE ?= cpu-continue
 train-continue: venv $(DATASET)/data.yaml
-	$(PY) -m cli.main train --data $(DATASET)/data.yaml --preset cpu-continue --weights models/wardrobe-yolov8s-seg.pt \
-	  --project runs/train --name cpu-continue 2>&1 | tee var/train-cpu-continue.log
+	$(PY) -m cli.main train --data $(DATASET)/data.yaml --preset $(CONTINUE) --weights models/wardrobe-yolov8s-seg.pt \
+	  --project runs/train --name $(CONTINUE) 2>&1 | tee var/train-$(CONTINUE).log
 
 train-resume: venv
-	$(PY) -m cli.main train --data $(DATASET)/data.yaml --resume --project runs/train --name cpu-continue
+	$(PY) -m cli.main train --data $(DATASET)/data.yaml --resume --project runs/train --name $(CONTINUE)
 
 # one CPU training epoch from the shipped weights, fp32 against bf16: seconds per step and val mAP
 bench-train: venv $(DATASET)/data.yaml

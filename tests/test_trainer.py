@@ -102,3 +102,19 @@ def test_training_with_repeat_threshold_uses_the_repeat_factor_sampler(tmp_path)
           callbacks={"on_train_epoch_start": on_train_epoch_start})
     assert len(samplers) == 1 and isinstance(samplers[0], torch.utils.data.WeightedRandomSampler)
     assert float(samplers[0].weights.max()) > 1.0  # the mini set has rare classes: some photos weigh more
+
+
+def test_every_preset_passes_only_arguments_ultralytics_knows():
+    """A preset's `hyp` goes to Ultralytics' train() as it is (less our own keys), and a misspelt key
+    there fails only when a long run starts: pin them to Ultralytics' configuration now."""
+    from ultralytics.cfg import DEFAULT_CFG_DICT
+
+    from training.presets import PRESETS
+
+    ours = {"val_every", "repeat_threshold"}  # read by training/train.py, never passed on
+    for p in PRESETS.values():
+        unknown = set(p.hyp) - ours - set(DEFAULT_CFG_DICT)
+        assert not unknown, (p.name, unknown)
+    cp = PRESETS["cpu-continue-copypaste"].hyp
+    assert cp["copy_paste"] > 0 and cp["copy_paste_mode"] in ("flip", "mixup")
+    assert "copy_paste" not in PRESETS["cpu-continue"].hyp  # the plain preset stays as it was
