@@ -96,6 +96,7 @@ class Settings:
     gc_grace: int = 3600  # an object or temp file younger than this is never swept (an upload or a task may still be writing it)
     upload_retention: int = 0  # seconds an ended job's zip is kept (0: deleted when the job ends; -1: kept for ever)
     export_retention: int = 7 * 86400  # seconds a finished export's zip is kept (-1: for ever); then the sweeper deletes it
+    export_max_bytes: int = 10 * 2**30  # an export whose zip grows past this fails as export_too_large (0: no cap); it is built on the worker's temp disk
     fake_delay_ms: int = 0  # the fake segmenter's time per photo (fault tests only)
     fake_load_ms: int = 0  # the fake segmenter's load time (fault tests only)
 

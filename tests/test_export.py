@@ -244,6 +244,29 @@ def test_an_export_deleted_while_it_runs_stops_and_leaves_no_zip(client, make_us
     assert not [o for o in rt.storage.list(f"users/{uid}/exports/")]
 
 
+def test_an_export_past_the_size_cap_fails_with_a_clear_error_and_stores_nothing(client, make_user, rt):
+    """WARDROBE_EXPORT_MAX_BYTES: the zip is built on the worker's temp disk, so a catalogue too big
+    for it fails with its own code and a message that says what to do, and no zip is stored."""
+    import dataclasses
+
+    _, token = make_user()
+    h = auth(token)
+    run_job(rt, upload(client, token, zip_bytes(example_photos(3))).get_json()["id"])
+    capped = type(rt)(settings=dataclasses.replace(rt.settings, export_max_bytes=2000), storage=rt.storage)  # README.txt fits, one photo passes it
+    e = start(client, token)
+    assert exporting.run(e["id"], capped) is None
+    body = client.get(f"/v1/exports/{e['id']}", headers=h).get_json()
+    assert body["status"] == "failed" and body["error"]["code"] == "export_too_large", body
+    assert "WARDROBE_EXPORT_MAX_BYTES" in body["error"]["message"] and "after 1 of 3 photos" in body["error"]["message"]
+    assert_error(client.get(f"/v1/exports/{e['id']}/download", headers=h), 409, "export_not_ready")
+    uid = client.get("/v1/me", headers=h).get_json()["id"]
+    assert not list(rt.storage.list(f"users/{uid}/exports/"))
+    # under the cap (the default, 10 GiB) the same catalogue exports; 0 turns the cap off
+    for limit in (rt.settings.export_max_bytes, 0):
+        ok = type(rt)(settings=dataclasses.replace(rt.settings, export_max_bytes=limit), storage=rt.storage)
+        assert exporting.run(start(client, token)["id"], ok)["photos"] == 3
+
+
 def test_a_failing_export_is_retried_then_failed_with_a_code(client, make_user, rt, monkeypatch):
     """Storage that answers every read with an error (a bucket that is not there, on the real S3 server)."""
     from core.storage import open_storage

@@ -74,6 +74,18 @@ class ExportGone(Exception):
     """The export was deleted (or ended) while this run was building it."""
 
 
+class ExportTooLarge(Exception):
+    """The zip grew past WARDROBE_EXPORT_MAX_BYTES: it is built on the worker's temp disk, which a
+    catalogue of any size must not fill (other tasks on that worker write there too)."""
+
+    def __init__(self, written: int, limit: int, photos: int, photos_total: int | None):
+        self.written, self.limit, self.photos, self.photos_total = written, limit, photos, photos_total
+        super().__init__(
+            f"the catalogue does not fit in one export: its zip passed {limit} bytes (WARDROBE_EXPORT_MAX_BYTES) "
+            f"after {photos} of {photos_total if photos_total is not None else '?'} photos; "
+            "delete photos you no longer need, or ask the operator to raise the limit")
+
+
 def _entry(name: str, compress: int) -> zipfile.ZipInfo:
     info = zipfile.ZipInfo(name, time.localtime()[:6])
     info.compress_type = compress
@@ -135,8 +147,10 @@ def annotation_entry(item: Item, photo: Photo, ann_id: int, image_id: int, cutou
 class Builder:
     """One run's zip: photos and cut-outs as they come, the JSON's arrays spooled until the end."""
 
-    def __init__(self, export_id: uuid.UUID, user_id: uuid.UUID, storage: Storage, progress_every: int):
+    def __init__(self, export_id: uuid.UUID, user_id: uuid.UUID, storage: Storage, progress_every: int,
+                 max_bytes: int = 0, photos_total: int | None = None):
         self.export_id, self.user_id, self.storage, self.every = export_id, user_id, storage, max(1, progress_every)
+        self.max_bytes, self.photos_total = max_bytes, photos_total
         self.counts = {"photos": 0, "items": 0, "not_garment": 0, "photos_missing": 0, "cutouts_missing": 0}
 
     def build(self, out: IO[bytes]) -> dict:
@@ -162,6 +176,7 @@ class Builder:
         return self.counts
 
     def _photo(self, zf, photo: Photo, items: list[Item], uploaded_at, images, anns, rejected) -> None:
+        self._check_size(zf)
         try:
             _copy(self.storage, photo.storage_key, zf, f"photos/{photo.id}.jpg")
         except ObjectNotFound:  # deleted since the page was read: so are its items
@@ -187,6 +202,12 @@ class Builder:
                 rejected.write(json.dumps(ann) + "\n")
         if self.counts["photos"] % self.every == 0:
             self._report()
+
+    def _check_size(self, zf: zipfile.ZipFile) -> None:
+        """Checked before each photo goes in, so the zip stops within one photo and its cut-outs of the cap."""
+        written = zf.fp.tell()
+        if self.max_bytes > 0 and written > self.max_bytes:
+            raise ExportTooLarge(written, self.max_bytes, self.counts["photos"], self.photos_total)
 
     def _report(self) -> None:
         with session_scope() as s:
@@ -215,9 +236,15 @@ def run(export_id, rt: Runtime, progress_every: int = PROGRESS_EVERY) -> dict | 
     t0 = time.monotonic()
     with tempfile.NamedTemporaryFile(prefix="wardrobe-export-", suffix=".zip") as tmp:
         try:
-            counts = Builder(eid, user_id, rt.storage, progress_every).build(tmp)
+            counts = Builder(eid, user_id, rt.storage, progress_every, rt.settings.export_max_bytes,
+                             photos_total).build(tmp)
         except ExportGone:
             log.info("export %s was deleted while it was being built: stopped", eid)
+            return None
+        except ExportTooLarge as e:  # no retry: the same catalogue would not fit the next time either
+            log.warning("export %s: %d bytes written past the cap of %d; failed", eid, e.written, e.limit)
+            with session_scope() as s:
+                exports.fail(s, eid, "export_too_large", str(e))
             return None
         size = os.fstat(tmp.fileno()).st_size
         with session_scope() as s:
