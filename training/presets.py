@@ -18,6 +18,12 @@ class Preset:
         return asdict(self)
 
 
+# Continue the shipped weights on the CPU under bf16. AdamW at the learning rate Ultralytics'
+# "auto" chose for the from-scratch run (0.002 * 5 / (4 + nc)), so the schedule restarts where that
+# run started rather than at SGD's 0.01; one warm-up epoch lets Adam's moments settle. Validation
+# every 3 epochs (see training/trainer.py). The cpu-continue-* presets add one thing each to it.
+CONTINUE_HYP = dict(optimizer="AdamW", lr0=0.00037, warmup_epochs=1, val_every=3)
+
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in [
@@ -26,26 +32,21 @@ PRESETS: dict[str, Preset] = {
         Preset("seed-640-50", 640, 50, batch=16, description="seed run 3 (the seed's best): imgsz 640, 50 epochs, default augmentation"),
         Preset("shared-cpu", 320, 30, batch=16, description="shared CCP data on a 2-core CPU: imgsz 320"),
         Preset("shared-gpu", 640, 300, batch=64, time_hours=0.15, description="shared CCP data on one GPU: imgsz 640, a 9-minute budget"),
-        # Continue the shipped weights on the CPU under bf16. AdamW at the learning rate Ultralytics'
-        # "auto" chose for the from-scratch run (0.002 * 5 / (4 + nc)), so the schedule restarts
-        # where that run started rather than at SGD's 0.01; one warm-up epoch lets Adam's moments
-        # settle. Validation every 3 epochs (see training/trainer.py).
         Preset("cpu-continue", 320, 300, batch=16, time_hours=1.6,
                description="continue the shipped weights on a 2-core CPU: imgsz 320, bf16, a wall-clock budget",
-               hyp=dict(optimizer="AdamW", lr0=0.00037, warmup_epochs=1, val_every=3)),
+               hyp=CONTINUE_HYP),
         # The same, drawing photos with rare garments more often (repeat-factor sampling, t = 0.1:
         # cardigan ×3.4, jumpsuit ×1.9, watch ×1.8, cape ×1.8 on the shared training split).
         Preset("cpu-continue-balanced", 320, 300, batch=16, time_hours=1.6,
                description="cpu-continue with repeat-factor sampling of photos holding rare classes",
-               hyp=dict(optimizer="AdamW", lr0=0.00037, warmup_epochs=1, val_every=3, repeat_threshold=0.1)),
+               hyp=CONTINUE_HYP | dict(repeat_threshold=0.1)),
         # The weights score mask mAP50 0.71 on their own training photos and 0.35 on val: they
         # overfit 804 photos. Simple Copy-Paste (Ghiasi et al. 2021) pastes mirrored copies of a
         # photo's garments wherever they hide less than 30 % of what is there, after mosaic, so
         # every step sees new garment layouts; it is off again for the close-mosaic epochs.
         Preset("cpu-continue-copypaste", 320, 300, batch=16, time_hours=1.6,
                description="cpu-continue with Ultralytics' copy-paste augmentation (flip mode, half the garments)",
-               hyp=dict(optimizer="AdamW", lr0=0.00037, warmup_epochs=1, val_every=3,
-                        copy_paste=0.5, copy_paste_mode="flip")),
+               hyp=CONTINUE_HYP | dict(copy_paste=0.5, copy_paste_mode="flip")),
         Preset("smoke", 64, 1, batch=2, description="one tiny epoch to check the pipeline"),
     ]
 }

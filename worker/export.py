@@ -79,7 +79,7 @@ class ExportTooLarge(Exception):
     catalogue of any size must not fill (other tasks on that worker write there too)."""
 
     def __init__(self, written: int, limit: int, photos: int, photos_total: int | None):
-        self.written, self.limit, self.photos, self.photos_total = written, limit, photos, photos_total
+        self.written, self.limit = written, limit
         super().__init__(
             f"the catalogue does not fit in one export: its zip passed {limit} bytes (WARDROBE_EXPORT_MAX_BYTES) "
             f"after {photos} of {photos_total if photos_total is not None else '?'} photos; "
@@ -154,6 +154,7 @@ class Builder:
         self.counts = {"photos": 0, "items": 0, "not_garment": 0, "photos_missing": 0, "cutouts_missing": 0}
 
     def build(self, out: IO[bytes]) -> dict:
+        self.out = out  # its position is the zip's size so far
         def spool():  # one JSON array's entries, a line each, until annotations.json is written
             return tempfile.TemporaryFile("w+", encoding="utf-8", prefix="wardrobe-")
 
@@ -176,7 +177,7 @@ class Builder:
         return self.counts
 
     def _photo(self, zf, photo: Photo, items: list[Item], uploaded_at, images, anns, rejected) -> None:
-        self._check_size(zf)
+        self._check_size()
         try:
             _copy(self.storage, photo.storage_key, zf, f"photos/{photo.id}.jpg")
         except ObjectNotFound:  # deleted since the page was read: so are its items
@@ -203,9 +204,9 @@ class Builder:
         if self.counts["photos"] % self.every == 0:
             self._report()
 
-    def _check_size(self, zf: zipfile.ZipFile) -> None:
+    def _check_size(self) -> None:
         """Checked before each photo goes in, so the zip stops within one photo and its cut-outs of the cap."""
-        written = zf.fp.tell()
+        written = self.out.tell()
         if self.max_bytes > 0 and written > self.max_bytes:
             raise ExportTooLarge(written, self.max_bytes, self.counts["photos"], self.photos_total)
 
