@@ -33,6 +33,29 @@ def test_ship_a_continued_run_counts_every_run_and_records_the_served_settings(t
     assert "| 55.0 % | 47.0 % | 0.9 | 0.0 | 0.79 | 0.61 |" in doc and "cpu-continue" in doc
 
 
+def test_a_run_shipped_from_best_pt_counts_the_epochs_up_to_its_best(tmp_path):
+    """best.pt holds the best epoch's weights, not the last's: the run adds only the epochs up to it."""
+    import shutil
+
+    from training.ship import ship
+
+    cols = ["epoch", "time", "metrics/mAP50(M)", "metrics/mAP50-95(M)", "metrics/mAP50(B)", "metrics/mAP50-95(B)",
+            "val/seg_loss", "val/cls_loss"]
+    rows = [[1, 60.0, 0.30, 0.15, 0.32, 0.18, 2.9, 1.6], [2, 120.0, 0.36, 0.19, 0.38, 0.21, 2.7, 1.4],
+            [3, 180.0, 0.33, 0.16, 0.35, 0.19, 2.8, 1.5]]
+    csv = tmp_path / "results.csv"
+    csv.write_text(",".join(cols) + "\n" + "\n".join(",".join(map(str, r)) for r in rows) + "\n")
+    best = tmp_path / "weights" / "best.pt"
+    best.parent.mkdir()
+    shutil.copyfile(DEFAULT_MODEL, best)
+    previous = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())
+    card = ship(best, tmp_path / "models" / "w.pt", preset="cpu-continue", data="ccp", hardware="2-core CPU",
+                results_csv=csv, previous_card=DEFAULT_MODEL.with_suffix(".json"))
+    run = card["training_runs"][-1]
+    assert (run["epochs"], run["epochs_run"], card["training"]["best_epoch"]) == (2, 3, 2)
+    assert card["epochs_total"] == previous["epochs_total"] + 2
+
+
 def test_card_only_update_keeps_the_weights_and_refuses_a_card_of_other_weights(tmp_path):
     import shutil
 

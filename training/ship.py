@@ -27,16 +27,20 @@ QUALITY_KEYS = ("photos", "garments", "found", "right_class", "extra_items_per_p
                 "mask_iou", "boundary_f", "items_per_photo")
 
 
-def _training_runs(previous: dict | None, card: dict, preset: str, hardware: str) -> list[dict]:
-    """Every run behind these weights: the previous card's (or the previous card itself), then this one."""
+def _training_runs(previous: dict | None, card: dict, preset: str, hardware: str, shipped: Path) -> list[dict]:
+    """Every run behind these weights: the previous card's (or the previous card itself), then this one.
+    A run's `epochs` are those that went into the shipped weights: Ultralytics' best.pt holds the
+    best epoch's, any other file (last.pt) the whole run's; `epochs_run` is how many ran."""
     runs = list((previous or {}).get("training_runs") or ([{
         "version": previous["version"], "preset": previous.get("preset"), "imgsz": previous.get("imgsz"),
         "epochs": (previous.get("training") or {}).get("epochs_run", previous.get("epochs")),
         "minutes": round((previous.get("training") or {}).get("train_seconds", 0) / 60),
         "precision": previous.get("train_precision", "fp32"), "hardware": previous.get("hardware")}] if previous else []))
+    t = card.get("training") or {}
+    ran = t.get("epochs_run", card["epochs"])
     runs.append({"version": card["version"], "preset": preset, "imgsz": card["imgsz"],
-                 "epochs": (card.get("training") or {}).get("epochs_run", card["epochs"]),
-                 "minutes": round((card.get("training") or {}).get("train_seconds", 0) / 60),
+                 "epochs": t.get("best_epoch", ran) if shipped.name == "best.pt" else ran, "epochs_run": ran,
+                 "minutes": round(t.get("train_seconds", 0) / 60),
                  "precision": card["train_precision"], "hardware": hardware})
     return runs
 
@@ -84,7 +88,7 @@ def ship(best: Path, out: Path, preset: str, data: str, hardware: str, eval_json
         card["serve_conf"] = serve_conf
     if results_csv:
         card["training"] = _results_summary(results_csv)
-    runs = _training_runs(previous, card, preset, hardware)
+    runs = _training_runs(previous, card, preset, hardware, best)
     card["training_runs"] = runs
     card["epochs_total"] = sum(int(r["epochs"] or 0) for r in runs)
     if quality_json:
