@@ -6,14 +6,20 @@ import json
 from core.config import DEFAULT_MODEL
 
 
+def results_csv(tmp_path, rows):
+    """An Ultralytics results.csv with the columns `wardrobe ship` reads."""
+    cols = ["epoch", "time", "metrics/mAP50(M)", "metrics/mAP50-95(M)", "metrics/mAP50(B)", "metrics/mAP50-95(B)",
+            "val/seg_loss", "val/cls_loss"]
+    csv = tmp_path / "results.csv"
+    csv.write_text(",".join(cols) + "\n" + "\n".join(",".join(map(str, r)) for r in rows) + "\n")
+    return csv
+
+
 def test_ship_a_continued_run_counts_every_run_and_records_the_served_settings(tmp_path):
     from training.ship import ship
 
-    cols = ["epoch", "time", "metrics/mAP50(M)", "metrics/mAP50-95(M)", "metrics/mAP50(B)", "metrics/mAP50-95(B)",
-            "val/seg_loss", "val/cls_loss"]
     rows = [[1, 60.0, 0.30, 0.15, 0.32, 0.18, 2.9, 1.6], [2, 125.5, 0.33, 0.16, 0.35, 0.19, 2.8, 1.5]]
-    csv = tmp_path / "results.csv"
-    csv.write_text(",".join(cols) + "\n" + "\n".join(",".join(map(str, r)) for r in rows) + "\n")
+    csv = results_csv(tmp_path, rows)
     quality = tmp_path / "quality.json"
     quality.write_text(json.dumps({"photos": 100, "garments": 556, "found": 0.55, "right_class": 0.47,
                                    "extra_items_per_photo": 0.9, "second_items_per_photo": 0.0, "mask_iou": 0.79,
@@ -39,12 +45,9 @@ def test_a_run_shipped_from_best_pt_counts_the_epochs_up_to_its_best(tmp_path):
 
     from training.ship import ship
 
-    cols = ["epoch", "time", "metrics/mAP50(M)", "metrics/mAP50-95(M)", "metrics/mAP50(B)", "metrics/mAP50-95(B)",
-            "val/seg_loss", "val/cls_loss"]
     rows = [[1, 60.0, 0.30, 0.15, 0.32, 0.18, 2.9, 1.6], [2, 120.0, 0.36, 0.19, 0.38, 0.21, 2.7, 1.4],
             [3, 180.0, 0.33, 0.16, 0.35, 0.19, 2.8, 1.5]]
-    csv = tmp_path / "results.csv"
-    csv.write_text(",".join(cols) + "\n" + "\n".join(",".join(map(str, r)) for r in rows) + "\n")
+    csv = results_csv(tmp_path, rows)
     best = tmp_path / "weights" / "best.pt"
     best.parent.mkdir()
     shutil.copyfile(DEFAULT_MODEL, best)

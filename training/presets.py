@@ -23,6 +23,8 @@ class Preset:
 # run started rather than at SGD's 0.01; one warm-up epoch lets Adam's moments settle. Validation
 # every 3 epochs (see training/trainer.py). The cpu-continue-* presets add one thing each to it.
 CONTINUE_HYP = dict(optimizer="AdamW", lr0=0.00037, warmup_epochs=1, val_every=3)
+# Ultralytics' copy-paste in flip mode on half a photo's garments (see cpu-continue-copypaste).
+COPY_PASTE_HYP = dict(copy_paste=0.5, copy_paste_mode="flip")
 
 PRESETS: dict[str, Preset] = {
     p.name: p
@@ -46,17 +48,16 @@ PRESETS: dict[str, Preset] = {
         # every step sees new garment layouts; it is off again for the close-mosaic epochs.
         Preset("cpu-continue-copypaste", 320, 300, batch=16, time_hours=1.6,
                description="cpu-continue with Ultralytics' copy-paste augmentation (flip mode, half the garments)",
-               hyp=CONTINUE_HYP | dict(copy_paste=0.5, copy_paste_mode="flip")),
-        # A short continuation (one session's 1.5-2 h of fp32 on a CPU without bf16: about 15
-        # epochs) that fine-tunes rather than restarts. Ultralytics' warm-up starts bias rates at
+               hyp=CONTINUE_HYP | COPY_PASTE_HYP),
+        # A short continuation (one session's 1.5-2 h, in fp32 on a CPU without bf16) that
+        # fine-tunes rather than restarts. Ultralytics' warm-up starts bias rates at
         # warmup_bias_lr (0.1), which under AdamW moves every bias by up to 0.1 a step, and the
         # full rate undoes the last run's low-rate tail: both cost the longer runs 0.02-0.03 mAP50
         # in their first epochs. A quarter of the rate, no warm-up, and 5 epochs without mosaic
         # so copy-paste is on for most of the run.
         Preset("cpu-continue-copypaste-short", 320, 300, batch=16, time_hours=1.6,
                description="cpu-continue-copypaste for a short run: lr0 1e-4 without warm-up, 5 close-mosaic epochs",
-               hyp=CONTINUE_HYP | dict(copy_paste=0.5, copy_paste_mode="flip", lr0=0.0001, warmup_epochs=0,
-                                       close_mosaic=5)),
+               hyp=CONTINUE_HYP | COPY_PASTE_HYP | dict(lr0=0.0001, warmup_epochs=0, close_mosaic=5)),
         Preset("smoke", 64, 1, batch=2, description="one tiny epoch to check the pipeline"),
     ]
 }
