@@ -56,6 +56,7 @@ def test_a_run_shipped_from_best_pt_counts_the_epochs_up_to_its_best(tmp_path):
                 results_csv=csv, previous_card=DEFAULT_MODEL.with_suffix(".json"))
     run = card["training_runs"][-1]
     assert (run["epochs"], run["epochs_run"], card["training"]["best_epoch"]) == (2, 3, 2)
+    assert card["epochs"] == 2
     assert card["epochs_total"] == previous["epochs_total"] + 2
 
 

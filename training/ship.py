@@ -90,6 +90,9 @@ def ship(best: Path, out: Path, preset: str, data: str, hardware: str, eval_json
         card["training"] = _results_summary(results_csv)
     runs = _training_runs(previous, card, preset, hardware, best)
     card["training_runs"] = runs
+    # Ultralytics' args hold the planned epochs (a time budget rewrites them as it goes), not the
+    # epochs these weights hold.
+    card["epochs"] = runs[-1]["epochs"]
     card["epochs_total"] = sum(int(r["epochs"] or 0) for r in runs)
     if quality_json:
         q = json.loads(quality_json.read_text())
