@@ -58,7 +58,7 @@ PRESETS: dict[str, Preset] = {
         Preset("cpu-continue-copypaste-short", 320, 300, batch=16, time_hours=1.6,
                description="cpu-continue-copypaste for a short run: lr0 1e-4 without warm-up, 5 close-mosaic epochs",
                hyp=CONTINUE_HYP | COPY_PASTE_HYP | dict(lr0=0.0001, warmup_epochs=0, close_mosaic=5)),
-        # The shipped 320 weights score lower mAP50 served at 384 or 416 than at 320 (their
+        # Weights trained at 320 score lower mAP50 served at 384 or 416 than at 320 (their
         # mAP50-95 is a little higher): they have to be trained at the larger size to use it.
         # 384 gives belts, watches and glasses 1.44x the pixels for 1.44x the compute; a
         # session-long bf16 run at a rate between the two above, no warm-up for the same reason.
