@@ -21,6 +21,10 @@ def _speed_table(p: dict) -> list[str]:
         o = p["openvino_export_bare"]
         lines.append(f"| 2a. bare `YOLO.predict`, plain OpenVINO export ({m.get('openvino_cpu_precision')}): the candidate "
                      f"the default beat | {o['ms_per_photo']} | {o['photos_per_s']} |")
+    if "openvino_int8_bare" in p:
+        o = p["openvino_int8_bare"]
+        lines.append(f"| 2a. bare `YOLO.predict`, the shipped int8 model: the candidate the default beat on this AMX CPU | "
+                     f"{o['ms_per_photo']} | {o['photos_per_s']} |")
     if "backend_bare_worker_layout" in p:
         w = p["backend_bare_worker_layout"]
         lines.append(f"| 2b. bare `YOLO.predict`, {p['backend']}, in the workers' layout ({w['processes']} processes x "

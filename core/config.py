@@ -61,7 +61,7 @@ class Settings:
     model: str = str(DEFAULT_MODEL)
     segmenter: str = "yolo"  # yolo | fake (the fake is for fast tests only)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    backend: str = "auto"  # auto (CPU: shipped OpenVINO int8, else OpenVINO fp32; GPU: PyTorch) | pytorch | openvino | openvino-int8
+    backend: str = "auto"  # auto (CPU: shipped OpenVINO int8, else or on AMX the OpenVINO export; GPU: PyTorch) | pytorch | openvino | openvino-int8
     imgsz: int = 0  # 0 = the imgsz in the model card beside the weights (else 640)
     conf: float = 0.0  # an item's least confidence; 0 = the model card's serve_conf (else 0.25)
     iou: float = 0.7

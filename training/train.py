@@ -59,7 +59,8 @@ def train(
     prepare_ultralytics(threads=threads or os.cpu_count())
     from ultralytics import YOLO
 
-    from training.trainer import WardrobeSegmentationTrainer, cpu_has_bf16
+    from core.cpu import has_native_bf16
+    from training.trainer import WardrobeSegmentationTrainer
 
     trainer = WardrobeSegmentationTrainer.configured(val_every=val_every, repeat_threshold=repeat_threshold)
     run_dir = Path(project) / name
@@ -73,7 +74,7 @@ def train(
         model.add_callback(event, fn)
     dev = device or pick_device()
     args = _train_args(p, data_yaml, dev, project, name, epochs, imgsz, batch, weights, seed, workers, cache,
-                       _amp(dev, bf16, cpu_has_bf16), time_hours)
+                       _amp(dev, bf16, has_native_bf16), time_hours)
     args.update(hyp)
     args.update(extra or {})
     model.train(trainer=trainer, **args)

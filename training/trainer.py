@@ -25,15 +25,6 @@ from ultralytics.engine import trainer as _trainer_module
 from ultralytics.models.yolo.segment import SegmentationTrainer
 
 
-def cpu_has_bf16() -> bool:
-    """True where the CPU computes bf16 natively (AVX512-BF16 or AMX); emulated bf16 is slower than fp32."""
-    try:
-        flags = open("/proc/cpuinfo").read()
-    except OSError:
-        return False
-    return " avx512_bf16" in flags or " amx_bf16" in flags
-
-
 @contextlib.contextmanager
 def _cpu_bf16_autocast():
     original = _trainer_module.autocast

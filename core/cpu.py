@@ -1,0 +1,38 @@
+"""What this CPU can do, read from the flags Linux lists in /proc/cpuinfo (none elsewhere, which
+reads as "nothing special")."""
+from __future__ import annotations
+
+from functools import lru_cache
+
+
+@lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
+def has_native_bf16(flags: frozenset[str] | None = None) -> bool:
+    """AVX512-BF16 or AMX: bf16 computed in hardware (emulated bf16 is slower than fp32)."""
+    return bool({"avx512_bf16", "amx_bf16"} & (cpu_flags() if flags is None else flags))
+
+
+def has_amx(flags: frozenset[str] | None = None) -> bool:
+    """Intel's matrix units (Sapphire Rapids and later), which OpenVINO uses for bf16 and int8."""
+    return "amx_bf16" in (cpu_flags() if flags is None else flags)
