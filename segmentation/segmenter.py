@@ -158,8 +158,9 @@ class YoloSegmenter:
             try:
                 source = openvino_model(path, self.imgsz, settings.data_path / "model-cache", digest)
             except Exception as e:  # noqa: BLE001 - export needs openvino + onnx bits; PyTorch always works
-                log.warning("OpenVINO export failed (%s); using PyTorch", e)
-                self.backend, source = "pytorch", path
+                # on an AMX CPU the shipped int8 model is still there, and faster than PyTorch
+                self.backend, source = ("openvino-int8", int8) if int8 is not None else ("pytorch", path)
+                log.warning("OpenVINO export failed (%s); using %s", e, self.backend)
         if self.backend.startswith("openvino"):
             _torch_beside_openvino()
         self.model = YOLO(str(source), task="segment")

@@ -67,3 +67,24 @@ def test_an_int8_model_of_other_weights_is_not_used(tmp_path):
     record = int8_model_dir(weights, imgsz) / INT8_RECORD
     record.write_text("{not json")
     assert shipped_int8_model(weights, imgsz, digest) is None
+
+
+def test_an_amx_worker_whose_export_fails_serves_the_int8_model(monkeypatch, tmp_path):
+    """On AMX, auto asks for the plain export; if making it fails, the shipped int8 model is
+    still there and serves, rather than PyTorch at a fraction of its speed."""
+    import segmentation.backends as backends
+    from core.config import Settings
+    from segmentation.segmenter import YoloSegmenter
+
+    if not backends.openvino_available():
+        pytest.skip("OpenVINO is not installed")
+
+    def no_export(*args, **kwargs):
+        raise RuntimeError("onnx is not installed")
+
+    monkeypatch.setattr(backends, "has_amx", lambda: True)
+    monkeypatch.setattr(backends, "openvino_model", no_export)
+    seg = YoloSegmenter(Settings.from_env(model=str(DEFAULT_MODEL), segmenter="yolo", backend="auto", device="cpu",
+                                          data_dir=str(tmp_path)))
+    assert seg.backend == "openvino-int8"
+    assert seg.model.predictor.model.backend.ov_compiled_model is not None
