@@ -34,7 +34,7 @@ SHARED = ROOT.parent / "shared" / "datasets" / "ccp-fashionpedia"
 
 
 def machine() -> dict:
-    from core.cpu import cpu_flags, cpu_model
+    from core.cpu import cpu_flags, cpu_model, has_amx
 
     cpu, flags = cpu_model(), cpu_flags()
     gpu = None
@@ -52,7 +52,7 @@ def machine() -> dict:
         ov_precision = str(ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT"))
     except Exception:  # noqa: BLE001
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "amx_bf16": "amx_bf16" in flags, "avx512_bf16": "avx512_bf16" in flags,
+    return {"cpu": cpu, "cores": os.cpu_count(), "amx_bf16": has_amx(flags), "avx512_bf16": "avx512_bf16" in flags,
             "openvino_cpu_precision": ov_precision, "gpu": gpu, "python": platform.python_version()}
 
 
