@@ -80,3 +80,26 @@ def test_card_only_update_keeps_the_weights_and_refuses_a_card_of_other_weights(
     w.write_bytes(b"other weights")
     with pytest.raises(SystemExit):
         update_card(w, serve_conf=0.3)
+
+
+def test_a_run_shipped_from_an_epoch_checkpoint_counts_the_epochs_up_to_it(tmp_path):
+    """Ultralytics' save_period files are named for its 0-based epoch counter: epoch1.pt holds the
+    second epoch's weights. Shipping one (chosen by mask mAP50, not by Ultralytics' fitness) adds the
+    epochs up to it and records that epoch's validation, not the fitness-best one's."""
+    import shutil
+
+    from training.ship import ship
+
+    rows = [[1, 60.0, 0.30, 0.15, 0.32, 0.18, 2.9, 1.6], [2, 120.0, 0.38, 0.17, 0.38, 0.19, 2.7, 1.4],
+            [3, 180.0, 0.36, 0.20, 0.37, 0.22, 2.8, 1.5]]
+    csv = results_csv(tmp_path, rows)
+    chosen = tmp_path / "weights" / "epoch1.pt"
+    chosen.parent.mkdir()
+    shutil.copyfile(DEFAULT_MODEL, chosen)
+    previous = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())
+    card = ship(chosen, tmp_path / "models" / "w.pt", preset="cpu-continue", data="ccp", hardware="2-core CPU",
+                results_csv=csv, previous_card=DEFAULT_MODEL.with_suffix(".json"))
+    run = card["training_runs"][-1]
+    assert (run["epochs"], run["epochs_run"], card["training"]["best_epoch"]) == (2, 3, 2)
+    assert card["training"]["best_epoch_val"]["mAP50(M)"] == 0.38
+    assert card["epochs"] == 2 and card["epochs_total"] == previous["epochs_total"] + 2

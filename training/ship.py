@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
@@ -11,13 +12,25 @@ from segmentation.runtime import prepare_ultralytics
 from training.gpu_kit import sha256  # stdlib only: the same helper serves the GPU kit
 
 
-def _results_summary(results_csv: Path) -> dict:
+def checkpoint_epoch(weights: Path) -> int | None:
+    """The 1-based epoch a save_period checkpoint holds: Ultralytics names them `epoch{N}.pt` after
+    its 0-based epoch counter. None for any other file."""
+    m = re.fullmatch(r"epoch(\d+)\.pt", weights.name)
+    return int(m.group(1)) + 1 if m else None
+
+
+def _results_summary(results_csv: Path, epoch: int | None = None) -> dict:
+    """`best_epoch`: the epoch whose weights ship, `epoch` when given, else the one Ultralytics'
+    fitness picks for best.pt."""
     with open(results_csv) as f:
         rows = [{k.strip(): v.strip() for k, v in r.items()} for r in csv.DictReader(f)]
     if not rows:
         return {}
-    best = max(rows, key=lambda r: 0.1 * float(r["metrics/mAP50(M)"]) + 0.9 * float(r["metrics/mAP50-95(M)"])
-               + 0.1 * float(r["metrics/mAP50(B)"]) + 0.9 * float(r["metrics/mAP50-95(B)"]))
+    if epoch is not None:
+        best = next(r for r in rows if int(r["epoch"]) == epoch)
+    else:
+        best = max(rows, key=lambda r: 0.1 * float(r["metrics/mAP50(M)"]) + 0.9 * float(r["metrics/mAP50-95(M)"])
+                   + 0.1 * float(r["metrics/mAP50(B)"]) + 0.9 * float(r["metrics/mAP50-95(B)"]))
     return {"epochs_run": len(rows), "best_epoch": int(best["epoch"]), "train_seconds": float(rows[-1]["time"]),
             "best_epoch_val": {"seg_loss": float(best["val/seg_loss"]), "cls_loss": float(best["val/cls_loss"]),
                                "mAP50(M)": float(best["metrics/mAP50(M)"]), "mAP50-95(M)": float(best["metrics/mAP50-95(M)"])}}
@@ -30,7 +43,8 @@ QUALITY_KEYS = ("photos", "garments", "found", "right_class", "extra_items_per_p
 def _training_runs(previous: dict | None, card: dict, preset: str, hardware: str, shipped: Path) -> list[dict]:
     """Every run behind these weights: the previous card's (or the previous card itself), then this one.
     A run's `epochs` are those that went into the shipped weights: Ultralytics' best.pt holds the
-    best epoch's, any other file (last.pt) the whole run's; `epochs_run` is how many ran."""
+    best epoch's, a save_period checkpoint its epoch's, any other file (last.pt) the whole run's;
+    `epochs_run` is how many ran."""
     runs = list((previous or {}).get("training_runs") or ([{
         "version": previous["version"], "preset": previous.get("preset"), "imgsz": previous.get("imgsz"),
         "epochs": (previous.get("training") or {}).get("epochs_run", previous.get("epochs")),
@@ -39,7 +53,7 @@ def _training_runs(previous: dict | None, card: dict, preset: str, hardware: str
     t = card.get("training") or {}
     ran = t.get("epochs_run", card["epochs"])
     runs.append({"version": card["version"], "preset": preset, "imgsz": card["imgsz"],
-                 "epochs": t.get("best_epoch", ran) if shipped.name == "best.pt" else ran, "epochs_run": ran,
+                 "epochs": checkpoint_epoch(shipped) or (t.get("best_epoch", ran) if shipped.name == "best.pt" else ran), "epochs_run": ran,
                  "minutes": round(t.get("train_seconds", 0) / 60),
                  "precision": card["train_precision"], "hardware": hardware})
     return runs
@@ -87,7 +101,7 @@ def ship(best: Path, out: Path, preset: str, data: str, hardware: str, eval_json
     if serve_conf:
         card["serve_conf"] = serve_conf
     if results_csv:
-        card["training"] = _results_summary(results_csv)
+        card["training"] = _results_summary(results_csv, checkpoint_epoch(best))
     runs = _training_runs(previous, card, preset, hardware, best)
     card["training_runs"] = runs
     # Ultralytics' args hold the planned epochs (a time budget rewrites them as it goes), not the
