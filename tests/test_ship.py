@@ -15,6 +15,22 @@ def results_csv(tmp_path, rows):
     return csv
 
 
+def ship_run_file(tmp_path, name, rows):
+    """Ship a copy of the shipped weights as the run's weights/`name`, continued from the shipped card;
+    returns the new card and the previous one."""
+    import shutil
+
+    from training.ship import ship
+
+    csv = results_csv(tmp_path, rows)
+    weights = tmp_path / "weights" / name
+    weights.parent.mkdir()
+    shutil.copyfile(DEFAULT_MODEL, weights)
+    card = ship(weights, tmp_path / "models" / "w.pt", preset="cpu-continue", data="ccp", hardware="2-core CPU",
+                results_csv=csv, previous_card=DEFAULT_MODEL.with_suffix(".json"))
+    return card, json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())
+
+
 def test_ship_a_continued_run_counts_every_run_and_records_the_served_settings(tmp_path):
     from training.ship import ship
 
@@ -41,19 +57,9 @@ def test_ship_a_continued_run_counts_every_run_and_records_the_served_settings(t
 
 def test_a_run_shipped_from_best_pt_counts_the_epochs_up_to_its_best(tmp_path):
     """best.pt holds the best epoch's weights, not the last's: the run adds only the epochs up to it."""
-    import shutil
-
-    from training.ship import ship
-
     rows = [[1, 60.0, 0.30, 0.15, 0.32, 0.18, 2.9, 1.6], [2, 120.0, 0.36, 0.19, 0.38, 0.21, 2.7, 1.4],
             [3, 180.0, 0.33, 0.16, 0.35, 0.19, 2.8, 1.5]]
-    csv = results_csv(tmp_path, rows)
-    best = tmp_path / "weights" / "best.pt"
-    best.parent.mkdir()
-    shutil.copyfile(DEFAULT_MODEL, best)
-    previous = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())
-    card = ship(best, tmp_path / "models" / "w.pt", preset="cpu-continue", data="ccp", hardware="2-core CPU",
-                results_csv=csv, previous_card=DEFAULT_MODEL.with_suffix(".json"))
+    card, previous = ship_run_file(tmp_path, "best.pt", rows)
     run = card["training_runs"][-1]
     assert (run["epochs"], run["epochs_run"], card["training"]["best_epoch"]) == (2, 3, 2)
     assert card["epochs"] == 2
@@ -86,19 +92,9 @@ def test_a_run_shipped_from_an_epoch_checkpoint_counts_the_epochs_up_to_it(tmp_p
     """Ultralytics' save_period files are named for its 0-based epoch counter: epoch1.pt holds the
     second epoch's weights. Shipping one (chosen by mask mAP50, not by Ultralytics' fitness) adds the
     epochs up to it and records that epoch's validation, not the fitness-best one's."""
-    import shutil
-
-    from training.ship import ship
-
     rows = [[1, 60.0, 0.30, 0.15, 0.32, 0.18, 2.9, 1.6], [2, 120.0, 0.38, 0.17, 0.38, 0.19, 2.7, 1.4],
             [3, 180.0, 0.36, 0.20, 0.37, 0.22, 2.8, 1.5]]
-    csv = results_csv(tmp_path, rows)
-    chosen = tmp_path / "weights" / "epoch1.pt"
-    chosen.parent.mkdir()
-    shutil.copyfile(DEFAULT_MODEL, chosen)
-    previous = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())
-    card = ship(chosen, tmp_path / "models" / "w.pt", preset="cpu-continue", data="ccp", hardware="2-core CPU",
-                results_csv=csv, previous_card=DEFAULT_MODEL.with_suffix(".json"))
+    card, previous = ship_run_file(tmp_path, "epoch1.pt", rows)
     run = card["training_runs"][-1]
     assert (run["epochs"], run["epochs_run"], card["training"]["best_epoch"]) == (2, 3, 2)
     assert card["training"]["best_epoch_val"]["mAP50(M)"] == 0.38
