@@ -99,3 +99,12 @@ def test_a_run_shipped_from_an_epoch_checkpoint_counts_the_epochs_up_to_it(tmp_p
     assert (run["epochs"], run["epochs_run"], card["training"]["best_epoch"]) == (2, 3, 2)
     assert card["training"]["best_epoch_val"]["mAP50(M)"] == 0.38
     assert card["epochs"] == 2 and card["epochs_total"] == previous["epochs_total"] + 2
+
+
+def test_an_epoch_checkpoint_from_another_run_is_refused(tmp_path):
+    """epoch7.pt with a results.csv of one epoch: the card would describe other weights, so nothing ships."""
+    import pytest
+
+    with pytest.raises(SystemExit, match="no row for epoch 8"):
+        ship_run_file(tmp_path, "epoch7.pt", [[1, 60.0, 0.30, 0.15, 0.32, 0.18, 2.9, 1.6]])
+    assert not (tmp_path / "models").exists()  # nothing was written in place of the shipped weights

@@ -27,7 +27,9 @@ def _results_summary(results_csv: Path, epoch: int | None = None) -> dict:
     if not rows:
         return {}
     if epoch is not None:
-        best = next(r for r in rows if int(r["epoch"]) == epoch)
+        best = next((r for r in rows if int(r["epoch"]) == epoch), None)
+        if best is None:  # the checkpoint is not from this run
+            raise SystemExit(f"{results_csv} has no row for epoch {epoch}")
     else:
         best = max(rows, key=lambda r: 0.1 * float(r["metrics/mAP50(M)"]) + 0.9 * float(r["metrics/mAP50-95(M)"])
                    + 0.1 * float(r["metrics/mAP50(B)"]) + 0.9 * float(r["metrics/mAP50-95(B)"]))
@@ -66,6 +68,8 @@ def ship(best: Path, out: Path, preset: str, data: str, hardware: str, eval_json
     this run continued from (the card then counts every run's epochs); `serve_conf`: the item
     threshold chosen from `quality_json` (make quality's report at the served settings)."""
     previous = json.loads(previous_card.read_text()) if previous_card else None
+    # read before the weights are replaced, so a results.csv that does not fit them stops the ship
+    training = _results_summary(results_csv, checkpoint_epoch(best)) if results_csv else None
     prepare_ultralytics()
     import torch
     from ultralytics.utils.torch_utils import strip_optimizer
@@ -100,8 +104,8 @@ def ship(best: Path, out: Path, preset: str, data: str, hardware: str, eval_json
     }
     if serve_conf:
         card["serve_conf"] = serve_conf
-    if results_csv:
-        card["training"] = _results_summary(results_csv, checkpoint_epoch(best))
+    if training is not None:
+        card["training"] = training
     runs = _training_runs(previous, card, preset, hardware, best)
     card["training_runs"] = runs
     # Ultralytics' args hold the planned epochs (a time budget rewrites them as it goes), not the
