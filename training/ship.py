@@ -54,8 +54,9 @@ def _training_runs(previous: dict | None, card: dict, preset: str, hardware: str
         "precision": previous.get("train_precision", "fp32"), "hardware": previous.get("hardware")}] if previous else []))
     t = card.get("training") or {}
     ran = t.get("epochs_run", card["epochs"])
+    held = checkpoint_epoch(shipped) or (t.get("best_epoch") if shipped.name == "best.pt" else None)
     runs.append({"version": card["version"], "preset": preset, "imgsz": card["imgsz"],
-                 "epochs": checkpoint_epoch(shipped) or (t.get("best_epoch", ran) if shipped.name == "best.pt" else ran), "epochs_run": ran,
+                 "epochs": held or ran, "epochs_run": ran,
                  "minutes": round(t.get("train_seconds", 0) / 60),
                  "precision": card["train_precision"], "hardware": hardware})
     return runs
