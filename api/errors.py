@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger("wardrobe.api")
@@ -25,6 +25,18 @@ def short(value, limit: int = 60) -> str:
     """A client's value for an error message: its repr, cut to `limit` characters."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def json_object(example: str, allowed: set[str]) -> dict:
+    """The request's JSON body as a dict with no fields beyond `allowed`; anything else is a 400
+    `invalid_body` that shows `example` (a list, a string or a number is the client's mistake too)."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_body", f"send a JSON object: {example}")
+    unknown = set(body) - allowed
+    if unknown:
+        raise ApiError(400, "invalid_body", f"unknown fields: {', '.join(sorted(map(str, unknown)))}")
+    return body
 
 
 def error_response(status: int, code: str, message: str, headers: dict | None = None):

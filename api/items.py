@@ -7,7 +7,7 @@ from flask import Blueprint, Response, g, jsonify, request
 from sqlalchemy import select
 
 from api import deps
-from api.errors import ApiError
+from api.errors import ApiError, json_object
 from api.paging import (decode_confidence_cursor, decode_cursor, encode_confidence_cursor, encode_cursor,
                         page_limit)
 from api.serializers import item_body as _item_body
@@ -154,12 +154,10 @@ def correct_item(item_id: str):
     """Correct the model: a new category (by name or class_id), or "not a garment". Sending the
     item's current class confirms it. Any of these marks the item reviewed (it no longer needs review)."""
     item = _own_item(item_id)
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict) or not body:
-        raise ApiError(400, "invalid_body", "send a JSON object: {\"category\": NAME} or {\"class_id\": N} or {\"not_garment\": true}")
-    unknown = set(body) - {"category", "class_id", "not_garment"}
-    if unknown:
-        raise ApiError(400, "invalid_body", f"unknown fields: {', '.join(sorted(unknown))}")
+    example = '{"category": NAME} or {"class_id": N} or {"not_garment": true}'
+    body = json_object(example, {"category", "class_id", "not_garment"})
+    if not body:
+        raise ApiError(400, "invalid_body", f"send a JSON object: {example}")
     new_class = None
     if "category" in body:
         new_class = find_class(body["category"])

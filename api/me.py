@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import math
 
-from flask import Blueprint, g, request
+from flask import Blueprint, g
 from sqlalchemy import func, select
 
 from api import deps
-from api.errors import ApiError
+from api.errors import ApiError, json_object
 from api.items import needs_review_filter
 from db.models import Item, User
 
@@ -46,12 +46,10 @@ def get_me():
 @deps.require_user
 def update_me():
     """{"review_below": 0.0-1.0}, or null to follow the deployment's default again."""
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict) or not body:
-        raise ApiError(400, "invalid_body", 'send a JSON object: {"review_below": a number from 0 to 1, or null}')
-    unknown = set(body) - {"review_below"}
-    if unknown:
-        raise ApiError(400, "invalid_body", f"unknown fields: {', '.join(sorted(unknown))}")
+    example = '{"review_below": a number from 0 to 1, or null}'
+    body = json_object(example, {"review_below"})
+    if not body:
+        raise ApiError(400, "invalid_body", f"send a JSON object: {example}")
     value = body["review_below"]
     if value is not None:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \

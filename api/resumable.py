@@ -25,7 +25,7 @@ from datetime import timedelta
 from flask import Blueprint, current_app, g, jsonify, request
 
 from api import deps
-from api.errors import ApiError
+from api.errors import ApiError, json_object
 from api.completion import complete_upload
 from api.serializers import _ts, _utc
 from api.uploads import _user_lock, check_quota, clean_name
@@ -135,12 +135,7 @@ def _find(session_id: str, lock: bool = False) -> UploadSession:
 # --- create ------------------------------------------------------------------------------------------------------
 
 def _create_body(settings) -> tuple[str, int, str | None]:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise ApiError(400, "invalid_body", 'send a JSON object: {"filename": ..., "size": bytes, "sha256": optional hex}')
-    unknown = set(body) - {"filename", "size", "sha256"}
-    if unknown:
-        raise ApiError(400, "invalid_body", f"unknown fields: {', '.join(sorted(unknown))}")
+    body = json_object('{"filename": ..., "size": bytes, "sha256": optional hex}', {"filename", "size", "sha256"})
     size, name, sha = body.get("size"), body.get("filename"), body.get("sha256")
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise ApiError(400, "invalid_body", "size must be the zip's length in bytes, at least 1")

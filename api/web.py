@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import Blueprint, jsonify, request, send_from_directory
+from flask import Blueprint, jsonify, send_from_directory
 
 from api import deps
-from api.errors import ApiError
+from api.errors import ApiError, json_object
 
 STATIC = Path(__file__).resolve().parent / "static"
 bp = Blueprint("web", __name__, static_folder=str(STATIC), static_url_path="/static")
@@ -44,8 +44,7 @@ def signup():
 
     if not deps.settings().allow_signup:
         raise ApiError(403, "signup_disabled", "this server does not allow sign-up; ask its operator for a token")
-    body = request.get_json(silent=True) or {}
-    name = body.get("name")
+    name = json_object('{"name": NAME}', {"name"}).get("name")
     if not isinstance(name, str) or not name.strip() or len(name) > 200 or not name.isprintable():
         raise ApiError(400, "invalid_body", "send {\"name\": NAME} with 1-200 printable characters")
     s = deps.db()

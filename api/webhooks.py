@@ -5,7 +5,7 @@ from flask import Blueprint, g, jsonify, request
 from sqlalchemy import delete, select
 
 from api import deps
-from api.errors import ApiError, short
+from api.errors import ApiError, json_object, short
 from api.paging import newest_first
 from core.urlguard import UrlRefused, check_url
 from db import webhooks
@@ -63,16 +63,6 @@ def _checked_url(value) -> str:
         raise ApiError(400, "invalid_url", str(e)) from None
 
 
-def _json_object(example: str, allowed: set[str]) -> dict:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise ApiError(400, "invalid_body", f"send a JSON object: {example}")
-    unknown = set(body) - allowed
-    if unknown:
-        raise ApiError(400, "invalid_body", f"unknown fields: {', '.join(sorted(map(str, unknown)))}")
-    return body
-
-
 def _events(value) -> list[str]:
     if value is None:
         return list(webhooks.DEFAULT_EVENTS)
@@ -89,7 +79,7 @@ def _events(value) -> list[str]:
 def create_webhook():
     """{"url": "https://...", "events": [...]} (events optional: the four job.* end events).
     201 with the endpoint and its signing secret, which is never shown again."""
-    body = _json_object('{"url": "https://...", "events": [...]}', {"url", "events"})
+    body = json_object('{"url": "https://...", "events": [...]}', {"url", "events"})
     events = _events(body.get("events"))
     url = _checked_url(body.get("url"))
     settings = deps.settings()
@@ -127,7 +117,7 @@ def update_webhook(webhook_id: str):
     (after it answered 410 Gone, or after the user turned it off) clears why it was off; events that
     ended while it was off are not sent. The secret stays."""
     ep = _own_endpoint(webhook_id)
-    body = _json_object('{"url": "https://...", "events": [...], "enabled": true}', {"url", "events", "enabled"})
+    body = json_object('{"url": "https://...", "events": [...], "enabled": true}', {"url", "events", "enabled"})
     if not body:
         raise ApiError(400, "invalid_body", "send at least one of url, events, enabled")
     if "enabled" in body and not isinstance(body["enabled"], bool):

@@ -187,6 +187,9 @@ def test_signup_is_off_unless_allowed(client, app):
         assert client.get("/v1/jobs", headers=auth(r.get_json()["token"])).status_code == 200
         assert_error(client.post("/v1/users", json={"name": "eve"}), 409, "name_taken")
         assert_error(client.post("/v1/users", json={}), 400)
+        # JSON that is not an object is the client's mistake, not the server's: 400, never 500
+        for body in ([1], "eve", 5, True):
+            assert_error(client.post("/v1/users", json=body), 400, "invalid_body")
     finally:
         app.extensions["wardrobe"] = rt
 
