@@ -117,15 +117,24 @@ def list_job_photos(job_id: str):
     q = select(Photo).where(Photo.job_id == job.id)
     cursor = request.args.get("cursor")
     if cursor is not None:
-        try:
-            after = int(cursor)
-        except ValueError:
-            raise ApiError(400, "invalid_cursor", "the cursor is not one this API returned") from None
+        after = _zip_position(cursor)
         q = q.where(Photo.entry_index > after)
     rows = list(deps.db().scalars(q.order_by(Photo.entry_index).limit(limit + 1)))
     more = len(rows) > limit
     rows = rows[:limit]
     return {"photos": [photo_body(p) for p in rows], "next_cursor": str(rows[-1].entry_index) if more else None}
+
+
+def _zip_position(cursor: str) -> int:
+    """A photos cursor: an entry's position in the zip. Anything else, a number too large for the
+    column included (the database refuses to bind it: a 500 before), is not one this API returned."""
+    try:
+        after = int(cursor)
+    except ValueError:
+        after = -1
+    if not 0 <= after < 2**31:
+        raise ApiError(400, "invalid_cursor", "the cursor is not one this API returned")
+    return after
 
 
 @bp.delete("/v1/jobs/<job_id>/data")
