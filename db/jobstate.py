@@ -190,13 +190,21 @@ def retry(s: Session, job_id: uuid.UUID, zip_available: bool) -> int:
         s.execute(update(Photo).where(Photo.id.in_(again)).values(
             status=PhotoStatus.PENDING.value, error_code=None, error_message=None, processed_at=None)
             .execution_options(synchronize_session=False))
-    counts = dict(s.execute(select(Photo.status, func.count()).where(Photo.job_id == job_id)
-                            .group_by(Photo.status)).all())
     s.execute(update(Job).where(Job.id == job_id).values(
         status=JobStatus.QUEUED.value, started_at=None, finished_at=None, updated_at=now,
-        error_code=None, error_message=None,
-        photos_done=counts.get(PhotoStatus.DONE.value, 0),
-        photos_failed=counts.get(PhotoStatus.FAILED.value, 0),
-        photos_duplicate=counts.get(PhotoStatus.DUPLICATE.value, 0),
+        error_code=None, error_message=None, **recount(s, job_id),
     ).execution_options(synchronize_session=False))
     return len(again)
+
+
+def recount(s: Session, job_id: uuid.UUID) -> dict[str, int]:
+    """The job's photo counters as its photos' rows stand now (after a retry or a deleted photo)."""
+    from sqlalchemy import func
+
+    from db.models import Photo, PhotoStatus
+
+    counts = dict(s.execute(select(Photo.status, func.count()).where(Photo.job_id == job_id)
+                            .group_by(Photo.status)).all())
+    return dict(photos_done=counts.get(PhotoStatus.DONE.value, 0),
+                photos_failed=counts.get(PhotoStatus.FAILED.value, 0),
+                photos_duplicate=counts.get(PhotoStatus.DUPLICATE.value, 0))

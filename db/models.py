@@ -124,6 +124,8 @@ class Job(Base):
     items_found: Mapped[int] = mapped_column(Integer, default=0)
     photos_duplicate: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     ingest_finished: Mapped[bool] = mapped_column(default=False)
+    # zip positions of photos the user deleted after the job ended: out of its counts, never read again
+    deleted_entries: Mapped[list] = mapped_column(JSON, default=list, server_default="[]")
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
 

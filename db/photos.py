@@ -40,7 +40,7 @@ def begin_ingest(job_id: uuid.UUID) -> IngestStart | None:
         jobstate.mark_running(s, job_id)
         pending = list(s.scalars(select(Photo.id).where(Photo.job_id == job_id,
                                                          Photo.status == PhotoStatus.PENDING.value)))
-        seen = set(s.scalars(select(Photo.entry_index).where(Photo.job_id == job_id)))
+        seen = set(s.scalars(select(Photo.entry_index).where(Photo.job_id == job_id))) | set(job.deleted_entries)
         return IngestStart(job.user_id, job.upload_key, pending, seen, job.ingest_finished)
 
 
@@ -64,9 +64,12 @@ def maybe_finish(job_id: uuid.UUID) -> None:
         jobstate.maybe_finish(s, job_id)
 
 
-def set_photos_total(job_id: uuid.UUID, total: int) -> None:
+def set_photos_total(job_id: uuid.UUID, entries: int) -> None:
+    """The job's photos: the zip's image entries less those the user deleted."""
     with session_scope() as s:
-        s.execute(update(Job).where(Job.id == job_id).values(photos_total=total, updated_at=utcnow()))
+        deleted = s.scalar(select(Job.deleted_entries).where(Job.id == job_id)) or []
+        s.execute(update(Job).where(Job.id == job_id).values(photos_total=entries - len(deleted),
+                                                             updated_at=utcnow()))
 
 
 def finish_ingest(job_id: uuid.UUID, entries: int) -> None:

@@ -105,17 +105,27 @@ def delete_objects(storage: Storage, purged: Purged) -> Purged:
 def purge_photo(s: Session, user_id: uuid.UUID, photo_id: uuid.UUID) -> Purged | None:
     """Delete one of the user's photos with its items (the rows; commit, then delete_objects).
     None when the user has no such photo; StillRunning while its job is."""
-    row = s.execute(select(Photo.storage_key, Job.status).join(Job, Job.id == Photo.job_id)
+    row = s.execute(select(Photo.storage_key, Photo.entry_index, Job).join(Job, Job.id == Photo.job_id)
                     .where(Photo.id == photo_id, Photo.user_id == user_id).with_for_update(of=Job)).first()
     if row is None:
         return None
-    if row.status in ACTIVE:
+    job = row.Job
+    if job.status in ACTIVE:
         raise StillRunning()
     out = Purged(photos=1)
     cutouts = list(s.scalars(select(Item.cutout_key).where(Item.photo_id == photo_id)))
     out.items = len(cutouts)
     out.keys = _photo_keys(user_id, [(photo_id, row.storage_key)]) + cutouts
     s.execute(delete(Photo).where(Photo.id == photo_id))  # items go with it (ON DELETE CASCADE)
+    # The photo leaves its job: out of its counts (a retry would otherwise wait for it for ever) and
+    # remembered by its zip position (a retry that reads the rest of the zip skips it).
+    job.deleted_entries = [*job.deleted_entries, row.entry_index]
+    job.photos_total = max(0, job.photos_total - 1)
+    job.items_found = max(0, job.items_found - out.items)
+    from db import jobstate  # jobstate imports this module (a job's end decides its zip's fate)
+
+    for name, value in jobstate.recount(s, job.id).items():
+        setattr(job, name, value)
     return out
 
 

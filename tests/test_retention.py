@@ -342,3 +342,67 @@ def test_an_upload_by_a_user_deleted_while_their_token_is_cached_is_401_and_leav
     assert stored(rt, uid) == set()
     with session_scope() as s:
         assert s.scalar(select(func.count()).select_from(Job).where(Job.user_id == uid)) == 0
+
+
+def test_a_deleted_photo_leaves_its_job_and_a_retry_still_finishes(clean_db, make_user, settings_as):
+    """Deleting a photo of an ended job takes it out of the job's counts; before, a retry of the job
+    waited for ever for the deleted photo (done + failed never reached the zip's count again)."""
+    from tests.test_live import run_job_failing
+
+    rt = settings_as(upload_retention=-1)
+    client = _app(rt)
+    _, token = make_user()
+    h = auth(token)
+    job = upload(client, token, photos_zip(3, 8)).get_json()["id"]
+    run_job_failing(rt, job)  # every photo failed for a reason a retry can mend
+    victim = client.get(f"/v1/jobs/{job}/photos", headers=h).get_json()["photos"][0]
+    assert client.delete(f"/v1/photos/{victim['id']}", headers=h).status_code == 204
+    p = client.get(f"/v1/jobs/{job}", headers=h).get_json()["progress"]
+    assert (p["photos_total"], p["photos_failed"]) == (2, 2)
+
+    resp = client.post(f"/v1/jobs/{job}/retry", headers=h)
+    assert resp.status_code == 202 and resp.get_json()["retried_photos"] == 2
+    run_job(rt, job)
+    body = client.get(f"/v1/jobs/{job}", headers=h).get_json()
+    assert body["status"] == "succeeded", body
+    p = body["progress"]
+    assert (p["photos_total"], p["photos_done"], p["photos_failed"], p["percent"]) == (2, 2, 0, 100.0)
+    names = [x["entry"] for x in client.get(f"/v1/jobs/{job}/photos", headers=h).get_json()["photos"]]
+    assert victim["entry"] not in names and len(names) == 2
+
+
+def test_a_photo_deleted_from_a_job_cut_short_is_not_read_again_by_its_retry(clean_db, make_user, settings_as,
+                                                                             monkeypatch):
+    """A job cancelled while its zip was being read, with the zip kept: its retry reads the rest of
+    the zip, and must not bring back a photo the user deleted in between."""
+    from worker import ingest
+
+    rt = settings_as(upload_retention=-1)
+    client = _app(rt)
+    _, token = make_user()
+    h = auth(token)
+    n = 27  # ingest looks for a cancel every 25 entries
+    job = upload(client, token, photos_zip(n, 9)).get_json()["id"]
+    real_active = ingest.photos.job_active
+
+    def cancel_at_the_check(jid):
+        if client.get(f"/v1/jobs/{job}/photos?limit=100", headers=h).get_json()["photos"]:
+            client.delete(f"/v1/jobs/{job}", headers=h)  # the user cancels while entry 25 is read
+        return real_active(jid)
+
+    monkeypatch.setattr(ingest.photos, "job_active", cancel_at_the_check)
+    run_job(rt, job)
+    monkeypatch.undo()
+    assert client.get(f"/v1/jobs/{job}", headers=h).get_json()["status"] == "cancelled"
+    listed = client.get(f"/v1/jobs/{job}/photos?limit=100", headers=h).get_json()["photos"]
+    assert len(listed) == 25
+    victim = listed[0]
+    assert client.delete(f"/v1/photos/{victim['id']}", headers=h).status_code == 204
+
+    assert client.post(f"/v1/jobs/{job}/retry", headers=h).status_code == 202
+    run_job(rt, job)
+    body = client.get(f"/v1/jobs/{job}", headers=h).get_json()
+    assert body["status"] == "succeeded", body
+    assert (body["progress"]["photos_total"], body["progress"]["photos_done"]) == (n - 1, n - 1)
+    names = [x["entry"] for x in client.get(f"/v1/jobs/{job}/photos?limit=100", headers=h).get_json()["photos"]]
+    assert victim["entry"] not in names and len(names) == n - 1
