@@ -212,6 +212,7 @@ def enqueue_job(s, job_id: uuid.UUID) -> None:
     except Exception as e:  # noqa: BLE001 - the broker is down
         log.error("enqueue of job %s failed: %s", job_id, e)
         jobstate.fail(s, job_id, "queue_unavailable", "the job could not be queued; upload again")
+        idempotency.forget_job(s, job_id)  # "try again shortly" with the same Idempotency-Key makes a new job
         s.commit()
         raise ApiError(503, "queue_unavailable", "the job queue is unavailable; try again shortly") from None
 

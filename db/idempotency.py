@@ -61,3 +61,10 @@ def release(s, user_id, key: str) -> None:
     s.execute(delete(IdempotencyKey).where(IdempotencyKey.user_id == user_id, IdempotencyKey.key == key,
                                            IdempotencyKey.job_id.is_(None)))
     s.commit()
+
+
+def forget_job(s, job_id: uuid.UUID) -> None:
+    """A job that failed before it was queued gives its key back, so that the client's retry with it
+    makes a new job rather than replaying this one."""
+    s.execute(delete(IdempotencyKey).where(IdempotencyKey.job_id == job_id))
+    s.execute(update(Job).where(Job.id == job_id).values(idempotency_key=None))

@@ -153,3 +153,23 @@ def test_a_revoked_token_lapses_within_the_token_cache_time(clean_db, make_user)
     with session_scope() as s:
         s.execute(update(ApiToken).where(ApiToken.user_id == uid2).values(revoked_at=utcnow()))
     assert_error(off.get("/v1/jobs", headers=auth(token2)), 401, "unauthorized")
+
+
+def test_a_503_for_a_broker_that_is_down_does_not_burn_the_idempotency_key(client, make_user, settings):
+    """The 503 says try again; the same request with the same key then makes a job that runs. Before,
+    the key still named the job the 503 had failed, so the retry got that failed job back (202)."""
+    from dataclasses import replace
+
+    from api.app import create_app
+
+    _, token = make_user()
+    data = zip_bytes(example_photos(1))
+    broken = create_app(replace(settings, broker_url="redis://127.0.0.1:1/0")).test_client()
+    assert_error(post(broken, token, data, "same-key"), 503, "queue_unavailable")
+    again = post(client, token, data, "same-key")
+    assert again.status_code == 202, again.get_data(as_text=True)
+    assert again.get_json()["status"] == "queued"
+    replay = post(client, token, data, "same-key")  # and the key now names that job
+    assert replay.status_code == 202 and replay.get_json()["id"] == again.get_json()["id"]
+    statuses = sorted(j["status"] for j in client.get("/v1/jobs", headers=auth(token)).get_json()["jobs"])
+    assert statuses == ["failed", "queued"]
