@@ -46,8 +46,10 @@ class keys:  # noqa: N801 - a namespace of key builders
         return f"users/{user_id}/originals/{photo_id}"
 
     @staticmethod
-    def cutout(user_id: uuid.UUID, photo_id: uuid.UUID, index: int, ext: str) -> str:
-        return f"users/{user_id}/cutouts/{photo_id}/{index}.{ext}"
+    def cutout(user_id: uuid.UUID, photo_id: uuid.UUID, item_id: uuid.UUID, ext: str) -> str:
+        # the item's id, not its place among the photo's garments: a second delivery of the photo
+        # (whose rows are never written) must not overwrite the cut-outs the first one's rows name
+        return f"users/{user_id}/cutouts/{photo_id}/{item_id}.{ext}"
 
     @staticmethod
     def incoming(user_id: uuid.UUID, session_id: uuid.UUID) -> str:

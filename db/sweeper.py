@@ -11,7 +11,7 @@ What is unreferenced, by key (keys are made by the server: core.storage.keys):
   WARDROBE_UPLOAD_RETENTION (0: at once; -1: kept for ever);
 - `users/<user>/photos/<photo>.jpg`: no photo row names it;
 - `users/<user>/originals/<photo>`: no such photo;
-- `users/<user>/cutouts/<photo>/<n>.<ext>`: no item row names it;
+- `users/<user>/cutouts/<photo>/<item>.<ext>`: no item row names it;
 - `users/<user>/incoming/<session>.part` (a chunked upload's bytes so far): no upload session names it;
 - `users/<user>/exports/<export>.zip`: no such export, or it failed or expired;
 - anything under `users/<user>/` of a user that no longer exists.

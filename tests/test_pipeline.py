@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import uuid
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -52,10 +53,48 @@ def test_every_task_run_twice_duplicates_nothing(make_user, rt):
     assert count(Item, job_id=job_id) == 8
 
 
+class SecondDelivery(FakeSegmenter):
+    """Another worker's run of the same photos (another model version, or a GPU that batched them
+    differently: the same garments, outlined a little differently), in whose model call the first
+    delivery runs to its end and commits."""
+
+    version = "fake-other"
+
+    def __init__(self, first):
+        super().__init__()
+        self.first = first
+
+    def segment(self, photos):
+        self.first()
+        return [[half(d) for d in dets] for dets in super().segment(photos)]
+
+
+def half(d):
+    """The detection shrunk to half its size about its centre."""
+    x1, y1, x2, y2 = d.bbox
+    c = np.array([(x1 + x2) / 2, (y1 + y2) / 2], np.float32)
+    return replace(d, bbox=(c[0] - (x2 - x1) / 4, c[1] - (y2 - y1) / 4, c[0] + (x2 - x1) / 4, c[1] + (y2 - y1) / 4),
+                   polygons=[c + (p - c) / 2 for p in d.polygons])
+
+
+def test_a_losing_delivery_never_overwrites_the_winners_cut_outs(make_user, rt):
+    uid, _ = make_user()
+    job_id = new_job(rt, uid, zip_bytes(example_photos(2)))
+    chunks: list[list] = []
+    ingest.run(job_id, rt, send_segment=lambda j, ids: chunks.append(list(ids)))
+    (ids,) = chunks
+    first = lambda: segment.run(job_id, ids, rt, FakeSegmenter())  # noqa: E731
+    assert segment.run(job_id, ids, rt, SecondDelivery(first)) == 0  # its photos were done meanwhile: no rows
+    with session_scope() as s:
+        items = list(s.scalars(select(Item).where(Item.job_id == job_id)))
+    assert len(items) == 4 and {i.model_version for i in items} == {"fake-1"}
+    for item in items:  # each row's cut-out is the one its own delivery made, not the loser's
+        stored = Image.open(io.BytesIO(rt.storage.get_bytes(item.cutout_key)))
+        assert stored.size == (item.cutout_width, item.cutout_height), item.category
+
+
 @pytest.mark.parametrize("overlap", ["on", "off"])
 def test_post_processing_beside_or_after_the_model_writes_the_same(make_user, rt, overlap):
-    from dataclasses import replace
-
     uid, _ = make_user()
     job_id = new_job(rt, uid, zip_bytes(example_photos(5)))
     rt_mode = replace(rt, settings=replace(rt.settings, post_overlap=overlap, segment_chunk=5))
@@ -227,8 +266,6 @@ def test_ingest_holds_at_most_its_cap_of_photos_ahead_of_their_rows(make_user, r
 def test_cutout_is_rgba_with_the_mask_as_alpha(make_user, rt, max_side):
     """Full size (0), or scaled down to a long side of 60 px: either way the alpha is the stored
     polygons, drawn at the cut-out's scale, and the colour is the photo's."""
-    from dataclasses import replace
-
     import cv2
 
     uid, _ = make_user()

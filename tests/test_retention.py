@@ -108,7 +108,7 @@ def test_sweeper_deletes_only_what_no_row_names_and_nothing_young(clean_db, make
     orphans = {keys.upload(uid, gone_job): b"zip of a job whose row was never written",
                keys.photo(uid, gone_photo): b"photo of a crashed ingest",
                keys.original(uid, gone_photo): b"its original",
-               keys.cutout(uid, photo_id, 99, "webp"): b"cut-out of a segmentation that rolled back",
+               keys.cutout(uid, photo_id, uuid.uuid4(), "webp"): b"cut-out of a segmentation that rolled back",
                keys.photo(gone_user, uuid.uuid4()): b"object of a deleted user"}
     for key, data in orphans.items():
         rt.storage.put_bytes(key, data)

@@ -68,12 +68,13 @@ def load(rt: Runtime, jid: uuid.UUID, pid, uid, key) -> Loaded | None:
     return None
 
 
-def _item(jid: uuid.UUID, photo: Loaded, det, cut, index: int, key: str, version: str, thumb) -> Item:
+def _item(item_id: uuid.UUID, jid: uuid.UUID, photo: Loaded, det, cut, index: int, key: str, version: str,
+          thumb) -> Item:
     cls = by_id(det.class_id)
     colors = dominant_colors(thumb)
     h = dhash(thumb)
     return Item(
-        id=uuid.uuid4(), colors=colors, color=colors[0]["name"] if colors else None,
+        id=item_id, colors=colors, color=colors[0]["name"] if colors else None,
         phash=h - (1 << 64) if h >= (1 << 63) else h,
         user_id=photo.user_id, photo_id=photo.id, job_id=jid, instance_index=index,
         class_id=cls.id, category=cls.name, supercategory=cls.supercategory,
@@ -119,11 +120,11 @@ def items_for(rt: Runtime, jid: uuid.UUID, photo: Loaded, dets, version: str, t:
         t.add("cutout", t1 - t0)
         if cut is None:
             continue
-        index = len(items)
-        key = keys.cutout(photo.user_id, photo.id, index, cut.ext)
+        item_id = uuid.uuid4()
+        key = keys.cutout(photo.user_id, photo.id, item_id, cut.ext)
         uploads.append(io_pool().submit(rt.storage.put_bytes, key, cut.data, cut.content_type))
         thumb = small_rgba(cut.rgba)  # once: colours and hash both read the same 32-px thumbnail
-        items.append(_item(jid, photo, det, cut, index, key, version, thumb))
+        items.append(_item(item_id, jid, photo, det, cut, len(items), key, version, thumb))
         t.add("features", clock() - t1)
     return items
 
