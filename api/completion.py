@@ -18,6 +18,7 @@ import hashlib
 import logging
 
 from flask import g
+from sqlalchemy import delete
 
 from api import deps
 from api.errors import ApiError
@@ -55,8 +56,17 @@ def complete_upload(sess: UploadSession):
         storage.rename(sess.object_key, final)  # chunked: the partial file becomes the job's zip
     partial = sess.object_key
 
+    before = sess.status
+
     def mark_completed(_s) -> None:
         sess.status, sess.object_key, sess.completed_at = COMPLETED, final, utcnow()
+
+    def take_back() -> None:
+        """The job could not be queued: it is unmade and the session is as it was, bytes included."""
+        s.execute(delete(Job).where(Job.id == sess.job_id))
+        sess.status, sess.object_key, sess.completed_at = before, partial, None
+        if partial != final:
+            _put_back(final, partial)
 
     try:
         job = commit_job(s, settings, sess.job_id, final, sess.filename, size, sha, also=mark_completed)
@@ -65,7 +75,7 @@ def complete_upload(sess: UploadSession):
         if partial != final:
             _put_back(final, partial)
         raise
-    enqueue_job(s, job.id)
+    enqueue_job(s, job.id, take_back=take_back)
     return _accepted(job)
 
 

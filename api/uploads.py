@@ -13,6 +13,7 @@ import os
 import tempfile
 import uuid
 import zipfile
+from collections.abc import Callable
 
 from flask import Blueprint, g, jsonify, request
 
@@ -204,15 +205,19 @@ def commit_job(s, settings, job_id: uuid.UUID, key: str, name: str, size: int, s
     return job
 
 
-def enqueue_job(s, job_id: uuid.UUID) -> None:
+def enqueue_job(s, job_id: uuid.UUID, take_back: Callable[[], None] | None = None) -> None:
     """Queue a committed job's ingest (only after the commit: the worker must find the row). A broker
-    that is down fails the job (its zip goes with it) and answers 503."""
+    that is down answers 503 and fails the job (its zip goes with it), or, given `take_back`, lets the
+    caller unmake it so that nothing is lost (a resumable upload keeps its bytes for a later complete)."""
     try:
         enqueue_ingest(deps.celery(), job_id)
     except Exception as e:  # noqa: BLE001 - the broker is down
         log.error("enqueue of job %s failed: %s", job_id, e)
-        jobstate.fail(s, job_id, "queue_unavailable", "the job could not be queued; upload again")
-        idempotency.forget_job(s, job_id)  # "try again shortly" with the same Idempotency-Key makes a new job
+        if take_back is not None:
+            take_back()
+        else:
+            jobstate.fail(s, job_id, "queue_unavailable", "the job could not be queued; upload again")
+            idempotency.forget_job(s, job_id)  # "try again shortly" with the same Idempotency-Key makes a new job
         s.commit()
         raise ApiError(503, "queue_unavailable", "the job queue is unavailable; try again shortly") from None
 

@@ -411,6 +411,35 @@ def test_a_quota_refused_at_complete_keeps_the_bytes_for_a_later_complete(serve,
         assert runtime.storage.get_bytes(keys.upload(uid, uuid.UUID(done.get_json()["id"]))) == data
 
 
+def test_a_broker_down_at_complete_keeps_the_bytes_for_a_later_complete(serve, make_user):
+    """503 at complete (the job could not be queued): nothing is made and nothing is lost; the complete
+    the 503 asks for makes the job, which runs. Before, the job was failed, its zip deleted with it, and
+    the second complete answered that failed job: the whole upload had to be sent again."""
+    from api.app import create_app
+
+    data = _photos_zip()
+    for local in (False, True):
+        client, _, runtime = serve(local=local)
+        broken = create_app(replace(runtime.settings, broker_url="redis://127.0.0.1:1/0")).test_client()
+        uid, token = make_user()
+        h = auth(token)
+        sess = create(client, token, data).get_json()
+        where = f"/v1/upload-sessions/{sess['id']}"
+        if local:
+            client.patch(where, data=data, headers=h | {"Content-Type": "application/offset+octet-stream",
+                                                        "Upload-Offset": "0"})
+        else:
+            put_parts(client, token, sess, data, [1])
+        assert_error(broken.post(f"{where}/complete", headers=h), 503, "queue_unavailable")
+        kept = client.get(where, headers=h).get_json()
+        assert (kept["status"], kept["offset"]) == ("open" if local else "assembled", len(data))
+        assert client.get("/v1/jobs", headers=h).get_json()["jobs"] == []  # no job was made
+        done = client.post(f"{where}/complete", headers=h)
+        assert done.status_code == 202, done.get_data(as_text=True)
+        assert done.get_json()["status"] == "queued"
+        run_to_the_end(client, token, runtime, done.get_json()["id"], 3)
+
+
 def test_open_sessions_are_capped_per_user(serve, make_user):
     client, _, _ = serve(local=True, max_upload_sessions=2)
     _, token = make_user()
