@@ -101,8 +101,10 @@ def expire(s: Session, storage: Storage, now: datetime | None = None, dry_run: b
 
 
 def keys_of_jobs(s: Session, job_ids: list[uuid.UUID]) -> set[str]:
-    """The upload keys that sessions planned for these job ids (an assembled S3 object, no job yet)."""
-    return set(s.scalars(select(UploadSession.object_key).where(UploadSession.job_id.in_(job_ids))))
+    """The upload keys that unfinished sessions planned for these job ids (an assembled S3 object, no
+    job yet). A completed session's zip is its job's: the job's retention decides, not the session."""
+    return set(s.scalars(select(UploadSession.object_key).where(UploadSession.job_id.in_(job_ids),
+                                                                UploadSession.status.in_(UNFINISHED))))
 
 
 def keys_of_sessions(s: Session, session_ids: list[uuid.UUID]) -> set[str]:

@@ -440,6 +440,28 @@ def test_a_broker_down_at_complete_keeps_the_bytes_for_a_later_complete(serve, m
         run_to_the_end(client, token, runtime, done.get_json()["id"], 3)
 
 
+def test_a_completed_sessions_zip_follows_its_jobs_retention(serve, make_user):
+    """Once its job exists, a session no longer keeps the zip from the sweeper; before, a completed
+    session (alive until its expiry, a day) kept it past WARDROBE_UPLOAD_RETENTION."""
+    from core.storage import keys
+    from db.bootup import bootup
+    from db.sweeper import sweep
+
+    data = _photos_zip()
+    client, _, runtime = serve(upload_retention=-1)  # kept for ever while the job runs and ends
+    uid, token = make_user()
+    h = auth(token)
+    sess = create(client, token, data).get_json()
+    put_parts(client, token, sess, data, [1])
+    job_id = client.post(f"/v1/upload-sessions/{sess['id']}/complete", headers=h).get_json()["id"]
+    run_to_the_end(client, token, runtime, job_id, 3)
+    key = keys.upload(uid, uuid.UUID(job_id))
+    assert runtime.storage.exists(key)
+    now_zero = bootup(replace(runtime.settings, upload_retention=0), force=True)
+    assert sweep(now_zero, grace=-5)["unreferenced"]["uploads"] == 1
+    assert not runtime.storage.exists(key)
+
+
 def test_open_sessions_are_capped_per_user(serve, make_user):
     client, _, _ = serve(local=True, max_upload_sessions=2)
     _, token = make_user()
