@@ -172,6 +172,14 @@ def create_session():
     if not (storage.multipart or storage.appendable):
         raise ApiError(501, "not_implemented", "this storage takes no resumable uploads: POST /v1/uploads")
     _user_lock(s, g.user_id)  # counted and added at once
+    same = upload_sessions.open_for(s, g.user_id, size, sha, S3 if storage.multipart else CHUNKED) if sha else None
+    if same is not None:
+        # The same bytes have an open session: that one (200), not a second. A client whose create was
+        # answered but whose answer was lost (a reset, a gateway's 504) retries it: one session, not several
+        # holding quota and the open-session limit for a day.
+        resp = _session_response(same, 200)
+        resp.headers["Location"] = f"/v1/upload-sessions/{same.id}"
+        return resp
     _room_for_one_more(s, settings, size)
     now = utcnow()
     sess = UploadSession(id=uuid.uuid4(), user_id=g.user_id, filename=name, size=size, sha256=sha, job_id=uuid.uuid4(),

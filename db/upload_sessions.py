@@ -49,6 +49,14 @@ def find(s: Session, user_id: uuid.UUID, session_id: uuid.UUID, lock: bool = Fal
     return s.scalar(q.with_for_update() if lock else q)
 
 
+def open_for(s: Session, user_id: uuid.UUID, size: int, sha256: str, mode: str) -> UploadSession | None:
+    """The user's unfinished, unexpired session for these very bytes (size and declared SHA-256), if any."""
+    return s.scalar(select(UploadSession).where(
+        UploadSession.user_id == user_id, UploadSession.size == size, UploadSession.sha256 == sha256,
+        UploadSession.mode == mode, UploadSession.status.in_(UNFINISHED), UploadSession.expires_at > utcnow())
+        .order_by(UploadSession.created_at.desc()).limit(1))
+
+
 def open_totals(s: Session, user_id: uuid.UUID) -> tuple[int, int]:
     """How many unfinished, unexpired sessions the user has, and the bytes they declared."""
     n, size = s.execute(select(func.count(), func.coalesce(func.sum(UploadSession.size), 0))

@@ -462,6 +462,24 @@ def test_a_completed_sessions_zip_follows_its_jobs_retention(serve, make_user):
     assert not runtime.storage.exists(key)
 
 
+def test_creating_a_session_again_for_the_same_bytes_answers_the_open_one(serve, make_user):
+    """A create whose answer was lost is retried (the CLI does): it gets the session it made, not a
+    second one holding quota and the open-session limit until it expires."""
+    client, _, _ = serve(local=True, max_upload_sessions=2)
+    _, token = make_user()
+    _, other = make_user()
+    data = _photos_zip()
+    first = create(client, token, data)
+    assert first.status_code == 201
+    for _ in range(3):
+        again = create(client, token, data)
+        assert again.status_code == 200 and again.get_json()["id"] == first.get_json()["id"]
+        assert again.headers["Location"] == f"/v1/upload-sessions/{first.get_json()['id']}"
+    assert create(client, other, data).status_code == 201  # another user's session is never handed out
+    assert create(client, token, data + b"more").status_code == 201  # other bytes: a session of their own
+    assert_error(create(client, token, data + b"else"), 429, "too_many_upload_sessions")
+
+
 def test_open_sessions_are_capped_per_user(serve, make_user):
     client, _, _ = serve(local=True, max_upload_sessions=2)
     _, token = make_user()
