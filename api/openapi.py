@@ -286,7 +286,9 @@ SPEC = {
                                "size": {"type": "integer", "minimum": 1, "description": "the zip's length in bytes"},
                                "sha256": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$",
                                           "description": "checked against the bytes in chunked mode; recorded in S3 mode"}}}}}},
-            "responses": {"201": _json("UploadSession", "created"), "400": _err, "401": _err,
+            "responses": {"201": _json("UploadSession", "created"),
+                          "200": _json("UploadSession", "the user's open session for the same size and sha256"),
+                          "400": _err, "401": _err,
                           "413": _desc("over WARDROBE_MAX_UPLOAD_BYTES, or the user's kept uploads and open sessions over "
                                        "WARDROBE_MAX_STORED_BYTES"),
                           "429": _desc("too many open sessions (too_many_upload_sessions) or uploads in flight or in the "
