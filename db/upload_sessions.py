@@ -82,8 +82,10 @@ def expire(s: Session, storage: Storage, now: datetime | None = None, dry_run: b
     now = now or utcnow()
     counts = {"expired": 0, "dropped": 0, "errors": 0}
     while True:
+        # Locked, skipping rows a complete holds: one that began just before the expiry finishes (or
+        # finds the session expired) before its bytes can go; the next pass takes the row.
         rows = list(s.scalars(select(UploadSession).where(UploadSession.expires_at <= now)
-                              .order_by(UploadSession.expires_at).limit(BATCH)))
+                              .order_by(UploadSession.expires_at).limit(BATCH).with_for_update(skip_locked=True)))
         if not rows:
             break
         counts["expired"] += len(rows)

@@ -500,6 +500,39 @@ def _expire(session_id: str) -> None:
         s.get(UploadSession, uuid.UUID(session_id)).expires_at = utcnow() - timedelta(seconds=1)
 
 
+def test_the_sweeper_leaves_a_session_that_a_complete_holds(serve, make_user):
+    """A complete that began just before the session's expiry holds its row; the sweeper's expiry pass
+    skips it rather than deleting the bytes under the complete (the partial file it is hashing, or the
+    job's assembled zip)."""
+    from sqlalchemy import select
+
+    from db import upload_sessions
+    from db.models import UploadSession, utcnow
+    from db.session import session_scope
+
+    client, _, runtime = serve(local=True)
+    _, token = make_user()
+    data = _photos_zip()
+    sess = create(client, token, data).get_json()
+    client.patch(f"/v1/upload-sessions/{sess['id']}", data=data,
+                 headers=auth(token) | {"Content-Type": "application/offset+octet-stream", "Upload-Offset": "0"})
+    with session_scope() as held:  # what complete does first: lock the session's row
+        row = held.scalar(select(UploadSession).where(UploadSession.id == uuid.UUID(sess["id"])).with_for_update())
+        done = {}
+
+        def expire_pass():
+            with session_scope() as s:
+                done.update(upload_sessions.expire(s, runtime.storage, now=utcnow() + timedelta(days=2)))
+
+        sweeper = threading.Thread(target=expire_pass)
+        sweeper.start()
+        sweeper.join(timeout=10)
+        assert not sweeper.is_alive(), "the expiry pass waited for the complete"
+        assert runtime.storage.exists(row.object_key)  # the bytes are still there under the complete
+        assert done["expired"] == 0
+    assert client.get(f"/v1/upload-sessions/{sess['id']}", headers=auth(token)).status_code == 200
+
+
 def test_the_sweeper_keeps_live_sessions_and_drops_expired_ones(serve, make_user, tmp_path, big_zip):
     from core.storage import keys
     from db.sweeper import sweep
