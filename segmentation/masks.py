@@ -22,25 +22,28 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Letterbox:
-    """How the photo sits in the model's input: input = photo * gain + pad (Ultralytics centres it)."""
+    """How the photo sits in the model's input: input = photo * gain + pad on each axis. Ultralytics'
+    LetterBox resizes the photo to whole pixels, each side rounded, and centres it; its scale_boxes
+    maps boxes back the same way, so masks and boxes agree."""
 
-    gain: float
-    pad_x: float
-    pad_y: float
+    gain_x: float
+    gain_y: float
+    pad_x: int
+    pad_y: int
 
     @classmethod
     def of(cls, input_hw: tuple[int, int], photo_hw: tuple[int, int]) -> "Letterbox":
         gain = min(input_hw[0] / photo_hw[0], input_hw[1] / photo_hw[1])
-        pad_x = round((input_hw[1] - photo_hw[1] * gain) / 2 - 0.1)
-        pad_y = round((input_hw[0] - photo_hw[0] * gain) / 2 - 0.1)
-        return cls(gain, pad_x, pad_y)
+        new_h, new_w = (max(round(side * gain), 1) for side in photo_hw)
+        return cls(new_w / photo_hw[1], new_h / photo_hw[0],
+                   round((input_hw[1] - new_w) / 2 - 0.1), round((input_hw[0] - new_h) / 2 - 0.1))
 
 
 def resample(mask: np.ndarray, box: Letterbox, x1: int, y1: int, w: int, h: int) -> np.ndarray:
     """The model-input-resolution mask (float) sampled bilinearly at the centres of the photo's
     pixels x1..x1+w, y1..y1+h: a soft mask in [0, 1] at photo resolution."""
-    g = box.gain
-    m = np.float32([[g, 0, g * (x1 + 0.5) + box.pad_x - 0.5], [0, g, g * (y1 + 0.5) + box.pad_y - 0.5]])
+    gx, gy = box.gain_x, box.gain_y
+    m = np.float32([[gx, 0, gx * (x1 + 0.5) + box.pad_x - 0.5], [0, gy, gy * (y1 + 0.5) + box.pad_y - 0.5]])
     return cv2.warpAffine(mask.astype(np.float32, copy=False), m, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 

@@ -231,7 +231,7 @@ def outline(photo: np.ndarray, c: Candidates, s: Settings) -> list[Detection]:
     groups = one_per_garment(c, s)
     box = Letterbox.of(c.masks.shape[1:], c.photo_hw)
     grey = cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY).astype(np.float32) * (1 / 255) if s.mask_refine_radius else None
-    min_area = MIN_CONTOUR_AREA / (box.gain * box.gain)
+    min_area = MIN_CONTOUR_AREA / (box.gain_x * box.gain_y)
     dets = []
     for i, alternatives in groups:
         if grey is not None:
