@@ -100,3 +100,24 @@ def test_outline_gives_detections_with_polygons_and_alternatives():
     assert len(dets) == 1 and dets[0].class_id == 13 and dets[0].alternatives == [(1, 0.4)]
     drawn = rasterize_polygons(dets[0].polygons, 48, 64)
     assert iou(drawn, _mask((5, 5, 30, 40)).astype(bool)) > 0.9
+
+
+@pytest.mark.parametrize("spill", [0, 1, 10])
+def test_a_cut_out_keeps_every_pixel_of_a_mask_that_spills_past_its_box(spill):
+    """A traced vertex (i, j) is pixel (i, j), so a mask reaching column X needs the crop to end after
+    X. The model's masks often spill a pixel or more past the box (bilinear resampling, the guided
+    filter); before, the crop ended at X and the cut-out lost the mask's last column and row."""
+    from segmentation.segmenter import Detection
+    from worker.cutouts import make_cutout, rasterize
+
+    photo = np.full((100, 120, 3), 90, np.uint8)
+    right, bottom = 60 + spill, 70 + spill  # the mask's last column and row
+    square = np.float32([[20, 30], [right, 30], [right, bottom], [20, bottom]])
+    det = Detection(2, 0.9, (20.0, 30.0, 60.7, 70.7), [square])
+    cut = make_cutout(photo, det, fmt="png")
+    whole = rasterize([square], 120, 100)
+    assert cut.area_fraction * 120 * 100 == pytest.approx(np.count_nonzero(whole))
+    x1, y1, x2, y2 = cut.bbox
+    assert x2 > right and y2 > bottom  # the box holds the polygon's last pixel
+    alpha = cut.rgba[..., 3]
+    assert alpha[:, right - x1].any() and alpha[bottom - y1, :].any()

@@ -47,11 +47,12 @@ def make_cutout(photo: np.ndarray, det: Detection, fmt: str = "webp", quality: i
     pts = np.concatenate(polygons) if polygons else np.zeros((0, 2))
     if len(pts) == 0:
         return None
-    # the crop covers both the box and the mask, so nothing of the mask is cut off
+    # the crop covers both the box and the mask, so nothing of the mask is cut off; a vertex (i, j)
+    # is pixel (i, j) (segmentation.masks.trace), so the crop ends one past the last vertex's pixel
     x1 = max(0, math.floor(min(det.bbox[0], pts[:, 0].min())))
     y1 = max(0, math.floor(min(det.bbox[1], pts[:, 1].min())))
-    x2 = min(w, math.ceil(max(det.bbox[2], pts[:, 0].max())))
-    y2 = min(h, math.ceil(max(det.bbox[3], pts[:, 1].max())))
+    x2 = min(w, max(math.ceil(det.bbox[2]), math.floor(pts[:, 0].max()) + 1))
+    y2 = min(h, max(math.ceil(det.bbox[3]), math.floor(pts[:, 1].max()) + 1))
     if x2 - x1 < 1 or y2 - y1 < 1:
         return None
     cw, ch = x2 - x1, y2 - y1
