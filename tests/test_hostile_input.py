@@ -213,6 +213,9 @@ def test_every_colour_mode_and_format_becomes_rgb(make_user, rt):
         "sixteen.png": image_bytes(g16, "PNG"),
         "palette.png": image_bytes(pal, "PNG", transparency=0),
         "rgba.png": image_bytes(Image.new("RGBA", (40, 30), (255, 0, 0, 0)), "PNG"),
+        # a key colour marks transparency (tRNS) in an RGB or grey PNG: optimisers write these
+        "rgb-key.png": image_bytes(Image.new("RGB", (40, 30), (0, 0, 0)), "PNG", transparency=(0, 0, 0)),
+        "grey-key.png": image_bytes(Image.new("L", (40, 30), 0), "PNG", transparency=0),
         "anim.gif": _anim_gif(),
         "photo.webp": image_bytes(Image.new("RGB", (40, 30), (0, 0, 200)), "WEBP", lossless=True),
     }
@@ -230,6 +233,8 @@ def test_every_colour_mode_and_format_becomes_rgb(make_user, rt):
     assert np.allclose(px["sixteen.png"], (155, 155, 155), atol=3)  # 40000/65535 of full scale
     assert np.allclose(px["palette.png"], (255, 255, 255), atol=3)  # transparent -> flattened on white
     assert np.allclose(px["rgba.png"], (255, 255, 255), atol=3)
+    assert np.allclose(px["rgb-key.png"], (255, 255, 255), atol=3)  # not the key colour, black
+    assert np.allclose(px["grey-key.png"], (255, 255, 255), atol=3)
     assert np.allclose(px["anim.gif"], (255, 0, 0), atol=10)  # the first frame
     assert np.allclose(px["photo.webp"], (0, 0, 200), atol=6)
     assert np.allclose(px["phone.heic"], (200, 100, 0), atol=20)

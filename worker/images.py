@@ -60,8 +60,10 @@ def _to_rgb(im: Image.Image) -> Image.Image:
         arr = np.asarray(im, dtype=np.float64)
         hi = 65535.0 if arr.max() > 255 else 255.0
         im = Image.fromarray((arr / hi * 255.0).clip(0, 255).astype(np.uint8), "L")
-    if im.mode == "P":
-        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    if im.mode in ("P", "L", "RGB") and "transparency" in im.info:
+        im = im.convert("RGBA")  # a palette index or a key colour (PNG tRNS) that is transparent
+    elif im.mode == "P":
+        im = im.convert("RGB")
     if im.mode in ("LA", "RGBA", "PA", "RGBa"):
         rgba = im.convert("RGBA")
         bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
