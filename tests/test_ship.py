@@ -22,6 +22,7 @@ def ship_run_file(tmp_path, name, rows):
 
     from training.ship import ship
 
+    tmp_path.mkdir(parents=True, exist_ok=True)
     csv = results_csv(tmp_path, rows)
     weights = tmp_path / "weights" / name
     weights.parent.mkdir()
@@ -108,3 +109,24 @@ def test_an_epoch_checkpoint_from_another_run_is_refused(tmp_path):
     with pytest.raises(SystemExit, match="no row for epoch 8"):
         ship_run_file(tmp_path, "epoch7.pt", [[1, 60.0, 0.30, 0.15, 0.32, 0.18, 2.9, 1.6]])
     assert not (tmp_path / "models").exists()  # nothing was written in place of the shipped weights
+
+
+def test_best_pt_is_the_epoch_ultralytics_fitness_picks(tmp_path):
+    """Ultralytics 8.4 keeps best.pt by mask + box mAP50-95 alone. Epoch 2 has the higher mAP50 and
+    the older 0.1/0.9 blend would pick it; Ultralytics saved epoch 3."""
+    rows = [[1, 60.0, 0.30, 0.15, 0.32, 0.18, 2.9, 1.6], [2, 120.0, 0.40, 0.22, 0.42, 0.24, 2.7, 1.4],
+            [3, 180.0, 0.36, 0.225, 0.38, 0.24, 2.8, 1.5]]
+    card, _ = ship_run_file(tmp_path, "best.pt", rows)
+    assert card["training"]["best_epoch"] == 3 and card["training"]["best_epoch_val"]["mAP50(M)"] == 0.36
+
+
+def test_an_epoch_checkpoint_of_an_unvalidated_epoch_records_no_validation(tmp_path):
+    """With validation every 3 epochs, epoch 4's row repeats epoch 3's figures: they are not epoch 4's."""
+    rows = [[1, 60.0, 0, 0, 0, 0, 0, 0], [2, 120.0, 0, 0, 0, 0, 0, 0],  # before the first validation
+            [3, 180.0, 0.36, 0.20, 0.37, 0.22, 2.8, 1.5], [4, 240.0, 0.36, 0.20, 0.37, 0.22, 2.8, 1.5]]
+    card, _ = ship_run_file(tmp_path, "epoch3.pt", rows)
+    assert card["training"]["best_epoch"] == 4 and card["training"]["best_epoch_val"] is None
+    card, _ = ship_run_file(tmp_path / "again", "epoch2.pt", rows)
+    assert card["training"]["best_epoch_val"]["mAP50(M)"] == 0.36  # epoch 3 was validated
+    card, _ = ship_run_file(tmp_path / "first", "epoch0.pt", rows)
+    assert card["training"]["best_epoch_val"] is None

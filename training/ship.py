@@ -19,23 +19,43 @@ def checkpoint_epoch(weights: Path) -> int | None:
     return int(m.group(1)) + 1 if m else None
 
 
+METRICS = ("metrics/mAP50(M)", "metrics/mAP50-95(M)", "metrics/mAP50(B)", "metrics/mAP50-95(B)")
+
+
+def _fitness(row: dict) -> float:
+    """What Ultralytics (8.4, pinned) keeps best.pt by: mask plus box mAP50-95 (its Metric.fitness
+    weighs P, R and mAP50 by 0)."""
+    return float(row["metrics/mAP50-95(M)"]) + float(row["metrics/mAP50-95(B)"])
+
+
+def _validated(rows: list[dict], i: int) -> bool:
+    """Whether epoch row i was validated: with `val_every` > 1 a skipped epoch's row repeats the last
+    validated one's metrics (training/trainer.py), or zeros before the first, and two validations
+    never agree to the digit."""
+    before = rows[i - 1] if i else {k: "0" for k in METRICS}
+    return any(float(rows[i][k]) != float(before[k]) for k in METRICS)
+
+
 def _results_summary(results_csv: Path, epoch: int | None = None) -> dict:
     """`best_epoch`: the epoch whose weights ship, `epoch` when given, else the one Ultralytics'
-    fitness picks for best.pt."""
+    fitness picks for best.pt (the first to reach it: the validated one). `best_epoch_val` is that
+    epoch's validation, None when it was not validated."""
     with open(results_csv) as f:
         rows = [{k.strip(): v.strip() for k, v in r.items()} for r in csv.DictReader(f)]
     if not rows:
         return {}
     if epoch is not None:
-        best = next((r for r in rows if int(r["epoch"]) == epoch), None)
-        if best is None:  # the checkpoint is not from this run
+        i = next((i for i, r in enumerate(rows) if int(r["epoch"]) == epoch), None)
+        if i is None:  # the checkpoint is not from this run
             raise SystemExit(f"{results_csv} has no row for epoch {epoch}")
     else:
-        best = max(rows, key=lambda r: 0.1 * float(r["metrics/mAP50(M)"]) + 0.9 * float(r["metrics/mAP50-95(M)"])
-                   + 0.1 * float(r["metrics/mAP50(B)"]) + 0.9 * float(r["metrics/mAP50-95(B)"]))
+        i = max(range(len(rows)), key=lambda j: (_fitness(rows[j]), -j))
+    best = rows[i]
+    val = ({"seg_loss": float(best["val/seg_loss"]), "cls_loss": float(best["val/cls_loss"]),
+            "mAP50(M)": float(best["metrics/mAP50(M)"]), "mAP50-95(M)": float(best["metrics/mAP50-95(M)"])}
+           if _validated(rows, i) else None)
     return {"epochs_run": len(rows), "best_epoch": int(best["epoch"]), "train_seconds": float(rows[-1]["time"]),
-            "best_epoch_val": {"seg_loss": float(best["val/seg_loss"]), "cls_loss": float(best["val/cls_loss"]),
-                               "mAP50(M)": float(best["metrics/mAP50(M)"]), "mAP50-95(M)": float(best["metrics/mAP50-95(M)"])}}
+            "best_epoch_val": val}
 
 
 QUALITY_KEYS = ("photos", "garments", "found", "right_class", "extra_items_per_photo", "second_items_per_photo",
