@@ -64,6 +64,15 @@ def test_a_touching_pair_of_shoes_labelled_as_one_region_counts_once():
     assert len(s.matches) == 2 and (s.second, s.extra) == (1, 0)  # the pants item sits on the found pair: second
 
 
+def test_one_shoe_found_twice_is_not_joined_into_a_pair():
+    """Joining is for a left and a right shoe on one labelled region; two overlapping items on one shoe
+    are a duplicate the catalogue shows, so the second counts as a second item."""
+    garments = [Garment(0, square(0, 0, 20))]
+    twice = [Found(0, 0.9, square(0, 0, 20)), Found(0, 0.8, square(0, 0, 20) & (np.arange(60) < 12))]
+    s = score_photo(garments, twice)
+    assert s.joined == 0 and len(s.matches) == 1 and (s.second, s.extra) == (1, 0)
+
+
 def _fake_shapes(w: int, h: int) -> tuple[list[float], list[float]]:
     """The fake segmenter's two garments on a w x h photo (segmentation/segmenter.py FakeSegmenter), as flat rings."""
     t = np.linspace(0, 2 * np.pi, 32, endpoint=False)

@@ -37,6 +37,9 @@ MATCH_IOU = 0.5
 BOUNDARY_TOLERANCE_PX = 2
 JOIN_CLASSES = (0,)  # shoe: labelled per connected region, so a touching pair is one garment in the labels
 JOIN_INSIDE = 0.5
+# Items of one region overlapping each other this much are one shoe found twice, not a left and a
+# right: they are not joined, so the second counts as a second item
+JOIN_APART = 0.3
 
 
 @dataclass
@@ -102,15 +105,20 @@ def boundary_f(pred: np.ndarray, gt: np.ndarray, tolerance: float = BOUNDARY_TOL
 
 
 def join_on_labels(garments: list[Garment], items: list[Found]) -> tuple[list[Found], int]:
-    """Items of JOIN_CLASSES that lie mostly on one labelled region of their class become one item
-    (union mask, best confidence); returns the items and how many were folded into others."""
+    """Items of JOIN_CLASSES that lie mostly on one labelled region of their class, and apart from
+    each other, become one item (union mask, best confidence); returns the items and how many were
+    folded into others."""
     items = list(items)
     joined = 0
     for g in garments:
         if g.class_id not in JOIN_CLASSES:
             continue
-        on = [k for k, it in enumerate(items) if it.class_id == g.class_id
-              and np.count_nonzero(it.mask) and np.count_nonzero(it.mask & g.mask) >= JOIN_INSIDE * np.count_nonzero(it.mask)]
+        lying = [k for k, it in enumerate(items) if it.class_id == g.class_id
+                 and np.count_nonzero(it.mask) and np.count_nonzero(it.mask & g.mask) >= JOIN_INSIDE * np.count_nonzero(it.mask)]
+        on: list[int] = []
+        for k in sorted(lying, key=lambda k: -items[k].confidence):
+            if all(iou(items[k].mask, items[j].mask) < JOIN_APART for j in on):
+                on.append(k)
         if len(on) < 2:
             continue
         union = np.logical_or.reduce([items[k].mask for k in on])
