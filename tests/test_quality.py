@@ -122,3 +122,31 @@ def test_make_quality_through_the_api_and_worker(tmp_path, monkeypatch):
     assert r["mask_iou"] > 0.97 and r["boundary_f"] > 0.95
     assert r["per_class"]["bag, wallet"]["found"] == 0.0 and r["per_class"]["pants"]["right_class"] == 0.0
     assert r["seconds"] > 0 and r["model_version"] == "fake-1"
+
+
+def test_rle_labels_count_as_garments_as_they_are_trained_on(tmp_path):
+    """The importer trains on Fashionpedia's RLE (crowd) regions; the quality report must count them
+    too, or an item found on one would be an 'extra' and the garment missing from the totals."""
+    from training.quality import garments_at, load_labels
+
+    mask = np.zeros((40, 60), np.uint8)
+    mask[10:30, 20:50] = 1
+    flat = mask.T.ravel()  # COCO runs go down columns
+    counts, run, value = [], 0, 0
+    for v in flat:
+        if v != value:
+            counts.append(run)
+            run, value = 0, v
+        run += 1
+    counts.append(run)
+    data = {"categories": [{"id": 1, "name": "pants"}, {"id": 2, "name": "sleeve"}],
+            "images": [{"id": 7, "file_name": "a.jpg", "width": 60, "height": 40}],
+            "annotations": [{"image_id": 7, "category_id": 1, "iscrowd": 1,
+                             "segmentation": {"size": [40, 60], "counts": counts}},
+                            {"image_id": 7, "category_id": 2, "segmentation": [[0, 0, 5, 0, 5, 5]]}]}
+    path = tmp_path / "labels.json"
+    path.write_text(json.dumps(data))
+    (photo,) = load_labels(path).values()
+    assert [cid for cid, _ in photo.garments] == [3]  # pants; the sleeve is no catalogue class
+    (g,) = garments_at(photo, 120, 80)  # the stored photo at twice the label's size
+    assert iou(g.mask, np.kron(mask, np.ones((2, 2), np.uint8)).astype(bool)) > 0.9

@@ -264,10 +264,23 @@ def load_labels(path: str | Path) -> dict[str, LabelledPhoto]:
     for ann in data["annotations"]:
         cls = BY_NAME.get(cats.get(ann["category_id"], ""))
         seg = ann.get("segmentation")
-        if cls is None or not isinstance(seg, list) or ann.get("iscrowd"):
+        if cls is None:
             continue
-        photos[ann["image_id"]].garments.append((cls.id, seg))
+        photo = photos[ann["image_id"]]
+        if isinstance(seg, dict):  # RLE (Fashionpedia's crowd regions): a garment the model is trained on too
+            seg = _rle_rings(seg, photo.width, photo.height)
+        if isinstance(seg, list) and seg:
+            photo.garments.append((cls.id, seg))
     return {p.file_name: p for p in photos.values()}
+
+
+def _rle_rings(rle: dict, width: int, height: int) -> list[list[float]]:
+    """A COCO RLE as flat rings in the label's pixels, as the importer turns it into training labels."""
+    from training.fashionpedia import mask_to_pieces, rle_to_mask
+
+    h, w = rle["size"]
+    return [(piece * (width / w, height / h)).ravel().tolist()
+            for piece in mask_to_pieces(rle_to_mask(rle)) if len(piece) >= 3]
 
 
 def garments_at(photo: LabelledPhoto, width: int, height: int) -> list[Garment]:
