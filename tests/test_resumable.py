@@ -145,6 +145,18 @@ def put_parts(client, token, sess: dict, data: bytes, numbers: list[int]) -> Non
         assert r.status_code == 200 and r.headers["ETag"], r.text
 
 
+def all_bytes_sent(client, token, data: bytes, local: bool) -> str:
+    """A session holding all of `data` (chunks PATCHed to the API, or one S3 part): its path."""
+    sess = create(client, token, data).get_json()
+    where = f"/v1/upload-sessions/{sess['id']}"
+    if local:
+        client.patch(where, data=data, headers=auth(token) | {"Content-Type": "application/offset+octet-stream",
+                                                             "Upload-Offset": "0"})
+    else:
+        put_parts(client, token, sess, data, [1])
+    return where
+
+
 def run_to_the_end(client, token, runtime, job_id: str, photos: int) -> None:
     run_job(runtime, job_id)
     job = client.get(f"/v1/jobs/{job_id}", headers=auth(token)).get_json()
@@ -390,13 +402,7 @@ def test_a_quota_refused_at_complete_keeps_the_bytes_for_a_later_complete(serve,
         client, _, runtime = serve(local=local, max_uploads_in_flight=1)
         uid, token = make_user()
         h = auth(token)
-        sess = create(client, token, data).get_json()
-        where = f"/v1/upload-sessions/{sess['id']}"
-        if local:
-            client.patch(where, data=data, headers=h | {"Content-Type": "application/offset+octet-stream",
-                                                        "Upload-Offset": "0"})
-        else:
-            put_parts(client, token, sess, data, [1])
+        where = all_bytes_sent(client, token, data, local)
         busy = client.post("/v1/uploads", data=data, headers=h | {"Content-Type": "application/zip"}).get_json()["id"]
         resp = client.post(f"{where}/complete", headers=h)
         assert_error(resp, 429, "too_many_uploads_in_flight")
@@ -423,13 +429,7 @@ def test_a_broker_down_at_complete_keeps_the_bytes_for_a_later_complete(serve, m
         broken = create_app(replace(runtime.settings, broker_url="redis://127.0.0.1:1/0")).test_client()
         uid, token = make_user()
         h = auth(token)
-        sess = create(client, token, data).get_json()
-        where = f"/v1/upload-sessions/{sess['id']}"
-        if local:
-            client.patch(where, data=data, headers=h | {"Content-Type": "application/offset+octet-stream",
-                                                        "Upload-Offset": "0"})
-        else:
-            put_parts(client, token, sess, data, [1])
+        where = all_bytes_sent(client, token, data, local)
         assert_error(broken.post(f"{where}/complete", headers=h), 503, "queue_unavailable")
         kept = client.get(where, headers=h).get_json()
         assert (kept["status"], kept["offset"]) == ("open" if local else "assembled", len(data))
@@ -513,9 +513,8 @@ def test_the_sweeper_leaves_a_session_that_a_complete_holds(serve, make_user):
     client, _, runtime = serve(local=True)
     _, token = make_user()
     data = _photos_zip()
-    sess = create(client, token, data).get_json()
-    client.patch(f"/v1/upload-sessions/{sess['id']}", data=data,
-                 headers=auth(token) | {"Content-Type": "application/offset+octet-stream", "Upload-Offset": "0"})
+    where = all_bytes_sent(client, token, data, local=True)
+    sess = {"id": where.rsplit("/", 1)[1]}
     with session_scope() as held:  # what complete does first: lock the session's row
         row = held.scalar(select(UploadSession).where(UploadSession.id == uuid.UUID(sess["id"])).with_for_update())
         done = {}
