@@ -18,6 +18,7 @@ log = logging.getLogger("wardrobe.api")
 
 bp = Blueprint("metrics", __name__)
 
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _ERROR_CODES = {"storage_unavailable": "storage", "database_unavailable": "database", "queue_unavailable": "broker"}
 
 
@@ -32,8 +33,10 @@ def _finish(resp):
     route = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
     if route == "/metrics":
         return resp  # the scrapes themselves would be most of the count
-    m.HTTP_REQUESTS.labels(route, request.method, str(resp.status_code)).inc()
-    m.HTTP_LATENCY.labels(route, request.method).observe(time.perf_counter() - t0)
+    # a client may send any method it makes up: each one a label value would grow the series without end
+    method = request.method if request.method in _METHODS else "other"
+    m.HTTP_REQUESTS.labels(route, method, str(resp.status_code)).inc()
+    m.HTTP_LATENCY.labels(route, method).observe(time.perf_counter() - t0)
     if resp.status_code == 503 and resp.is_json:
         code = ((resp.get_json(silent=True) or {}).get("error") or {}).get("code")
         if code in _ERROR_CODES:
