@@ -485,6 +485,39 @@ def test_the_reaper_resends_lost_work_only(make_user, rt, settings, tmp_path):
         redis_server.kill()
 
 
+def test_a_retry_waiting_out_its_backoff_is_not_lost_work(make_user, rt, settings, tmp_path):
+    """A task retried with a countdown waits in a live worker's timer: Celery lists it under scheduled,
+    not active or reserved. It is held work, not lost; before, the sweep re-sent the job's ingest
+    (every pending photo segmented twice) whenever a backoff outlasted `stale_after`."""
+    from core.queue import SEGMENT_QUEUE, SEGMENT_TASK, make_celery
+    from tests.procs import Proc, RedisServer, wait_for
+    from tests.test_failures import photos_zip, worker_env
+    from tests.test_pipeline import new_job
+    from worker import ingest
+    from worker.reaper import broker_jobs
+
+    redis_server = RedisServer(tmp_path).start()
+    worker = None
+    try:
+        app = make_celery(replace(settings, broker_url=redis_server.url))
+        uid, _ = make_user()
+        job = new_job(rt, uid, photos_zip(2, seed=33))
+        sent: list = []
+        ingest.run(job, rt, send_segment=lambda j, ids: sent.append(ids))
+        worker = Proc(["worker", "--concurrency", "1"], worker_env(settings, redis_server.url),
+                      tmp_path / "worker.log").start()
+        # what self.retry(countdown=...) publishes: the same task, due later
+        app.send_task(SEGMENT_TASK, args=[str(job), [str(p) for p in sent[0]]], queue=SEGMENT_QUEUE, countdown=120)
+        inspect = app.control.inspect(timeout=2)
+        wait_for(lambda: any((inspect.scheduled() or {}).values()), 60, "the worker to hold the retry",
+                 on_fail=worker.tail)
+        assert str(job) in broker_jobs(app)
+    finally:
+        if worker is not None:
+            worker.kill()
+        redis_server.kill()
+
+
 def test_a_killed_worker_s_work_comes_back_within_a_minute_and_a_backlog_is_left_alone(make_user, rt, settings,
                                                                                           tmp_path):
     """The whole worker SIGKILLed mid-batch: its message stays unacknowledged, and Redis would hand it

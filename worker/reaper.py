@@ -54,15 +54,17 @@ def _job_of(payload) -> str | None:
 
 
 def _live_jobs(app, timeout: float = 2.0) -> set[str] | None:
-    """Jobs of the tasks live workers are running or hold reserved; None when no worker answered."""
+    """Jobs of the tasks live workers are running, hold reserved, or hold scheduled (a retry waiting
+    out its countdown); None when no worker answered."""
     insp = app.control.inspect(timeout=timeout)
-    replies = [r for r in (insp.active(), insp.reserved()) if r]
+    replies = [r for r in (insp.active(), insp.reserved(), insp.scheduled()) if r]
     if not replies:
         return None
     jobs: set[str] = set()
     for reply in replies:
         for requests in reply.values():
             for req in requests or []:
+                req = req.get("request", req)  # scheduled entries wrap the request with its eta
                 args = req.get("args")
                 if isinstance(args, (list, tuple)) and args:
                     jobs.add(str(args[0]))
