@@ -188,6 +188,26 @@ def test_config_and_secret_hold_every_setting(rendered):
                         _parse(e["value"], settings[e["name"]])
 
 
+def _same(value: str, default: str, typ: str) -> bool:
+    if "bool" in typ:
+        return (value.lower() in {"1", "true", "yes", "on"}) == (default == "True")
+    if typ in ("int", "float"):
+        return float(value) == float(default)
+    return value == ("" if default == "None" else default)
+
+
+def test_the_configmap_holds_the_codes_defaults_unless_a_comment_says_why():
+    """Its header promises the code's defaults; a default changed in the code (alternatives_conf 0.05 ->
+    0.1, for speed) stayed behind in the ConfigMap, and every cluster ran the old value."""
+    defaults = {name: (default, typ) for name, default, typ in describe()}
+    stale = []
+    for line in (ROOT / "deploy" / "k8s" / "base" / "config.yaml").read_text().splitlines():
+        m = re.fullmatch(r'\s+(WARDROBE_\w+): "([^"]*)"\s*', line)  # no comment after it
+        if m and not _same(m[2], *defaults[m[1]]):
+            stale.append((m[1], m[2], defaults[m[1]][0]))
+    assert not stale, stale
+
+
 def _containers(d: dict) -> list[dict]:
     spec = d.get("spec", {}).get("template", {}).get("spec", {})
     return spec.get("containers", []) + spec.get("initContainers", [])
