@@ -16,16 +16,30 @@ DEFAULT_MODEL = REPO_ROOT / "models" / "wardrobe-yolov8s-seg.pt"
 MiB = 1024 * 1024
 
 
+TRUE, FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
+class SettingError(ValueError):
+    """A WARDROBE_* variable whose value the setting cannot take; the message names it."""
+
+
 def _env(name: str, default):
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
     if isinstance(default, bool):
-        return raw.strip().lower() in {"1", "true", "yes", "on"}
-    if isinstance(default, int):
-        return int(raw)
-    if isinstance(default, float):
-        return float(raw)
+        value = raw.strip().lower()
+        if value not in TRUE | FALSE:
+            raise SettingError(f"{name} must be true or false (1/0, yes/no, on/off), not {raw!r}")
+        return value in TRUE
+    try:
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+    except ValueError:
+        kind = "a whole number" if isinstance(default, int) else "a number"
+        raise SettingError(f"{name} must be {kind}, not {raw!r}") from None
     return raw
 
 
@@ -137,13 +151,14 @@ class Settings:
         values = {}
         for f in fields(cls):
             default = f.default
-            if f.name == "auto_migrate":
-                raw = os.environ.get("WARDROBE_AUTO_MIGRATE")
-                values[f.name] = None if raw in (None, "") else raw.strip().lower() in {"1", "true", "yes", "on"}
+            if f.name == "auto_migrate":  # unset: decided by the database (see bootup)
+                values[f.name] = _env("WARDROBE_AUTO_MIGRATE", False) if os.environ.get("WARDROBE_AUTO_MIGRATE") else None
                 continue
             values[f.name] = _env("WARDROBE_" + f.name.upper(), default)
         values.update(overrides)
-        return cls(**values)
+        settings = cls(**values)
+        _check_retry_schedule(settings.webhook_retry_schedule)
+        return settings
 
     # Derived values ---------------------------------------------------------
     @property
@@ -198,6 +213,18 @@ def _data_dir_key(data_dir: str) -> bytes:
         finally:
             tmp.unlink(missing_ok=True)
     return path.read_text().strip().encode()
+
+
+def _check_retry_schedule(raw: str) -> None:
+    """Refused at start, not when the first webhook attempt fails (after the event was sent)."""
+    for part in raw.replace(" ", "").split(","):
+        try:
+            ok = part == "" or float(part) >= 0
+        except ValueError:
+            ok = False
+        if not ok:
+            raise SettingError(f"WARDROBE_WEBHOOK_RETRY_SCHEDULE must be seconds separated by commas, "
+                               f"like 30,300,1800, not {raw!r}")
 
 
 def describe() -> list[tuple[str, str, str]]:

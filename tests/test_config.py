@@ -1,0 +1,35 @@
+"""WARDROBE_* settings from the environment: a value a setting cannot take stops the process at
+start with a message naming the variable, rather than a bare traceback or a silent default."""
+from __future__ import annotations
+
+import pytest
+
+from core.config import Settings, SettingError
+
+
+@pytest.mark.parametrize("name, raw, says", [
+    ("WARDROBE_MAX_UPLOAD_BYTES", "2G", "WARDROBE_MAX_UPLOAD_BYTES must be a whole number, not '2G'"),
+    ("WARDROBE_REVIEW_BELOW", "half", "WARDROBE_REVIEW_BELOW must be a number, not 'half'"),
+    ("WARDROBE_ALLOW_SIGNUP", "ture", "WARDROBE_ALLOW_SIGNUP must be true or false"),
+    ("WARDROBE_AUTO_MIGRATE", "maybe", "WARDROBE_AUTO_MIGRATE must be true or false"),
+    ("WARDROBE_WEBHOOK_RETRY_SCHEDULE", "5s,300", "WARDROBE_WEBHOOK_RETRY_SCHEDULE must be seconds"),
+    ("WARDROBE_WEBHOOK_RETRY_SCHEDULE", "30,-5", "WARDROBE_WEBHOOK_RETRY_SCHEDULE must be seconds"),
+])
+def test_a_value_a_setting_cannot_take_names_its_variable(monkeypatch, name, raw, says):
+    monkeypatch.setenv(name, raw)
+    with pytest.raises(SettingError, match=says):
+        Settings.from_env()
+
+
+@pytest.mark.parametrize("raw, value", [("true", True), ("On", True), ("1", True), ("false", False), ("NO", False),
+                                        ("0", False)])
+def test_booleans_take_the_usual_spellings(monkeypatch, raw, value):
+    monkeypatch.setenv("WARDROBE_ALLOW_SIGNUP", raw)
+    monkeypatch.setenv("WARDROBE_AUTO_MIGRATE", raw)
+    s = Settings.from_env()
+    assert s.allow_signup is value and s.auto_migrate is value
+
+
+def test_unset_auto_migrate_is_left_to_the_database(monkeypatch):
+    monkeypatch.delenv("WARDROBE_AUTO_MIGRATE", raising=False)
+    assert Settings.from_env().auto_migrate is None
