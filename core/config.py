@@ -134,7 +134,7 @@ class Settings:
 
     # Webhooks (db.webhooks, worker.webhooks)
     webhook_allow_private: bool = False  # let endpoints resolve to loopback/private/link-local addresses (tests, a private network)
-    webhook_timeout: float = 10.0  # seconds an endpoint has to answer one attempt (connect and read)
+    webhook_timeout: float = 10.0  # seconds one attempt may take in all: connect, send, the answer's status
     # seconds to wait before each retry after a 5xx, 429, timeout or connection error, with +-20 % jitter:
     # Standard Webhooks' suggested schedule (5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h), then two days more
     webhook_retry_schedule: str = "5,300,1800,7200,18000,36000,36000,86400,86400"

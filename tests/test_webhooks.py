@@ -470,6 +470,45 @@ def test_bad_requests_and_the_per_user_limit(app, rt, wh_settings, make_user, re
     assert page["webhooks"][0]["id"] != rest["webhooks"][0]["id"]
 
 
+def test_an_endpoint_that_trickles_its_answer_is_cut_at_the_attempts_time(wh_settings):
+    """requests' timeout bounds each read, so an endpoint sending its status line a byte at a time held
+    a webhook worker for as long as it liked (until the task's time limit, with no attempt recorded).
+    One attempt now takes WARDROBE_WEBHOOK_TIMEOUT in all."""
+    import socket
+    import time
+
+    from worker.webhooks import post
+
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    stop = threading.Event()
+
+    def trickle():
+        conn, _ = server.accept()
+        conn.recv(65536)
+        for byte in b"HTTP/1.1 200 OK" * 10:
+            if stop.wait(0.2):
+                break
+            try:
+                conn.sendall(bytes([byte]))
+            except OSError:
+                break
+        conn.close()
+
+    t = threading.Thread(target=trickle, daemon=True)
+    t.start()
+    t0 = time.monotonic()
+    try:
+        out = post(f"http://127.0.0.1:{port}/hook", "whsec_" + base64.b64encode(b"k" * 24).decode(), "msg_1", b"{}",
+                   replace(wh_settings, webhook_timeout=1.0))
+    finally:
+        stop.set()
+        server.close()
+    took = time.monotonic() - t0
+    assert out.status_code is None and "within 1 s" in out.error, out
+    assert took < 3.0, took
+
+
 def test_address_rule():
     from core.urlguard import address_refused
 

@@ -12,11 +12,13 @@ WARDROBE_WEBHOOK_ALLOW_PRIVATE is on.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
 import logging
 import socket
+import threading
 import time
 import uuid
 from typing import Callable
@@ -53,14 +55,18 @@ class _Vetted:
     core.urlguard allows; TLS still checks the certificate against the host name."""
 
     allow_private = False
+    opened: list | None = None  # every socket made, for the attempt's deadline to cut
 
     def _new_conn(self) -> socket.socket:
         last: OSError | None = None
         for address in vetted_addresses(self._dns_host, self.port, self.allow_private):
             try:
-                return connection.create_connection((address, self.port), self.timeout,
+                sock = connection.create_connection((address, self.port), self.timeout,
                                                     source_address=self.source_address,
                                                     socket_options=self.socket_options)
+                if self.opened is not None:
+                    self.opened.append(sock)
+                return sock
             except socket.timeout as e:
                 raise ConnectTimeoutError(self, f"connection to {self.host} timed out ({self.timeout} s)") from e
             except OSError as e:
@@ -68,8 +74,8 @@ class _Vetted:
         raise NewConnectionError(self, f"Failed to establish a new connection: {last}")
 
 
-def _adapter(allow_private: bool) -> HTTPAdapter:
-    flag = {"allow_private": allow_private}
+def _adapter(allow_private: bool, opened: list | None = None) -> HTTPAdapter:
+    flag = {"allow_private": allow_private, "opened": opened}
     http_conn = type("VettedHTTPConnection", (_Vetted, HTTPConnection), flag)
     https_conn = type("VettedHTTPSConnection", (_Vetted, HTTPSConnection), flag)
     pools = {"http": type("VettedHTTPPool", (HTTPConnectionPool,), {"ConnectionCls": http_conn}),
@@ -83,10 +89,10 @@ def _adapter(allow_private: bool) -> HTTPAdapter:
     return VettedAdapter(max_retries=0)
 
 
-def _session(allow_private: bool) -> requests.Session:
+def _session(allow_private: bool, opened: list | None = None) -> requests.Session:
     s = requests.Session()
     s.trust_env = False  # no HTTP(S)_PROXY from the environment: a proxy would connect where we did not check
-    adapter = _adapter(allow_private)
+    adapter = _adapter(allow_private, opened)
     s.mount("http://", adapter)
     s.mount("https://", adapter)
     return s
@@ -107,9 +113,24 @@ def post(url: str, secret: str, msg_id: str, body: bytes, settings: Settings) ->
     def ms() -> int:
         return int((time.monotonic() - t0) * 1000)
 
+    # requests' timeout bounds each read, not the attempt: an endpoint trickling its answer a byte at
+    # a time would hold this worker for as long as it liked. At the deadline its sockets are shut.
+    opened: list[socket.socket] = []
+    cut = threading.Event()
+
+    def shut() -> None:
+        cut.set()
+        for sock in opened:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    deadline = threading.Timer(settings.webhook_timeout, shut)
+    deadline.daemon = True
+    too_slow = f"no answer within {settings.webhook_timeout:g} s"
     try:
         split_url(url)  # http(s) only, even for a row written by hand
-        with _session(settings.webhook_allow_private) as s:
+        with _session(settings.webhook_allow_private, opened) as s:
+            deadline.start()
             resp = s.post(url, data=body, headers=headers, timeout=settings.webhook_timeout,
                           allow_redirects=False, stream=True)
             resp.close()  # the answer's body is not read: only its status counts
@@ -118,9 +139,11 @@ def post(url: str, secret: str, msg_id: str, body: bytes, settings: Settings) ->
     except UrlRefused as e:
         return webhooks.Outcome(None, ms(), str(e), refused=True)
     except requests.Timeout:
-        return webhooks.Outcome(None, ms(), f"no answer within {settings.webhook_timeout:g} s")
+        return webhooks.Outcome(None, ms(), too_slow)
     except requests.RequestException as e:
-        return webhooks.Outcome(None, ms(), f"{type(e).__name__}: {e}")
+        return webhooks.Outcome(None, ms(), too_slow if cut.is_set() else f"{type(e).__name__}: {e}")
+    finally:
+        deadline.cancel()
     code = resp.status_code
     error = None if 200 <= code < 300 else f"HTTP {code}" + (" (redirects are not followed)" if 300 <= code < 400 else "")
     return webhooks.Outcome(code, ms(), error, retry_after=_retry_after(resp) if code in (429, 503) else None)
