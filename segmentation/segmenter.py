@@ -254,9 +254,6 @@ def _box_iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter))
 
 
-SHOE = 0
-
-
 def one_per_garment(c: Candidates, s: Settings) -> list[tuple[int, list[tuple[int, float]]]]:
     """Merge detections of one garment across classes. Returns (index, alternatives) per item,
     most confident first: each item is its group's most confident detection at or above
@@ -272,8 +269,6 @@ def one_per_garment(c: Candidates, s: Settings) -> list[tuple[int, list[tuple[in
         if box_iou >= s.merge_box_iou:
             return True
         if box_iou == 0.0:
-            return False
-        if c.classes[i] == SHOE and c.classes[k] == SHOE:
             return False
         smaller = min(areas[i], areas[k])
         return bool(smaller) and float(np.logical_and(c.masks[i], c.masks[k]).sum()) / smaller >= s.merge_mask_overlap

@@ -38,6 +38,13 @@ def test_a_mask_inside_another_is_merged_but_two_touching_shoes_are_not():
     assert [k for k, _ in one_per_garment(shoes, S)] == [0, 1]
 
 
+def test_one_shoe_found_twice_is_one_item():
+    """A shoe detected twice (a box around the shoe and its sock, or around both feet) lies inside the
+    more confident one: the same garment. On the val photos 27 such second shoe items were shown."""
+    twice = _cands([((0, 30, 30, 60), 0.7, 0), ((4, 36, 26, 58), 0.3, 0)])  # box IoU 0.54, all inside
+    assert [k for k, _ in one_per_garment(twice, S)] == [0]
+
+
 def test_low_confidence_detections_only_offer_alternatives():
     c = _cands([((5, 5, 30, 40), 0.9, 2), ((5, 5, 30, 40), 0.2, 7), ((35, 45, 45, 60), 0.2, 5)])
     assert one_per_garment(c, S) == [(0, [(7, 0.2)])]
