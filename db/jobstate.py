@@ -9,7 +9,7 @@ import uuid
 from sqlalchemy import case, select, update
 from sqlalchemy.orm import Session
 
-from db import retention, webhooks
+from db import jobcounts, retention, webhooks
 from db.models import Job, JobStatus, utcnow
 
 ACTIVE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
@@ -153,8 +153,6 @@ def retry(s: Session, job_id: uuid.UUID, zip_available: bool) -> int:
     go again. A photo whose bytes are now another live photo of the user's (uploaded again meanwhile)
     becomes a duplicate of it instead. The counters are recounted from the photos, so a photo is never
     counted twice. Raises NotRetryable (nothing changed) when there is nothing to do."""
-    from sqlalchemy import func
-
     from db.models import Photo, PhotoStatus
 
     job = s.scalar(select(Job).where(Job.id == job_id).with_for_update())
@@ -192,19 +190,6 @@ def retry(s: Session, job_id: uuid.UUID, zip_available: bool) -> int:
             .execution_options(synchronize_session=False))
     s.execute(update(Job).where(Job.id == job_id).values(
         status=JobStatus.QUEUED.value, started_at=None, finished_at=None, updated_at=now,
-        error_code=None, error_message=None, **recount(s, job_id),
+        error_code=None, error_message=None, **jobcounts.recount(s, job_id),
     ).execution_options(synchronize_session=False))
     return len(again)
-
-
-def recount(s: Session, job_id: uuid.UUID) -> dict[str, int]:
-    """The job's photo counters as its photos' rows stand now (after a retry or a deleted photo)."""
-    from sqlalchemy import func
-
-    from db.models import Photo, PhotoStatus
-
-    counts = dict(s.execute(select(Photo.status, func.count()).where(Photo.job_id == job_id)
-                            .group_by(Photo.status)).all())
-    return dict(photos_done=counts.get(PhotoStatus.DONE.value, 0),
-                photos_failed=counts.get(PhotoStatus.FAILED.value, 0),
-                photos_duplicate=counts.get(PhotoStatus.DUPLICATE.value, 0))

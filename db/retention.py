@@ -14,6 +14,7 @@ from sqlalchemy import delete, event, select
 from sqlalchemy.orm import Session
 
 from core.storage import Storage, StorageError, keys
+from db import jobcounts
 from db.models import Item, Job, JobStatus, Photo, User
 
 log = logging.getLogger("wardrobe.retention")
@@ -122,9 +123,7 @@ def purge_photo(s: Session, user_id: uuid.UUID, photo_id: uuid.UUID) -> Purged |
     job.deleted_entries = [*job.deleted_entries, row.entry_index]
     job.photos_total = max(0, job.photos_total - 1)
     job.items_found = max(0, job.items_found - out.items)
-    from db import jobstate  # jobstate imports this module (a job's end decides its zip's fate)
-
-    for name, value in jobstate.recount(s, job.id).items():
+    for name, value in jobcounts.recount(s, job.id).items():
         setattr(job, name, value)
     return out
 
