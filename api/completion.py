@@ -65,15 +65,13 @@ def complete_upload(sess: UploadSession):
         """The job could not be queued: it is unmade and the session is as it was, bytes included."""
         s.execute(delete(Job).where(Job.id == sess.job_id))
         sess.status, sess.object_key, sess.completed_at = before, partial, None
-        if partial != final:
-            _put_back(final, partial)
+        _put_back(final, partial)
 
     try:
         job = commit_job(s, settings, sess.job_id, final, sess.filename, size, sha, also=mark_completed)
     except BaseException:
         s.rollback()
-        if partial != final:
-            _put_back(final, partial)
+        _put_back(final, partial)
         raise
     enqueue_job(s, job.id, take_back=take_back)
     return _accepted(job)
@@ -157,7 +155,10 @@ def _sha256(sess: UploadSession) -> str:
 
 
 def _put_back(final: str, partial: str) -> None:
-    """The job was not made (a quota, storage, the database): the chunks go back where the session finds them."""
+    """The job was not made (a quota, storage, the broker, the database): the chunks go back where the
+    session finds them (S3: the assembled object is at the job's key already)."""
+    if final == partial:
+        return
     try:
         deps.storage().rename(final, partial)
     except StorageError as e:

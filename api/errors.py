@@ -27,11 +27,12 @@ def short(value, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def json_object(example: str, allowed: set[str]) -> dict:
-    """The request's JSON body as a dict with no fields beyond `allowed`; anything else is a 400
-    `invalid_body` that shows `example` (a list, a string or a number is the client's mistake too)."""
+def json_object(example: str, allowed: set[str], nonempty: bool = False) -> dict:
+    """The request's JSON body as a dict with no fields beyond `allowed` (and, with `nonempty`, at
+    least one); anything else is a 400 `invalid_body` that shows `example` (a list, a string or a
+    number is the client's mistake too)."""
     body = request.get_json(silent=True)
-    if not isinstance(body, dict):
+    if not isinstance(body, dict) or (nonempty and not body):
         raise ApiError(400, "invalid_body", f"send a JSON object: {example}")
     unknown = set(body) - allowed
     if unknown:

@@ -154,10 +154,8 @@ def correct_item(item_id: str):
     """Correct the model: a new category (by name or class_id), or "not a garment". Sending the
     item's current class confirms it. Any of these marks the item reviewed (it no longer needs review)."""
     item = _own_item(item_id)
-    example = '{"category": NAME} or {"class_id": N} or {"not_garment": true}'
-    body = json_object(example, {"category", "class_id", "not_garment"})
-    if not body:
-        raise ApiError(400, "invalid_body", f"send a JSON object: {example}")
+    body = json_object('{"category": NAME} or {"class_id": N} or {"not_garment": true}',
+                       {"category", "class_id", "not_garment"}, nonempty=True)
     new_class = None
     if "category" in body:
         new_class = find_class(body["category"])

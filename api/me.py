@@ -46,10 +46,7 @@ def get_me():
 @deps.require_user
 def update_me():
     """{"review_below": 0.0-1.0}, or null to follow the deployment's default again."""
-    example = '{"review_below": a number from 0 to 1, or null}'
-    body = json_object(example, {"review_below"})
-    if not body:
-        raise ApiError(400, "invalid_body", f"send a JSON object: {example}")
+    body = json_object('{"review_below": a number from 0 to 1, or null}', {"review_below"}, nonempty=True)
     value = body["review_below"]
     if value is not None:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \

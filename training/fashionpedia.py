@@ -149,6 +149,12 @@ def mask_to_pieces(mask: np.ndarray) -> list[np.ndarray]:
     return [c.reshape(-1, 2).astype(np.float64) for c in contours]
 
 
+def rle_pieces(rle: dict, width: int, height: int) -> list[np.ndarray]:
+    """A COCO RLE's outer contours in the image's pixels (width x height; the RLE may be at another size)."""
+    h, w = rle["size"]
+    return [piece * (width / w, height / h) for piece in mask_to_pieces(rle_to_mask(rle))]
+
+
 # --- polygons -------------------------------------------------------------------
 
 def _ring_area(p: np.ndarray) -> float:
@@ -238,10 +244,7 @@ def annotation_to_instance(ann: dict, cat_name: str, width: int, height: int, st
     pieces: list[np.ndarray] = []
     if isinstance(seg, dict):  # RLE, as Fashionpedia stores crowd regions
         stats.crowd_rle += 1
-        raw = mask_to_pieces(rle_to_mask(seg))
-        h, w = seg["size"]
-        sx, sy = width / w, height / h
-        raw = [r * (sx, sy) for r in raw]
+        raw = rle_pieces(seg, width, height)
     elif isinstance(seg, list):
         raw = seg
     else:

@@ -276,11 +276,9 @@ def load_labels(path: str | Path) -> dict[str, LabelledPhoto]:
 
 def _rle_rings(rle: dict, width: int, height: int) -> list[list[float]]:
     """A COCO RLE as flat rings in the label's pixels, as the importer turns it into training labels."""
-    from training.fashionpedia import mask_to_pieces, rle_to_mask
+    from training.fashionpedia import rle_pieces
 
-    h, w = rle["size"]
-    return [(piece * (width / w, height / h)).ravel().tolist()
-            for piece in mask_to_pieces(rle_to_mask(rle)) if len(piece) >= 3]
+    return [piece.ravel().tolist() for piece in rle_pieces(rle, width, height) if len(piece) >= 3]
 
 
 def garments_at(photo: LabelledPhoto, width: int, height: int) -> list[Garment]:
