@@ -76,7 +76,7 @@ def main(argv=None) -> int:
 
     if not Path(a.labels).exists():
         raise SystemExit(f"no labels at {a.labels} (the shared val split is only on developers' machines and CI)")
-    labels = load_labels(a.labels)
+    labels = load_labels(a.labels, images_dir=a.images)
     names = sorted(labels)[: a.limit or None]
     photos = [Path(a.images) / n for n in names]
     if a.url:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from PIL import Image, ImageDraw
 
 from training.fashionpedia import import_dataset, join_pieces, rle_to_mask
@@ -150,3 +151,83 @@ def test_real_shared_data_when_present(tmp_path):
     assert r["train"]["images"] == 804 and r["val"]["images"] == 100
     assert set(r["train"]["dropped_categories"]) == {"sock", "glove", "tie"}
     assert r["train"]["degenerate"] == 0
+
+
+def _exif_photo(path, size, orientation):
+    """A JPEG `size` in its stored pixels, with an EXIF orientation tag; a white block at its top-left."""
+    a = np.zeros((size[1], size[0], 3), np.uint8)
+    a[: size[1] // 4, : size[0] // 4] = 255
+    im = Image.fromarray(a)
+    exif = im.getexif()
+    exif[0x0112] = orientation
+    im.save(path, quality=95, exif=exif)
+
+
+def test_orient_points_lands_where_pillow_shows_each_pixel():
+    """For each of the eight EXIF orientations, a point on the stored pixels moves to where
+    `ImageOps.exif_transpose` (and cv2, which training reads with) puts that pixel."""
+    from PIL import ImageOps
+
+    from training.fashionpedia import orient_points
+
+    w, h = 40, 20
+    for o in range(1, 9):
+        a = np.zeros((h, w), np.uint8)
+        a[3, 7] = 255  # the pixel whose centre is (7.5, 3.5)
+        im = Image.fromarray(a)
+        exif = im.getexif()
+        exif[0x0112] = o
+        shown = np.asarray(ImageOps.exif_transpose(_with_exif(im, exif)))
+        y, x = np.argwhere(shown == 255)[0]
+        np.testing.assert_allclose(orient_points(np.array([[7.5, 3.5]]), o, w, h), [[x + 0.5, y + 0.5]], err_msg=str(o))
+
+
+def _with_exif(im, exif):
+    import io
+
+    buf = io.BytesIO()
+    im.save(buf, "PNG", exif=exif)
+    return Image.open(io.BytesIO(buf.getvalue()))
+
+
+def test_labels_drawn_on_the_stored_pixels_of_a_rotated_photo_follow_it(tmp_path):
+    """A photo stored 100x50 whose EXIF says "rotate 90° clockwise" is read for training as 50x100
+    (cv2 applies the tag). Labels sized 100x50 were drawn on the stored pixels: they are moved with
+    the photo. Labels sized 50x100 were drawn on the photo as shown and stay as they are."""
+    from training.fashionpedia import import_split
+
+    imgs = tmp_path / "images"
+    imgs.mkdir()
+    _exif_photo(imgs / "stored.jpg", (100, 50), 6)
+    _exif_photo(imgs / "shown.jpg", (100, 50), 6)
+    block_stored = [0, 0, 25, 0, 25, 12.5, 0, 12.5]  # the white block, on the stored pixels
+    block_shown = [37.5, 0, 50, 0, 50, 25, 37.5, 25]  # the same block on the photo as shown (top-right)
+    coco = {"categories": CATS,
+            "images": [{"id": 1, "file_name": "stored.jpg", "width": 100, "height": 50},
+                       {"id": 2, "file_name": "shown.jpg", "width": 50, "height": 100}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 23, "segmentation": [block_stored]},
+                            {"id": 2, "image_id": 2, "category_id": 23, "segmentation": [block_shown]}]}
+    (tmp_path / "train.json").write_text(json.dumps(coco))
+    stats = import_split(tmp_path / "train.json", imgs, tmp_path / "out", "train")
+    assert stats.reoriented == 1
+    for name in ("stored", "shown"):
+        ((cls, ring),) = parse(tmp_path / "out" / "labels" / "train" / f"{name}.txt")
+        m = raster(ring, 50, 100).astype(bool)
+        expected = np.zeros((100, 50), bool)
+        expected[:25, 38:] = True
+        assert (m & expected).sum() / (m | expected).sum() > 0.85, name
+
+
+def test_labels_for_a_photo_of_another_shape_are_refused(tmp_path):
+    """Labels whose width:height is neither the photo's as stored nor as shown belong to another
+    photo (or another crop): importing them would train on garments in the wrong places."""
+    from training.fashionpedia import import_split
+
+    imgs = tmp_path / "images"
+    imgs.mkdir()
+    Image.new("RGB", (100, 50)).save(imgs / "a.jpg")
+    coco = {"categories": CATS, "images": [{"id": 1, "file_name": "a.jpg", "width": 60, "height": 60}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 23, "segmentation": [[1, 1, 20, 1, 20, 20]]}]}
+    (tmp_path / "train.json").write_text(json.dumps(coco))
+    with pytest.raises(ValueError, match=r"a\.jpg.*60x60.*100x50"):
+        import_split(tmp_path / "train.json", imgs, tmp_path / "out", "train")

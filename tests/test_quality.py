@@ -150,3 +150,28 @@ def test_rle_labels_count_as_garments_as_they_are_trained_on(tmp_path):
     assert [cid for cid, _ in photo.garments] == [3]  # pants; the sleeve is no catalogue class
     (g,) = garments_at(photo, 120, 80)  # the stored photo at twice the label's size
     assert iou(g.mask, np.kron(mask, np.ones((2, 2), np.uint8)).astype(bool)) > 0.9
+
+
+def test_labels_drawn_on_the_stored_pixels_of_a_rotated_photo_are_scored_on_it_as_shown(tmp_path):
+    """The worker turns a photo as its EXIF tag says, and its items are on the photo as shown. A
+    label drawn on the stored pixels must be turned the same way, or a garment found in the right
+    place scores as missed and its item as extra."""
+    from PIL import Image
+
+    from training.quality import garments_at, load_labels
+
+    a = np.zeros((50, 100, 3), np.uint8)
+    im = Image.fromarray(a)
+    exif = im.getexif()
+    exif[0x0112] = 6  # shown turned 90° clockwise: 50 wide, 100 high
+    im.save(tmp_path / "a.jpg", exif=exif)
+    data = {"categories": [{"id": 1, "name": "pants"}],
+            "images": [{"id": 7, "file_name": "a.jpg", "width": 100, "height": 50}],
+            "annotations": [{"image_id": 7, "category_id": 1, "segmentation": [[0, 0, 25, 0, 25, 12.5, 0, 12.5]]}]}
+    path = tmp_path / "labels.json"
+    path.write_text(json.dumps(data))
+    (photo,) = load_labels(path, images_dir=tmp_path).values()
+    (g,) = garments_at(photo, 50, 100)
+    expected = np.zeros((100, 50), bool)
+    expected[:25, 38:] = True  # the stored top-left corner is the top-right as shown
+    assert iou(g.mask, expected) > 0.85

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import ExifTags, Image
 
 from core.taxonomy import BY_NAME, NAMES
 
@@ -84,6 +85,7 @@ class ImportStats:
     crowd_rle: int = 0
     multi_piece: int = 0
     per_class: Counter = field(default_factory=Counter)
+    reoriented: int = 0  # photos whose labels were drawn on the stored pixels (see label_orientation)
 
     def as_dict(self) -> dict:
         return {
@@ -95,6 +97,7 @@ class ImportStats:
             "degenerate": self.degenerate,
             "crowd_rle": self.crowd_rle,
             "multi_piece": self.multi_piece,
+            "reoriented": self.reoriented,
             "per_class": {NAMES[k]: v for k, v in sorted(self.per_class.items())},
         }
 
@@ -262,6 +265,56 @@ def annotation_to_instance(ann: dict, cat_name: str, width: int, height: int, st
     return Instance(cls.id, join_pieces(pieces))
 
 
+# --- EXIF orientation ------------------------------------------------------------------------------
+# Training reads photos with cv2, which turns them as their EXIF orientation tag says (so does the
+# worker, with Pillow's exif_transpose); a label must be on the photo as shown. Most tools label
+# the photo as shown, some label the stored pixels. The label's width and height tell the two apart
+# when the tag swaps the axes (orientations 5-8); for the others (mirror, 180°) they cannot, and
+# the labels are taken as drawn on the photo as shown.
+SWAPS_AXES = {5, 6, 7, 8}
+
+
+def orient_points(points: np.ndarray, orientation: int, width: float, height: float) -> np.ndarray:
+    """Points (x, y) on a photo's stored pixels (width x height), moved to where they are on the photo
+    as shown, as Pillow's exif_transpose turns it (orientation is the EXIF tag's value, 1-8)."""
+    x, y = points[:, 0], points[:, 1]
+    moved = {
+        1: (x, y),
+        2: (width - x, y),  # mirrored left to right
+        3: (width - x, height - y),  # turned 180°
+        4: (x, height - y),  # mirrored top to bottom
+        5: (y, x),  # transposed
+        6: (height - y, x),  # turned 90° clockwise
+        7: (height - y, width - x),  # transversed
+        8: (y, width - x),  # turned 90° counter-clockwise
+    }[orientation]
+    return np.stack(moved, axis=1).astype(points.dtype, copy=False)
+
+
+def _same_shape(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    return abs(a[0] * b[1] - a[1] * b[0]) <= 0.01 * max(a[0] * b[1], a[1] * b[0])
+
+
+def label_orientation(photo: Path, width: int, height: int) -> int:
+    """The EXIF orientation to apply to labels sized width x height so that they land on `photo` as
+    shown: 1 when they were drawn on it as shown, its tag when drawn on its stored pixels.
+
+    Labels may be for a scaled copy of the photo (only the shape must agree); labels of another
+    shape belong to another photo or crop, and are refused."""
+    with Image.open(photo) as im:
+        stored = im.size
+        orientation = im.getexif().get(ExifTags.Base.Orientation, 1)
+    if orientation not in range(1, 9):
+        orientation = 1  # exif_transpose ignores values outside 1-8 too
+    shown = stored[::-1] if orientation in SWAPS_AXES else stored
+    if _same_shape(shown, (width, height)):
+        return 1
+    if _same_shape(stored, (width, height)):
+        return orientation
+    raise ValueError(f"{Path(photo).name}: its labels are for a {width}x{height} photo, "
+                     f"but the photo is {shown[0]}x{shown[1]}")
+
+
 def label_lines(instances: list[Instance], width: int, height: int) -> list[str]:
     lines = []
     for inst in instances:
@@ -306,6 +359,12 @@ def import_split(
         src = Path(images_dir) / img["file_name"]
         if not src.exists():
             raise FileNotFoundError(f"{src} is named in {coco_json} but missing")
+        orientation = label_orientation(src, w, h)
+        if orientation != 1:
+            stats.reoriented += 1
+            instances = [Instance(i.class_id, orient_points(i.ring, orientation, w, h)) for i in instances]
+            if orientation in SWAPS_AXES:
+                w, h = h, w
         dst = img_out / Path(img["file_name"]).name
         if not dst.exists():
             if link:

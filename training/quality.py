@@ -256,8 +256,11 @@ class LabelledPhoto:
     garments: list[tuple[int, list]]  # (class id, polygons as flat rings) in the label's pixels
 
 
-def load_labels(path: str | Path) -> dict[str, LabelledPhoto]:
-    """Labelled photos by file name, with only the 23 catalogue classes (other categories dropped)."""
+def load_labels(path: str | Path, images_dir: str | Path | None = None) -> dict[str, LabelledPhoto]:
+    """Labelled photos by file name, with only the 23 catalogue classes (other categories dropped).
+
+    With `images_dir`, labels drawn on a photo's stored pixels are turned as its EXIF tag turns the
+    photo (the worker's items are on the photo as shown), as the importer does for training."""
     data = json.loads(Path(path).read_text())
     cats = {c["id"]: c["name"] for c in data["categories"]}
     photos = {im["id"]: LabelledPhoto(Path(im["file_name"]).name, im["width"], im["height"], []) for im in data["images"]}
@@ -271,7 +274,25 @@ def load_labels(path: str | Path) -> dict[str, LabelledPhoto]:
             seg = _rle_rings(seg, photo.width, photo.height)
         if isinstance(seg, list) and seg:
             photo.garments.append((cls.id, seg))
+    if images_dir is not None:
+        for photo in photos.values():
+            _as_shown(photo, Path(images_dir) / photo.file_name)
     return {p.file_name: p for p in photos.values()}
+
+
+def _as_shown(photo: LabelledPhoto, path: Path) -> None:
+    from training.fashionpedia import SWAPS_AXES, label_orientation, orient_points
+
+    if not path.exists():
+        return  # not among the photos measured
+    orientation = label_orientation(path, photo.width, photo.height)
+    if orientation == 1:
+        return
+    w, h = photo.width, photo.height
+    photo.garments = [(cid, [orient_points(np.asarray(ring, float).reshape(-1, 2), orientation, w, h).ravel().tolist()
+                             for ring in rings]) for cid, rings in photo.garments]
+    if orientation in SWAPS_AXES:
+        photo.width, photo.height = h, w
 
 
 def _rle_rings(rle: dict, width: int, height: int) -> list[list[float]]:
