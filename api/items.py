@@ -14,6 +14,7 @@ from api.serializers import item_body as _item_body
 from core.palette import COLOR_NAMES
 from core.storage import ObjectNotFound, StorageError
 from core.taxonomy import CLASSES, SUPERCATEGORIES, find_class
+from db import jobcounts
 from db.models import Item, ItemStatus, Photo, utcnow
 
 
@@ -181,6 +182,8 @@ def correct_item(item_id: str):
         item.class_id, item.category, item.supercategory = new_class.id, new_class.name, new_class.supercategory
     if "not_garment" in body:
         item.status = ItemStatus.NOT_GARMENT.value if body["not_garment"] else ItemStatus.OK.value
+    elif new_class is not None:
+        item.status = ItemStatus.OK.value  # naming its class says it is a garment after all
     item.corrected_at = utcnow()
     s.commit()
     return jsonify(item_body(item))
@@ -192,6 +195,7 @@ def delete_item(item_id: str):
     item = _own_item(item_id)
     key = item.cutout_key
     s = deps.db()
+    jobcounts.item_deleted(s, item.job_id)
     s.delete(item)
     s.commit()
     try:

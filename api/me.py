@@ -49,8 +49,9 @@ def update_me():
     body = json_object('{"review_below": a number from 0 to 1, or null}', {"review_below"}, nonempty=True)
     value = body["review_below"]
     if value is not None:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                or not 0.0 <= value <= 1.0:
+        # an int is compared as it is: a huge one overflows math.isfinite
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or (isinstance(value, float) and not math.isfinite(value)) or not 0 <= value <= 1:
             raise ApiError(422, "invalid_review_below", "review_below must be a number from 0 to 1, or null for the default")
         value = float(value)
     user = _me()

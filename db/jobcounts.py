@@ -1,13 +1,14 @@
-"""A job's photo counters recounted from its photos' rows: after a retry makes photos pending again,
-and after the user deletes a photo of the job (db.jobstate, db.retention)."""
+"""A job's counters kept to its rows: photo counters recounted after a retry makes photos pending
+again and after the user deletes a photo of the job (db.jobstate, db.retention); items_found
+lowered when the user deletes one of its items (api.items)."""
 from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
-from db.models import Photo, PhotoStatus
+from db.models import Job, Photo, PhotoStatus
 
 
 def recount(s: Session, job_id: uuid.UUID) -> dict[str, int]:
@@ -17,3 +18,9 @@ def recount(s: Session, job_id: uuid.UUID) -> dict[str, int]:
     return dict(photos_done=counts.get(PhotoStatus.DONE.value, 0),
                 photos_failed=counts.get(PhotoStatus.FAILED.value, 0),
                 photos_duplicate=counts.get(PhotoStatus.DUPLICATE.value, 0))
+
+
+def item_deleted(s: Session, job_id: uuid.UUID) -> None:
+    """One of the job's items is being deleted: one fewer found (in SQL, so that a worker adding the
+    job's other photos' items at the same time loses nothing)."""
+    s.execute(update(Job).where(Job.id == job_id).values(items_found=case((Job.items_found > 0, Job.items_found - 1), else_=0)))

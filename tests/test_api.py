@@ -155,9 +155,13 @@ def test_item_cutout_photo_and_delete(client, make_user, rt):
     assert im.size == (x2 - x1, y2 - y1)
     photo = client.get(f"/v1/photos/{item['photo_id']}", headers=h)
     assert photo.status_code == 200 and photo.mimetype == "image/jpeg"
+    found = client.get(f"/v1/jobs/{job_id}", headers=h).get_json()["progress"]["items_found"]
+    assert found == len(items)
     assert client.delete(f"/v1/items/{item['id']}", headers=h).status_code == 204
     assert_error(client.get(f"/v1/items/{item['id']}", headers=h), 404, "not_found")
     assert len(client.get("/v1/items", headers=h).get_json()["items"]) == len(items) - 1
+    # the job's count follows the catalogue (as it does when a photo is deleted)
+    assert client.get(f"/v1/jobs/{job_id}", headers=h).get_json()["progress"]["items_found"] == len(items) - 1
 
 
 def test_other_users_things_are_404(client, make_user, rt):

@@ -145,6 +145,13 @@ def test_correcting_an_item(client, make_user, rt):
     assert item["id"] not in ids
     ids = {i["id"] for i in client.get("/v1/items?include_not_garment=true", headers=h).get_json()["items"]}
     assert item["id"] in ids
+    # naming its class again says it is a garment after all: back in the catalogue
+    body = client.patch(f"/v1/items/{item['id']}", json={"category": "shoe"}, headers=h).get_json()
+    assert body["status"] == "ok" and body["category"] == "shoe"
+    assert item["id"] in {i["id"] for i in client.get("/v1/items", headers=h).get_json()["items"]}
+    # both at once: the explicit not_garment wins
+    body = client.patch(f"/v1/items/{item['id']}", json={"category": "hat", "not_garment": True}, headers=h).get_json()
+    assert body["status"] == "not_garment" and body["category"] == "hat"
 
 
 def test_signed_image_urls(client, make_user, rt, app):

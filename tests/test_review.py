@@ -148,6 +148,9 @@ def test_threshold_is_per_user(client, make_user, rt):
         assert_error(client.patch("/v1/me", json={"review_below": bad}, headers=auth(alice)), 422, "invalid_review_below")
     assert_error(client.patch("/v1/me", data='{"review_below": NaN}', content_type="application/json",
                               headers=auth(alice)), 422, "invalid_review_below")
+    # an integer too large for a float is out of range, not a 500 (math.isfinite overflowed on it)
+    assert_error(client.patch("/v1/me", data='{"review_below": 1' + "0" * 400 + '}', content_type="application/json",
+                              headers=auth(alice)), 422, "invalid_review_below")
     assert_error(client.patch("/v1/me", json={"review_below": 0.3, "name": "eve"}, headers=auth(alice)), 400, "invalid_body")
     assert_error(client.patch("/v1/me", json={}, headers=auth(alice)), 400, "invalid_body")
     assert_error(client.patch("/v1/me", data="nope", headers=auth(alice)), 400, "invalid_body")
