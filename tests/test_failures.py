@@ -304,3 +304,59 @@ def test_cancel_stops_a_running_job(make_user, rt, settings, redis_server, tmp_p
             assert s.scalar(select(func.count()).select_from(Photo).where(Photo.job_id == job_id, Photo.status == "pending")) == 0
     finally:
         worker.kill()
+
+
+@pytest.fixture()
+def on_sqlite(rt, tmp_path):
+    """The embedded default's database (SQLite) for one test; the suite's PostgreSQL again after."""
+    from db import session as dbs
+    from db.migrate import upgrade
+
+    url = f"sqlite:///{tmp_path / 'wardrobe.db'}"
+    upgrade(url)
+    dbs.configure(url)
+    try:
+        yield url
+    finally:
+        dbs.configure(rt.settings.database_url)
+
+
+def test_tasks_that_give_up_close_their_rows_on_the_embedded_sqlite_default(on_sqlite, rt, monkeypatch):
+    """Celery hands the tasks their ids as strings. PostgreSQL's driver takes a string for a UUID
+    column and SQLite's does not: there, giving up raised instead of failing the job, its photos or
+    the export, which then stayed running until the reaper started them all over again."""
+    from dataclasses import replace
+
+    from core.storage import open_storage
+    from db import exports
+    from db.models import Export, Job, Photo
+    from db.session import session_scope
+    from db.users import create_user
+    from worker import tasks
+
+    broken = type(rt)(settings=replace(rt.settings, database_url=on_sqlite),
+                      storage=open_storage(f"s3://missing-{uuid.uuid4().hex[:8]}",
+                                           endpoint_url=rt.settings.s3_endpoint_url, max_attempts=1))
+    monkeypatch.setattr(tasks, "runtime", lambda: broken)
+    monkeypatch.setattr(tasks, "_backoff", lambda retries: 0)
+    with session_scope() as s:
+        user, _ = create_user(s, "on-sqlite")
+        export, _ = exports.create(s, user.id)
+        queued = Job(user_id=user.id, upload_key="gone.zip", upload_sha256="0" * 64)
+        running = Job(user_id=user.id, upload_key="gone.zip", upload_sha256="0" * 64, status="running", photos_total=1,
+                      ingest_finished=True)
+        s.add_all([queued, running])
+        s.flush()
+        photo = Photo(user_id=user.id, job_id=running.id, entry_index=0, entry_name="a.jpg", storage_key="gone.jpg")
+        s.add(photo)
+        s.flush()
+        ids = dict(export=str(export.id), queued=str(queued.id), running=str(running.id), photo=str(photo.id))
+
+    tasks.export.apply(args=[ids["export"]])  # eager: each retry runs at once, until the last gives up
+    tasks.ingest.apply(args=[ids["queued"]])
+    tasks.segment.apply(args=[ids["running"], [ids["photo"]]])
+    with session_scope() as s:
+        assert s.get(Export, uuid.UUID(ids["export"])).status == "failed"
+        assert s.get(Job, uuid.UUID(ids["queued"])).status == "failed"
+        assert s.get(Photo, uuid.UUID(ids["photo"])).status == "failed"
+        assert s.get(Job, uuid.UUID(ids["running"])).status == "failed"  # its one photo failed
