@@ -404,3 +404,29 @@ def test_a_ready_export_has_a_signed_download_link_for_plain_links(client, make_
     e2 = start(client, other)
     assert_error(client.get(signed.replace(e["id"], e2["id"])), 404, "not_found")
     assert_error(client.get(f"/v1/exports/{e['id']}/download"), 401, "unauthorized")
+
+
+def test_an_export_past_the_task_time_limit_fails_at_once_and_says_so(client, make_user, rt, monkeypatch):
+    """Each run of an export starts the zip over, so one that ran out of time would run out again:
+    retrying it only spent the worker's time (six times the limit) before failing with no reason."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    from worker import tasks
+
+    _, token = make_user()
+    h = auth(token)
+    run_job(rt, upload(client, token, zip_bytes(example_photos(1))).get_json()["id"])
+    e = start(client, token)
+    runs = []
+
+    def out_of_time(self, out):
+        runs.append(1)
+        raise SoftTimeLimitExceeded()
+
+    monkeypatch.setattr(exporting.Builder, "build", out_of_time)
+    monkeypatch.setattr(tasks, "_backoff", lambda retries: 0)
+    tasks.export.apply(args=[e["id"]])
+    body = client.get(f"/v1/exports/{e['id']}", headers=h).get_json()
+    assert len(runs) == 1
+    assert body["status"] == "failed" and body["error"]["code"] == "export_timed_out"
+    assert "WARDROBE_TASK_TIME_LIMIT" in body["error"]["message"]

@@ -23,6 +23,7 @@ import zipfile
 from datetime import timezone
 from typing import IO, Iterator
 
+from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import select
 
 from core.storage import ObjectNotFound, Storage, keys
@@ -223,6 +224,16 @@ def _stored_after_deletion(storage: Storage, export_id: uuid.UUID, key: str) -> 
         storage.delete(key)
 
 
+def _timed_out(eid: uuid.UUID, rt: Runtime, doing: str) -> None:
+    """No retry: each run starts the zip over, so the next would run out of time as well."""
+    with session_scope() as s:
+        done, total = s.execute(select(Export.photos_done, Export.photos_total).where(Export.id == eid)).one()
+        message = (f"the export ran out of time {doing}, after {done} of {total} photos: a worker's task may "
+                   f"take {rt.settings.task_time_limit} s (WARDROBE_TASK_TIME_LIMIT)")
+        exports.fail(s, eid, "export_timed_out", message)
+    log.warning("export %s: %s", eid, message)
+
+
 def run(export_id, rt: Runtime, progress_every: int = PROGRESS_EVERY) -> dict | None:
     """Build, store and finish the export; its counts, or None when there was nothing to do (gone, ended,
     or deleted meanwhile). Storage and database errors propagate: the task retries, then fails it."""
@@ -247,13 +258,20 @@ def run(export_id, rt: Runtime, progress_every: int = PROGRESS_EVERY) -> dict | 
             with session_scope() as s:
                 exports.fail(s, eid, "export_too_large", str(e))
             return None
+        except SoftTimeLimitExceeded:
+            _timed_out(eid, rt, "building its zip")
+            return None
         size = os.fstat(tmp.fileno()).st_size
         with session_scope() as s:
             if s.scalar(select(Export.status).where(Export.id == eid)) != ExportStatus.RUNNING.value:
                 return None  # deleted, or another run finished it, while this one built the zip
         tmp.seek(0)
         key = keys.export(user_id, eid)
-        rt.storage.put_file(key, tmp, "application/zip")
+        try:
+            rt.storage.put_file(key, tmp, "application/zip")
+        except SoftTimeLimitExceeded:
+            _timed_out(eid, rt, "storing its zip")
+            return None
     with session_scope() as s:
         finished = exports.succeed(s, eid, key, size, counts["photos"], counts["items"])
     if not finished:
