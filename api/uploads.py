@@ -14,6 +14,7 @@ import tempfile
 import uuid
 import zipfile
 from collections.abc import Callable
+from urllib.parse import unquote
 
 from flask import Blueprint, g, jsonify, request
 
@@ -172,7 +173,7 @@ def _spool_body(tmp, ctype: str, settings) -> tuple[str, int, str]:
         name = clean_name(f.filename)
         size, sha = _spool_to(tmp, f.stream, settings.max_upload_bytes)
     elif ctype in RAW_TYPES:
-        name = clean_name(request.headers.get("X-Filename"))
+        name = clean_name(unquote(request.headers.get("X-Filename") or "", errors="replace"))
         size, sha = _spool_to(tmp, request.stream, settings.max_upload_bytes)
     else:
         raise ApiError(415, "unsupported_media_type", "send a zip as multipart/form-data (field 'file') or as an application/zip body")

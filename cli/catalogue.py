@@ -81,7 +81,7 @@ def cmd_jobs(a) -> int:
         job = c.wait(a.job_id) if a.wait else c.get(f"/v1/jobs/{a.job_id}")
         print(json.dumps(job, indent=2))
     else:
-        for j in c.get("/v1/jobs")["jobs"]:
+        for j in c.all_pages("/v1/jobs", "jobs"):
             p = j["progress"]
             print(f"{j['id']}  {j['status']:<20} {p['photos_done']}/{p['photos_total']} photos  {p['items_found']} items  {j['created_at']}")
     return 0

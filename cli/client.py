@@ -5,8 +5,19 @@ import os
 import sys
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import requests
+
+PAGE = 200  # rows a list page asks for; a server whose operator allows fewer gets its own default
+
+
+class ApiRefused(SystemExit):
+    """An error answer from the API: exits the command with its one line, and says what it was."""
+
+    def __init__(self, status: int, code: str | None, line: str):
+        super().__init__(line)
+        self.status, self.code = status, code
 
 
 class ApiClient:
@@ -23,12 +34,13 @@ class ApiClient:
 
     def _check(self, r: requests.Response) -> requests.Response:
         if r.status_code >= 400:
+            code = None
             try:
                 err = r.json()["error"]
-                msg = f"{err['code']}: {err['message']}"
+                code, msg = err["code"], f"{err['code']}: {err['message']}"
             except Exception:  # noqa: BLE001
                 msg = r.text[:300]
-            raise SystemExit(f"HTTP {r.status_code} {msg}")
+            raise ApiRefused(r.status_code, code, f"HTTP {r.status_code} {msg}")
         return r
 
     def _send(self, method: str, path: str, **kw) -> requests.Response:
@@ -127,7 +139,7 @@ class ApiClient:
                     bar("uploading", self.sent, size, t0)
                 return chunk
 
-        headers = self._headers() | {"Content-Type": "application/zip", "X-Filename": zip_path.name}
+        headers = self._headers() | {"Content-Type": "application/zip", "X-Filename": quote(zip_path.name, safe=" ")}  # headers are Latin-1
         with open(zip_path, "rb") as f:
             r = self._send("POST", "/v1/uploads", data=_Reader(f), headers=headers, timeout=max(self.timeout, 600))
         if progress:
@@ -144,9 +156,15 @@ class ApiClient:
 
     def all_pages(self, path: str, key: str, **params) -> list[dict]:
         """Every row of a keyset-paged list (`key` in each page), following `next_cursor`."""
-        out, cursor = [], None
+        out, cursor, size = [], None, {"limit": PAGE}
         while True:
-            page = self.get(path, **dict(params, limit=200, **({"cursor": cursor} if cursor else {})))
+            try:
+                page = self.get(path, **dict(params, **size, **({"cursor": cursor} if cursor else {})))
+            except ApiRefused as e:
+                if not (size and e.status == 400 and e.code == "invalid_parameter"):
+                    raise
+                size = {}  # WARDROBE_PAGE_MAX is below PAGE there: pages of the server's default size
+                continue
             out += page[key]
             cursor = page["next_cursor"]
             if not cursor:

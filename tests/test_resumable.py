@@ -4,6 +4,7 @@ closed connection, then resumed; the job made at complete runs to the end. The C
 and sends only what is missing. Bad input, other users' sessions and the sweeper's expiry too."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -19,7 +20,7 @@ from datetime import timedelta
 import pytest
 import requests
 
-from tests.conftest import auth, example_photos, free_port, wait_port
+from tests.conftest import auth, example_photos, free_port, wait_port, zip_bytes
 from tests.helpers import run_job
 from tests.procs import TcpProxy, close_both
 
@@ -618,3 +619,38 @@ def test_the_cli_resumes_a_cut_upload_and_sends_only_what_is_missing(serve, make
     assert job["status"] == "queued" and job["upload"]["bytes"] == len(big_zip)
     assert json.loads(resume.state_path().read_text()) == {}  # done: the session is forgotten
     run_to_the_end(client, token, runtime, job["id"], photos=6)
+
+
+def test_the_cli_client_uploads_a_zip_named_in_any_script(serve, make_user, tmp_path):
+    """HTTP headers carry Latin-1 only: the name in X-Filename is percent-encoded UTF-8 (requests
+    refused to send `衣服.zip` at all, with a traceback)."""
+    from cli.client import ApiClient
+
+    _, url, _ = serve()
+    _, token = make_user()
+    for name in ("衣服 夏.zip", "café 100%.zip"):
+        path = tmp_path / name
+        path.write_bytes(zip_bytes(example_photos(1)))
+        job = ApiClient(url, token).upload(path, progress=False)
+        assert job["upload"]["name"] == name
+
+
+def test_the_cli_client_pages_through_lists_on_a_server_with_smaller_pages(serve, make_user, rt):
+    """`WARDROBE_PAGE_MAX` below the client's page size of 200 made every list command fail with
+    400; and `wardrobe jobs` showed only the first page (50) of a user's jobs."""
+    import argparse
+
+    from cli.catalogue import cmd_jobs
+    from cli.client import ApiClient
+    from db.models import Job
+    from db.session import session_scope
+
+    _, url, _ = serve(page_max=20, page_default=10)
+    uid, token = make_user()
+    with session_scope() as s:
+        s.add_all([Job(user_id=uid, upload_key=f"k{i}", upload_sha256="0" * 64) for i in range(23)])
+    assert len(ApiClient(url, token).all_pages("/v1/jobs", "jobs")) == 23
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert cmd_jobs(argparse.Namespace(url=url, token=token, job_id=None, wait=False)) == 0
+    assert len(out.getvalue().splitlines()) == 23
