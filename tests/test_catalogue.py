@@ -3,6 +3,7 @@ and the corrections -> Fashionpedia export -> training import round trip."""
 from __future__ import annotations
 
 import io
+import json
 import time
 from dataclasses import replace
 
@@ -236,3 +237,26 @@ def test_corrections_round_trip_into_training(client, make_user, rt, tmp_path):
         expected.setdefault(it["photo_id"], []).append(19 if it["id"] == fixed["id"] else it["class_id"])
     assert {p: sorted(c) for p, c in labels.items()} == {p: sorted(c) for p, c in expected.items()}
     assert counts["corrected"] == 2
+
+
+def test_export_training_skips_a_photo_whose_file_is_gone(client, make_user, rt, tmp_path):
+    """A photo deleted (or its object lost) while `wardrobe export-training` runs: the rest of the
+    dataset is still written, and the report says how many photos were missing. Before, the first
+    missing photo ended the command with a traceback and no JSON at all."""
+    from sqlalchemy import select
+
+    from db.models import Photo
+    from db.session import session_scope
+    from training.export import export_training
+
+    uid, token = make_user("lossy")
+    run_job(rt, upload(client, token, zip_bytes(example_photos(3))).get_json()["id"])
+    with session_scope() as s:
+        gone = s.scalars(select(Photo).where(Photo.user_id == uid).order_by(Photo.entry_index)).first()
+        gone_id, gone_key = gone.id, gone.storage_key
+    rt.storage.delete(gone_key)
+    counts = export_training(rt, tmp_path / "export", user_name="lossy", val_fraction=0.0)
+    assert counts["photos"] == 2 and counts["missing_photos"] == 1
+    data = json.loads((tmp_path / "export" / "instances_train.json").read_text())
+    assert len(data["images"]) == 2 and str(gone_id) not in {im["file_name"].split(".")[0] for im in data["images"]}
+    assert not (tmp_path / "export" / "images" / f"{gone_id}.jpg").exists()

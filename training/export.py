@@ -10,6 +10,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from core.storage import ObjectNotFound
 from db import coco
 from db.bootup import Runtime
 from db.models import ItemStatus, User
@@ -41,7 +42,7 @@ def export_training(rt: Runtime, out: Path, user_name: str | None = None, correc
     (out / "images").mkdir(parents=True, exist_ok=True)
     uid = _user_id(user_name)
     splits = {"train": {"images": [], "annotations": []}, "val": {"images": [], "annotations": []}}
-    counts = {"photos": 0, "annotations": 0, "corrected": 0, "not_garment_dropped": 0}
+    counts = {"photos": 0, "annotations": 0, "corrected": 0, "not_garment_dropped": 0, "missing_photos": 0}
     ann_id = 1
     img_id = 0
     for photos, items_by_photo in coco.photo_pages(uid):
@@ -50,11 +51,16 @@ def export_training(rt: Runtime, out: Path, user_name: str | None = None, correc
             items = items_by_photo.get(photo.id, [])
             if corrected_only and not any(i.corrected_at for i in items):
                 continue
+            name = f"{photo.id}.jpg"
+            try:
+                rt.storage.download_to(photo.storage_key, out / "images" / name)
+            except ObjectNotFound:  # deleted by its user since the page was read, or lost: the rest still goes
+                (out / "images" / name).unlink(missing_ok=True)
+                counts["missing_photos"] += 1
+                continue
             kept = [i for i in items if i.status == ItemStatus.OK.value]
             counts["not_garment_dropped"] += len(items) - len(kept)
             counts["corrected"] += sum(1 for i in items if i.corrected_at)
-            name = f"{photo.id}.jpg"
-            rt.storage.download_to(photo.storage_key, out / "images" / name)
             split = splits[_split_of(photo.id, val_fraction)]
             split["images"].append(coco.image(photo, img_id, name))
             for it in kept:
