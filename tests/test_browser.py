@@ -96,6 +96,7 @@ def test_upload_watch_browse_filter_correct(clean_db, tmp_path):
 
             filter_race(page, url, auth)
             deleted_item_page(page, url, auth)
+            failed_photo_once_across_reconnects(page, url)
             page.goto("about:blank")
             page.goto(url + "/#/")  # a fresh page: the filters back to all, 48 a page
             page.wait_for_selector(".card img")
@@ -309,6 +310,43 @@ def filter_race(page, url: str, auth: dict) -> None:
     page.wait_for_selector("#home:not([hidden])")
     _settle(page)
     assert _gallery_ids(page) == before
+
+
+def failed_photo_once_across_reconnects(page, url: str) -> None:
+    """A job's event stream ends every WARDROBE_EVENTS_MAX_SECONDS and the page reconnects; the
+    server then sends the last half-minute's failed photos again (clients dedupe by id). The page
+    listed the same failed photo once more after every reconnect, until the job ended."""
+    import json
+
+    job_id = str(uuid.uuid4())
+    job = {"id": job_id, "status": "running", "errors": [], "retryable": False,
+           "progress": {"percent": 50, "photos_total": 2, "photos_done": 0, "photos_failed": 1,
+                        "photos_duplicate": 0, "items_found": 0, "eta_seconds": None}}
+    failed = {"photo_id": str(uuid.uuid4()), "entry": "broken.jpg", "code": "unreadable_image",
+              "message": "not an image"}
+    streams = []
+
+    def events(route):
+        streams.append(1)
+        body = (f"event: progress\ndata: {json.dumps(job)}\n\n"
+                f"id: c1\nevent: photo_failed\ndata: {json.dumps(failed)}\n\n")  # then the stream ends
+        route.fulfill(status=200, headers={"Content-Type": "text/event-stream"}, body=body)
+
+    listing = lambda route: route.fulfill(status=200, content_type="application/json",
+                                          body=json.dumps({"jobs": [job], "next_cursor": None}))
+    page.route("**/v1/jobs?limit=1", listing)
+    page.route(f"**/v1/jobs/{job_id}/events", events)
+    try:
+        page.goto("about:blank")
+        page.goto(url + "/#/")  # the newest job is running: the page follows it
+        page.wait_for_function("document.querySelectorAll('#job-errors li').length > 0")
+        while len(streams) < 3:  # two reconnects, each sending the failed photo again
+            page.wait_for_timeout(200)
+        page.wait_for_timeout(300)
+        assert page.locator("#job-errors li").all_inner_texts() == ["broken.jpg: not an image"]
+    finally:
+        page.unroute("**/v1/jobs?limit=1")
+        page.unroute(f"**/v1/jobs/{job_id}/events")
 
 
 def deleted_item_page(page, url: str, auth: dict) -> None:

@@ -236,6 +236,7 @@ function followJob(id) {
   const ctrl = new AbortController();
   state.stream = ctrl;
   let photoErrors = [];
+  const failedSeen = new Set();  // after a reconnect the server sends recent failed photos again
   let lastReview = 0;
   const review = () => {
     if (Date.now() - lastReview < 2000) return;
@@ -246,6 +247,8 @@ function followJob(id) {
     if (event === "progress") {
       renderJob(Object.assign({}, data, { errors: data.errors.concat(photoErrors) }));
     } else if (event === "photo_failed") {
+      if (failedSeen.has(data.photo_id)) return;
+      failedSeen.add(data.photo_id);
       if (data.code !== "cancelled") photoErrors.push(data);
       $("#job-errors").append(el("li", { text: `${data.entry || "upload"}: ${data.message}` }));
     } else if (event === "item") {
