@@ -97,6 +97,7 @@ def test_upload_watch_browse_filter_correct(clean_db, tmp_path):
             filter_race(page, url, auth)
             deleted_item_page(page, url, auth)
             failed_photo_once_across_reconnects(page, url)
+            expired_card_images_are_renewed(page, url)
             page.goto("about:blank")
             page.goto(url + "/#/")  # a fresh page: the filters back to all, 48 a page
             page.wait_for_selector(".card img")
@@ -347,6 +348,32 @@ def failed_photo_once_across_reconnects(page, url: str) -> None:
     finally:
         page.unroute("**/v1/jobs?limit=1")
         page.unroute(f"**/v1/jobs/{job_id}/events")
+
+
+def expired_card_images_are_renewed(page, url: str) -> None:
+    """A card's image URL is signed for WARDROBE_SIGNED_URL_TTL. A gallery drawn more than that ago
+    (a tab left open, or kept while an item was shown) has cards whose lazy images are fetched only
+    when scrolled into view, and their signature has run out (404): the card asks for a fresh URL."""
+    refused = set()
+
+    def expired_once(route):
+        item = route.request.url.split("/v1/items/")[1].split("/")[0]
+        if item in refused:
+            return route.continue_()
+        refused.add(item)
+        route.fulfill(status=404, content_type="application/json",
+                      body='{"error": {"code": "not_found", "message": "expired"}}')
+
+    page.route("**/v1/items/*/cutout?*", expired_once)
+    try:
+        page.goto("about:blank")
+        page.goto(url + "/#/")
+        page.wait_for_selector(".card img")
+        page.wait_for_function("(() => { const i = document.querySelector('.card img');"
+                               " return i.complete && i.naturalWidth > 0; })()", timeout=10_000)
+        assert refused
+    finally:
+        page.unroute("**/v1/items/*/cutout?*")
 
 
 def deleted_item_page(page, url: str, auth: dict) -> None:

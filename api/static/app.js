@@ -321,6 +321,12 @@ function filtersActive() {
 
 function card(item) {
   const img = el("img", { src: item.cutout_signed_url, alt: item.category, loading: "lazy" });
+  // Its URL is signed for a while only; a lazy image first fetched after that is refused: ask once for a fresh one.
+  img.addEventListener("error", async () => {
+    if (img.dataset.renewed) return;
+    img.dataset.renewed = "1";
+    try { img.src = (await api("/v1/items/" + item.id)).cutout_signed_url; } catch (e) { /* deleted meanwhile */ }
+  });
   const pc = Math.round(item.confidence * 100);
   const caption = el("div", { class: "caption" },
     el("span", { class: "card-category", text: item.category.split(",")[0] }),
