@@ -78,12 +78,17 @@ class ApiClient:
         done = 0
         with self._send("GET", path, headers=self._headers(), timeout=max(self.timeout, 600), stream=True) as r:
             total = int(r.headers.get("Content-Length") or 0) or total or 0
-            with open(part, "wb") as f:
-                for chunk in r.iter_content(1024 * 1024):
-                    f.write(chunk)
-                    done += len(chunk)
-                    if progress:
-                        bar("downloading", done, max(1, total), t0, f" {done / 1e6:.1f} MB")
+            try:
+                with open(part, "wb") as f:
+                    for chunk in r.iter_content(1024 * 1024):
+                        f.write(chunk)
+                        done += len(chunk)
+                        if progress:
+                            bar("downloading", done, max(1, total), t0, f" {done / 1e6:.1f} MB")
+            except requests.RequestException as e:
+                part.unlink(missing_ok=True)
+                raise SystemExit(f"\nerror: the download stopped after {done / 1e6:.1f} MB ({type(e).__name__}); "
+                                 "run the same command again") from None
         if progress:
             sys.stderr.write("\n")
         part.replace(dst)

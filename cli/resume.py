@@ -137,9 +137,9 @@ def _send_chunks(c: ApiClient, path: Path, sess: dict, progress: bool) -> int:
         if r.status_code == 409 and r.json()["error"]["code"] == "append_in_progress":
             time.sleep(0.5)  # the cut chunk's request is still being wound up on the server
             r = _api(c, "HEAD", where)
-        elif r.status_code not in (204, 409):
-            c._check(r)
-        elif r.status_code == 204:
+        if r.status_code >= 400 and not (r.status_code == 409 and "Upload-Offset" in r.headers):
+            c._check(r)  # refused with nothing said of where to go on (completed, expired): its one line
+        if r.status_code == 204:
             sent += int(r.headers["Upload-Offset"]) - offset
         offset = int(r.headers["Upload-Offset"])
         if progress:

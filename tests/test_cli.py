@@ -86,3 +86,28 @@ def test_users_list_tokens_and_revoke(tmp_path):
 def test_workers_says_when_none_answers(tmp_path, args):
     r = _wardrobe(*args, env={"WARDROBE_DATA_DIR": str(tmp_path)})
     assert r.returncode == 1 and "no worker answered" in r.stderr
+
+
+def test_a_download_cut_midway_is_one_line_and_leaves_no_part_file(tmp_path):
+    """The connection drops after a thousand bytes of a 100 kB answer: one line saying so, and no
+    half-written `.part` file left beside where the zip was to go (it was a traceback and a leftover)."""
+    import socket
+    import threading
+
+    from cli.client import ApiClient
+
+    srv = socket.create_server(("127.0.0.1", 0))
+
+    def answer_part_of_it():
+        conn, _ = srv.accept()
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/zip\r\nContent-Length: 100000\r\n\r\n" + b"x" * 1000)
+        conn.close()
+
+    threading.Thread(target=answer_part_of_it, daemon=True).start()
+    dst = tmp_path / "catalogue.zip"
+    with pytest.raises(SystemExit) as e:
+        ApiClient(f"http://127.0.0.1:{srv.getsockname()[1]}", "wdr_x").download("/v1/exports/x/download", dst, progress=False)
+    srv.close()
+    assert "download" in str(e.value) and "again" in str(e.value)
+    assert list(tmp_path.iterdir()) == []

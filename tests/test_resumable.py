@@ -654,3 +654,22 @@ def test_the_cli_client_pages_through_lists_on_a_server_with_smaller_pages(serve
     with contextlib.redirect_stdout(out):
         assert cmd_jobs(argparse.Namespace(url=url, token=token, job_id=None, wait=False)) == 0
     assert len(out.getvalue().splitlines()) == 23
+
+
+def test_the_cli_says_why_when_a_chunk_is_refused_without_an_offset(serve, make_user, tmp_path):
+    """A 409 other than an offset mismatch (the session completed by another run of the command)
+    carries no Upload-Offset: the client crashed on it with a KeyError instead of saying what it was."""
+    from cli import resume
+    from cli.client import ApiClient, ApiRefused
+
+    client, url, _ = serve(local=True)
+    _, token = make_user()
+    data = _photos_zip()
+    where = all_bytes_sent(client, token, data, local=True)
+    assert client.post(f"{where}/complete", headers=auth(token)).status_code == 202
+    path = tmp_path / "closet.zip"
+    path.write_bytes(data)
+    stale = {"id": where.rsplit("/", 1)[1], "size": len(data), "offset": 0}  # what the other run knew
+    with pytest.raises(ApiRefused) as refused:
+        resume._send_chunks(ApiClient(url, token), path, stale, progress=False)
+    assert refused.value.code == "upload_completed" and "HTTP 409" in str(refused.value)
