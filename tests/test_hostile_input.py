@@ -321,3 +321,46 @@ def test_entry_with_a_nul_name(client, make_user, rt):
     run_job(rt, resp.get_json()["id"])
     job = client.get(f"/v1/jobs/{resp.get_json()['id']}", headers=auth(token)).get_json()
     assert job["status"] == "succeeded" and job["progress"]["photos_done"] == 2
+
+
+def test_broken_metadata_is_one_photos_business_not_the_jobs(make_user, rt):
+    """A JPEG whose EXIF block is not TIFF (Pillow raises SyntaxError on reading it when the file has
+    a JFIF DPI) and a PNG with a comment too long for a JPEG COM marker: each raised out of the
+    decoder, the ingest task retried and then failed the whole job at that entry. Their pixels are
+    fine: both photos are kept, upright as they are, and the others are untouched."""
+    from PIL.PngImagePlugin import PngInfo
+
+    uid, _ = make_user()
+    bad_exif = image_bytes(Image.new("RGB", (64, 48), (200, 30, 30)), "JPEG", dpi=(72, 72), exif=b"Exif\x00\x00JUNKJUNK")
+    big_bad_exif = image_bytes(Image.new("RGB", (3000, 2000), (30, 30, 200)), "JPEG", dpi=(72, 72),
+                               exif=b"Exif\x00\x00JUNKJUNK")
+    notes = PngInfo()
+    notes.add_text("comment", "x" * 70_000)
+    long_comment = image_bytes(Image.new("RGB", (40, 30), (30, 200, 30)), "PNG", pnginfo=notes)
+    job_id, photos = ingest_zip(rt, uid, zip_bytes({"a-good.jpg": jpeg_bytes(), "b-exif.jpg": bad_exif,
+                                                   "c-big-exif.jpg": big_bad_exif, "d-comment.png": long_comment,
+                                                   "e-good.jpg": jpeg_bytes(color=(90, 90, 90))}))
+    assert job_row(job_id).status == "succeeded"
+    assert {n: p.status for n, p in photos.items()} == dict.fromkeys(
+        ["a-good.jpg", "b-exif.jpg", "c-big-exif.jpg", "d-comment.png", "e-good.jpg"], "done")
+    assert stored_rgb(rt, photos["d-comment.png"])[15, 20].tolist() == pytest.approx([30, 200, 30], abs=6)
+    assert (photos["c-big-exif.jpg"].width, photos["c-big-exif.jpg"].height)[0] > photos["c-big-exif.jpg"].height
+    assert b"x" * 100 not in rt.storage.get_bytes(photos["d-comment.png"].storage_key)  # no comment copied
+
+
+def test_a_decoder_surprise_fails_that_photo_only(make_user, rt, monkeypatch):
+    """Whatever a decoder raises on one photo's bytes is that photo's error (unreadable_image), never a
+    retried and then failed job."""
+    uid, _ = make_user()
+    odd = image_bytes(Image.new("RGB", (41, 31), (9, 9, 9)), "PNG")
+    real = Image.Image.save
+
+    def surprised(im, fp, format=None, **params):  # the working JPEG's encoder, on this photo only
+        if im.size == (41, 31):
+            raise OSError("an encoder's surprise")
+        return real(im, fp, format, **params)
+
+    monkeypatch.setattr(Image.Image, "save", surprised)
+    job_id, photos = ingest_zip(rt, uid, zip_bytes({"good.jpg": jpeg_bytes(), "odd.png": odd}))
+    assert photos["odd.png"].status == "failed" and photos["odd.png"].error_code == "unreadable_image"
+    assert photos["good.jpg"].status == "done" and job_row(job_id).status == "partially_succeeded"
