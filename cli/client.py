@@ -15,9 +15,9 @@ PAGE = 200  # rows a list page asks for; a server whose operator allows fewer ge
 class ApiRefused(SystemExit):
     """An error answer from the API: exits the command with its one line, and says what it was."""
 
-    def __init__(self, status: int, code: str | None, line: str):
-        super().__init__(line)
-        self.status, self.code = status, code
+    def __init__(self, status: int, error: str | None, line: str):
+        super().__init__(line)  # SystemExit's `code`: what the command prints as it exits
+        self.status, self.error = status, error
 
 
 class ApiClient:
@@ -166,7 +166,7 @@ class ApiClient:
             try:
                 page = self.get(path, **dict(params, **size, **({"cursor": cursor} if cursor else {})))
             except ApiRefused as e:
-                if not (size and e.status == 400 and e.code == "invalid_parameter"):
+                if not (size and e.status == 400 and e.error == "invalid_parameter"):
                     raise
                 size = {}  # WARDROBE_PAGE_MAX is below PAGE there: pages of the server's default size
                 continue

@@ -672,4 +672,4 @@ def test_the_cli_says_why_when_a_chunk_is_refused_without_an_offset(serve, make_
     stale = {"id": where.rsplit("/", 1)[1], "size": len(data), "offset": 0}  # what the other run knew
     with pytest.raises(ApiRefused) as refused:
         resume._send_chunks(ApiClient(url, token), path, stale, progress=False)
-    assert refused.value.code == "upload_completed" and "HTTP 409" in str(refused.value)
+    assert refused.value.error == "upload_completed" and refused.value.code.startswith("HTTP 409 upload_completed")
