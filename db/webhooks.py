@@ -119,8 +119,8 @@ def _send_after_commit(s: Session, ids: list[uuid.UUID]) -> None:
 
 def job_ended(s: Session, job_id: uuid.UUID) -> int:
     """Called by each transition that ends a job (db.jobstate), in its transaction: one outbox row
-    per enabled endpoint of the job's user that takes the event. Progress events not yet sent are
-    dropped: the end event carries the final counts. Returns how many rows it wrote."""
+    per enabled endpoint of the job's user that takes the event. Progress events waiting to be sent
+    are dropped (cancelled, when an attempt of theirs failed already): the end event carries the final counts. Returns how many rows it wrote."""
     job = _job_row(s, job_id)
     event_type = END_EVENTS.get(job.status) if job is not None else None
     if event_type is None:
@@ -129,13 +129,20 @@ def job_ended(s: Session, job_id: uuid.UUID) -> int:
         WebhookEndpoint.user_id == job.user_id, WebhookEndpoint.enabled.is_(True))).all()
     if not endpoints:
         return 0
-    unsent = (select(WebhookDelivery.id)
-              .where(WebhookDelivery.endpoint_id.in_([e.id for e in endpoints]), WebhookDelivery.job_id == job_id,
-                     WebhookDelivery.event_type == PROGRESS, WebhookDelivery.status == PENDING,
-                     WebhookDelivery.attempts == 0)
-              .with_for_update(skip_locked=True))  # one being sent right now is let go
-    s.execute(delete(WebhookDelivery).where(WebhookDelivery.id.in_(unsent)).execution_options(synchronize_session=False))
     now = utcnow()
+    waiting = s.execute(select(WebhookDelivery.id, WebhookDelivery.attempts)
+                        .where(WebhookDelivery.endpoint_id.in_([e.id for e in endpoints]), WebhookDelivery.job_id == job_id,
+                               WebhookDelivery.event_type == PROGRESS, WebhookDelivery.status == PENDING)
+                        .with_for_update(skip_locked=True)).all()  # one being sent right now: see claim
+    never_tried = [w.id for w in waiting if w.attempts == 0]
+    retrying = [w.id for w in waiting if w.attempts > 0]  # cancelled, so that their attempts stay in the history
+    if never_tried:
+        s.execute(delete(WebhookDelivery).where(WebhookDelivery.id.in_(never_tried))
+                  .execution_options(synchronize_session=False))
+    if retrying:
+        s.execute(update(WebhookDelivery).where(WebhookDelivery.id.in_(retrying))
+                  .values(status=DeliveryStatus.CANCELLED.value, next_attempt_at=None, finished_at=now)
+                  .execution_options(synchronize_session=False))
     body = event_body(event_type, job, now)
     rows = [dict(id=uuid.uuid4(), endpoint_id=e.id, job_id=job_id, event_type=event_type, payload=body,
                  status=PENDING, attempts=0, created_at=now, scheduled_at=now, next_attempt_at=now, queued_at=now)
@@ -148,8 +155,8 @@ def job_ended(s: Session, job_id: uuid.UUID) -> int:
 
 def job_progressed(s: Session, job_id: uuid.UUID, interval: float | None = None) -> int:
     """Called where a running job's counts move (db.jobstate.add_progress), in that transaction.
-    For each endpoint that opted in to job.progress: a delivery not yet sent takes the latest counts
-    (coalesced); else a new one is written, due no sooner than `interval` seconds after the last
+    For each endpoint that opted in to job.progress: a delivery waiting to be sent (first, or again
+    after a failed attempt) takes the latest counts (coalesced); else a new one is written, due no sooner than `interval` seconds after the last
     one for this job and endpoint (WARDROBE_WEBHOOK_PROGRESS_INTERVAL). Returns the rows touched."""
     endpoints = s.execute(
         select(WebhookEndpoint.id, WebhookEndpoint.events)
@@ -168,8 +175,9 @@ def job_progressed(s: Session, job_id: uuid.UUID, interval: float | None = None)
     for endpoint_id in targets:
         mine = (WebhookDelivery.endpoint_id == endpoint_id, WebhookDelivery.job_id == job_id,
                 WebhookDelivery.event_type == PROGRESS)
+        # one waiting to be sent, first or again after a failed attempt, takes the latest counts
         unsent = s.scalar(select(WebhookDelivery.id)
-                          .where(*mine, WebhookDelivery.status == PENDING, WebhookDelivery.attempts == 0)
+                          .where(*mine, WebhookDelivery.status == PENDING)
                           .limit(1).with_for_update(skip_locked=True))
         if unsent is not None:
             s.execute(update(WebhookDelivery).where(WebhookDelivery.id == unsent).values(payload=body)
@@ -265,10 +273,15 @@ def claim(s: Session, delivery_id: uuid.UUID) -> tuple[WebhookDelivery, WebhookE
     if d is None:
         return None
     ep = s.get(WebhookEndpoint, d.endpoint_id)
-    if ep is None or not ep.enabled:
+    if ep is None or not ep.enabled or (d.event_type == PROGRESS and _job_ended(s, d.job_id)):
+        # a progress event retried after its job ended (it was being sent when the job ended) is stale
         d.status, d.next_attempt_at, d.finished_at = DeliveryStatus.CANCELLED.value, None, now
         return None
     return d, ep
+
+
+def _job_ended(s: Session, job_id: uuid.UUID | None) -> bool:
+    return job_id is not None and s.scalar(select(Job.status).where(Job.id == job_id)) != JobStatus.RUNNING.value
 
 
 def record(s: Session, d: WebhookDelivery, ep: WebhookEndpoint, out: Outcome, schedule: list[float]) -> str:

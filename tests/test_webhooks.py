@@ -389,6 +389,49 @@ def test_progress_is_opt_in_coalesced_and_rate_limited(wh_client, make_user, rt,
     assert sorted((t, str(e)) for t, e in left) == sorted([("job.failed", ep["id"]), ("job.failed", plain["id"])])
 
 
+def test_a_progress_event_being_retried_takes_the_latest_counts_and_goes_with_the_job(
+        wh_client, make_user, wh_settings, receiver, queue):
+    """A progress event the endpoint answered 503 waits for its retry. Before, each later progress of
+    the job wrote another row with its own three-day retry chain, and the job's end left the waiting
+    ones to arrive, saying "running", after the end event."""
+    from sqlalchemy import select
+
+    from db import jobstate
+    from db.models import WebhookDelivery
+    from db.session import session_scope
+    from worker.webhooks import deliver
+
+    _, token = make_user()
+    ep = register(wh_client, token, receiver.url, events=["job.progress", "job.failed"])
+    job_id = uuid.UUID(upload(wh_client, token, 1))
+    with session_scope() as s:
+        assert jobstate.mark_running(s, job_id)
+
+    def progress(**counts):
+        with session_scope() as s:
+            jobstate.add_progress(s, job_id, **counts)
+
+    def pending() -> list:
+        with session_scope() as s:
+            return s.execute(select(WebhookDelivery.event_type, WebhookDelivery.attempts, WebhookDelivery.payload)
+                             .where(WebhookDelivery.status == "pending")).all()
+
+    progress(done=1)
+    (first,) = queue()
+    receiver.answers = [503]
+    assert deliver(first, wh_settings) == "pending"
+    progress(done=1, items=3)
+    rows = pending()
+    assert len(rows) == 1 and rows[0].attempts == 1  # the waiting retry, not a second row
+    assert rows[0].payload["data"]["progress"]["items_found"] == 3  # and it will say the latest counts
+
+    with session_scope() as s:
+        assert jobstate.fail(s, job_id, "test_failure", "stopped by the test")
+    assert [r.event_type for r in pending()] == ["job.failed"]
+    (d,) = [d for d in deliveries(wh_client, token, ep["id"]) if d["type"] == "job.progress"]
+    assert d["status"] == "cancelled" and len(d["attempts"]) == 1  # its history stays
+
+
 def test_private_addresses_are_refused_without_the_setting(client, make_user, rt, wh_settings, receiver, queue):
     """The app fixture runs with WARDROBE_WEBHOOK_ALLOW_PRIVATE off, the default."""
     from worker.webhooks import deliver
