@@ -27,29 +27,35 @@ _NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215
 
 
 def address_refused(address: str) -> str | None:
-    """Why an IP address may not be called (None: it may)."""
+    """Why an IP address may not be called (None: it may): "<address> is <its kind>"."""
     try:
         ip = ipaddress.ip_address(address.split("%", 1)[0])  # an IPv6 scope (fe80::1%eth0) is link-local anyway
     except ValueError:
         return f"{address!r} is not an IP address"
+    kind = _refused_kind(ip)
+    return None if kind is None else f"{ip} is {kind}"
+
+
+def _refused_kind(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    """What kind of address `ip` is, when it may not be called ("a loopback address", ...)."""
     if isinstance(ip, ipaddress.IPv6Address):
         # IPv4 reached through IPv6 (mapped, 6to4, NAT64) is judged as that IPv4 address; Teredo and
         # local-use NAT64 tunnels to places the server cannot judge are refused outright, not left to
         # the standard library's tables (which differ between Python versions).
         if ip.teredo is not None:
-            return f"{ip} is a Teredo tunnel address"
+            return "a Teredo tunnel address"
         if ip in _NAT64_LOCAL:
-            return f"{ip} is a local-use NAT64 address"
+            return "a local-use NAT64 address"
         inner = ip.ipv4_mapped or ip.sixtofour or (
             ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF) if ip in _NAT64_WELL_KNOWN else None)
         if inner is not None:
-            return address_refused(str(inner))
+            return _refused_kind(inner)
     for flag, what in (("is_loopback", "loopback"), ("is_link_local", "link-local"), ("is_multicast", "multicast"),
                        ("is_unspecified", "unspecified"), ("is_reserved", "reserved"), ("is_private", "private")):
         if getattr(ip, flag):
-            return f"{ip} is a {what} address"
+            return f"a {what} address"
     if not ip.is_global:  # shared address space (100.64/10) and the like
-        return f"{ip} is not a public address"
+        return "not a public address"
     return None
 
 
@@ -93,15 +99,25 @@ def resolve(host: str, port: int) -> list[str]:
     return out
 
 
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
+        return True
+    except ValueError:
+        return False
+
+
 def vetted_addresses(host: str, port: int, allow_private: bool) -> list[str]:
     """The addresses to connect to for `host`: all of them when private ones are allowed, else all
     of them only if every one is public (one private address among public ones is still a way in)."""
     addresses = resolve(host, port)
     if not allow_private:
         for addr in addresses:
-            why = address_refused(addr)
-            if why:
-                raise UrlRefused(f"the host {host!r} resolves to {why}; webhooks only go to public addresses")
+            kind = _refused_kind(ipaddress.ip_address(addr.split("%", 1)[0]))
+            if kind:
+                # the kind, never the address: a user must not learn what the server's DNS says of its names
+                what = f"the address {host}" if _is_ip(host) else f"the host {host!r} resolves to an address that"
+                raise UrlRefused(f"{what} is {kind}; webhooks only go to public addresses")
     return addresses
 
 
