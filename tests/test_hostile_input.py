@@ -364,3 +364,14 @@ def test_a_decoder_surprise_fails_that_photo_only(make_user, rt, monkeypatch):
     job_id, photos = ingest_zip(rt, uid, zip_bytes({"good.jpg": jpeg_bytes(), "odd.png": odd}))
     assert photos["odd.png"].status == "failed" and photos["odd.png"].error_code == "unreadable_image"
     assert photos["good.jpg"].status == "done" and job_row(job_id).status == "partially_succeeded"
+
+
+def test_a_dark_16_bit_photo_stays_dark(make_user, rt):
+    """A 16-bit grey photo whose values are all at most 255 (of 65535) is nearly black; it was read
+    as 8-bit and came out light grey (200 of 255)."""
+    uid, _ = make_user()
+    dark = image_bytes(Image.fromarray(np.full((30, 40), 200, np.uint16)), "PNG")
+    bright = image_bytes(Image.fromarray(np.full((30, 40), 50_000, np.uint16)), "PNG")
+    _, photos = ingest_zip(rt, uid, zip_bytes({"dark.png": dark, "bright.png": bright}))
+    assert stored_rgb(rt, photos["dark.png"])[15, 20].tolist() == pytest.approx([1, 1, 1], abs=3)
+    assert stored_rgb(rt, photos["bright.png"])[15, 20].tolist() == pytest.approx([195, 195, 195], abs=3)

@@ -58,7 +58,9 @@ class WorkingPhoto:
 def _to_rgb(im: Image.Image) -> Image.Image:
     if im.mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(im, dtype=np.float64)
-        hi = 65535.0 if arr.max() > 255 else 255.0
+        # 16-bit modes span 0-65535 whatever this photo's values; a 32-bit "I" says nothing of its
+        # range, so one whose values fit in 8 bits is taken as 8-bit
+        hi = 65535.0 if im.mode.startswith("I;16") or arr.max() > 255 else 255.0
         im = Image.fromarray((arr / hi * 255.0).clip(0, 255).astype(np.uint8), "L")
     if im.mode in ("P", "L", "RGB") and "transparency" in im.info:
         im = im.convert("RGBA")  # a palette index or a key colour (PNG tRNS) that is transparent
