@@ -10,8 +10,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
+from core import exif
 from core.config import Settings
 from core.taxonomy import by_id
 from segmentation.segmenter import YoloSegmenter
@@ -25,7 +26,7 @@ def predict_and_draw(weights: str | Path, photo: Path, save: Path | None, imgsz:
     settings = Settings.from_env(model=str(weights), segmenter="yolo", **({"imgsz": imgsz} if imgsz else {}),
                                  **({"conf": conf} if conf else {}))
     with Image.open(photo) as im:
-        rgb = np.ascontiguousarray(np.asarray(ImageOps.exif_transpose(im).convert("RGB")))
+        rgb = np.ascontiguousarray(np.asarray(exif.upright(im).convert("RGB")))
     dets = YoloSegmenter(settings).segment([rgb])[0]
     if save:
         canvas = rgb.copy()

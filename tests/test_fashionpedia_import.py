@@ -218,16 +218,42 @@ def test_labels_drawn_on_the_stored_pixels_of_a_rotated_photo_follow_it(tmp_path
         assert (m & expected).sum() / (m | expected).sum() > 0.85, name
 
 
-def test_labels_for_a_photo_of_another_shape_are_refused(tmp_path):
+def test_labels_for_a_photo_of_another_shape_are_skipped_and_counted(tmp_path, caplog):
     """Labels whose width:height is neither the photo's as stored nor as shown belong to another
-    photo (or another crop): importing them would train on garments in the wrong places."""
+    photo (or another crop): training on them would put garments in the wrong places. That photo is
+    left out, named in the log and counted; the rest of the split is imported."""
     from training.fashionpedia import import_split
 
     imgs = tmp_path / "images"
     imgs.mkdir()
     Image.new("RGB", (100, 50)).save(imgs / "a.jpg")
-    coco = {"categories": CATS, "images": [{"id": 1, "file_name": "a.jpg", "width": 60, "height": 60}],
-            "annotations": [{"id": 1, "image_id": 1, "category_id": 23, "segmentation": [[1, 1, 20, 1, 20, 20]]}]}
+    Image.new("RGB", (100, 50)).save(imgs / "b.jpg")
+    ann = {"category_id": 23, "segmentation": [[1, 1, 20, 1, 20, 20]]}
+    coco = {"categories": CATS, "images": [{"id": 1, "file_name": "a.jpg", "width": 60, "height": 60},
+                                           {"id": 2, "file_name": "b.jpg", "width": 100, "height": 50}],
+            "annotations": [ann | {"id": 1, "image_id": 1}, ann | {"id": 2, "image_id": 2}]}
     (tmp_path / "train.json").write_text(json.dumps(coco))
-    with pytest.raises(ValueError, match=r"a\.jpg.*60x60.*100x50"):
-        import_split(tmp_path / "train.json", imgs, tmp_path / "out", "train")
+    stats = import_split(tmp_path / "train.json", imgs, tmp_path / "out", "train")
+    assert (stats.images, stats.mismatched_images, stats.instances, dict(stats.per_class)) == (1, 1, 1, {0: 1})
+    assert "a.jpg" in caplog.text and "60x60" in caplog.text and "100x50" in caplog.text
+    assert not (tmp_path / "out" / "labels" / "train" / "a.txt").exists()
+
+
+def test_a_nearly_square_photo_s_labels_are_turned_by_their_exact_size(tmp_path):
+    """A 1000x995 photo tagged "turn 90°", labels sized 1000x995: drawn on its stored pixels, though
+    its shape as shown (995x1000) is within the 1 % allowed for labels of a scaled copy."""
+    from training.fashionpedia import label_orientation
+
+    _exif_photo(tmp_path / "a.jpg", (1000, 995), 6)
+    assert label_orientation(tmp_path / "a.jpg", 1000, 995) == 6
+    assert label_orientation(tmp_path / "a.jpg", 995, 1000) == 1
+    assert label_orientation(tmp_path / "a.jpg", 500, 497) == 6  # a half-size copy's labels still work
+
+
+def test_a_broken_exif_block_counts_as_no_tag(tmp_path):
+    """The worker keeps a photo whose EXIF block cannot be read (its pixels taken as stored), and
+    `export-training` passes it on: the importer must read it the same way, not stop on it."""
+    from training.fashionpedia import label_orientation
+
+    Image.new("RGB", (64, 48)).save(tmp_path / "a.jpg", dpi=(72, 72), exif=b"Exif\x00\x00JUNKJUNK")
+    assert label_orientation(tmp_path / "a.jpg", 64, 48) == 1

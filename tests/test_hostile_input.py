@@ -375,3 +375,22 @@ def test_a_dark_16_bit_photo_stays_dark(make_user, rt):
     _, photos = ingest_zip(rt, uid, zip_bytes({"dark.png": dark, "bright.png": bright}))
     assert stored_rgb(rt, photos["dark.png"])[15, 20].tolist() == pytest.approx([1, 1, 1], abs=3)
     assert stored_rgb(rt, photos["bright.png"])[15, 20].tolist() == pytest.approx([195, 195, 195], abs=3)
+
+
+def test_the_tasks_time_running_out_is_not_the_photos_fault(monkeypatch):
+    """Celery's soft time limit is raised wherever the task is: in the decoder it must go up to the
+    ingest task (which retries from this entry), not fail a good photo as unreadable."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    from worker.images import decode_photo
+
+    data = image_bytes(Image.new("RGB", (41, 31), (9, 9, 9)), "PNG")
+
+    def out_of_time(*_a, **_k):
+        raise SoftTimeLimitExceeded()
+
+    for where in ("save", "load"):
+        with monkeypatch.context() as m:
+            m.setattr(Image.Image, where, out_of_time)
+            with pytest.raises(SoftTimeLimitExceeded):
+                decode_photo(data, max_pixels=10_000_000, work_max_side=1024)

@@ -9,6 +9,7 @@ way YOLO-seg labels carry multi-part objects.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 from collections import Counter
@@ -16,9 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import ExifTags, Image
+from PIL import Image
 
+from core import exif
 from core.taxonomy import BY_NAME, NAMES
+
+log = logging.getLogger("wardrobe.training")
 
 MIN_PIECE_AREA_PX = 4.0  # pieces smaller than this (in pixels) are noise
 
@@ -86,6 +90,7 @@ class ImportStats:
     multi_piece: int = 0
     per_class: Counter = field(default_factory=Counter)
     reoriented: int = 0  # photos whose labels were drawn on the stored pixels (see label_orientation)
+    mismatched_images: int = 0  # photos skipped: their labels are for a photo of another shape
 
     def as_dict(self) -> dict:
         return {
@@ -98,6 +103,7 @@ class ImportStats:
             "crowd_rle": self.crowd_rle,
             "multi_piece": self.multi_piece,
             "reoriented": self.reoriented,
+            "mismatched_images": self.mismatched_images,
             "per_class": {NAMES[k]: v for k, v in sorted(self.per_class.items())},
         }
 
@@ -271,7 +277,6 @@ def annotation_to_instance(ann: dict, cat_name: str, width: int, height: int, st
 # the photo as shown, some label the stored pixels. The label's width and height tell the two apart
 # when the tag swaps the axes (orientations 5-8); for the others (mirror, 180°) they cannot, and
 # the labels are taken as drawn on the photo as shown.
-SWAPS_AXES = {5, 6, 7, 8}
 
 
 def orient_points(points: np.ndarray, orientation: int, width: float, height: float) -> np.ndarray:
@@ -295,24 +300,29 @@ def _same_shape(a: tuple[int, int], b: tuple[int, int]) -> bool:
     return abs(a[0] * b[1] - a[1] * b[0]) <= 0.01 * max(a[0] * b[1], a[1] * b[0])
 
 
+class LabelShapeMismatch(ValueError):
+    """Labels whose width:height is neither the photo's as shown nor as stored: they belong to
+    another photo or another crop of it."""
+
+
 def label_orientation(photo: Path, width: int, height: int) -> int:
     """The EXIF orientation to apply to labels sized width x height so that they land on `photo` as
     shown: 1 when they were drawn on it as shown, its tag when drawn on its stored pixels.
 
-    Labels may be for a scaled copy of the photo (only the shape must agree); labels of another
-    shape belong to another photo or crop, and are refused."""
+    Labels may be for a scaled copy of the photo (only the shape must agree, within 1 %); exact
+    sizes are matched first, so a nearly square photo's labels are told apart all the same.
+    LabelShapeMismatch for labels of neither shape."""
     with Image.open(photo) as im:
         stored = im.size
-        orientation = im.getexif().get(ExifTags.Base.Orientation, 1)
-    if orientation not in range(1, 9):
-        orientation = 1  # exif_transpose ignores values outside 1-8 too
-    shown = stored[::-1] if orientation in SWAPS_AXES else stored
-    if _same_shape(shown, (width, height)):
-        return 1
-    if _same_shape(stored, (width, height)):
-        return orientation
-    raise ValueError(f"{Path(photo).name}: its labels are for a {width}x{height} photo, "
-                     f"but the photo is {shown[0]}x{shown[1]}")
+        orientation = exif.orientation(im)
+    shown = stored[::-1] if orientation in exif.SWAPS_AXES else stored
+    for same in (tuple.__eq__, _same_shape):
+        if same(shown, (width, height)):
+            return 1
+        if same(stored, (width, height)):
+            return orientation
+    raise LabelShapeMismatch(f"{Path(photo).name}: its labels are for a {width}x{height} photo, "
+                             f"but the photo is {shown[0]}x{shown[1]}")
 
 
 def label_lines(instances: list[Instance], width: int, height: int) -> list[str]:
@@ -352,18 +362,22 @@ def import_split(
             inst = annotation_to_instance(ann, cats.get(ann["category_id"], "?"), w, h, stats)
             if inst is not None:
                 instances.append(inst)
-                stats.per_class[inst.class_id] += 1
         if not instances and not keep_background:
             stats.dropped_images += 1
             continue
         src = Path(images_dir) / img["file_name"]
         if not src.exists():
             raise FileNotFoundError(f"{src} is named in {coco_json} but missing")
-        orientation = label_orientation(src, w, h)
+        try:
+            orientation = label_orientation(src, w, h)
+        except LabelShapeMismatch as e:
+            log.warning("skipped: %s", e)
+            stats.mismatched_images += 1
+            continue
         if orientation != 1:
             stats.reoriented += 1
             instances = [Instance(i.class_id, orient_points(i.ring, orientation, w, h)) for i in instances]
-            if orientation in SWAPS_AXES:
+            if orientation in exif.SWAPS_AXES:
                 w, h = h, w
         dst = img_out / Path(img["file_name"]).name
         if not dst.exists():
@@ -374,6 +388,7 @@ def import_split(
         (lbl_out / (dst.stem + ".txt")).write_text("\n".join(label_lines(instances, w, h)) + ("\n" if instances else ""))
         stats.images += 1
         stats.instances += len(instances)
+        stats.per_class.update(i.class_id for i in instances)
         if not instances:
             stats.background_images += 1
     return stats

@@ -281,7 +281,8 @@ def load_labels(path: str | Path, images_dir: str | Path | None = None) -> dict[
 
 
 def _as_shown(photo: LabelledPhoto, path: Path) -> None:
-    from training.fashionpedia import SWAPS_AXES, label_orientation, orient_points
+    from core import exif
+    from training.fashionpedia import label_orientation, orient_points
 
     if not path.exists():
         return  # not among the photos measured
@@ -291,7 +292,7 @@ def _as_shown(photo: LabelledPhoto, path: Path) -> None:
     w, h = photo.width, photo.height
     photo.garments = [(cid, [orient_points(np.asarray(ring, float).reshape(-1, 2), orientation, w, h).ravel().tolist()
                              for ring in rings]) for cid, rings in photo.garments]
-    if orientation in SWAPS_AXES:
+    if orientation in exif.SWAPS_AXES:
         photo.width, photo.height = h, w
 
 

@@ -11,8 +11,10 @@ import io
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from celery.exceptions import SoftTimeLimitExceeded
+from PIL import Image, UnidentifiedImageError
 
+from core import exif
 from worker.rejections import ImageRejected
 
 try:  # HEIC/HEIF from phones
@@ -75,24 +77,19 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     return im
 
 
+_WORKERS_TROUBLE = (SoftTimeLimitExceeded, MemoryError)
+
+
 def decode_photo(data: bytes, max_pixels: int, work_max_side: int, jpeg_quality: int = 90) -> WorkingPhoto:
     """The photo at working size, or ImageRejected. Whatever a decoder or encoder raises on these
-    bytes is this photo's error, never the job's (MemoryError aside: that is the worker's)."""
+    bytes is this photo's error, never the job's; the task's time running out and memory running
+    short are the worker's, and go up to the task (which retries from this entry)."""
     try:
         return _decode_photo(data, max_pixels, work_max_side, jpeg_quality)
-    except (ImageRejected, MemoryError):
+    except (ImageRejected, *_WORKERS_TROUBLE):
         raise
     except Exception as e:  # noqa: BLE001
         raise ImageRejected("unreadable_image", f"cannot decode image: {type(e).__name__}: {e}") from e
-
-
-def _orientation(im: Image.Image) -> int:
-    """The EXIF orientation, 1 when there is none or the EXIF block cannot be read (a broken block
-    says nothing about the pixels, which are shown as they are)."""
-    try:
-        return im.getexif().get(0x0112, 1)
-    except Exception:  # noqa: BLE001 - Pillow raises SyntaxError, struct.error, ... on broken blocks
-        return 1
 
 
 def _decode_photo(data: bytes, max_pixels: int, work_max_side: int, jpeg_quality: int) -> WorkingPhoto:
@@ -113,7 +110,7 @@ def _decode_photo(data: bytes, max_pixels: int, work_max_side: int, jpeg_quality
     if w * h > max_pixels:
         raise ImageRejected("too_many_pixels", f"{w}x{h} exceeds the limit of {max_pixels} pixels")
     if (fmt == "JPEG" and im.mode == "RGB" and max(w, h) <= work_max_side
-            and _orientation(im) == 1 and not getattr(im, "is_animated", False)):
+            and exif.orientation(im) == 1 and not getattr(im, "is_animated", False)):
         # Already an upright, 8-bit RGB JPEG of working size: store the bytes as they are, so the
         # photo is decoded once (by the segment worker, which marks it failed if the body is broken).
         return WorkingPhoto(rgb=None, jpeg=data, width=w, height=h, original_width=w, original_height=h,
@@ -125,11 +122,10 @@ def _decode_photo(data: bytes, max_pixels: int, work_max_side: int, jpeg_quality
             # let libjpeg decode at 1/2, 1/4 or 1/8 scale: far cheaper than full decode + resize
             im.draft("RGB", (work_max_side, work_max_side))
         im.load()
-        if _orientation(im) != 1:
-            im = ImageOps.exif_transpose(im)
+        im = exif.upright(im)
         im = _to_rgb(im)
         im.info.pop("comment", None)  # the JPEG writer would copy it (and refuses one over 64 KiB)
-    except ImageRejected:
+    except (ImageRejected, *_WORKERS_TROUBLE):
         raise
     except Exception as e:  # noqa: BLE001
         raise ImageRejected("unreadable_image", f"cannot decode image: {e}") from e
@@ -152,7 +148,7 @@ def _decode_photo(data: bytes, max_pixels: int, work_max_side: int, jpeg_quality
 def _swaps_axes(_im: Image.Image, data: bytes) -> bool:
     """Whether the EXIF orientation (5-8) turns the photo by 90 degrees."""
     try:
-        return _orientation(pil_open(io.BytesIO(data))) in (5, 6, 7, 8)
+        return exif.orientation(pil_open(io.BytesIO(data))) in exif.SWAPS_AXES
     except Exception:  # noqa: BLE001
         return False
 
