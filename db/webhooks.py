@@ -155,8 +155,8 @@ def job_ended(s: Session, job_id: uuid.UUID) -> int:
 
 def job_progressed(s: Session, job_id: uuid.UUID, interval: float | None = None) -> int:
     """Called where a running job's counts move (db.jobstate.add_progress), in that transaction.
-    For each endpoint that opted in to job.progress: a delivery waiting to be sent (first, or again
-    after a failed attempt) takes the latest counts (coalesced); else a new one is written, due no sooner than `interval` seconds after the last
+    For each endpoint that opted in to job.progress: a delivery not yet sent takes the latest counts
+    (coalesced); one waiting for a retry is cancelled for a new one at its retry's time; else a new one is written, due no sooner than `interval` seconds after the last
     one for this job and endpoint (WARDROBE_WEBHOOK_PROGRESS_INTERVAL). Returns the rows touched."""
     endpoints = s.execute(
         select(WebhookEndpoint.id, WebhookEndpoint.events)
@@ -175,16 +175,24 @@ def job_progressed(s: Session, job_id: uuid.UUID, interval: float | None = None)
     for endpoint_id in targets:
         mine = (WebhookDelivery.endpoint_id == endpoint_id, WebhookDelivery.job_id == job_id,
                 WebhookDelivery.event_type == PROGRESS)
-        # one waiting to be sent, first or again after a failed attempt, takes the latest counts
-        unsent = s.scalar(select(WebhookDelivery.id)
-                          .where(*mine, WebhookDelivery.status == PENDING)
-                          .limit(1).with_for_update(skip_locked=True))
-        if unsent is not None:
-            s.execute(update(WebhookDelivery).where(WebhookDelivery.id == unsent).values(payload=body)
+        waiting = s.execute(select(WebhookDelivery.id, WebhookDelivery.attempts, WebhookDelivery.next_attempt_at)
+                            .where(*mine, WebhookDelivery.status == PENDING)
+                            .limit(1).with_for_update(skip_locked=True)).first()
+        if waiting is not None and waiting.attempts == 0:  # not sent yet: it takes the latest counts
+            s.execute(update(WebhookDelivery).where(WebhookDelivery.id == waiting.id).values(payload=body)
                       .execution_options(synchronize_session=False))
             continue
-        last = s.scalar(select(func.max(WebhookDelivery.scheduled_at)).where(*mine))
-        due = now if last is None else max(now, _aware(last) + timedelta(seconds=interval))
+        if waiting is not None:
+            # Waiting for a retry: its body is not changed under the webhook-id a receiver may have
+            # seen already (receivers dedupe on it). It is cancelled, and a new event with the latest
+            # counts takes its turn.
+            s.execute(update(WebhookDelivery).where(WebhookDelivery.id == waiting.id)
+                      .values(status=DeliveryStatus.CANCELLED.value, next_attempt_at=None, finished_at=now)
+                      .execution_options(synchronize_session=False))
+            due = max(now, _aware(waiting.next_attempt_at))
+        else:
+            last = s.scalar(select(func.max(WebhookDelivery.scheduled_at)).where(*mine))
+            due = now if last is None else max(now, _aware(last) + timedelta(seconds=interval))
         row_id = uuid.uuid4()
         # one due later is left to the sweep, which sends it when it is due (queued_at null)
         s.execute(insert(WebhookDelivery).values(

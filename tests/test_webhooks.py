@@ -393,7 +393,9 @@ def test_a_progress_event_being_retried_takes_the_latest_counts_and_goes_with_th
         wh_client, make_user, wh_settings, receiver, queue):
     """A progress event the endpoint answered 503 waits for its retry. Before, each later progress of
     the job wrote another row with its own three-day retry chain, and the job's end left the waiting
-    ones to arrive, saying "running", after the end event."""
+    ones to arrive, saying "running", after the end event. The waiting one's body is not rewritten
+    (a receiver that saw its webhook-id would drop the new counts as a duplicate): a new event with
+    the latest counts replaces it."""
     from sqlalchemy import select
 
     from db import jobstate
@@ -422,14 +424,41 @@ def test_a_progress_event_being_retried_takes_the_latest_counts_and_goes_with_th
     assert deliver(first, wh_settings) == "pending"
     progress(done=1, items=3)
     rows = pending()
-    assert len(rows) == 1 and rows[0].attempts == 1  # the waiting retry, not a second row
-    assert rows[0].payload["data"]["progress"]["items_found"] == 3  # and it will say the latest counts
+    assert len(rows) == 1 and rows[0].attempts == 0  # one event waiting, not one more each time
+    assert rows[0].payload["data"]["progress"]["items_found"] == 3  # with the latest counts
+    progress(done=1, items=4)
+    assert [r.payload["data"]["progress"]["items_found"] for r in pending()] == [7]  # not sent yet: coalesced
+    retried = [d for d in deliveries(wh_client, token, ep["id"]) if d["type"] == "job.progress" and d["attempts"]]
+    assert [(d["id"], d["status"], len(d["attempts"])) for d in retried] == [(first, "cancelled", 1)]
 
     with session_scope() as s:
         assert jobstate.fail(s, job_id, "test_failure", "stopped by the test")
     assert [r.event_type for r in pending()] == ["job.failed"]
-    (d,) = [d for d in deliveries(wh_client, token, ep["id"]) if d["type"] == "job.progress"]
-    assert d["status"] == "cancelled" and len(d["attempts"]) == 1  # its history stays
+    progress_events = [d for d in deliveries(wh_client, token, ep["id"]) if d["type"] == "job.progress"]
+    assert [d["status"] for d in progress_events] == ["cancelled"]  # the unsent one went with the job
+
+
+def test_a_progress_event_waiting_for_its_retry_is_cancelled_when_the_job_ends(
+        wh_client, make_user, wh_settings, receiver, queue):
+    from db import jobstate
+    from db.session import session_scope
+    from worker.webhooks import deliver
+
+    _, token = make_user()
+    ep = register(wh_client, token, receiver.url, events=["job.progress", "job.failed"])
+    job_id = uuid.UUID(upload(wh_client, token, 1))
+    with session_scope() as s:
+        assert jobstate.mark_running(s, job_id)
+        jobstate.add_progress(s, job_id, done=1)
+    (first,) = queue()
+    receiver.answers = [503]
+    assert deliver(first, wh_settings) == "pending"
+    with session_scope() as s:
+        assert jobstate.fail(s, job_id, "test_failure", "stopped by the test")
+    assert deliver(first, wh_settings) is None  # nothing more is sent for it
+    by_type = {d["type"]: d for d in deliveries(wh_client, token, ep["id"])}
+    assert by_type["job.progress"]["status"] == "cancelled" and len(by_type["job.progress"]["attempts"]) == 1
+    assert by_type["job.failed"]["status"] == "pending"
 
 
 def test_private_addresses_are_refused_without_the_setting(client, make_user, rt, wh_settings, receiver, queue):
