@@ -256,7 +256,7 @@ def test_export_training_skips_a_photo_whose_file_is_gone(client, make_user, rt,
         gone_id, gone_key = gone.id, gone.storage_key
     rt.storage.delete(gone_key)
     counts = export_training(rt, tmp_path / "export", user_name="lossy", val_fraction=0.0)
-    assert counts["photos"] == 2 and counts["missing_photos"] == 1
+    assert counts["photos"] == 2 and counts["photos_missing"] == 1
     data = json.loads((tmp_path / "export" / "instances_train.json").read_text())
     assert len(data["images"]) == 2 and str(gone_id) not in {im["file_name"].split(".")[0] for im in data["images"]}
     assert not (tmp_path / "export" / "images" / f"{gone_id}.jpg").exists()

@@ -42,7 +42,7 @@ def export_training(rt: Runtime, out: Path, user_name: str | None = None, correc
     (out / "images").mkdir(parents=True, exist_ok=True)
     uid = _user_id(user_name)
     splits = {"train": {"images": [], "annotations": []}, "val": {"images": [], "annotations": []}}
-    counts = {"photos": 0, "annotations": 0, "corrected": 0, "not_garment_dropped": 0, "missing_photos": 0}
+    counts = {"photos": 0, "annotations": 0, "corrected": 0, "not_garment_dropped": 0, "photos_missing": 0}
     ann_id = 1
     img_id = 0
     for photos, items_by_photo in coco.photo_pages(uid):
@@ -56,7 +56,7 @@ def export_training(rt: Runtime, out: Path, user_name: str | None = None, correc
                 rt.storage.download_to(photo.storage_key, out / "images" / name)
             except ObjectNotFound:  # deleted by its user since the page was read, or lost: the rest still goes
                 (out / "images" / name).unlink(missing_ok=True)
-                counts["missing_photos"] += 1
+                counts["photos_missing"] += 1
                 continue
             kept = [i for i in items if i.status == ItemStatus.OK.value]
             counts["not_garment_dropped"] += len(items) - len(kept)

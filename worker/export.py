@@ -26,7 +26,7 @@ from typing import IO, Iterator
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import select
 
-from core.storage import ObjectNotFound, Storage, keys
+from core.storage import ObjectNotFound, Storage, StorageError, keys
 from core.taxonomy import CLASSES
 from db import coco, exports
 from db.bootup import Runtime
@@ -227,9 +227,11 @@ def _stored_after_deletion(storage: Storage, export_id: uuid.UUID, key: str) -> 
 def _timed_out(eid: uuid.UUID, rt: Runtime, doing: str) -> None:
     """No retry: each run starts the zip over, so the next would run out of time as well."""
     with session_scope() as s:
-        done, total = s.execute(select(Export.photos_done, Export.photos_total).where(Export.id == eid)).one()
-        message = (f"the export ran out of time {doing}, after {done} of {total} photos: a worker's task may "
-                   f"take {rt.settings.task_time_limit} s (WARDROBE_TASK_TIME_LIMIT)")
+        row = s.execute(select(Export.photos_done, Export.photos_total).where(Export.id == eid)).first()
+        if row is None:
+            return  # deleted meanwhile: nothing to fail
+        message = (f"the export ran out of time {doing}, after {row.photos_done} of {row.photos_total} photos: "
+                   f"a worker's task may take {rt.settings.task_time_limit} s (WARDROBE_TASK_TIME_LIMIT)")
         exports.fail(s, eid, "export_timed_out", message)
     log.warning("export %s: %s", eid, message)
 
@@ -271,6 +273,10 @@ def run(export_id, rt: Runtime, progress_every: int = PROGRESS_EVERY) -> dict | 
             rt.storage.put_file(key, tmp, "application/zip")
         except SoftTimeLimitExceeded:
             _timed_out(eid, rt, "storing its zip")
+            try:
+                rt.storage.delete(key)  # the store may have kept all or part of it: a failed export has no zip
+            except StorageError:
+                pass  # the sweeper removes an object no export names
             return None
     with session_scope() as s:
         finished = exports.succeed(s, eid, key, size, counts["photos"], counts["items"])

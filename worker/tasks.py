@@ -35,7 +35,7 @@ def ingest(self, job_id: str) -> None:
         if self.request.retries >= self.max_retries:
             log.exception("ingest of job %s failed for good", job_id, extra=fields(job_id=job_id, task="ingest"))
             with session_scope() as s:
-                jobstate.fail(s, uuid.UUID(job_id), "ingest_failed", f"{type(exc).__name__}: {exc}"[:2000])
+                jobstate.fail(s, uuid.UUID(str(job_id)), "ingest_failed", f"{type(exc).__name__}: {exc}"[:2000])
             return
         log.warning("ingest of job %s: %s; retry %d", job_id, exc, self.request.retries + 1,
                     extra=fields(job_id=job_id, task="ingest"))
@@ -53,7 +53,7 @@ def segment(self, job_id: str, photo_ids: list[str]) -> int:
         if self.request.retries >= self.max_retries:
             log.exception("segmentation of %d photos of job %s failed for good", len(photo_ids), job_id,
                           extra=fields(job_id=job_id, task="segment"))
-            photos.mark_photos_failed(uuid.UUID(job_id), photo_ids, "segment_failed", f"{type(exc).__name__}: {exc}")
+            photos.mark_photos_failed(uuid.UUID(str(job_id)), photo_ids, "segment_failed", f"{type(exc).__name__}: {exc}")
             return 0
         log.warning("segment job %s: %s; retry %d", job_id, exc, self.request.retries + 1,
                     extra=fields(job_id=job_id, task="segment"))
@@ -72,7 +72,7 @@ def export(self, export_id: str) -> None:
             log.exception("export %s failed for good", export_id, extra=fields(task="export"))
             code = "storage_unavailable" if isinstance(exc, StorageError) else "export_failed"
             with session_scope() as s:
-                exports.fail(s, uuid.UUID(export_id), code, f"{type(exc).__name__}: {exc}")
+                exports.fail(s, uuid.UUID(str(export_id)), code, f"{type(exc).__name__}: {exc}")
             return
         log.warning("export %s: %s; retry %d", export_id, exc, self.request.retries + 1, extra=fields(task="export"))
         raise self.retry(exc=exc, countdown=_backoff(self.request.retries))
