@@ -26,11 +26,17 @@ _NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052: the last 
 _NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215
 
 
+def _ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:  # an IPv6 scope (fe80::1%eth0) is link-local anyway; a URL's host may keep its brackets
+        return ipaddress.ip_address(address.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return None
+
+
 def address_refused(address: str) -> str | None:
     """Why an IP address may not be called (None: it may): "<address> is <its kind>"."""
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])  # an IPv6 scope (fe80::1%eth0) is link-local anyway
-    except ValueError:
+    ip = _ip(address)
+    if ip is None:
         return f"{address!r} is not an IP address"
     kind = _refused_kind(ip)
     return None if kind is None else f"{ip} is {kind}"
@@ -99,24 +105,16 @@ def resolve(host: str, port: int) -> list[str]:
     return out
 
 
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
-        return True
-    except ValueError:
-        return False
-
-
 def vetted_addresses(host: str, port: int, allow_private: bool) -> list[str]:
     """The addresses to connect to for `host`: all of them when private ones are allowed, else all
     of them only if every one is public (one private address among public ones is still a way in)."""
     addresses = resolve(host, port)
     if not allow_private:
         for addr in addresses:
-            kind = _refused_kind(ipaddress.ip_address(addr.split("%", 1)[0]))
+            kind = _refused_kind(_ip(addr))  # resolve() gives addresses only
             if kind:
                 # the kind, never the address: a user must not learn what the server's DNS says of its names
-                what = f"the address {host}" if _is_ip(host) else f"the host {host!r} resolves to an address that"
+                what = f"the address {host}" if _ip(host) else f"the host {host!r} resolves to an address that"
                 raise UrlRefused(f"{what} is {kind}; webhooks only go to public addresses")
     return addresses
 

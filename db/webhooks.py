@@ -120,7 +120,8 @@ def _send_after_commit(s: Session, ids: list[uuid.UUID]) -> None:
 def job_ended(s: Session, job_id: uuid.UUID) -> int:
     """Called by each transition that ends a job (db.jobstate), in its transaction: one outbox row
     per enabled endpoint of the job's user that takes the event. Progress events waiting to be sent
-    are dropped (cancelled, when an attempt of theirs failed already): the end event carries the final counts. Returns how many rows it wrote."""
+    are dropped (cancelled, when an attempt of theirs failed already): the end event carries the
+    final counts. Returns how many rows it wrote."""
     job = _job_row(s, job_id)
     event_type = END_EVENTS.get(job.status) if job is not None else None
     if event_type is None:
@@ -139,10 +140,7 @@ def job_ended(s: Session, job_id: uuid.UUID) -> int:
     if never_tried:
         s.execute(delete(WebhookDelivery).where(WebhookDelivery.id.in_(never_tried))
                   .execution_options(synchronize_session=False))
-    if retrying:
-        s.execute(update(WebhookDelivery).where(WebhookDelivery.id.in_(retrying))
-                  .values(status=DeliveryStatus.CANCELLED.value, next_attempt_at=None, finished_at=now)
-                  .execution_options(synchronize_session=False))
+    _cancel(s, retrying, now)
     body = event_body(event_type, job, now)
     rows = [dict(id=uuid.uuid4(), endpoint_id=e.id, job_id=job_id, event_type=event_type, payload=body,
                  status=PENDING, attempts=0, created_at=now, scheduled_at=now, next_attempt_at=now, queued_at=now)
@@ -153,11 +151,20 @@ def job_ended(s: Session, job_id: uuid.UUID) -> int:
     return len(rows)
 
 
+def _cancel(s: Session, ids: list[uuid.UUID], now: datetime) -> None:
+    """Waiting deliveries that will not be sent; their attempts stay in the history."""
+    if ids:
+        s.execute(update(WebhookDelivery).where(WebhookDelivery.id.in_(ids))
+                  .values(status=DeliveryStatus.CANCELLED.value, next_attempt_at=None, finished_at=now)
+                  .execution_options(synchronize_session=False))
+
+
 def job_progressed(s: Session, job_id: uuid.UUID, interval: float | None = None) -> int:
     """Called where a running job's counts move (db.jobstate.add_progress), in that transaction.
     For each endpoint that opted in to job.progress: a delivery not yet sent takes the latest counts
-    (coalesced); one waiting for a retry is cancelled for a new one at its retry's time; else a new one is written, due no sooner than `interval` seconds after the last
-    one for this job and endpoint (WARDROBE_WEBHOOK_PROGRESS_INTERVAL). Returns the rows touched."""
+    (coalesced); one waiting for a retry is cancelled for a new one due at its retry's time; else a
+    new one is written, due no sooner than `interval` seconds after the last one for this job and
+    endpoint (WARDROBE_WEBHOOK_PROGRESS_INTERVAL). Returns the rows touched."""
     endpoints = s.execute(
         select(WebhookEndpoint.id, WebhookEndpoint.events)
         .join(Job, Job.user_id == WebhookEndpoint.user_id)
@@ -186,9 +193,7 @@ def job_progressed(s: Session, job_id: uuid.UUID, interval: float | None = None)
             # Waiting for a retry: its body is not changed under the webhook-id a receiver may have
             # seen already (receivers dedupe on it). It is cancelled, and a new event with the latest
             # counts takes its turn.
-            s.execute(update(WebhookDelivery).where(WebhookDelivery.id == waiting.id)
-                      .values(status=DeliveryStatus.CANCELLED.value, next_attempt_at=None, finished_at=now)
-                      .execution_options(synchronize_session=False))
+            _cancel(s, [waiting.id], now)
             due = max(now, _aware(waiting.next_attempt_at))
         else:
             last = s.scalar(select(func.max(WebhookDelivery.scheduled_at)).where(*mine))

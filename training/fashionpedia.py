@@ -325,6 +325,20 @@ def label_orientation(photo: Path, width: int, height: int) -> int:
                              f"but the photo is {shown[0]}x{shown[1]}")
 
 
+def labels_as_shown(photo: Path, rings: list[np.ndarray], width: int, height: int
+                    ) -> tuple[list[np.ndarray], int, int, int]:
+    """Label rings ((N, 2) points for labels sized width x height) on `photo` as shown: the rings,
+    the labels' size as shown, and the orientation applied (1: none). LabelShapeMismatch as
+    label_orientation."""
+    orientation = label_orientation(photo, width, height)
+    if orientation == 1:
+        return rings, width, height, 1
+    rings = [orient_points(r, orientation, width, height) for r in rings]
+    if orientation in exif.SWAPS_AXES:
+        width, height = height, width
+    return rings, width, height, orientation
+
+
 def label_lines(instances: list[Instance], width: int, height: int) -> list[str]:
     lines = []
     for inst in instances:
@@ -369,16 +383,14 @@ def import_split(
         if not src.exists():
             raise FileNotFoundError(f"{src} is named in {coco_json} but missing")
         try:
-            orientation = label_orientation(src, w, h)
+            rings, w, h, orientation = labels_as_shown(src, [i.ring for i in instances], w, h)
         except LabelShapeMismatch as e:
             log.warning("skipped: %s", e)
             stats.mismatched_images += 1
             continue
         if orientation != 1:
             stats.reoriented += 1
-            instances = [Instance(i.class_id, orient_points(i.ring, orientation, w, h)) for i in instances]
-            if orientation in exif.SWAPS_AXES:
-                w, h = h, w
+            instances = [Instance(i.class_id, ring) for i, ring in zip(instances, rings)]
         dst = img_out / Path(img["file_name"]).name
         if not dst.exists():
             if link:

@@ -281,19 +281,16 @@ def load_labels(path: str | Path, images_dir: str | Path | None = None) -> dict[
 
 
 def _as_shown(photo: LabelledPhoto, path: Path) -> None:
-    from core import exif
-    from training.fashionpedia import label_orientation, orient_points
+    from training.fashionpedia import labels_as_shown
 
     if not path.exists():
         return  # not among the photos measured
-    orientation = label_orientation(path, photo.width, photo.height)
+    rings = [np.asarray(ring, float).reshape(-1, 2) for _, polys in photo.garments for ring in polys]
+    rings, photo.width, photo.height, orientation = labels_as_shown(path, rings, photo.width, photo.height)
     if orientation == 1:
         return
-    w, h = photo.width, photo.height
-    photo.garments = [(cid, [orient_points(np.asarray(ring, float).reshape(-1, 2), orientation, w, h).ravel().tolist()
-                             for ring in rings]) for cid, rings in photo.garments]
-    if orientation in exif.SWAPS_AXES:
-        photo.width, photo.height = h, w
+    shown = iter(rings)  # in the order they were taken: garment by garment
+    photo.garments = [(cid, [next(shown).ravel().tolist() for _ in polys]) for cid, polys in photo.garments]
 
 
 def _rle_rings(rle: dict, width: int, height: int) -> list[list[float]]:

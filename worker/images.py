@@ -109,8 +109,9 @@ def _decode_photo(data: bytes, max_pixels: int, work_max_side: int, jpeg_quality
         raise ImageRejected("unreadable_image", "image has no pixels")
     if w * h > max_pixels:
         raise ImageRejected("too_many_pixels", f"{w}x{h} exceeds the limit of {max_pixels} pixels")
+    orientation = exif.orientation(im)
     if (fmt == "JPEG" and im.mode == "RGB" and max(w, h) <= work_max_side
-            and exif.orientation(im) == 1 and not getattr(im, "is_animated", False)):
+            and orientation == 1 and not getattr(im, "is_animated", False)):
         # Already an upright, 8-bit RGB JPEG of working size: store the bytes as they are, so the
         # photo is decoded once (by the segment worker, which marks it failed if the body is broken).
         return WorkingPhoto(rgb=None, jpeg=data, width=w, height=h, original_width=w, original_height=h,
@@ -133,7 +134,7 @@ def _decode_photo(data: bytes, max_pixels: int, work_max_side: int, jpeg_quality
         im.thumbnail((work_max_side, work_max_side), Image.Resampling.LANCZOS)
     buf = io.BytesIO()
     im.save(buf, "JPEG", quality=jpeg_quality, optimize=False)
-    ow, oh = (h, w) if _swaps_axes(im, data) else (w, h)
+    ow, oh = (h, w) if orientation in exif.SWAPS_AXES else (w, h)
     return WorkingPhoto(
         rgb=np.asarray(im),
         jpeg=buf.getvalue(),
@@ -143,14 +144,6 @@ def _decode_photo(data: bytes, max_pixels: int, work_max_side: int, jpeg_quality
         original_height=oh,
         source_format=fmt,
     )
-
-
-def _swaps_axes(_im: Image.Image, data: bytes) -> bool:
-    """Whether the EXIF orientation (5-8) turns the photo by 90 degrees."""
-    try:
-        return exif.orientation(pil_open(io.BytesIO(data))) in exif.SWAPS_AXES
-    except Exception:  # noqa: BLE001
-        return False
 
 
 def content_hash(data: bytes) -> str:
