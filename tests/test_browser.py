@@ -20,7 +20,7 @@ pytestmark = [
     pytest.mark.e2e,
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="no Chromium at /usr/bin/chromium (make test installs it)"),
 ]
-BROWSER_REDIS = "redis://127.0.0.1:6379/12"
+BROWSER_REDIS = os.environ.get("WARDROBE_TEST_REDIS_BROWSER", "redis://127.0.0.1:6379/12")
 SHOTS = ROOT / "docs" / "screenshots"
 
 

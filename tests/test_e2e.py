@@ -26,7 +26,9 @@ from tests.procs import service_env
 from worker.cutouts import rasterize
 
 pytestmark = pytest.mark.e2e
-E2E_REDIS = "redis://127.0.0.1:6379/14"
+# its own Redis database (not the suite's): the worker it starts must not see the suite's queues;
+# WARDROBE_TEST_REDIS_E2E moves it when two checkouts run the suite at once
+E2E_REDIS = os.environ.get("WARDROBE_TEST_REDIS_E2E", "redis://127.0.0.1:6379/14")
 
 
 @pytest.fixture()
