@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 
-from api import deps, errors, metrics
+from api import deps, errors, metrics, requestids
 from core.config import Settings
 from core.queue import make_celery
 from db.bootup import bootup
@@ -66,6 +66,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["wardrobe"] = rt
     app.extensions["celery"] = make_celery(rt.settings)
     app.teardown_appcontext(deps.close_db)
+    requestids.install(app)  # before the body cap: a refused request carries its id too
     app.before_request(_cap_body)
     errors.register(app)
     metrics.install(app)  # per-route request counts and latency, and GET /metrics

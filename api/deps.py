@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from api import signing
 from api.errors import ApiError
+from core import logs
 from db.models import User
 from db.session import new_session
 from db.users import hash_token, user_for_token
@@ -110,6 +111,7 @@ def require_user(view):
             raise ApiError(401, "unauthorized", "the API token is not valid",
                            {"WWW-Authenticate": 'Bearer realm="wardrobe", error="invalid_token"'})
         g.user_id = user_id
+        logs.bind(user_id=user_id)
         return view(*args, **kwargs)
 
     return wrapper

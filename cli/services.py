@@ -36,6 +36,7 @@ def cmd_serve(a) -> int:
 
 
 def cmd_worker(a) -> int:
+    from core import logs
     from db.bootup import bootup
     from core.metricsdir import prepare_multiprocess_dir
 
@@ -44,6 +45,7 @@ def cmd_worker(a) -> int:
     concurrency = a.concurrency or settings.worker_concurrency or os.cpu_count() or 1
     # the segmenter splits the cores between the worker's processes: tell it how many there are
     os.environ["WARDROBE_WORKER_CONCURRENCY"] = str(concurrency)
+    logs.configure(settings.log_level, logfile=a.logfile)  # Celery leaves the root logger to us
     bootup(settings)
     from worker.celery_app import app
 
@@ -141,6 +143,7 @@ def add_parsers(sub) -> None:
                    help="pool processes (default: WARDROBE_WORKER_CONCURRENCY, else one per core)")
     s.add_argument("--pool", default=None, help="prefork (default), solo, threads")
     s.add_argument("--loglevel", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    s.add_argument("--logfile", default=None, help="write the log to this file (JSON lines) instead of stderr")
     s.add_argument("--beat", action="store_true",
                    help="also run the periodic stale-job sweep and the garbage sweep (one worker per deployment)")
     s.set_defaults(fn=cmd_worker)

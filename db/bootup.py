@@ -30,9 +30,7 @@ def bootup(settings: Settings | None = None, *, force: bool = False) -> Runtime:
         if _runtime is not None and not force and (settings is None or settings == _runtime.settings):
             return _runtime
         settings = settings or Settings.from_env()
-        if not logging.getLogger().handlers:
-            logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        logs.attach()  # job_id, photo_id and task fields on the lines that name them
+        logs.configure(settings.log_level)  # JSON lines, or text on a terminal; with their fields
         logging.getLogger("alembic").setLevel(logging.WARNING)
         settings.data_path.mkdir(parents=True, exist_ok=True)
         db_session.configure(settings.db_url)

@@ -75,4 +75,4 @@ def _init_process(**_kwargs) -> None:
 @after_setup_logger.connect
 @after_setup_task_logger.connect
 def _log_fields(logger=None, **_kwargs) -> None:
-    logs.attach(logger)  # Celery's own handlers: job_id, photo_id and task fields on our lines
+    logs.style_all(logger)  # Celery's own handlers: JSON lines (text on a terminal), with the fields

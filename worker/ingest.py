@@ -18,6 +18,7 @@ from typing import Callable, Sequence
 
 from sqlalchemy.exc import IntegrityError
 
+from core import logs
 from core.logs import fields
 from core.storage import ObjectNotFound, keys
 from db import photos
@@ -91,6 +92,7 @@ class _Ingest:
                 if original is not None:
                     photos.record_duplicate(self.jid, self.user_id, p.index, p.name, p.digest, original)
                 return
+        log.debug("photo %s stored from entry %d", p.id, p.index, extra=fields(photo_id=p.id))
         self.ready.append(p.id)
         if len(self.ready) >= self.settings.segment_chunk:
             self.send_segment(self.jid, self.ready[:])  # segmentation starts while ingest goes on
@@ -108,6 +110,7 @@ class _Ingest:
             data = read_entry(zf, info, limits(self.rt), self.budget)
             photo = decode_photo(data, settings.max_pixels, settings.work_max_side, settings.photo_jpeg_quality)
         except (EntryRejected, ImageRejected) as e:
+            log.info("entry %d (%s) rejected: %s", index, name, e.code)
             photos.record_failed_entry(jid, uid, index, name, e.code, e.message)
             return
         digest = content_hash(data)
@@ -169,6 +172,11 @@ def run(job_id: str | uuid.UUID, rt: Runtime, send_segment: SendSegment) -> None
         if photos.job_missing(jid):
             log.warning("ingest: job %s does not exist", jid, extra=fields(job_id=jid, task="ingest"))
         return  # gone, cancelled or already finished
+    with logs.adding(job_id=jid, user_id=start.user_id):  # on every line logged on the way
+        _ingest(jid, start, rt, send_segment)
+
+
+def _ingest(jid: uuid.UUID, start, rt: Runtime, send_segment: SendSegment) -> None:
     # A second delivery re-sends what may not have reached the broker the first time.
     send_in_chunks(send_segment, jid, start.pending, rt.settings.segment_chunk)
     if start.ingested:
@@ -183,3 +191,4 @@ def run(job_id: str | uuid.UUID, rt: Runtime, send_segment: SendSegment) -> None
         if not _Ingest(jid, start.user_id, rt, send_segment).entries(zf, entries, start.seen):
             return
     photos.finish_ingest(jid, len(entries))
+    log.info("ingested %d entries of job %s", len(entries), jid)

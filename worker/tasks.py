@@ -6,6 +6,9 @@ from __future__ import annotations
 import logging
 import uuid
 
+from celery.signals import task_postrun, task_prerun
+
+from core import logs
 from core.logs import fields
 from core.queue import WEBHOOK_SWEEP_TASK, WEBHOOK_TASK, enqueue_webhook
 from core.queue import (EXPORT_TASK, GC_TASK, INGEST_TASK, REAP_TASK, SEGMENT_TASK, enqueue_export, enqueue_ingest,
@@ -20,6 +23,26 @@ from worker import webhooks as webhooking
 from worker.app import app, settings
 
 log = logging.getLogger("wardrobe.tasks")
+
+
+_FIRST_ARG = {INGEST_TASK: "job_id", SEGMENT_TASK: "job_id", EXPORT_TASK: "export_id"}
+
+
+@task_prerun.connect
+def _bind_log_fields(task=None, args=(), kwargs=None, **_kw) -> None:
+    """Every line a task logs names its job or export (and the task), whoever logs it."""
+    name = getattr(task, "name", "") or ""
+    field = _FIRST_ARG.get(name)
+    values = {"task": name.rsplit(".", 1)[-1] or None}
+    if field:
+        values[field] = (kwargs or {}).get(field, args[0] if args else None)
+    logs.clear()
+    logs.bind(**values)
+
+
+@task_postrun.connect
+def _unbind_log_fields(**_kw) -> None:
+    logs.clear()
 
 
 def _backoff(retries: int) -> int:
@@ -48,11 +71,15 @@ def segment(self, job_id: str, photo_ids: list[str]) -> int:
 
     rt = runtime()
     try:
-        return segmenting.run(job_id, photo_ids, rt, task_segmenter(rt.settings))
+        done = segmenting.run(job_id, photo_ids, rt, task_segmenter(rt.settings))
+        log.info("segmented %d of %d photos", done, len(photo_ids))
+        return done
     except Exception as exc:  # noqa: BLE001
         if self.request.retries >= self.max_retries:
             log.exception("segmentation of %d photos of job %s failed for good", len(photo_ids), job_id,
                           extra=fields(job_id=job_id, task="segment"))
+            for pid in photo_ids:
+                log.warning("photo %s failed: segment_failed", pid, extra=fields(job_id=job_id, photo_id=pid))
             photos.mark_photos_failed(uuid.UUID(str(job_id)), photo_ids, "segment_failed", f"{type(exc).__name__}: {exc}")
             return 0
         log.warning("segment job %s: %s; retry %d", job_id, exc, self.request.retries + 1,
