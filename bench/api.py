@@ -22,7 +22,7 @@ import uuid
 import zipfile
 from pathlib import Path
 
-from tests.scratch import free_port
+from bench.scratch import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 PG_ADMIN = os.environ.get("WARDROBE_BENCH_PG_ADMIN", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")

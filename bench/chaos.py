@@ -3,8 +3,8 @@
 Real processes on this machine: the API under gunicorn, two Celery workers of two processes each (one
 with --beat: the stale-job sweep every WARDROBE_REAP_INTERVAL, the garbage sweep), a private Redis, a
 scratch PostgreSQL database on the local server, moto's S3 server behind a TCP proxy that can cut it
-off. The segmenter is the fake one with a fixed time per photo (WARDROBE_FAKE_DELAY_MS): two items
-per photo, whatever the machine, so a lost or doubled photo or item shows in the counts; the model
+off. The segmenter is the benchmark's stand-in with a fixed time per photo (bench.standin.TimedSegmenter,
+BENCH_STANDIN_DELAY_MS): five items per photo, whatever the machine, so a lost or doubled photo or item shows in the counts; the model
 itself is not what is being attacked.
 
 1. Fault-free: N users upload a zip each (over HTTP); every job's time, photos and items are recorded.
@@ -144,16 +144,16 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--jobs", type=int, default=4, help="zips per run (one user each)")
     ap.add_argument("--photos", type=int, default=60, help="photos per zip")
-    ap.add_argument("--delay-ms", type=int, default=300, help="the fake segmenter's time per photo")
+    ap.add_argument("--delay-ms", type=int, default=300, help="the stand-in segmenter's time per photo")
     ap.add_argument("--storage-down", type=float, default=8.0, help="seconds storage is cut off")
     ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "chaos.json"))
     a = ap.parse_args()
 
-    from tests.scratch import scratch_database, scratch_s3
-    from tests.procs import Proc, RedisServer, TcpProxy
+    from bench.scratch import scratch_database, scratch_s3
+    from bench.procs import Proc, RedisServer, TcpProxy
 
     tmp = Path(tempfile.mkdtemp(prefix="wardrobe-chaos-"))
-    report: dict = {"jobs": a.jobs, "photos_per_job": a.photos, "fake_delay_ms": a.delay_ms, "faults": []}
+    report: dict = {"jobs": a.jobs, "photos_per_job": a.photos, "standin_delay_ms": a.delay_ms, "faults": []}
     with scratch_database(PG_ADMIN, "wardrobe_chaos") as db_url, \
             open(tmp / "moto.log", "wb") as mlog, scratch_s3(mlog) as s3:
         redis = RedisServer(tmp).start()
@@ -161,7 +161,7 @@ def main() -> int:
         env = {k: v for k, v in os.environ.items() if not k.startswith("WARDROBE_")}
         env.update(WARDROBE_DATABASE_URL=db_url, WARDROBE_BROKER_URL=redis.url, WARDROBE_STORAGE_URL="s3://wardrobe-chaos",
                    WARDROBE_S3_ENDPOINT_URL=f"http://127.0.0.1:{proxy.port}", WARDROBE_S3_MAX_ATTEMPTS="1",
-                   WARDROBE_DATA_DIR=str(tmp / "data"), WARDROBE_SEGMENTER="fake", WARDROBE_FAKE_DELAY_MS=str(a.delay_ms),
+                   WARDROBE_DATA_DIR=str(tmp / "data"), WARDROBE_SEGMENTER="bench.standin:TimedSegmenter", BENCH_STANDIN_DELAY_MS=str(a.delay_ms),
                    WARDROBE_SEGMENT_CHUNK="4", WARDROBE_LOG_LEVEL="INFO", WARDROBE_MAX_UPLOADS_PER_HOUR="0")
         os.environ.update({k: v for k, v in env.items() if k.startswith("WARDROBE_")})
         subprocess.run([sys.executable, "-m", "cli.main", "migrate"], env=env, cwd=ROOT, check=True, capture_output=True)

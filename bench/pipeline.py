@@ -389,7 +389,7 @@ def bench_database():
     """A fresh PostgreSQL database (services started if they are not running), dropped after."""
     import subprocess
 
-    from tests.scratch import scratch_database
+    from bench.scratch import scratch_database
 
     subprocess.run(["bash", str(ROOT / "scripts" / "services.sh")], check=True, stdout=subprocess.DEVNULL)
     admin_url = os.environ.get("WARDROBE_BENCH_PG_ADMIN", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -406,7 +406,7 @@ def bench_database():
 def run_pipeline_on_services(settings, photos_dir: Path, paths: list[Path], segmenter) -> dict:
     """Row 3 on the stores a deployment has: PostgreSQL, and S3 over HTTP (moto's server, which
     shares this machine's cores: a real S3 endpoint costs the worker's machine no CPU)."""
-    from tests.scratch import scratch_s3
+    from bench.scratch import scratch_s3
 
     with bench_database() as db_url, scratch_s3() as endpoint:
         on_services = replace(settings, database_url=db_url, storage_url=f"s3://wardrobe-bench-{uuid.uuid4().hex[:6]}",

@@ -36,7 +36,7 @@ import uuid
 import zipfile
 from pathlib import Path
 
-from tests.scratch import free_port, wait_port
+from bench.scratch import free_port, wait_port
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_IMAGES = ROOT.parent / "shared" / "datasets" / "ccp-fashionpedia" / "images"
@@ -399,7 +399,7 @@ def main(argv=None) -> int:
     paths = sorted(p for p in Path(a.photos_dir).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[: a.photos]
     cores = os.cpu_count() or 1
     tmp = Path(tempfile.mkdtemp(prefix="wardrobe-scale-"))
-    from tests.scratch import scratch_s3
+    from bench.scratch import scratch_s3
 
     pg = PrivatePostgres(tmp)
     redis_proc = api = None

@@ -8,9 +8,13 @@ of 60-140 vertices with one or two alternative classes, in the photo's own pixel
 after it runs as in production: masks rasterised, cut-outs cropped and encoded as WebP, colours,
 hashes, near-duplicate checks, rows and uploads.
 
-It lives in bench/ and is installed only by bench/scale_worker.py: the product never loads it.
+It lives in bench/ and is installed by bench/scale_worker.py, or named by WARDROBE_SEGMENTER
+(`bench.standin:TimedSegmenter`, with a fixed time per photo: make chaos): the product never loads it.
 """
 from __future__ import annotations
+
+import os
+import time
 
 import numpy as np
 
@@ -59,3 +63,16 @@ class InstantSegmenter:
 
     def segment(self, photos: list[np.ndarray]) -> list[list[Detection]]:
         return [self._for(p.shape[1], p.shape[0]) for p in photos]
+
+
+class TimedSegmenter(InstantSegmenter):
+    """The same garments after a fixed time per photo (BENCH_STANDIN_DELAY_MS): a model as slow on
+    every machine, so a fault lands mid-batch."""
+
+    def __init__(self, batch: int = 4):
+        super().__init__(batch)
+        self.delay = int(os.environ.get("BENCH_STANDIN_DELAY_MS") or 0) / 1000.0
+
+    def segment(self, photos: list[np.ndarray]) -> list[list[Detection]]:
+        time.sleep(self.delay * len(photos))
+        return super().segment(photos)

@@ -73,7 +73,7 @@ class Settings:
 
     # Model and segmentation
     model: str = str(DEFAULT_MODEL)
-    segmenter: str = "yolo"  # yolo | fake (the fake is for fast tests only)
+    segmenter: str = "yolo"  # yolo | module:Class, a segmenter of your own (tests.fakes:FakeSegmenter for the tests)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     backend: str = "auto"  # auto (CPU: shipped OpenVINO int8, else or on AMX the OpenVINO export; GPU: PyTorch) | pytorch | openvino | openvino-int8
     imgsz: int = 0  # 0 = the imgsz in the model card beside the weights (else 640)
@@ -111,8 +111,6 @@ class Settings:
     upload_retention: int = 0  # seconds an ended job's zip is kept (0: deleted when the job ends; -1: kept for ever)
     export_retention: int = 7 * 86400  # seconds a finished export's zip is kept (-1: for ever); then the sweeper deletes it
     export_max_bytes: int = 10 * 2**30  # an export whose zip grows past this fails as export_too_large (0: no cap); it is built on the worker's temp disk
-    fake_delay_ms: int = 0  # the fake segmenter's time per photo (fault tests only)
-    fake_load_ms: int = 0  # the fake segmenter's load time (fault tests only)
 
     # API
     secret_key: str = ""  # signs expiring image URLs; empty = generated once and kept in the data dir

@@ -1,4 +1,4 @@
-"""Segmenters: the real YOLOv8s-seg and a fake for fast tests.
+"""The segmenter: YOLOv8s-seg, or one of your own named by WARDROBE_SEGMENTER (`module:Class`).
 
 A segmenter takes upright RGB photos and returns, per photo, the garments
 found with polygons in the photo's own pixels. The model is loaded once per
@@ -286,35 +286,6 @@ def one_per_garment(c: Candidates, s: Settings) -> list[tuple[int, list[tuple[in
     return [(k, sorted(alts[k].items(), key=lambda a: -a[1])[:3]) for k in kept]
 
 
-class FakeSegmenter:
-    """Deterministic shapes, no model: for tests of everything around the model."""
-
-    version = "fake-1"
-
-    def __init__(self, delay_ms: int = 0, load_ms: int = 0):
-        self.delay = delay_ms / 1000.0
-        if load_ms:
-            time.sleep(load_ms / 1000.0)  # a model's load time (fault tests only)
-
-    def segment(self, photos: list[np.ndarray]) -> list[list[Detection]]:
-        out = []
-        for p in photos:
-            if self.delay:
-                time.sleep(self.delay)
-            h, w = p.shape[:2]
-            t = np.linspace(0, 2 * np.pi, 32, endpoint=False)
-            cx, cy, rx, ry = w / 2, h * 0.4, w * 0.25, h * 0.2
-            ellipse = np.stack([cx + rx * np.cos(t), cy + ry * np.sin(t)], 1).astype(np.float32)
-            shoe = np.array([[w * 0.3, h * 0.85], [w * 0.45, h * 0.85], [w * 0.45, h * 0.95], [w * 0.3, h * 0.95]], np.float32)
-            out.append(
-                [
-                    Detection(2, 0.9, (cx - rx, cy - ry, cx + rx, cy + ry), [ellipse]),
-                    Detection(0, 0.6, (w * 0.3, h * 0.85, w * 0.45, h * 0.95), [shoe]),
-                ]
-            )
-        return out
-
-
 _segmenter = None
 _seg_lock = threading.Lock()
 
@@ -324,6 +295,21 @@ def get_segmenter(settings: Settings):
     global _segmenter
     with _seg_lock:
         if _segmenter is None:
-            _segmenter = (FakeSegmenter(settings.fake_delay_ms, settings.fake_load_ms) if settings.segmenter == "fake"
-                          else YoloSegmenter(settings))
+            _segmenter = YoloSegmenter(settings) if settings.segmenter == "yolo" else named_segmenter(settings.segmenter)()
         return _segmenter
+
+
+def named_segmenter(spec: str) -> type:
+    """The class a WARDROBE_SEGMENTER of `package.module:Class` names (a test double, a stand-in for
+    a benchmark): called with no arguments, it must have `version` and `segment` (Segmenter)."""
+    import importlib
+
+    from core.config import SettingError
+
+    module, _, name = spec.partition(":")
+    if not module or not name:
+        raise SettingError(f"WARDROBE_SEGMENTER must be yolo or module:Class, not {spec!r}")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as e:
+        raise SettingError(f"WARDROBE_SEGMENTER={spec}: {e}") from None

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.scratch import free_port, scratch_database, scratch_s3, wait_port  # noqa: F401 - tests import the port helpers from here
+from bench.scratch import free_port, scratch_database, scratch_s3, wait_port  # noqa: F401 - tests import the port helpers from here
+from tests.fakes import FAKE_SEGMENTER
 
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
@@ -65,7 +66,7 @@ def settings(pg_url, moto_endpoint, tmp_path_factory):
         broker_url=REDIS_URL,
         storage_url=f"s3://wardrobe-test-{uuid.uuid4().hex[:8]}",
         s3_endpoint_url=moto_endpoint,
-        segmenter="fake",
+        segmenter=FAKE_SEGMENTER,
         auto_migrate=False,
         log_level="WARNING",
     )

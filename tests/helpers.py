@@ -1,7 +1,7 @@
 """Run a job's task bodies in-process (fake segmenter), as the workers would."""
 from __future__ import annotations
 
-from segmentation.segmenter import FakeSegmenter
+from tests.fakes import FakeSegmenter
 from worker import ingest, segment
 
 

@@ -21,6 +21,7 @@ from db.models import Export, Item, Photo, utcnow
 from db.session import session_scope
 from tests.conftest import REDIS_URL, auth, example_photos, free_port, zip_bytes
 from tests.helpers import run_job
+from tests.fakes import FAKE_SEGMENTER
 from tests.test_api import assert_error, upload
 from worker import export as exporting
 
@@ -318,7 +319,7 @@ def test_wardrobe_export_downloads_the_zip(app, make_user, rt, settings, tmp_pat
     port = free_port()
     server = make_server("127.0.0.1", port, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    env = service_env(settings, REDIS_URL, WARDROBE_SEGMENTER="fake", WARDROBE_PRELOAD_MODEL="false")
+    env = service_env(settings, REDIS_URL, WARDROBE_SEGMENTER=FAKE_SEGMENTER, WARDROBE_PRELOAD_MODEL="false")
     worker = Proc(["worker", "--queues", "export", "--concurrency", "1", "--pool", "solo"], env,
                   tmp_path / "worker.log").start()
     try:

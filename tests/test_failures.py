@@ -18,6 +18,7 @@ from db.models import Item, Job, Photo
 from db.session import session_scope
 from tests.conftest import free_port, jpeg_bytes, wait_port, zip_bytes
 from tests.procs import PgCluster, Proc, RedisServer, TcpProxy, have, service_env, wait_for
+from tests.fakes import FAKE_SEGMENTER
 from tests.test_pipeline import new_job
 
 pytestmark = pytest.mark.skipif(not have("redis-server"), reason="redis-server is not installed")
@@ -32,7 +33,7 @@ def photos_zip(n: int = N_PHOTOS, seed: int = 0) -> bytes:
 
 def worker_env(settings, broker: str, **extra) -> dict:
     """Short timeouts and a slow fake model, so faults land mid-batch and recovery is quick."""
-    fault_settings = dict(WARDROBE_SEGMENTER="fake", WARDROBE_FAKE_DELAY_MS=150, WARDROBE_SEGMENT_CHUNK=2,
+    fault_settings = dict(WARDROBE_SEGMENTER=FAKE_SEGMENTER, WARDROBE_FAKE_DELAY_MS=150, WARDROBE_SEGMENT_CHUNK=2,
                           WARDROBE_BATCH_SIZE=2, WARDROBE_VISIBILITY_TIMEOUT=4, WARDROBE_TASK_TIME_LIMIT=3,
                           WARDROBE_REAP_INTERVAL=2, WARDROBE_STALE_AFTER=5)
     return service_env(settings, broker, **(fault_settings | extra))
@@ -268,7 +269,7 @@ def test_reaper_resends_the_work_of_a_job_whose_worker_vanished(make_user, rt):
     from tests.helpers import run_job
     from worker import ingest, segment
     from worker.reaper import reap
-    from segmentation.segmenter import FakeSegmenter
+    from tests.fakes import FakeSegmenter
 
     uid, _ = make_user()
     job_id = new_job(rt, uid, photos_zip(4))

@@ -147,7 +147,7 @@ def test_retry_of_a_job_whose_zip_is_gone_before_it_was_read(client, make_user, 
 def live_server(app):
     from werkzeug.serving import make_server
 
-    from tests.scratch import free_port
+    from bench.scratch import free_port
 
     port = free_port()
     server = make_server("127.0.0.1", port, app, threaded=True)

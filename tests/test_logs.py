@@ -10,6 +10,7 @@ import uuid
 import redis
 
 from tests.conftest import REDIS_URL, auth, example_photos, zip_bytes
+from tests.fakes import FAKE_SEGMENTER
 
 
 class Tty(io.StringIO):
@@ -130,7 +131,7 @@ def test_a_worker_logging_to_a_file_writes_json_lines_naming_the_job(client, mak
     assert resp.status_code == 202, resp.get_data(as_text=True)
     job_id = resp.get_json()["id"]
     logfile = tmp_path / "worker.jsonl"
-    env = service_env(settings, REDIS_URL, WARDROBE_SEGMENTER="fake", WARDROBE_PRELOAD_MODEL="false")
+    env = service_env(settings, REDIS_URL, WARDROBE_SEGMENTER=FAKE_SEGMENTER, WARDROBE_PRELOAD_MODEL="false")
     worker = Proc(["worker", "--queues", "ingest,segment", "--concurrency", "1", "--pool", "solo",
                    "--logfile", str(logfile)], env, tmp_path / "worker.out").start()
 

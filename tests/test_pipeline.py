@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from core.storage import keys
 from db.models import Item, Job, Photo
 from db.session import session_scope
-from segmentation.segmenter import FakeSegmenter
+from tests.fakes import FakeSegmenter
 from tests.conftest import example_photos, jpeg_bytes, zip_bytes
 from tests.helpers import run_job
 from worker import ingest, segment

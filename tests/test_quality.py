@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import FIXTURES, free_port
+from tests.fakes import FAKE_SEGMENTER
 from training.quality import Found, Garment, boundary_f, iou, score_photo, summarise
 
 
@@ -111,7 +112,7 @@ def test_make_quality_through_the_api_and_worker(tmp_path, monkeypatch):
     for k in list(os.environ):
         if k.startswith("WARDROBE_"):
             monkeypatch.delenv(k)
-    monkeypatch.setenv("WARDROBE_SEGMENTER", "fake")
+    monkeypatch.setenv("WARDROBE_SEGMENTER", FAKE_SEGMENTER)
     out = tmp_path / "quality.json"
     assert main(["--images", str(images), "--labels", str(tmp_path / "labels.json"), "--port", str(free_port()),
                  "--data-dir", str(tmp_path / "data"), "--json", str(out)]) == 0

@@ -63,6 +63,32 @@ def test_import_direction():
     assert not (ours - {"core", "segmentation"}) & _imports("segmentation")  # core only
     assert "training" not in _imports("worker")  # serving does not depend on training
     assert "worker" not in _imports("training")
+    for pkg in ("api", "worker", "segmentation", "training", "cli", "db", "core", "bench"):
+        assert "tests" not in _imports(pkg), pkg  # the test doubles and helpers ship with no product and no benchmark
+
+
+def test_test_doubles_live_in_tests_and_a_worker_loads_one_by_name(monkeypatch):
+    import dataclasses
+
+    import pytest
+
+    import segmentation.segmenter as segmenter
+    from core.config import SettingError
+    from tests.fakes import FAKE_SEGMENTER, FakeSegmenter
+
+    for pkg in ("api", "worker", "segmentation", "training", "cli", "db", "core"):
+        for path in (ROOT / pkg).rglob("*.py"):
+            assert not re.search(r"^class Fake", path.read_text(), re.M), path
+    assert "fake" not in {f.name.split("_")[0] for f in dataclasses.fields(Settings)}
+    monkeypatch.setattr(segmenter, "_segmenter", None)
+    monkeypatch.setenv("WARDROBE_FAKE_DELAY_MS", "7")
+    loaded = segmenter.get_segmenter(Settings(segmenter=FAKE_SEGMENTER))
+    assert type(loaded) is FakeSegmenter and loaded.delay == 0.007
+    assert segmenter.get_segmenter(Settings(segmenter="yolo")) is loaded  # once per process
+    for bad in ("fake", "tests.fakes:NoSuchClass", "no_such_module:Fake", ":FakeSegmenter"):
+        monkeypatch.setattr(segmenter, "_segmenter", None)
+        with pytest.raises(SettingError):
+            segmenter.get_segmenter(Settings(segmenter=bad))
 
 
 def test_every_package_is_installed_and_copied_into_the_image():

@@ -15,6 +15,7 @@ import redis
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from tests.conftest import REDIS_URL, auth, example_photos, free_port, zip_bytes
+from tests.fakes import FAKE_SEGMENTER
 from tests.helpers import run_job
 
 
@@ -161,7 +162,7 @@ def test_a_worker_runs_the_job_and_delivers_its_event(wh_client, make_user, sett
     _, token = make_user()
     ep = register(wh_client, token, receiver.url)
     broker = RedisServer(tmp_path).start()  # the worker's own: nothing else's messages in it
-    env = service_env(settings, broker.url, WARDROBE_SEGMENTER="fake", WARDROBE_WEBHOOK_ALLOW_PRIVATE="true")
+    env = service_env(settings, broker.url, WARDROBE_SEGMENTER=FAKE_SEGMENTER, WARDROBE_WEBHOOK_ALLOW_PRIVATE="true")
     worker = Proc(["worker", "--queues", "ingest,segment,webhooks", "--concurrency", "1"], env,
                   tmp_path / "worker.log").start()
     try:

@@ -1,4 +1,4 @@
-"""Throwaway PostgreSQL databases, S3 endpoints (moto's server) and local ports, for the tests and the benchmarks."""
+"""Throwaway PostgreSQL databases, S3 endpoints (moto's server) and local ports, for the benchmarks and the tests."""
 from __future__ import annotations
 
 import contextlib
