@@ -47,7 +47,9 @@ def cmd_worker(a) -> int:
     os.environ["WARDROBE_WORKER_CONCURRENCY"] = str(concurrency)
     logs.configure(settings.log_level, logfile=a.logfile)  # Celery leaves the root logger to us
     bootup(settings)
-    from worker.celery_app import app
+    from worker.celery_app import app, configure
+
+    configure(settings)
 
     argv = ["worker", "-Q", a.queues, "--concurrency", str(concurrency), "--loglevel", a.loglevel,
             "-n", f"wardrobe-{os.getpid()}@%h", "--without-gossip", "--without-mingle"]
@@ -107,11 +109,11 @@ def cmd_gc(a) -> int:
 
 def cmd_reap(a) -> int:
     from db.bootup import bootup
-    from core.queue import enqueue_export, enqueue_ingest
-    from worker.celery_app import app
+    from core.queue import enqueue_export, enqueue_ingest, make_celery
     from worker.reaper import broker_jobs, reap, reap_exports
 
     rt = bootup(env_settings())
+    app = make_celery(rt.settings)
     n = reap(rt, send_ingest=lambda j: enqueue_ingest(app, j), stale_after=a.stale_after,
              in_broker=lambda: broker_jobs(app))
     e = reap_exports(rt, send_export=lambda x: enqueue_export(app, x), stale_after=a.stale_after,

@@ -59,7 +59,13 @@ def survive_broker_loss() -> None:
 
 
 def make_celery(settings: Settings) -> Celery:
-    app = Celery("wardrobe", broker=settings.celery_broker_url, set_as_current=False)
+    """A Celery app that sends to the broker the settings name (the API's, the CLI's)."""
+    return configure_celery(Celery("wardrobe", set_as_current=False), settings)
+
+
+def configure_celery(app: Celery, settings: Settings) -> Celery:
+    """The broker, queues, routes, limits and schedules of `settings` on `app` (the worker's own is
+    configured so as its process starts: worker.app)."""
     transport_options: dict = {"visibility_timeout": settings.visibility_timeout}
     if settings.celery_broker_url.startswith(("redis://", "rediss://")):
         survive_broker_loss()
@@ -87,6 +93,7 @@ def make_celery(settings: Settings) -> Celery:
             store_processed=False,
         )
     app.conf.update(
+        broker_url=settings.celery_broker_url,
         task_queues=[Queue(q) for q in QUEUES],
         task_default_queue=INGEST_QUEUE,
         task_routes={INGEST_TASK: {"queue": INGEST_QUEUE}, SEGMENT_TASK: {"queue": SEGMENT_QUEUE}, REAP_TASK: {"queue": INGEST_QUEUE},

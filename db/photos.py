@@ -158,7 +158,7 @@ def pending_photos(job_id: uuid.UUID, photo_ids: Sequence[uuid.UUID]) -> list | 
 
 
 def mark_photos_failed(job_id: uuid.UUID, photo_ids: Sequence[uuid.UUID], code: str, message: str) -> None:
-    ids = [uuid.UUID(str(p)) for p in photo_ids]
+    ids = list(photo_ids)
     if not ids:
         return
     with session_scope() as s:

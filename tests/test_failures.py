@@ -339,7 +339,6 @@ def test_tasks_that_give_up_close_their_rows_on_the_embedded_sqlite_default(on_s
                       storage=open_storage(f"s3://missing-{uuid.uuid4().hex[:8]}",
                                            endpoint_url=rt.settings.s3_endpoint_url, max_attempts=1))
     monkeypatch.setattr(tasks, "runtime", lambda: broken)
-    monkeypatch.setattr(tasks, "_backoff", lambda retries: 0)
     with session_scope() as s:
         user, _ = create_user(s, "on-sqlite")
         export, _ = exports.create(s, user.id)

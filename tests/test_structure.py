@@ -16,11 +16,21 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_registered_celery_tasks_are_pinned():
-    from worker.celery_app import app
+    from worker.celery_app import app, configure
+    from worker.taskbase import WardrobeTask
 
     ours = {name for name in app.tasks if not name.startswith("celery.")}
     assert ours == {"wardrobe.ingest", "wardrobe.segment", "wardrobe.reap_stale_jobs", "wardrobe.collect_garbage",
                     "wardrobe.export", "wardrobe.deliver_webhook", "wardrobe.sweep_webhooks"}
+    # one task base; the three that do work retried by Celery (backoff with jitter) and closed by on_failure
+    assert all(isinstance(app.tasks[name], WardrobeTask) for name in ours)
+    for name, ids in (("wardrobe.ingest", ("job_id",)), ("wardrobe.segment", ("job_id", "photo_ids")),
+                      ("wardrobe.export", ("export_id",))):
+        t = app.tasks[name]
+        assert t.autoretry_for == (Exception,) and t.retry_jitter and t.retry_backoff and t.retry_backoff_max == 60
+        assert t.ids == ids and t.give_up is not None
+    assert not any(getattr(app.tasks[n], "autoretry_for", ()) for n in ours - {"wardrobe.ingest", "wardrobe.segment", "wardrobe.export"})
+    configure()  # as a worker process starts: nothing is read from the environment at import
     # the --beat worker runs both sweeps: lost work re-sent, unreferenced objects and stale temp files removed
     beat = app.conf.beat_schedule
     assert set(beat) == {"reap-stale-jobs", "collect-garbage", "sweep-webhooks"}

@@ -1,6 +1,12 @@
-"""The worker's Celery app, its settings and its process start-up; worker/celery_app.py is the
-entry point (`celery -A worker.celery_app worker -Q ingest,segment,export,webhooks`), which registers the tasks
+"""The worker's Celery app and its process start-up; worker/celery_app.py is the entry point
+(`celery -A worker.celery_app worker -Q ingest,segment,export,webhooks`), which registers the tasks
 (worker.tasks) and the metrics' signal handlers (worker.metrics) on it.
+
+Importing this module reads no settings: the app is configured as the worker starts
+(`celeryd_init`, in the main process before its pool forks; `configure` again in each pool
+process, a no-op after a fork) from the environment's settings, or by whoever calls `configure`
+first with settings of their own (`wardrobe worker`, the tests). Every task's base is
+worker.taskbase.WardrobeTask.
 
 Each forked process disposes
 the parent's DB connections and, with WARDROBE_PRELOAD_MODEL on, starts loading the
@@ -16,7 +22,8 @@ import logging
 import sys
 import threading
 
-from celery.signals import after_setup_logger, after_setup_task_logger, worker_process_init
+from celery import Celery
+from celery.signals import after_setup_logger, after_setup_task_logger, celeryd_init, worker_process_init
 
 from segmentation.runtime import ultralytics_offline
 
@@ -25,13 +32,33 @@ ultralytics_offline()  # before anything imports Ultralytics: no installs, no ne
 from db.bootup import bootup, runtime  # noqa: E402
 from core import logs  # noqa: E402
 from core.config import Settings  # noqa: E402
-from core.queue import make_celery  # noqa: E402
+from core.queue import configure_celery  # noqa: E402
 from db.session import dispose_after_fork  # noqa: E402
+from worker.taskbase import WardrobeTask  # noqa: E402
 
 log = logging.getLogger("wardrobe.worker")
 
-settings = Settings.from_env()
-app = make_celery(settings)
+app = Celery("wardrobe", task_cls=WardrobeTask)
+_configured: list[Settings] = []
+
+
+def configure(settings: Settings | None = None) -> Settings:
+    """Configure the app once per process (the environment's settings unless given); its settings."""
+    if not _configured:
+        settings = settings or Settings.from_env()
+        configure_celery(app, settings)
+        WardrobeTask.max_retries = settings.task_max_retries
+        _configured.append(settings)
+    return _configured[0]
+
+
+def settings() -> Settings:
+    return configure()
+
+
+@celeryd_init.connect
+def _configure_worker(**_kwargs) -> None:
+    configure()
 
 
 _loaded_threads: list[int] = []  # torch's thread count as the load left it
@@ -65,9 +92,10 @@ def task_segmenter(s: Settings):
 
 @worker_process_init.connect
 def _init_process(**_kwargs) -> None:
-    bootup(settings)
+    s = configure()
+    bootup(s)
     dispose_after_fork()
-    if settings.preload_model:
+    if s.preload_model:
         # not here, on the process's main thread: Celery waits only 4 s for the process to report up
         threading.Thread(target=_load_model, name="wardrobe-model-load", daemon=True).start()
 

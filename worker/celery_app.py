@@ -6,7 +6,7 @@ The app itself is built in worker/app.py; importing this module registers the ta
 """
 from __future__ import annotations
 
-from worker.app import app, settings, task_segmenter  # noqa: F401
+from worker.app import app, configure, task_segmenter  # noqa: F401
 
 import worker.tasks  # noqa: E402,F401  (registers the tasks on `app`)
 import worker.metrics  # noqa: E402,F401  (task times and retries; the main process's /metrics port)

@@ -236,10 +236,9 @@ def _timed_out(eid: uuid.UUID, rt: Runtime, doing: str) -> None:
     log.warning("export %s: %s", eid, message)
 
 
-def run(export_id, rt: Runtime, progress_every: int = PROGRESS_EVERY) -> dict | None:
+def run(eid: uuid.UUID, rt: Runtime, progress_every: int = PROGRESS_EVERY) -> dict | None:
     """Build, store and finish the export; its counts, or None when there was nothing to do (gone, ended,
     or deleted meanwhile). Storage and database errors propagate: the task retries, then fails it."""
-    eid = uuid.UUID(str(export_id))
     with session_scope() as s:
         user_id = exports.start(s, eid)
         if user_id is None:

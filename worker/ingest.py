@@ -165,8 +165,7 @@ def _open(rt: Runtime, jid: uuid.UUID, upload_key: str, path: str):
         return None
 
 
-def run(job_id: str | uuid.UUID, rt: Runtime, send_segment: SendSegment) -> None:
-    jid = uuid.UUID(str(job_id))
+def run(jid: uuid.UUID, rt: Runtime, send_segment: SendSegment) -> None:
     start = photos.begin_ingest(jid)
     if start is None:
         if photos.job_missing(jid):

@@ -74,8 +74,9 @@ def serve(port: int, host: str = "0.0.0.0") -> None:
 
 @worker_ready.connect
 def _serve_metrics(**_kw) -> None:
-    from worker.app import settings
+    from worker.app import settings as configured
 
+    settings = configured()
     if settings.worker_metrics_port and m.prom is not None:
         try:
             serve(settings.worker_metrics_port)

@@ -199,15 +199,14 @@ class _Segmentation:
             return sum(f.result() for f in pending_posts)
 
 
-def run(job_id: str | uuid.UUID, photo_ids: Sequence[str | uuid.UUID], rt: Runtime, segmenter: Segmenter,
+def run(jid: uuid.UUID, photo_ids: Sequence[uuid.UUID], rt: Runtime, segmenter: Segmenter,
         timings: Timings | None = None) -> int:
     """Segment the pending photos among photo_ids; returns how many this call committed.
 
     `timings`, when given (the benchmark's `StageSeconds`), adds up seconds spent waiting for photos,
     in the model, and in post-processing (which overlaps the model), and post-processing's CPU
     seconds by stage."""
-    jid = uuid.UUID(str(job_id))
-    rows = photos.pending_photos(jid, [uuid.UUID(str(p)) for p in photo_ids])
+    rows = photos.pending_photos(jid, list(photo_ids))
     if rows is None:
         return 0
     loading = [io_pool().submit(load, rt, jid, pid, uid, key) for pid, uid, key in rows]

@@ -149,13 +149,9 @@ def post(url: str, secret: str, msg_id: str, body: bytes, settings: Settings) ->
     return webhooks.Outcome(code, ms(), error, retry_after=_retry_after(resp) if code in (429, 503) else None)
 
 
-def deliver(delivery_id: str | uuid.UUID, settings: Settings) -> str | None:
+def deliver(did: uuid.UUID, settings: Settings) -> str | None:
     """Send one outbox row if it is due, and record the attempt; returns the delivery's status after
     it (None: nothing was sent). The row stays locked while the endpoint is called."""
-    try:
-        did = uuid.UUID(str(delivery_id))
-    except ValueError:
-        return None
     with session_scope() as s:
         claimed = webhooks.claim(s, did)
         if claimed is None:
