@@ -22,13 +22,26 @@ def cmd_import(a) -> int:
     return 0
 
 
+def cmd_pseudo_label(a) -> int:
+    import logging
+
+    from training.pseudo import build
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    report = build(Path(a.weights), Path(a.labelled), Path(a.unlabelled), Path(a.out), precision=a.precision,
+                   synth_train=a.synth_train, synth_val=a.synth_val, seed=a.seed, limit=a.limit, threads=a.threads)
+    print(json.dumps({k: report[k] for k in ("labelled", "pseudo", "data_yaml")}, indent=2))
+    print(f"report: {Path(a.out) / 'pseudo_report.json'}", file=sys.stderr)
+    return 0
+
+
 def cmd_train(a) -> int:
     from training.train import train
 
     run = train(a.data, a.preset, project=a.project, name=a.name, epochs=a.epochs, imgsz=a.imgsz, batch=a.batch,
                 weights=a.weights, resume=a.resume, seed=a.seed, device=a.device, workers=a.workers,
                 bf16=a.bf16, val_every=a.val_every, repeat_threshold=a.repeat_threshold,
-                time_hours=a.time_hours)
+                time_hours=a.time_hours, threads=a.threads)
     print(f"run directory: {run}")
     return 0
 
@@ -133,6 +146,21 @@ def add_parsers(sub) -> None:
     s.add_argument("--copy", action="store_true", help="copy images instead of symlinking")
     s.set_defaults(fn=cmd_import)
 
+    s = sub.add_parser("pseudo-label", help="label the tagged photos with the teacher and write labelled + "
+                                             "pseudo-labelled + synthesized single-garment photos as one dataset")
+    s.add_argument("--weights", default=str(DEFAULT_MODEL), help="the teacher (default: the shipped model)")
+    s.add_argument("--labelled", required=True, help="the dataset import-fashionpedia wrote (its train and val)")
+    s.add_argument("--unlabelled", required=True, help="folder of the tagged photos with their tags.json")
+    s.add_argument("--out", required=True, help="folder for the combined dataset and pseudo_report.json")
+    s.add_argument("--precision", type=float, default=0.75,
+                   help="per-class thresholds keep garments this often right on the val photos")
+    s.add_argument("--synth-train", type=int, default=0, help="single-garment photos synthesized from train")
+    s.add_argument("--synth-val", type=int, default=0, help="the same from val, into OUT/alone (for evaluation only)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--limit", type=int, help="only the first N photos of each set (a quick check)")
+    s.add_argument("--threads", type=int, default=2)
+    s.set_defaults(fn=cmd_pseudo_label)
+
     from training.presets import PRESETS
 
     s = sub.add_parser("train", help="train YOLOv8s-seg (offline, from the architecture yaml)")
@@ -155,6 +183,7 @@ def add_parsers(sub) -> None:
                    help="repeat-factor sampling: classes in fewer than this fraction of photos are drawn more "
                         "often (default: the preset's; 0 = off)")
     s.add_argument("--time-hours", type=float, help="wall-clock budget; sets the epoch count to fit")
+    s.add_argument("--threads", type=int, help="PyTorch threads (default: every core)")
     s.set_defaults(fn=cmd_train)
 
     _add_checks_and_shipping(sub, DEFAULT_MODEL)

@@ -90,6 +90,17 @@ PRESETS: dict[str, Preset] = {
                description="cpu-continue-copypaste-384 with multi-scale batches (288-480), keeping every epoch's weights",
                hyp=CONTINUE_HYP | COPY_PASTE_HYP | dict(lr0=0.0002, warmup_epochs=0, close_mosaic=8, save_period=1,
                                                         multi_scale=0.25)),
+        # Weak supervision (pseudo-labels of the tagged photos, synthesized single-garment photos):
+        # a short fine-tune from the shipped weights, the same for the student and its control on
+        # the labelled photos alone, so the difference is the data. A fixed epoch count rather than
+        # a time budget, so both runs follow the same learning-rate schedule; a low rate without
+        # warm-up because it continues converged weights (the restarts at 2e-4 cost the 384/448
+        # cycles their first 10-15 epochs); every epoch's weights kept.
+        Preset("cpu-student-384", 384, 8, batch=16,
+               description="weak-supervision fine-tune (student and control): 8 epochs at 384, lr0 1e-4 without "
+                           "warm-up, copy-paste, 2 close-mosaic epochs, keeping every epoch's weights",
+               hyp=CONTINUE_HYP | COPY_PASTE_HYP | dict(lr0=0.0001, warmup_epochs=0, close_mosaic=2, save_period=1,
+                                                        val_every=2)),
         Preset("smoke", 64, 1, batch=2, description="one tiny epoch to check the pipeline"),
     ]
 }
