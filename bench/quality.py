@@ -25,13 +25,15 @@ import time
 from pathlib import Path
 
 from core.config import REPO_ROOT
-from training.quality import Found, garments_at, load_labels, print_report, rasterize_polygons, score_photo, summarise
+from training.quality import (Found, LabelledPhoto, garments_at, load_labels, print_report, rasterize_polygons,
+                              score_photo, summarise, summarise_alone)
 
 SHARED = REPO_ROOT.parent / "shared" / "datasets" / "ccp-fashionpedia"
 
 
-def measure(client, photos: list[Path], labels: dict) -> dict:
-    """Upload `photos` through `client`'s API, wait, and score what the catalogue holds."""
+def measure(client, photos: list[Path], labels: dict, alone: bool = False) -> dict:
+    """Upload `photos` through `client`'s API, wait, and score what the catalogue holds (`alone`:
+    photos of garments on their own, scored by the kind of their most confident item too)."""
     from cli.demo import zip_photos
 
     t0 = time.monotonic()
@@ -46,7 +48,7 @@ def measure(client, photos: list[Path], labels: dict) -> dict:
     by_photo: dict[str, list[dict]] = {}
     for it in items:
         by_photo.setdefault(it["photo_id"], []).append(it)
-    scores = []
+    scores, all_found, all_garments = [], [], []
     for pid, p in stored.items():
         if p["status"] != "done":
             raise SystemExit(f"photo {p['entry']} is {p['status']}: {p['error']}")
@@ -55,10 +57,49 @@ def measure(client, photos: list[Path], labels: dict) -> dict:
         found = [Found(it["class_id"], it["confidence"], rasterize_polygons(it["mask"]["polygons"], w, h))
                  for it in by_photo.get(pid, [])]
         scores.append(score_photo(garments, found))
+        all_found.append(found)
+        all_garments.append(garments)
+    if alone:
+        return summarise_alone(scores, all_found, all_garments)
     report = summarise(scores)
+    # every item's class, confidence and outcome: what `wardrobe thresholds` chooses per-class thresholds from
+    report["items_scored"] = [[k, round(c, 4), o] for s in scores for c, o, k in s.outcomes]
     report.update(seconds=round(seconds, 1), job_id=job["id"],
                   model_version=items[0]["model_version"] if items else None)
     return report
+
+
+def alone_photos(labels_json: Path, images: Path, count: int, tmp: Path) -> tuple[list[Path], dict]:
+    """`count` photos of garments on their own, synthesized from the val split's garments only
+    (training/synth.py), and their labels as load_labels gives them."""
+    import numpy as np
+
+    from training.fashionpedia import import_split
+    from training.synth import synthesize_split
+
+    val = tmp / "val-yolo"
+    import_split(labels_json, images, val, "val")
+    out = tmp / "alone"
+    synthesize_split(val, "val", out / "images", out / "labels", count, seed=1)
+    photos, labels = [], {}
+    for img in sorted((out / "images").iterdir()):
+        from PIL import Image
+
+        with Image.open(img) as im:
+            w, h = im.size
+        garments = []
+        for line in (out / "labels" / (img.stem + ".txt")).read_text().splitlines():
+            parts = line.split()
+            ring = (np.asarray(parts[1:], dtype=np.float64).reshape(-1, 2) * (w, h)).reshape(-1)
+            garments.append((int(parts[0]), [ring.tolist()]))
+        photos.append(img)
+        labels[img.name] = LabelledPhoto(img.name, w, h, garments)
+    return photos, labels
+
+
+def measure_alone(client, labels_json: Path, images: Path, count: int, tmp: Path) -> dict:
+    photos, labels = alone_photos(labels_json, images, count, tmp)
+    return measure(client, photos, labels, alone=True)
 
 
 def main(argv=None) -> int:
@@ -71,6 +112,8 @@ def main(argv=None) -> int:
     ap.add_argument("--data-dir", help="where the embedded services keep their data (default: a temporary folder)")
     ap.add_argument("--port", type=int, default=8766)
     ap.add_argument("--json", default="bench/out/quality.json")
+    ap.add_argument("--alone", type=int, default=100,
+                    help="also score N photos of garments on their own, synthesized from the val labels (0: not)")
     a = ap.parse_args(argv)
     from cli.client import ApiClient
 
@@ -89,7 +132,10 @@ def main(argv=None) -> int:
             # the served settings come from the environment and the model card, as for any deployment
             passed = tuple(k for k in os.environ if k.startswith("WARDROBE_") and k != "WARDROBE_DATA_DIR")
             with embedded_stack(data_dir, a.port, pass_env=passed) as (url, token, _procs):
-                report = measure(ApiClient(url, token), photos, labels)
+                client = ApiClient(url, token)
+                report = measure(client, photos, labels)
+                if a.alone:
+                    report["alone"] = measure_alone(client, Path(a.labels), Path(a.images), a.alone, Path(tmp))
     report["settings"] = {k: v for k, v in os.environ.items() if k.startswith("WARDROBE_")}
     print_report(report)
     if a.json:

@@ -29,7 +29,8 @@ def cmd_pseudo_label(a) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     report = build(Path(a.weights), Path(a.labelled), Path(a.unlabelled), Path(a.out), precision=a.precision,
-                   synth_train=a.synth_train, synth_val=a.synth_val, seed=a.seed, limit=a.limit, threads=a.threads)
+                   synth_train=a.synth_train, synth_val=a.synth_val, seed=a.seed, limit=a.limit, threads=a.threads,
+                   sizes=tuple(int(v) for v in a.sizes.split(",")) if a.sizes else None)
     print(json.dumps({k: report[k] for k in ("labelled", "pseudo", "data_yaml")}, indent=2))
     print(f"report: {Path(a.out) / 'pseudo_report.json'}", file=sys.stderr)
     return 0
@@ -113,6 +114,28 @@ def cmd_export_model(a) -> int:
     return 0
 
 
+def cmd_thresholds(a) -> int:
+    from core.taxonomy import NAMES
+    from training.ship import update_card
+    from training.thresholds import choose, review_threshold
+
+    q = json.loads(Path(a.quality_json).read_text())
+    if "items_scored" not in q:
+        print(f"error: {a.quality_json} has no items_scored (made by an older make quality)", file=sys.stderr)
+        return 2
+    items = [(int(k), float(c), o) for k, c, o in q["items_scored"]]
+    chosen = choose(items, q["photos"], a.budget)
+    named = {NAMES[c]: t for c, t in chosen["per_class"].items()}
+    # the review default from the items the thresholds keep
+    kept = [(k, c, o) for k, c, o in items if c >= chosen["per_class"].get(k, chosen["pooled"])]
+    review = review_threshold(kept)
+    print(json.dumps(chosen | {"per_class": named, "review_below": review}, indent=2))
+    if a.write:
+        update_card(Path(a.weights), serve_conf_per_class=named, review_below=review)
+        print(f"wrote serve_conf_per_class on {Path(a.weights).with_suffix('.json')}", file=sys.stderr)
+    return 0
+
+
 def cmd_ship(a) -> int:
     from training.ship import ship, update_card
 
@@ -159,6 +182,7 @@ def add_parsers(sub) -> None:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--limit", type=int, help="only the first N photos of each set (a quick check)")
     s.add_argument("--threads", type=int, default=2)
+    s.add_argument("--sizes", help="the teacher's input sizes, comma-separated (default 384,480; each also mirrored)")
     s.set_defaults(fn=cmd_pseudo_label)
 
     from training.presets import PRESETS
@@ -223,6 +247,14 @@ def _add_checks_and_shipping(sub, default_model) -> None:
     s.add_argument("--corrected-only", action="store_true", help="only photos with at least one corrected item")
     s.add_argument("--val-fraction", type=float, default=0.1, help="share of the photos held out for val")
     s.set_defaults(fn=cmd_export_training)
+
+    s = sub.add_parser("thresholds", help="per-class item thresholds from make quality's items (run at a low "
+                                          "WARDROBE_CONF): the most garments found within a budget of unwanted items")
+    s.add_argument("quality_json", help="make quality's JSON, made with e.g. WARDROBE_CONF=0.15")
+    s.add_argument("--budget", type=float, default=0.8, help="extra + second items a photo allowed (default 0.8)")
+    s.add_argument("--weights", default=str(default_model), help="whose card to write (with --write)")
+    s.add_argument("--write", action="store_true", help="record them on the model card (serve_conf_per_class)")
+    s.set_defaults(fn=cmd_thresholds)
 
     s = sub.add_parser("ship", help="write half-precision weights and their model card")
     s.add_argument("best", help="best.pt from a training run (with --card-only: the shipped weights)")

@@ -146,6 +146,9 @@ class Settings:
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
+        """The settings from WARDROBE_* variables, then `overrides`. The review default, where the
+        deployment sets none, is the served model's (its card's `review_below`, chosen from
+        `make quality`: the confidence below which its items are right less often)."""
         values = {}
         for f in fields(cls):
             default = f.default
@@ -154,6 +157,8 @@ class Settings:
                 continue
             values[f.name] = _env("WARDROBE_" + f.name.upper(), default)
         values.update(overrides)
+        if "review_below" not in overrides and not os.environ.get("WARDROBE_REVIEW_BELOW"):
+            values["review_below"] = _card_review_below(values["model"], values["review_below"])
         settings = cls(**values)
         _check_retry_schedule(settings.webhook_retry_schedule)
         return settings
@@ -231,3 +236,14 @@ def describe() -> list[tuple[str, str, str]]:
     for f in fields(Settings):
         out.append(("WARDROBE_" + f.name.upper(), str(f.default), f.type if isinstance(f.type, str) else f.type.__name__))
     return out
+
+
+def _card_review_below(model: str, default: float) -> float:
+    """The model card's review threshold (a JSON file beside the weights; no model is loaded)."""
+    import json
+
+    try:
+        value = json.loads(Path(model).with_suffix(".json").read_text()).get("review_below")
+    except (OSError, ValueError, AttributeError):
+        return default
+    return float(value) if isinstance(value, (int, float)) and 0 < value <= 1 else default

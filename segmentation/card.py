@@ -24,3 +24,12 @@ def serve_conf(weights: str | os.PathLike, default: float = 0.25) -> float:
     """The least confidence an item is kept at: the card's `serve_conf` (chosen from the catalogue's
     figures on val, `make quality`), else Ultralytics' usual 0.25."""
     return float(read_card(weights).get("serve_conf") or default)
+
+
+def serve_conf_per_class(weights: str | os.PathLike) -> dict[int, float]:
+    """The least confidence per class id: the card's `serve_conf_per_class` (class name -> threshold,
+    chosen on val by `wardrobe thresholds` from `make quality`'s items), else none."""
+    from core.taxonomy import BY_NAME
+
+    per_class = read_card(weights).get("serve_conf_per_class") or {}
+    return {BY_NAME[name].id: float(t) for name, t in per_class.items() if name in BY_NAME}

@@ -15,6 +15,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Protocol
 
 import numpy as np
@@ -139,9 +140,11 @@ class YoloSegmenter:
             raise FileNotFoundError(f"model weights not found at {path} (set WARDROBE_MODEL)")
         t0 = time.perf_counter()
         self.version = model_version(path)
-        from segmentation.card import serve_conf, serve_imgsz
+        from segmentation.card import serve_conf, serve_conf_per_class, serve_imgsz
 
         self.imgsz = settings.imgsz or serve_imgsz(path)
+        # per-class thresholds from the card, unless the deployment sets one threshold for all
+        self.class_conf = {} if settings.conf else serve_conf_per_class(path)
         # the served settings measured for these weights (make quality), unless the deployment sets its own
         self.settings = settings = dataclasses.replace(settings, conf=settings.conf or serve_conf(path))
         self.half = self.device.startswith("cuda")
@@ -174,7 +177,7 @@ class YoloSegmenter:
                  self.device, self.backend, self.imgsz, self.batch, self.threads, time.perf_counter() - t0)
 
     def segment(self, photos: list[np.ndarray]) -> list[list[Detection]]:
-        return [outline(photo, c, self.settings) if c is not None else []
+        return [outline(photo, c, self.settings, self.class_conf) if c is not None else []
                 for photo, c in zip(photos, self.candidates(photos))]
 
     def candidates(self, photos: list[np.ndarray]) -> list["Candidates | None"]:
@@ -189,7 +192,7 @@ class YoloSegmenter:
         results = self.model.predict(
             bgr,
             # below the item threshold only to offer other classes for the items found (alternatives)
-            conf=min(s.conf, s.alternatives_conf),
+            conf=min(s.conf, s.alternatives_conf, *self.class_conf.values()),
             imgsz=self.imgsz,
             iou=s.iou,
             max_det=s.max_det,
@@ -222,20 +225,36 @@ class Candidates:
     photo_hw: tuple[int, int]
 
 
-def outline(photo: np.ndarray, c: Candidates, s: Settings) -> list[Detection]:
-    """One item per garment, edges refined: the Detections for one photo."""
+def refine_radius(bbox, radius: int) -> int:
+    """The guided filter's radius for one garment: `radius` for large garments, smaller for thin
+    ones (a tenth of the box's short side, at least 2 pixels). A window much wider than the garment
+    snaps its edge to whatever else is nearby: a 40-pixel belt filtered at 16 came out spiky."""
+    if radius <= 0:
+        return 0
+    short = min(bbox[2] - bbox[0], bbox[3] - bbox[1])
+    return int(max(2, min(radius, round(short * REFINE_SHARE))))
+
+
+REFINE_SHARE = 0.1
+
+
+def outline(photo: np.ndarray, c: Candidates, s: Settings, class_conf: Mapping[int, float] | None = None,
+            ) -> list[Detection]:
+    """One item per garment, edges refined: the Detections for one photo (`class_conf`: the least
+    confidence per class, where the model card has them; else `s.conf` for all)."""
     import cv2
 
     from segmentation.masks import Letterbox, refined_mask, trace
 
-    groups = one_per_garment(c, s)
+    groups = one_per_garment(c, s, class_conf)
     box = Letterbox.of(c.masks.shape[1:], c.photo_hw)
     grey = cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY).astype(np.float32) * (1 / 255) if s.mask_refine_radius else None
     min_area = MIN_CONTOUR_AREA / (box.gain_x * box.gain_y)
     dets = []
     for i, alternatives in groups:
         if grey is not None:
-            mask, x1, y1 = refined_mask(grey, c.masks[i], box, c.boxes[i], s.mask_refine_radius, s.mask_refine_eps)
+            mask, x1, y1 = refined_mask(grey, c.masks[i], box, c.boxes[i], refine_radius(c.boxes[i], s.mask_refine_radius),
+                                        s.mask_refine_eps)
             polys = trace(mask, x1, y1, min_area)
         else:
             polys = mask_polygons(c.masks[i], c.masks.shape[1:], c.photo_hw)
@@ -254,10 +273,11 @@ def _box_iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter))
 
 
-def one_per_garment(c: Candidates, s: Settings) -> list[tuple[int, list[tuple[int, float]]]]:
+def one_per_garment(c: Candidates, s: Settings, class_conf: Mapping[int, float] | None = None,
+                    ) -> list[tuple[int, list[tuple[int, float]]]]:
     """Merge detections of one garment across classes. Returns (index, alternatives) per item,
-    most confident first: each item is its group's most confident detection at or above
-    `s.conf`; the group's other classes (detections merged into it, and less confident ones down
+    most confident first: each item is its group's most confident detection at or above its
+    class's threshold (`class_conf`, else `s.conf`); the group's other classes (detections merged into it, and less confident ones down
     to `s.alternatives_conf` lying on it) are its alternatives, best first, at most 3."""
     order = np.argsort(-c.confs, kind="stable")
     areas = c.masks.reshape(len(c.masks), -1).sum(1)
@@ -276,7 +296,7 @@ def one_per_garment(c: Candidates, s: Settings) -> list[tuple[int, list[tuple[in
     for i in order:
         home = next((k for k in kept if same_garment(i, k)), None)
         if home is None:
-            if c.confs[i] >= s.conf:
+            if c.confs[i] >= (class_conf or {}).get(int(c.classes[i]), s.conf):
                 kept.append(i)
                 alts[i] = {}
             continue

@@ -33,3 +33,33 @@ def test_booleans_take_the_usual_spellings(monkeypatch, raw, value):
 def test_unset_auto_migrate_is_left_to_the_database(monkeypatch):
     monkeypatch.delenv("WARDROBE_AUTO_MIGRATE", raising=False)
     assert Settings.from_env().auto_migrate is None
+
+
+def test_the_review_default_follows_the_model_card_unless_the_deployment_sets_one(tmp_path, monkeypatch):
+    import json
+
+    from core.config import Settings
+
+    weights = tmp_path / "m.pt"
+    weights.write_bytes(b"")
+    monkeypatch.delenv("WARDROBE_REVIEW_BELOW", raising=False)
+    assert Settings.from_env(model=str(weights)).review_below == 0.5  # no card: the built-in default
+    (tmp_path / "m.json").write_text(json.dumps({"review_below": 0.4}))
+    assert Settings.from_env(model=str(weights)).review_below == 0.4
+    (tmp_path / "m.json").write_text(json.dumps({"review_below": "high"}))
+    assert Settings.from_env(model=str(weights)).review_below == 0.5  # a card value that is no threshold
+    (tmp_path / "m.json").write_text(json.dumps({"review_below": 0.4}))
+    monkeypatch.setenv("WARDROBE_REVIEW_BELOW", "0.7")
+    assert Settings.from_env(model=str(weights)).review_below == 0.7
+    assert Settings.from_env(model=str(weights), review_below=0.2).review_below == 0.2
+
+
+def test_per_class_thresholds_are_read_from_the_card_by_class_name(tmp_path):
+    import json
+
+    from segmentation.card import serve_conf_per_class
+
+    weights = tmp_path / "m.pt"
+    assert serve_conf_per_class(weights) == {}
+    (tmp_path / "m.json").write_text(json.dumps({"serve_conf_per_class": {"shoe": 0.2, "hat": 0.45, "sock": 0.3}}))
+    assert serve_conf_per_class(weights) == {0: 0.2, 15: 0.45}  # a name outside the 23 is ignored

@@ -128,3 +128,37 @@ def test_a_cut_out_keeps_every_pixel_of_a_mask_that_spills_past_its_box(spill):
     assert x2 > right and y2 > bottom  # the box holds the polygon's last pixel
     alpha = cut.rgba[..., 3]
     assert alpha[:, right - x1].any() and alpha[bottom - y1, :].any()
+
+
+def test_a_class_threshold_keeps_a_shoe_and_drops_a_hat_at_the_same_confidence():
+    c = _cands([((5, 5, 20, 20), 0.3, 0), ((25, 30, 40, 45), 0.3, 15)])
+    assert [k for k, _ in one_per_garment(c, S)] == [0, 1]  # one threshold (0.25) for all
+    assert [k for k, _ in one_per_garment(c, S, {0: 0.2, 15: 0.4})] == [0]
+    # a class the card names no threshold for keeps the settings' one
+    assert [k for k, _ in one_per_garment(c, S, {0: 0.5})] == [1]
+
+
+def test_a_thin_garment_is_refined_at_a_radius_of_its_size():
+    """A 12-pixel-high belt on a striped coat: refined at the full radius, its edge follows the
+    stripes into spikes; at a radius scaled to its height it stays a belt."""
+    from segmentation.masks import Letterbox
+    from segmentation.segmenter import refine_radius
+
+    h, w = 200, 200
+    grey = np.full((h, w), 0.3, np.float32)
+    grey[:, ::8] = 0.9  # vertical stripes: the coat's pattern
+    grey[:, 1::8] = 0.9
+    belt = np.zeros((h, w), np.float32)
+    belt[94:106, 20:180] = 1
+    grey[94:106, 20:180] = 0.05  # a dark belt across it
+    box, bbox = Letterbox.of((h, w), (h, w)), (20, 94, 180, 106)
+    assert refine_radius(bbox, 16) == 2 and refine_radius((0, 0, 300, 400), 16) == 16 and refine_radius(bbox, 0) == 0
+    truth = belt > 0.5
+
+    def f(radius):
+        m, x1, y1 = refined_mask(grey, belt, box, bbox, radius, 1e-3)
+        full = np.zeros((h, w), bool)
+        full[y1:y1 + m.shape[0], x1:x1 + m.shape[1]] = m
+        return boundary_f(full, truth)
+
+    assert f(refine_radius(bbox, 16)) > f(16) + 0.1

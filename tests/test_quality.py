@@ -46,7 +46,12 @@ def test_matching_by_hand():
     assert r["found"] == round(2 / 3, 4) and r["right_class"] == round(1 / 3, 4)
     assert r["extra_items_per_photo"] == 1.0 and r["second_items_per_photo"] == 0.5
     assert r["mask_iou"] == 1.0 and r["boundary_f"] == 1.0 and r["items_per_photo"] == 2.5
-    assert r["per_class"]["pants"] == {"class_id": 3, "garments": 1, "found": 0.0, "right_class": 0.0}
+    # pants: the one labelled pair not found, and one pants item on nothing (extra) in 2 photos
+    assert r["per_class"]["pants"] == {"class_id": 3, "garments": 1, "found": 0.0, "right_class": 0.0,
+                                       "boundary_f": None, "extra_per_100_photos": 50.0}
+    # a class with extra items and no garment still gets its row; a found class its edge F
+    assert r["per_class"]["bag, wallet"]["garments"] == 0 and r["per_class"]["bag, wallet"]["extra_per_100_photos"] == 50.0
+    assert r["per_class"]["top, t-shirt, sweatshirt"]["boundary_f"] == 1.0
     assert r["per_class"]["shoe"]["found"] == 1.0 and r["per_class"]["shoe"]["right_class"] == 0.0
     assert r["right_by_confidence"] == [{"from": 0.5, "to": 0.6, "items": 1, "right": 0.0},
                                         {"from": 0.6, "to": 0.7, "items": 1, "right": 0.0},
@@ -115,7 +120,7 @@ def test_make_quality_through_the_api_and_worker(tmp_path, monkeypatch):
     monkeypatch.setenv("WARDROBE_SEGMENTER", FAKE_SEGMENTER)
     out = tmp_path / "quality.json"
     assert main(["--images", str(images), "--labels", str(tmp_path / "labels.json"), "--port", str(free_port()),
-                 "--data-dir", str(tmp_path / "data"), "--json", str(out)]) == 0
+                 "--data-dir", str(tmp_path / "data"), "--json", str(out), "--alone", "6"]) == 0
     r = json.loads(out.read_text())
     assert (r["photos"], r["garments"], r["items"]) == (2, 3, 4)
     assert r["found"] == round(2 / 3, 4) and r["right_class"] == round(1 / 3, 4)
@@ -123,6 +128,14 @@ def test_make_quality_through_the_api_and_worker(tmp_path, monkeypatch):
     assert r["mask_iou"] > 0.97 and r["boundary_f"] > 0.95
     assert r["per_class"]["bag, wallet"]["found"] == 0.0 and r["per_class"]["pants"]["right_class"] == 0.0
     assert r["seconds"] > 0 and r["model_version"] == "fake-1"
+    # every item's class, confidence and outcome, for `wardrobe thresholds`
+    assert sorted(tuple(x) for x in r["items_scored"]) == [(0, 0.6, "extra"), (0, 0.6, "wrong_class"),
+                                                            (2, 0.9, "extra"), (2, 0.9, "right")]
+    # the garments-alone line: photos synthesized from the labelled garments (the top and the
+    # pants here) through the same API and worker; the fake's two items are on every photo
+    alone = r["alone"]
+    assert alone["photos"] == 6 and alone["no_item"] == 0.0 and 0.0 <= alone["top_right_kind"] <= 1.0
+    assert alone["extra_items_per_photo"] >= 1.0
 
 
 def test_rle_labels_count_as_garments_as_they_are_trained_on(tmp_path):
@@ -176,3 +189,51 @@ def test_labels_drawn_on_the_stored_pixels_of_a_rotated_photo_are_scored_on_it_a
     expected = np.zeros((100, 50), bool)
     expected[:25, 38:] = True  # the stored top-left corner is the top-right as shown
     assert iou(g.mask, expected) > 0.85
+
+
+def test_garments_alone_top_item_kind_no_item_and_extra():
+    from training.quality import summarise_alone
+
+    # photo 1: a top alone, the most confident item calls it a shirt (same kind: upper body), plus
+    # a less confident bag on nothing; photo 2: trousers called a dress (wrong kind); photo 3: nothing
+    top, trousers = Garment(2, square(0, 0, 20)), Garment(3, square(0, 0, 20))
+    p1 = [Found(7, 0.8, square(0, 0, 20)), Found(5, 0.3, square(30, 30, 5))]
+    p2 = [Found(1, 0.6, square(0, 0, 18))]
+    garments, items = [[top], [trousers], [top]], [p1, p2, []]
+    scores = [score_photo(g, i) for g, i in zip(garments, items)]
+    r = summarise_alone(scores, items, garments)
+    assert r == {"photos": 3, "top_right_kind": round(1 / 3, 4), "no_item": round(1 / 3, 4),
+                 "extra_items_per_photo": round(1 / 3, 3)}
+
+
+def test_per_class_thresholds_find_most_within_the_unwanted_budget():
+    from training.thresholds import choose
+
+    # class 0: right down to 0.2, with unwanted items only below 0.3; class 1: unwanted at 0.5 and
+    # right at 0.4 (lowering it to 0.4 buys one garment for one unwanted item); class 2 has too
+    # few items for a threshold of its own and takes the pooled one
+    items = [(0, c, "right") for c in (0.9, 0.7, 0.5, 0.35, 0.2)] + [(0, 0.25, "extra"), (0, 0.22, "extra")]
+    items += [(1, 0.8, "right"), (1, 0.5, "extra"), (1, 0.4, "right")] + [(1, 0.3, "extra")] * 6
+    items += [(2, 0.55, "right")]
+    # with no budget for unwanted items: class 0 keeps all right ones above its first extra (0.35),
+    # class 1 stops above its extra at 0.5 (at the ceiling of 0.6)
+    none = choose(items, photos=10, budget=0.0, min_items=5)
+    assert none["per_class"][0] == 0.35 and none["per_class"][1] == 0.6 and none["val_unwanted_per_photo"] == 0.0
+    # a budget of 0.1 a photo (one unwanted item in 10 photos) buys the best trade: class 1 at 0.4
+    # (+1 found, +1 unwanted) beats class 0 at 0.2 (+1 found, +2 unwanted)
+    one = choose(items, photos=10, budget=0.1, min_items=5)
+    assert one["per_class"][0] == 0.35 and one["per_class"][1] == 0.4 and one["val_unwanted_per_photo"] == 0.1
+    assert one["per_class"][2] == one["pooled"]
+    assert all(0.15 <= t <= 0.6 for t in one["per_class"].values())
+
+
+def test_the_review_default_is_where_items_stop_being_mostly_right():
+    from training.thresholds import review_threshold
+
+    items = [(0, 0.85, "right")] * 9 + [(0, 0.85, "extra")]  # 0.8-0.9: 90 % right
+    items += [(0, 0.55, "right")] * 7 + [(0, 0.55, "wrong_class")] * 3  # 0.5-0.6: 70 %
+    items += [(0, 0.45, "right")] * 4 + [(0, 0.45, "extra")] * 6  # 0.4-0.5: 40 %
+    items += [(0, 0.35, "right")] * 8 + [(0, 0.35, "extra")] * 2  # 0.3-0.4: 80 %, but under a worse band
+    assert review_threshold(items, accuracy=0.6) == 0.5
+    assert review_threshold(items, accuracy=0.3) == 0.3
+    assert review_threshold([], accuracy=0.6) == 0.5  # nothing measured: the built-in default

@@ -23,35 +23,13 @@ import numpy as np
 
 from core.taxonomy import BY_NAME, NAMES
 from training.teacher import Garment, choose_thresholds, match
+from training.yolo_labels import label_lines_of, load_rgb, read_yolo_masks
 
 log = logging.getLogger("wardrobe.training")
 
 SHOE = BY_NAME["shoe"].id
 MIN_REGION_PX = 40  # a footwear region smaller than this is a speck of a mask, not a shoe
 MIN_FOUND_SHARE = 0.5
-
-
-def read_yolo_masks(label_file: Path, width: int, height: int) -> list[tuple[int, np.ndarray]]:
-    """A YOLO-seg label file's instances as (class, bool mask)."""
-    from segmentation.masks import rasterize
-
-    out = []
-    if not label_file.exists():
-        return out
-    for line in label_file.read_text().splitlines():
-        parts = line.split()
-        if len(parts) < 7:
-            continue
-        ring = np.asarray(parts[1:], dtype=np.float64).reshape(-1, 2) * (width, height)
-        out.append((int(parts[0]), rasterize([ring], width, height) > 0))
-    return out
-
-
-def load_rgb(path: Path) -> np.ndarray:
-    from PIL import Image, ImageOps
-
-    with Image.open(path) as im:
-        return np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
 
 
 def as_labelled(garments: list[Garment]) -> list[tuple[int, np.ndarray]]:
@@ -70,17 +48,6 @@ def as_labelled(garments: list[Garment]) -> list[tuple[int, np.ndarray]]:
         n, lab, stats, _ = cv2.connectedComponentsWithStats(m.astype(np.uint8), connectivity=8)
         out += [(c, lab == i) for i in range(1, n) if stats[i, cv2.CC_STAT_AREA] >= MIN_REGION_PX]
     return out
-
-
-def label_lines_of(instances: list[tuple[int, np.ndarray]], width: int, height: int) -> list[str]:
-    from training.fashionpedia import Instance, clean_piece, join_pieces, label_lines, mask_to_pieces
-
-    kept = []
-    for c, m in instances:
-        pieces = [p for p in (clean_piece(p, width, height) for p in mask_to_pieces(m)) if p is not None]
-        if pieces:
-            kept.append(Instance(c, join_pieces(pieces)))
-    return label_lines(kept, width, height)
 
 
 def tag_classes(tags: list[str]) -> tuple[set[int], list[str]]:
@@ -187,7 +154,7 @@ def link_labelled(src: Path, dst: Path, split: str) -> int:
 
 def build(weights: Path, labelled: Path, unlabelled: Path, out: Path, precision: float = 0.75,
           synth_train: int = 0, synth_val: int = 0, seed: int = 0, limit: int | None = None,
-          threads: int = 2) -> dict:
+          threads: int = 2, sizes: tuple[int, ...] | None = None) -> dict:
     """The whole command: thresholds on val, pseudo-labels, synthesized photos, data.yaml, report."""
     from training.fashionpedia import write_data_yaml
     from segmentation.segmenter import model_version
@@ -195,11 +162,12 @@ def build(weights: Path, labelled: Path, unlabelled: Path, out: Path, precision:
     from training.teacher import SIZES, Teacher
 
     out.mkdir(parents=True, exist_ok=True)
-    teacher = Teacher(weights, threads=threads)
+    sizes = tuple(sizes or SIZES)
+    teacher = Teacher(weights, sizes=sizes, threads=threads)
     thresholds = val_thresholds(teacher, labelled / "images" / "val", labelled / "labels" / "val", precision, limit)
     log.info("thresholds: %s", {NAMES[int(c)]: v["threshold"] for c, v in thresholds["per_class"].items()})
     report = {
-        "teacher": {"weights": str(weights), "version": model_version(weights), "sizes": list(SIZES), "mirrored": True, "views": teacher.n_views},
+        "teacher": {"weights": str(weights), "version": model_version(weights), "sizes": list(sizes), "mirrored": True, "views": teacher.n_views},
         "thresholds": {**thresholds, "per_class": {NAMES[int(c)]: v for c, v in thresholds["per_class"].items()}},
         "labelled": {"train": link_labelled(labelled, out, "train"), "val": link_labelled(labelled, out, "val")},
     }

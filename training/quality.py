@@ -65,7 +65,8 @@ class PhotoScore:
     joined: int = 0  # items joined with another on one labelled region (JOIN_CLASSES) before matching
     garment_classes: list[int] = field(default_factory=list)
     item_classes: list[int] = field(default_factory=list)
-    outcomes: list[tuple[float, str]] = field(default_factory=list)  # per item: confidence, right|wrong_class|second|extra
+    # per item: confidence, right|wrong_class|second|extra, its class
+    outcomes: list[tuple[float, str, int]] = field(default_factory=list)
 
 
 def rasterize_polygons(polygons, width: int, height: int, scale: tuple[float, float] = (1.0, 1.0)) -> np.ndarray:
@@ -150,14 +151,14 @@ def score_photo(garments: list[Garment], items: list[Found], tolerance: float = 
     for ii in range(len(items)):
         if ii in matched:
             right = garments[matched[ii]].class_id == items[ii].class_id
-            score.outcomes.append((items[ii].confidence, "right" if right else "wrong_class"))
+            score.outcomes.append((items[ii].confidence, "right" if right else "wrong_class", items[ii].class_id))
             continue
         if any(ious[gi, ii] >= MATCH_IOU for gi in taken_g):
             score.second += 1
-            score.outcomes.append((items[ii].confidence, "second"))
+            score.outcomes.append((items[ii].confidence, "second", items[ii].class_id))
         else:
             score.extra += 1
-            score.outcomes.append((items[ii].confidence, "extra"))
+            score.outcomes.append((items[ii].confidence, "extra", items[ii].class_id))
     return score
 
 
@@ -169,7 +170,7 @@ def by_confidence(scores: list[PhotoScore]) -> list[dict]:
     threshold should be drawn from."""
     rows = []
     for lo, hi in zip(CONFIDENCE_BANDS, CONFIDENCE_BANDS[1:]):
-        band = [o for s in scores for c, o in s.outcomes if lo <= c < hi]
+        band = [o for s in scores for c, o, _cls in s.outcomes if lo <= c < hi]
         if band:
             rows.append({"from": lo, "to": min(hi, 1.0), "items": len(band),
                          "right": round(sum(o == "right" for o in band) / len(band), 4)})
@@ -190,7 +191,14 @@ def summarise(scores: list[PhotoScore]) -> dict:
             continue
         f = sum(1 for s, (gi, _ii, _, _) in matches if s.garment_classes[gi] == cid)
         r = sum(1 for s, (gi, ii, _, _) in matches if s.garment_classes[gi] == cid and s.item_classes[ii] == cid)
-        per_class[name] = {"class_id": cid, "garments": n, "found": round(f / n, 4), "right_class": round(r / n, 4)}
+        bf = [m[3] for s, m in matches if s.garment_classes[m[0]] == cid]
+        per_class[name] = {"class_id": cid, "garments": n, "found": round(f / n, 4), "right_class": round(r / n, 4),
+                           "boundary_f": round(float(np.mean(bf)), 4) if bf else None}
+    for cid, name in enumerate(NAMES):  # items of a class matching no garment, per 100 photos
+        extra = sum(1 for s in scores for _c, o, k in s.outcomes if o == "extra" and k == cid)
+        if extra:
+            per_class.setdefault(name, {"class_id": cid, "garments": 0, "found": None, "right_class": None,
+                                        "boundary_f": None})["extra_per_100_photos"] = round(100 * extra / n_photos, 1)
 
     def ratio(a, b):
         return round(a / b, 4) if b else None
@@ -240,9 +248,42 @@ def print_report(report: dict, out=None) -> None:
         print("\n  items right (found garment, right class) by confidence:", file=out)
         print("  " + "  ".join(f"{b['from']:.1f}-{b['to']:.1f}: {100 * b['right']:.0f}% of {b['items']}"
                                for b in report["right_by_confidence"]), file=out)
-    print(f"\n  {'class':<40} {'garments':>8} {'found':>7} {'right':>7}", file=out)
+    print(f"\n  {'class':<40} {'garments':>8} {'found':>7} {'right':>7} {'edge F':>7} {'extra/100':>9}", file=out)
+
+    def pct(v):
+        return "-" if v is None else f"{100 * v:.1f}%"
+
     for name, c in report["per_class"].items():
-        print(f"  {name:<40} {c['garments']:>8} {100 * c['found']:>6.1f}% {100 * c['right_class']:>6.1f}%", file=out)
+        bf = "-" if c.get("boundary_f") is None else f"{c['boundary_f']:.3f}"
+        print(f"  {name:<40} {c['garments']:>8} {pct(c['found']):>7} {pct(c['right_class']):>7} {bf:>7} "
+              f"{c.get('extra_per_100_photos', 0):>9}", file=out)
+    alone = report.get("alone")
+    if alone:
+        print(f"\n  garments photographed alone ({alone['photos']} synthesized from val): most confident item of the "
+              f"right kind {pct(alone['top_right_kind'])}, no item {pct(alone['no_item'])}, "
+              f"extra items {alone['extra_items_per_photo']:.2f} a photo", file=out)
+
+
+def summarise_alone(scores: list[PhotoScore], items: list[list[Found]], garments: list[list[Garment]]) -> dict:
+    """Photos of garments on their own: is the most confident item of the right kind (the
+    supercategory of the garment it lies on most, IoU >= 0.3), how often is there no item at all,
+    and extra items a photo."""
+    from core.taxonomy import CLASSES
+
+    right = none = 0
+    for found, truth in zip(items, garments):
+        if not found:
+            none += 1
+            continue
+        top = max(found, key=lambda f: f.confidence)
+        overlap = [(iou(top.mask, g.mask), g) for g in truth]
+        best = max(overlap, key=lambda t: t[0], default=(0.0, None))
+        if best[1] is not None and best[0] >= 0.3 and \
+                CLASSES[best[1].class_id].supercategory == CLASSES[top.class_id].supercategory:
+            right += 1
+    n = max(1, len(items))
+    return {"photos": len(items), "top_right_kind": round(right / n, 4), "no_item": round(none / n, 4),
+            "extra_items_per_photo": round(sum(s.extra for s in scores) / n, 3)}
 
 
 # --- labels in Fashionpedia (COCO instances) format ------------------------------------------------

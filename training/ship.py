@@ -59,7 +59,7 @@ def _results_summary(results_csv: Path, epoch: int | None = None) -> dict:
 
 
 QUALITY_KEYS = ("photos", "garments", "found", "right_class", "extra_items_per_photo", "second_items_per_photo",
-                "mask_iou", "boundary_f", "items_per_photo")
+                "mask_iou", "boundary_f", "items_per_photo", "alone")
 
 
 def _training_runs(previous: dict | None, card: dict, preset: str, hardware: str, shipped: Path) -> list[dict]:
@@ -147,7 +147,8 @@ def ship(best: Path, out: Path, preset: str, data: str, hardware: str, eval_json
 
 
 def update_card(weights: Path, serve_conf: float | None = None, quality_json: Path | None = None,
-                serve_imgsz: int | None = None) -> dict:
+                serve_imgsz: int | None = None, serve_conf_per_class: dict[str, float] | None = None,
+                review_below: float | None = None) -> dict:
     """Record served settings and make quality's figures on the card of weights already shipped
     (the weights, and so the int8 model made from them, stay as they are)."""
     card_path = weights.with_suffix(".json")
@@ -158,6 +159,10 @@ def update_card(weights: Path, serve_conf: float | None = None, quality_json: Pa
         card["serve_conf"] = serve_conf
     if serve_imgsz:
         card["serve_imgsz"] = serve_imgsz
+    if serve_conf_per_class:
+        card["serve_conf_per_class"] = serve_conf_per_class
+    if review_below:
+        card["review_below"] = review_below
     if quality_json:
         q = json.loads(quality_json.read_text())
         card["catalogue_quality"] = {k: q.get(k) for k in QUALITY_KEYS}

@@ -84,7 +84,7 @@ def _indoor(rng, w: int, h: int, sources: list[tuple[Path, np.ndarray]]) -> np.n
     """A strip of a labelled photo beside its person (outside every garment's box, widened), stretched."""
     import cv2
 
-    from training.pseudo import load_rgb
+    from training.yolo_labels import load_rgb
 
     path, box = sources[int(rng.integers(len(sources)))]
     rgb = load_rgb(path)
@@ -131,11 +131,11 @@ def synthesize(rng, garments, sources, canvas: tuple[int, int]) -> tuple[np.ndar
     import cv2
 
     from segmentation.masks import rasterize
-    from training.pseudo import load_rgb
+    from training.yolo_labels import load_rgb
 
     cw, ch = canvas
     img = _background(rng, cw, ch, sources).astype(np.float32)
-    crowd = 1 if rng.random() < 0.7 else int(rng.integers(2, 4))
+    crowd = min(len(garments), 1 if rng.random() < 0.7 else int(rng.integers(2, 4)))
     weights = np.array([ALONE_WEIGHTS[c.name] for c in BY_NAME.values()])
     p = np.array([weights[g[1]] for g in garments])
     placed: list[tuple[int, np.ndarray]] = []
@@ -171,7 +171,7 @@ def synthesize_split(labelled: Path, split: str, out_images: Path, out_labels: P
 
     from PIL import Image
 
-    from training.pseudo import label_lines_of
+    from training.yolo_labels import label_lines_of
 
     rng = np.random.default_rng(seed)
     garments = _garments(labelled, split)
@@ -185,7 +185,7 @@ def synthesize_split(labelled: Path, split: str, out_images: Path, out_labels: P
     out_labels.mkdir(parents=True, exist_ok=True)
     per_class: Counter = Counter()
     written = 0
-    for i in range(count):
+    for i in range(count if garments else 0):
         canvas = CANVAS[int(rng.integers(len(CANVAS)))]
         rgb, instances = synthesize(rng, garments, sources, canvas)
         if not instances:
