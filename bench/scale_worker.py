@@ -12,7 +12,7 @@ import sys
 
 def main(argv: list[str]) -> int:
     os.environ["WARDROBE_PRELOAD_MODEL"] = "false"  # nothing to load: the stand-in is already there
-    import segmentation.segmenter as segmenter
+    import segmentation.serving as segmenter
     from bench.standin import InstantSegmenter
 
     segmenter._segmenter = InstantSegmenter(batch=int(os.environ.get("BENCH_STANDIN_BATCH", "32")))

@@ -46,6 +46,15 @@ def cmd_worker(a) -> int:
     # the segmenter splits the cores between the worker's processes: tell it how many there are
     os.environ["WARDROBE_WORKER_CONCURRENCY"] = str(concurrency)
     logs.configure(settings.log_level, logfile=a.logfile)  # Celery leaves the root logger to us
+    if "segment" in a.queues.split(",") and settings.segmenter == "yolo":
+        from segmentation.lean import ModelError
+        from segmentation.serving import check_model
+
+        try:
+            check_model(settings)  # a model the decoder cannot read stops the worker here, not in every process
+        except ModelError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     bootup(settings)
     from worker.celery_app import app, configure
 

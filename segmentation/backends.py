@@ -9,6 +9,8 @@ by the weights' hash and the input size; OpenVINO runs that in bf16 where the CP
 On CPUs with AMX the plain export is the default even when the int8 model is there: `make bench`
 timed it faster than int8 on such a CPU (bf16 on the matrix units), with the same accuracy.
 PyTorch is the fallback, and the backend on CUDA (in half precision).
+The int8 model is served by the lean path (segmentation.lean: OpenVINO and NumPy, no torch); the
+others by Ultralytics (segmentation.serving picks).
 """
 from __future__ import annotations
 
@@ -39,8 +41,11 @@ BACKENDS = ("auto", "pytorch", "openvino", "openvino-int8")
 INT8_RECORD = "wardrobe.json"  # inside a quantised model's folder: what it was made from
 
 
-def resolve_backend(setting: str, device: str, int8_model: Path | None = None, amx: bool | None = None) -> str:
-    """The backend `setting` means here; `amx` defaults to whether this CPU has AMX."""
+def resolve_backend(setting: str, device: str, int8_model: Path | None = None, amx: bool | None = None,
+                    exportable: bool = True) -> str:
+    """The backend `setting` means here; `amx` defaults to whether this CPU has AMX. `exportable`:
+    whether this install can export the weights to OpenVINO (torch and Ultralytics are there); the
+    lean worker's cannot, and serves the int8 model on an AMX CPU too."""
     if setting not in BACKENDS:
         raise ValueError(f"WARDROBE_BACKEND={setting!r}: expected one of {', '.join(BACKENDS)}")
     if setting != "auto":
@@ -49,7 +54,7 @@ def resolve_backend(setting: str, device: str, int8_model: Path | None = None, a
         return "pytorch"
     if amx is None:
         amx = has_amx()
-    return "openvino-int8" if int8_model is not None and not amx else "openvino"
+    return "openvino-int8" if int8_model is not None and (not amx or not exportable) else "openvino"
 
 
 def int8_model_dir(weights: Path, imgsz: int) -> Path:

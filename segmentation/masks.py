@@ -95,6 +95,24 @@ def trace(mask: np.ndarray, x1: int, y1: int, min_area: float, epsilon: float = 
     return out
 
 
+def mask_polygons(mask: np.ndarray, box: Letterbox, photo_hw: tuple[int, int], min_area: float = 6.0,
+                  epsilon: float = 0.7) -> list[np.ndarray]:
+    """Outer contours of one model-resolution mask, unrefined, mapped into photo pixels as Ultralytics'
+    scale_coords maps them (the letterbox undone, clipped to the photo)."""
+    contours, _ = cv2.findContours(mask.astype(np.uint8, copy=False), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    out = []
+    for c in contours:
+        if cv2.contourArea(c) < min_area:
+            continue
+        c = cv2.approxPolyDP(c, epsilon, True).reshape(-1, 2).astype(np.float32)
+        if len(c) < 3:
+            continue
+        c[:, 0] = ((c[:, 0] - box.pad_x) / np.float32(box.gain_x)).clip(0, photo_hw[1])
+        c[:, 1] = ((c[:, 1] - box.pad_y) / np.float32(box.gain_y)).clip(0, photo_hw[0])
+        out.append(c)
+    return out
+
+
 def rasterize(polygons: list[np.ndarray], width: int, height: int, offset: tuple[int, int] = (0, 0),
               scale: tuple[float, float] = (1.0, 1.0)) -> np.ndarray:
     """Polygons -> uint8 mask (0/255) of width x height, shifted by -offset, then scaled. OpenCV's

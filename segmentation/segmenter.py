@@ -2,7 +2,8 @@
 
 A segmenter takes upright RGB photos and returns, per photo, the garments
 found with polygons in the photo's own pixels. The model is loaded once per
-worker process (`get_segmenter`) and says when it is ready.
+worker process (`segmentation.serving.get_segmenter`, which picks this module's
+Ultralytics path or the lean OpenVINO one) and says when it is ready.
 """
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ import hashlib
 import json
 import logging
 import os
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,25 +67,6 @@ def model_version(path: str | os.PathLike) -> str:
     return str(version) if version else "sha256:" + weights_sha256(path)[:12]
 
 
-def mask_polygons(mask: np.ndarray, mask_shape: tuple[int, int], photo_shape: tuple[int, int]) -> list[np.ndarray]:
-    """Outer contours of one model-resolution mask, mapped into photo pixels."""
-    import cv2
-    import torch
-    from ultralytics.utils import ops
-
-    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    out = []
-    for c in contours:
-        if cv2.contourArea(c) < MIN_CONTOUR_AREA:
-            continue
-        c = cv2.approxPolyDP(c, 0.7, True).reshape(-1, 2).astype(np.float32)
-        if len(c) < 3:
-            continue
-        pts = ops.scale_coords(mask_shape, torch.from_numpy(c), photo_shape, normalize=False)
-        out.append(np.asarray(pts, dtype=np.float32))
-    return out
-
-
 def auto_batch(device: str, imgsz: int) -> int:
     """Photos per forward pass. On the CPU, one: `make bench` measured batches of 4 and 8 slower
     per photo than single photos on a 2-core EPYC (the activations of one photo stay in cache),
@@ -101,15 +82,23 @@ def auto_batch(device: str, imgsz: int) -> int:
     return int(max(8, min(256, free * 0.5 // per_photo)))
 
 
+def nvidia_gpu_present() -> bool:
+    """An NVIDIA driver on this machine (or passed into this container): only then is torch worth importing to ask CUDA."""
+    return os.path.exists("/proc/driver/nvidia/version") or any(Path("/dev").glob("nvidia[0-9]*"))
+
+
 def pick_device(setting: str) -> str:
+    """The device `setting` means here. `auto` imports torch only where there is a GPU it could use:
+    on a CPU-only machine the lean worker (segmentation.lean) keeps torch out of the process."""
     if setting != "auto":
         return setting
-    try:
-        import torch
+    import importlib.util
 
-        return "cuda:0" if torch.cuda.is_available() else "cpu"
-    except ImportError:
+    if importlib.util.find_spec("torch") is None or not nvidia_gpu_present():
         return "cpu"
+    import torch
+
+    return "cuda:0" if torch.cuda.is_available() else "cpu"
 
 
 def _torch_beside_openvino() -> None:
@@ -244,7 +233,7 @@ def outline(photo: np.ndarray, c: Candidates, s: Settings, class_conf: Mapping[i
     confidence per class, where the model card has them; else `s.conf` for all)."""
     import cv2
 
-    from segmentation.masks import Letterbox, refined_mask, trace
+    from segmentation.masks import Letterbox, mask_polygons, refined_mask, trace
 
     groups = one_per_garment(c, s, class_conf)
     box = Letterbox.of(c.masks.shape[1:], c.photo_hw)
@@ -257,7 +246,7 @@ def outline(photo: np.ndarray, c: Candidates, s: Settings, class_conf: Mapping[i
                                         s.mask_refine_eps)
             polys = trace(mask, x1, y1, min_area)
         else:
-            polys = mask_polygons(c.masks[i], c.masks.shape[1:], c.photo_hw)
+            polys = mask_polygons(c.masks[i], box, c.photo_hw, MIN_CONTOUR_AREA)
         if polys:
             dets.append(Detection(int(c.classes[i]), float(c.confs[i]), tuple(float(v) for v in c.boxes[i]), polys,
                                   alternatives))
@@ -304,19 +293,6 @@ def one_per_garment(c: Candidates, s: Settings, class_conf: Mapping[int, float] 
         if cls != int(c.classes[home]):
             alts[home][cls] = max(alts[home].get(cls, 0.0), float(c.confs[i]))
     return [(k, sorted(alts[k].items(), key=lambda a: -a[1])[:3]) for k in kept]
-
-
-_segmenter = None
-_seg_lock = threading.Lock()
-
-
-def get_segmenter(settings: Settings):
-    """The process's one segmenter, loaded on first use."""
-    global _segmenter
-    with _seg_lock:
-        if _segmenter is None:
-            _segmenter = YoloSegmenter(settings) if settings.segmenter == "yolo" else named_segmenter(settings.segmenter)()
-        return _segmenter
 
 
 def named_segmenter(spec: str) -> type:

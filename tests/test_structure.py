@@ -82,7 +82,7 @@ def test_test_doubles_live_in_tests_and_a_worker_loads_one_by_name(monkeypatch):
 
     import pytest
 
-    import segmentation.segmenter as segmenter
+    import segmentation.serving as segmenter
     from core.config import SettingError
     from tests.fakes import FAKE_SEGMENTER, FakeSegmenter
 

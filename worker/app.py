@@ -19,6 +19,8 @@ the load to finish (`get_segmenter` holds its lock while loading).
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sys
 import threading
 
@@ -65,10 +67,16 @@ _loaded_threads: list[int] = []  # torch's thread count as the load left it
 
 
 def _load_model() -> None:
-    from segmentation.segmenter import get_segmenter
+    from segmentation.lean import ModelError
+    from segmentation.serving import get_segmenter
 
     try:
         get_segmenter(runtime().settings)  # load once, before the first task if it can, and log "model ready"
+    except ModelError as e:
+        # the model's files are wrong, which no retry mends: one line, and the whole worker stops
+        log.error("cannot serve the model: %s; stopping the worker", e)
+        os.kill(os.getppid(), signal.SIGTERM)
+        return
     except Exception:  # noqa: BLE001 - the first segment task tries again, and retries, then fails its photos
         log.exception("loading the model failed")
         return
@@ -81,7 +89,7 @@ def task_segmenter(s: Settings):
     """The process's segmenter for a task: waits for a load under way. The load may have set
     torch's thread count on the loading thread, and under OpenMP that count is per thread: the
     task's thread takes the same one."""
-    from segmentation.segmenter import get_segmenter
+    from segmentation.serving import get_segmenter
 
     seg = get_segmenter(s)
     torch = sys.modules.get("torch")
