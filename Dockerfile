@@ -1,17 +1,21 @@
 # Three images from one file (docker-compose.yml builds them):
-#   EXTRAS=api                 the API and the migration: no PyTorch
-#   EXTRAS=worker,openvino     CPU workers: CPU PyTorch from TORCH_INDEX and OpenVINO (the shipped int8 model)
-#   EXTRAS=worker              the GPU segment worker: CUDA PyTorch (TORCH_INDEX .../whl/cu130)
+#   EXTRAS=api          the API and the migration: no PyTorch
+#   EXTRAS=worker       CPU workers: the lean set, OpenVINO runs the shipped int8 model (no PyTorch, no
+#                       Ultralytics, no PyTorch index)
+#   EXTRAS=worker,gpu   the GPU segment worker: CUDA PyTorch (TORCH_INDEX .../whl/cu130) and Ultralytics
 FROM python:3.11-slim
 ARG EXTRAS=api
-ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cu130
 # the torch/torchvision pair scripts/install.sh installs: a torchvision from elsewhere does not
 # import beside this torch (tests/test_compose.py checks the two files agree)
 ARG TORCH_VERSION=2.14.1
 ARG TORCHVISION_VERSION=0.29.1
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 YOLO_OFFLINE=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-RUN apt-get update && apt-get install -y --no-install-recommends libgl1 libglib2.0-0 && rm -rf /var/lib/apt/lists/*
+# OpenCV's libraries (opencv-python: the wheel Ultralytics needs, so the one both worker sets use)
 RUN case ",${EXTRAS}," in *,worker,*) \
+      apt-get update && apt-get install -y --no-install-recommends libgl1 libglib2.0-0 && rm -rf /var/lib/apt/lists/* ;; \
+    esac
+RUN case ",${EXTRAS}," in *,gpu,*|*,training,*) \
       pip install --no-cache-dir --index-url "${TORCH_INDEX}" "torch==${TORCH_VERSION}" "torchvision==${TORCHVISION_VERSION}" ;; \
     esac
 WORKDIR /app

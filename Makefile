@@ -1,5 +1,6 @@
 # make test   - the whole suite on real Postgres, Redis and a moto S3 server (started when not running)
 # make demo   - everything embedded on this machine: upload the example photos, print the catalogue
+#               (its own .venv-demo with the API and the lean CPU worker only: no PyTorch)
 # make train  - import the shared CCP data and train on the CPU (see README: training)
 # make bench  - inference and pipeline speed and mask accuracy, PyTorch vs the worker's backend
 # make quality - garments found, right class, extra and second items, mask IoU and edge F on the val photos
@@ -10,6 +11,8 @@
 # make gpu-train - ON the GPU machine (var/gpu-kit carried): train shared-gpu, evaluate, write $OUT (README: GPU training)
 PY      := .venv/bin/python
 STAMP   := .venv/.installed-$(shell cat pyproject.toml scripts/install.sh | sha1sum | cut -c1-12)
+DEMO_PY := .venv-demo/bin/python
+DEMO_STAMP := .venv-demo/.installed-$(shell cat pyproject.toml scripts/install.sh | sha1sum | cut -c1-12)
 SHARED  ?= ../shared/datasets/ccp-fashionpedia
 DATASET ?= var/datasets/ccp-yolo
 
@@ -22,6 +25,12 @@ $(STAMP): pyproject.toml scripts/install.sh
 	rm -f .venv/.installed-*
 	touch $@
 
+# the demo's environment: what it runs and no more (scripts/install.sh demo)
+$(DEMO_STAMP): pyproject.toml scripts/install.sh
+	bash scripts/install.sh demo
+	rm -f .venv-demo/.installed-*
+	touch $@
+
 test: venv
 	bash scripts/services.sh
 	$(PY) -m pytest
@@ -30,8 +39,8 @@ test-fast: venv
 	bash scripts/services.sh
 	$(PY) -m pytest -m "not e2e"
 
-demo: venv
-	$(PY) -m cli.main demo
+demo: $(DEMO_STAMP)
+	$(DEMO_PY) -m cli.main demo
 
 serve: venv
 	$(PY) -m cli.main serve

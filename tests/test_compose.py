@@ -60,9 +60,11 @@ def test_cpu_is_the_default_and_gpu_opt_in():
     assert cpu["profiles"] == ["cpu"] and gpu["profiles"] == ["gpu"]
     assert "deploy" not in cpu and cpu["environment"]["WARDROBE_DEVICE"] == "cpu"
     assert gpu["deploy"]["resources"]["reservations"]["devices"][0]["driver"] == "nvidia"
-    # the CPU workers' image has OpenVINO (the shipped int8 model) and CPU PyTorch
+    # the CPU workers' image is the lean set: OpenVINO runs the shipped int8 model, no PyTorch index needed
     build = services["worker-ingest"]["build"]["args"]
-    assert "openvino" in build["EXTRAS"].split(",") and build["TORCH_INDEX"].endswith("/whl/cpu")
+    assert build["EXTRAS"].split(",") == ["worker"] and "TORCH_INDEX" not in build
+    gpu_build = services["worker-segment-gpu"]["build"]["args"]
+    assert set(gpu_build["EXTRAS"].split(",")) == {"worker", "gpu"} and gpu_build["TORCH_INDEX"].endswith("/whl/cu130")
     assert services["worker-segment"]["image"] == services["worker-ingest"]["image"]
     assert any(p.name.endswith("_openvino_model") for p in (ROOT / "models").iterdir())
     # every other service runs in either profile, but Flower, which is opt-in (profile flower)
@@ -105,6 +107,20 @@ def test_dockerignore_keeps_the_context_small():
     # and keeps what the Dockerfile copies
     copied = re.findall(r"^COPY (\S+)", (ROOT / "Dockerfile").read_text(), re.M)
     assert copied and not set(copied) & ignored
+
+
+def test_the_cpu_worker_installs_no_torch():
+    """The lean set (pyproject's `worker` extra, the CPU image's EXTRAS) names neither torch nor Ultralytics,
+    and the Dockerfile installs torch only for the GPU (or training) set."""
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    names = {re.split(r"[<>=\[ ]", r, maxsplit=1)[0].lower() for r in extras["worker"] + extras["api"]}
+    assert not names & {"torch", "torchvision", "ultralytics", "nncf"} and "openvino" in names
+    assert {"torch", "ultralytics"} <= {re.split(r"[<>=\[ ]", r, maxsplit=1)[0] for r in extras["gpu"]}
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    torch_step = next(line for line in dockerfile.splitlines() if "*,gpu,*" in line)
+    assert "*,worker,*" not in torch_step
 
 
 def test_dockerfile_pins_torch_as_the_installer_does():
