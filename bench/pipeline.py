@@ -85,21 +85,18 @@ def time_predict(yolo, photos: list[np.ndarray], imgsz: int, batch: int, device:
 
 
 def _bare_child(settings, paths: list[str], ready, go, out) -> None:
-    """One worker-like process: the worker's segmenter (backend, threads, batch), bare predict only."""
-    from segmentation.runtime import prepare_ultralytics
+    """One worker-like process: the worker's own segmenter (path, backend, threads, batch), the model
+    and its decoding only (`candidates`: NMS and masks, no outlines, no post-processing)."""
+    from segmentation.serving import load_segmenter
 
-    prepare_ultralytics(threads=settings.threads)
-    from segmentation.segmenter import YoloSegmenter
-
-    seg = YoloSegmenter(settings)
-    bgr = [np.ascontiguousarray(np.asarray(ImageOps.exif_transpose(Image.open(p)).convert("RGB"))[..., ::-1]) for p in paths]
-    seg.model.predict(bgr[: seg.batch], imgsz=seg.imgsz, device=seg.device, half=seg.half, verbose=False, batch=seg.batch)
+    seg = load_segmenter(settings)
+    rgb = [np.asarray(ImageOps.exif_transpose(Image.open(p)).convert("RGB")) for p in paths]
+    seg.candidates(rgb[: seg.batch])
     ready.release()
     go.wait()
     t0 = time.time()
-    for i in range(0, len(bgr), seg.batch):
-        seg.model.predict(bgr[i:i + seg.batch], imgsz=seg.imgsz, device=seg.device, half=seg.half, verbose=False,
-                          batch=seg.batch)
+    for i in range(0, len(rgb), seg.batch):
+        seg.candidates(rgb[i:i + seg.batch])
     out.put((t0, time.time()))
 
 
@@ -332,7 +329,7 @@ def _run_workers(paths: list[Path], concurrency: int, tmp: Path, threads: int, t
     name = f"workers-{concurrency}x{threads}{tag}"
     data = tmp / name
     env = {k: v for k, v in os.environ.items() if not k.startswith("WARDROBE_")}
-    env.update(WARDROBE_DATABASE_URL=db_url, WARDROBE_BROKER_URL="redis://127.0.0.1:6379/10",
+    env.update(WARDROBE_DATABASE_URL=db_url, WARDROBE_BROKER_URL=os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/10"),
                WARDROBE_DATA_DIR=str(data), WARDROBE_STORAGE_URL=f"file://{data}/objects", WARDROBE_LOG_LEVEL="INFO",
                WARDROBE_WORKER_CONCURRENCY=str(concurrency), WARDROBE_THREADS=str(threads),
                WARDROBE_IMGSZ=str(imgsz))  # the run's input size: the workers see none of this process's WARDROBE_*
