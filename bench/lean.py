@@ -220,7 +220,8 @@ def main(argv=None) -> int:
     lean, ultra = med["lean"], med["ultralytics"]
     report["ratios"] = {f"lean_vs_ultralytics_{k}": round(lean[k] / ultra[k], 3) for k in lean}
     if args.sizes:
-        lean_env = str(Path(args.lean_python).resolve().parents[1]) if args.lean_python != sys.executable else None
+        # the venv's own folder: its bin/python is a link to the system's interpreter, so no resolve()
+        lean_env = str(Path(os.path.abspath(args.lean_python)).parents[1]) if args.lean_python != sys.executable else None
         report["sizes_mib"] = {"this_env": du_mib(sys.prefix), **({"lean_env": du_mib(lean_env)} if lean_env else {})}
         if lean_env:
             report["ratios"]["lean_env_vs_this_env_size"] = round(report["sizes_mib"]["lean_env"] / report["sizes_mib"]["this_env"], 3)

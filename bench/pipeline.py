@@ -84,6 +84,19 @@ def time_predict(yolo, photos: list[np.ndarray], imgsz: int, batch: int, device:
     return {"seconds": round(best, 3), "ms_per_photo": round(1000 * best / len(bgr), 2), "photos_per_s": round(len(bgr) / best, 2)}
 
 
+def time_candidates(seg, photos: list[np.ndarray], repeats: int) -> dict:
+    """The lean path's bare backend: the model and its decoding (NMS, masks), a batch at a time."""
+    seg.candidates(photos[: seg.batch])  # warm-up
+
+    def run():
+        for i in range(0, len(photos), seg.batch):
+            seg.candidates(photos[i:i + seg.batch])
+
+    best, _ = best_of(repeats, run)
+    return {"seconds": round(best, 3), "ms_per_photo": round(1000 * best / len(photos), 2),
+            "photos_per_s": round(len(photos) / best, 2)}
+
+
 def _bare_child(settings, paths: list[str], ready, go, out) -> None:
     """One worker-like process: the worker's own segmenter (path, backend, threads, batch), the model
     and its decoding only (`candidates`: NMS and masks, no outlines, no post-processing)."""
@@ -435,6 +448,7 @@ def main(argv=None) -> int:
     from ultralytics import YOLO
 
     from segmentation.segmenter import YoloSegmenter
+    from segmentation.serving import load_segmenter
 
     tmp = Path(tempfile.mkdtemp(prefix="wardrobe-bench-"))
     os.environ.pop("WARDROBE_DATABASE_URL", None)
@@ -449,7 +463,7 @@ def main(argv=None) -> int:
     else:
         paths, photos = load_photos(photos_dir, args.n)
     weights = settings.model
-    seg = YoloSegmenter(settings)  # the worker's own choice of backend, threads and export cache
+    seg = load_segmenter(settings)  # the worker's own choice of path, backend, threads and export cache
     imgsz = seg.imgsz
     device = seg.device
     report = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
@@ -462,8 +476,8 @@ def main(argv=None) -> int:
     with torch_threads(threads):  # the baseline gets every core (the segmenter may have lent them to OpenVINO)
         report["baseline_pytorch_fp32"] = time_predict(baseline, photos, imgsz, seg.batch, device,
                                                        half=False, repeats=args.repeats)
-    report["backend_bare"] = time_predict(seg.model, photos, imgsz, seg.batch, device, half=seg.half,
-                                          repeats=args.repeats)
+    report["backend_bare"] = (time_predict(seg.model, photos, imgsz, seg.batch, device, half=seg.half, repeats=args.repeats)
+                              if isinstance(seg, YoloSegmenter) else time_candidates(seg, photos, args.repeats))
     if seg.backend in OTHER_OPENVINO:
         # the other OpenVINO candidate, timed the same way: the default has to beat it
         other, key = OTHER_OPENVINO[seg.backend]

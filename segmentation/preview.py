@@ -15,7 +15,7 @@ from PIL import Image
 from core import exif
 from core.config import Settings
 from core.taxonomy import by_id
-from segmentation.segmenter import YoloSegmenter
+from segmentation.serving import load_segmenter
 
 COLOURS = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
            (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212)]
@@ -27,7 +27,7 @@ def predict_and_draw(weights: str | Path, photo: Path, save: Path | None, imgsz:
                                  **({"conf": conf} if conf else {}))
     with Image.open(photo) as im:
         rgb = np.ascontiguousarray(np.asarray(exif.upright(im).convert("RGB")))
-    dets = YoloSegmenter(settings).segment([rgb])[0]
+    dets = load_segmenter(settings).segment([rgb])[0]
     if save:
         canvas = rgb.copy()
         overlay = rgb.copy()

@@ -67,7 +67,7 @@ def test_predict_draws_what_the_worker_would_find(tmp_path):
     """`wardrobe predict` runs the worker's segmenter at the card's served settings: the same items."""
     from core.config import Settings
     from segmentation.preview import predict_and_draw
-    from segmentation.segmenter import YoloSegmenter
+    from segmentation.serving import load_segmenter
 
     photo = next((MINI / "images").glob("*.jpg"))
     out = tmp_path / "pred.png"
@@ -75,7 +75,7 @@ def test_predict_draws_what_the_worker_would_find(tmp_path):
     with Image.open(out) as drawn, Image.open(photo) as src:
         assert drawn.size == src.size
         rgb = __import__("numpy").asarray(src.convert("RGB"))
-    served = YoloSegmenter(Settings.from_env(model=str(DEFAULT_MODEL), segmenter="yolo")).segment([rgb])[0]
+    served = load_segmenter(Settings.from_env(model=str(DEFAULT_MODEL), segmenter="yolo")).segment([rgb])[0]
     assert [(d["class_id"], d["confidence"]) for d in dets] == [(d.class_id, round(d.confidence, 3)) for d in served]
     assert dets, "the shipped model finds something on a CCP photo"
     for d in dets:
