@@ -90,7 +90,7 @@ class Settings:
     mask_refine_radius: int = 16  # guided-filter radius in photo pixels (0: masks traced as the model gives them)
     mask_refine_eps: float = 1e-3
     batch_size: int = 0  # photos per forward pass; 0 = 1 on the CPU, sized to free memory on a GPU
-    threads: int = 0  # torch threads per worker process; 0 = cores / processes
+    threads: int = 0  # inference threads per worker process (OpenVINO on the lean path, else torch); 0 = cores / processes
     segment_chunk: int = 16  # photos per segment task
     post_overlap: str = "on"  # post-process on a second thread beside the model: on | off (in turn with it)
     preload_model: bool = True  # load the model when a worker process starts, not on its first task

@@ -136,6 +136,13 @@ class LeanSegmenter:
         # threads spin beside OpenVINO's for the same cores (4 ms where one thread takes 0.2)
         threadpool_limits(1, user_api="blas")
         core = ov.Core()
+        cache = settings.data_path / "model-cache" / "openvino"
+        try:
+            # compiled models kept on disk: the worker's next processes (and restarts) skip most of the compile
+            cache.mkdir(parents=True, exist_ok=True)
+            core.set_property({"CACHE_DIR": str(cache)})
+        except (OSError, RuntimeError) as e:
+            log.warning("no OpenVINO compile cache at %s (%s): every process compiles the model", cache, e)
         try:
             self._model = core.read_model(model=str(self.ir.xml), weights=str(self.ir.xml.with_suffix(".bin")))
         except RuntimeError as e:
