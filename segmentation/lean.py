@@ -118,11 +118,13 @@ def _amx_int8() -> bool:
 class LeanSegmenter:
     """YOLOv8-seg on OpenVINO's CPU runtime; the same interface and items as `YoloSegmenter`."""
 
-    def __init__(self, settings: Settings, folder: str | os.PathLike, imgsz: int, version: str, conf: float):
+    def __init__(self, settings: Settings, folder: str | os.PathLike, imgsz: int, version: str, conf: float,
+                 class_conf: dict[int, float] | None = None):
         import openvino as ov
 
         t0 = time.perf_counter()
         self.settings = dataclasses.replace(settings, conf=conf)
+        self.class_conf = dict(class_conf or {})  # per-class item thresholds, as YoloSegmenter's
         self.ir = read_ir(folder)
         if self.ir.imgsz != (imgsz, imgsz):
             raise ModelError(f"{Path(folder) / 'metadata.yaml'}: imgsz {list(self.ir.imgsz)}, the worker serves {imgsz}")
@@ -206,7 +208,8 @@ class LeanSegmenter:
         out: list[Candidates | None] = []
         for i, photo in enumerate(photos):
             # below the item threshold only to offer other classes for the items found (alternatives)
-            rows = yd.non_max_suppression(det[i], ir.classes, min(s.conf, s.alternatives_conf), s.iou, s.max_det)
+            rows = yd.non_max_suppression(det[i], ir.classes, min(s.conf, s.alternatives_conf, *self.class_conf.values()),
+                                          s.iou, s.max_det)
             if not len(rows):
                 out.append(None)
                 continue
@@ -221,6 +224,6 @@ class LeanSegmenter:
         return out
 
     def segment(self, photos: list[np.ndarray]) -> list[list[Detection]]:
-        return [outline(photo, c, self.settings) if c is not None else []
+        return [outline(photo, c, self.settings, self.class_conf) if c is not None else []
                 for photo, c in zip(photos, self.candidates(photos))]
 

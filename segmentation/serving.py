@@ -25,11 +25,12 @@ def ultralytics_installed() -> bool:
     return importlib.util.find_spec("ultralytics") is not None and importlib.util.find_spec("torch") is not None
 
 
-def lean_plan(settings: Settings) -> tuple[Path, int, str, float] | None:
-    """(int8 model folder, imgsz, model version, conf) when this worker serves the lean path, else
-    None. Raises ModelError where neither path can serve (no Ultralytics, and no int8 model to run)."""
+def lean_plan(settings: Settings) -> tuple[Path, int, str, float, dict[int, float]] | None:
+    """(int8 model folder, imgsz, model version, conf, per-class thresholds) when this worker serves
+    the lean path, else None: the served settings as `YoloSegmenter` takes them from the card. Raises
+    ModelError where neither path can serve (no Ultralytics, and no int8 model to run)."""
     from segmentation.backends import int8_model_dir, openvino_available, resolve_backend, shipped_int8_model
-    from segmentation.card import serve_conf, serve_imgsz
+    from segmentation.card import serve_conf, serve_conf_per_class, serve_imgsz
     from segmentation.segmenter import model_version, pick_device, weights_digest
 
     if settings.segmenter != "yolo":
@@ -47,7 +48,8 @@ def lean_plan(settings: Settings) -> tuple[Path, int, str, float] | None:
         if int8 is None:
             raise ModelError(f"{int8_model_dir(weights, imgsz)}: no int8 model made from {weights.name} at imgsz {imgsz} "
                              "(make one: wardrobe export-model --int8)")
-        return int8, imgsz, model_version(weights), settings.conf or serve_conf(weights)
+        return (int8, imgsz, model_version(weights), settings.conf or serve_conf(weights),
+                {} if settings.conf else serve_conf_per_class(weights))
     if not full:
         raise ModelError(f"{weights}: backend {backend} on {device} needs torch and Ultralytics (pip install "
                          f"'wardrobe[worker,gpu]'); this install serves only the int8 model at "

@@ -312,3 +312,31 @@ def test_without_ultralytics_a_model_with_no_int8_twin_is_refused(tmp_path, monk
         serving.lean_plan(s)
     with pytest.raises(ModelError, match=f"^{folder}: no int8 model made from"):
         serving.lean_plan(replace(s, backend="openvino-int8"))
+
+
+@needs_openvino
+def test_per_class_thresholds_from_the_card_serve_on_both_paths(tmp_path):
+    """A card with per-class item thresholds: the lean path keeps and drops the items Ultralytics' does."""
+    import json
+
+    from segmentation.lean import LeanSegmenter
+    from segmentation.segmenter import YoloSegmenter
+    from segmentation.serving import lean_plan
+
+    weights, _ = _model_copy(tmp_path)
+    shutil.copyfile(DEFAULT_MODEL, weights)
+    card = json.loads(weights.with_suffix(".json").read_text())
+    card["serve_conf_per_class"] = {"shoe": 0.9, "top, t-shirt, sweatshirt": 0.12}
+    weights.with_suffix(".json").write_text(json.dumps(card))
+    s = replace(_settings(backend="openvino-int8"), model=str(weights))
+    plan = lean_plan(s)
+    assert plan[4] == {0: 0.9, 2: 0.12}
+    lean, ultra, plain = LeanSegmenter(s, *plan), YoloSegmenter(s), LeanSegmenter(s, *plan[:4])
+    changed = False
+    for path in PHOTOS[:2]:
+        photo = _rgb(path)
+        ours, theirs = lean.segment([photo])[0], ultra.segment([photo])[0]
+        changed |= [d.class_id for d in ours] != [d.class_id for d in plain.segment([photo])[0]]
+        assert [(d.class_id, round(d.confidence, 4)) for d in ours] == [(d.class_id, round(d.confidence, 4)) for d in theirs]
+        assert all(d.class_id != 0 or d.confidence >= 0.9 for d in ours)
+    assert changed  # the thresholds made a difference on these photos
