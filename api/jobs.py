@@ -51,10 +51,15 @@ def cancel_job(job_id: str):
     s = deps.db()
     if not jobstate.cancel(s, job.id):
         s.rollback()
-        raise ApiError(409, "job_finished", f"the job is already {job.status}")
+        raise ApiError(409, "job_finished", f"the job has already {_ENDED.get(job.status, 'ended')}")
     s.commit()
     s.refresh(job)
     return jsonify(full_job_body(job))
+
+
+# "the job has already ...": each end state as a verb
+_ENDED = {"succeeded": "succeeded", "partially_succeeded": "ended (partially succeeded)", "failed": "failed",
+          "cancelled": "been cancelled"}
 
 
 @bp.post("/v1/jobs/<job_id>/retry")

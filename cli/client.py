@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -20,9 +21,20 @@ class ApiRefused(SystemExit):
         self.status, self.error = status, error
 
 
+def api_url(url: str) -> str:
+    """The API's address as the user wrote it, with http:// when no scheme is given (127.0.0.1:8000)."""
+    url = url.strip().rstrip("/")
+    scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", url)
+    if scheme is None:
+        return "http://" + url
+    if scheme.group(1).lower() not in ("http", "https"):
+        raise SystemExit(f"the API's address must be http:// or https://, not {url!r} (--url or WARDROBE_URL)")
+    return url
+
+
 class ApiClient:
     def __init__(self, url: str | None = None, token: str | None = None, timeout: float = 30):
-        self.url = (url or os.environ.get("WARDROBE_URL") or "http://127.0.0.1:8000").rstrip("/")
+        self.url = api_url(url or os.environ.get("WARDROBE_URL") or "http://127.0.0.1:8000")
         self.token = token or os.environ.get("WARDROBE_TOKEN")
         self.timeout = timeout
         self.http = requests.Session()
@@ -87,10 +99,9 @@ class ApiClient:
                             bar("downloading", done, max(1, total), t0, f" {done / 1e6:.1f} MB")
             except requests.RequestException as e:
                 part.unlink(missing_ok=True)
-                raise SystemExit(f"\nerror: the download stopped after {done / 1e6:.1f} MB ({type(e).__name__}); "
+                raise SystemExit(f"error: the download stopped after {done / 1e6:.1f} MB ({type(e).__name__}); "
                                  "run the same command again") from None
-        if progress:
-            sys.stderr.write("\n")
+        end_bar()
         part.replace(dst)
         return done
 
@@ -104,13 +115,13 @@ class ApiClient:
             body = self.get(path)
             if body["status"] == "queued" and not told and time.monotonic() - t0 > worker_wait:
                 told = True  # nothing has taken it: say so instead of a bar at 0 % for ever
-                sys.stderr.write(f"\n{what} still queued after {worker_wait:.0f}s: {idle_hint}\n")
+                end_bar()
+                sys.stderr.write(f"{what} still queued after {worker_wait:.0f}s: {idle_hint}\n")
             if progress:
                 done, total, suffix = bar_of(body["progress"])
                 bar(f"{what.split()[0]} {body['status']:<9}", done, max(1, total), t0, suffix)
             if body["status"] not in ("queued", "running"):
-                if progress:
-                    sys.stderr.write("\n")
+                end_bar()
                 return body
             if time.monotonic() - t0 > timeout:
                 raise SystemExit(f"{what} still {body['status']} after {timeout:.0f}s")
@@ -147,8 +158,7 @@ class ApiClient:
         headers = self._headers() | {"Content-Type": "application/zip", "X-Filename": quote(zip_path.name, safe=" ")}  # headers are Latin-1
         with open(zip_path, "rb") as f:
             r = self._send("POST", "/v1/uploads", data=_Reader(f), headers=headers, timeout=max(self.timeout, 600))
-        if progress:
-            sys.stderr.write("\n")
+        end_bar()
         return r.json()
 
     def wait(self, job_id: str, progress: bool = True, poll: float = 0.5, timeout: float = 3600,
@@ -180,6 +190,16 @@ class ApiClient:
 
 
 _last_bar: list = [None]
+_bar_open: list = [False]  # a bar is drawn and its line not ended: the next message goes on a line of its own
+
+
+def end_bar() -> None:
+    """End the progress bar's line, if one is drawn, so what is printed next starts a line of its own."""
+    if _bar_open[0]:
+        sys.stderr.write("\n")
+        sys.stderr.flush()
+        _bar_open[0] = False
+        _last_bar[0] = None
 
 
 def bar(label: str, done: int, total: int, t0: float, suffix: str = "") -> None:
@@ -190,5 +210,6 @@ def bar(label: str, done: int, total: int, t0: float, suffix: str = "") -> None:
         return  # redraw only when something visible changed
     _last_bar[0] = state
     fill = int(frac * width)
+    _bar_open[0] = True
     sys.stderr.write(f"\r{label} [{'#' * fill}{'.' * (width - fill)}] {frac * 100:5.1f}% {time.monotonic() - t0:5.1f}s{suffix}   ")
     sys.stderr.flush()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from cli import catalogue, model, services
@@ -14,7 +15,12 @@ def cmd_demo(a) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="wardrobe", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="wardrobe", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="The client commands (upload, jobs, retry, cancel, items, item, delete, export, webhooks) talk to\n"
+               "the API at WARDROBE_URL (default http://127.0.0.1:8000; a scheme-less 127.0.0.1:8000 means http)\n"
+               "with the token in WARDROBE_TOKEN (`export WARDROBE_TOKEN=$(wardrobe users create NAME)`), or\n"
+               "--url and --token. The other commands read the server's settings from WARDROBE_* variables.")
     sub = p.add_subparsers(dest="cmd", required=True)
     services.add_parsers(sub)
     catalogue.add_parsers(sub)
@@ -37,7 +43,38 @@ def main(argv: list[str] | None = None) -> int:
 
     ultralytics_offline()  # every command (train, evaluate, predict, worker ...): no installs or network from Ultralytics
     args = build_parser().parse_args(argv)
-    return args.fn(args) or 0
+    return run(args.fn, args)
+
+
+def run(fn, args) -> int:
+    """The command, its user-facing failures as one line on stderr and a non-zero exit, never a traceback:
+    a refusal or a message it exits with, a file that is not there, a closed pipe (`| head`), Ctrl-C."""
+    from cli.client import end_bar
+
+    try:
+        code = fn(args) or 0
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return code
+    except SystemExit as e:
+        if not isinstance(e.code, str):
+            raise
+        end_bar()
+        line = e.code.strip()
+        print(line if line.startswith("error:") else f"error: {line}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        # the reader went away (`wardrobe items | head -1`): stop quietly, as cat or grep would; stdout is
+        # pointed at /dev/null so the interpreter's own flush at exit does not fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as e:
+        end_bar()
+        print(f"error: {e.filename or ''}: {e.strerror}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        end_bar()
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

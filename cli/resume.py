@@ -17,7 +17,7 @@ from pathlib import Path
 
 import requests
 
-from cli.client import ApiClient, bar
+from cli.client import ApiClient, bar, end_bar
 
 RESUMABLE_OVER = 16 * 1024 * 1024  # bytes: `--resumable auto` takes a session for zips at least this large
 CHUNK = 8 * 1024 * 1024  # chunked mode: bytes per PATCH
@@ -183,11 +183,12 @@ def upload(c: ApiClient, path: Path, source: Path | None = None, progress: bool 
             send = _send_parts if sess["mode"] == "s3_multipart" else _send_chunks
             sent = send(c, path, sess, progress)
             if progress:
-                sys.stderr.write(f"\nsent {sent} bytes of {sess['size']}\n")
+                end_bar()
+                sys.stderr.write(f"sent {sent} bytes of {sess['size']}\n")
         job = c._check(_api(c, "POST", f"/v1/upload-sessions/{sess['id']}/complete")).json()
     except (Cut, KeyboardInterrupt) as e:  # the connection lost for good, or Ctrl-C: the session stays
         why = f" ({e})" if isinstance(e, Cut) else ""
-        raise SystemExit(f"\nupload interrupted{why}; run the same command again to resume session {sess['id']}") \
+        raise SystemExit(f"upload interrupted{why}; run the same command again to resume session {sess['id']}") \
             from None
     state = _state()
     state.pop(key, None)

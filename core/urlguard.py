@@ -59,7 +59,7 @@ def _refused_kind(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | No
     for flag, what in (("is_loopback", "loopback"), ("is_link_local", "link-local"), ("is_multicast", "multicast"),
                        ("is_unspecified", "unspecified"), ("is_reserved", "reserved"), ("is_private", "private")):
         if getattr(ip, flag):
-            return f"a {what} address"
+            return f"{'an' if what[0] in 'aeiou' else 'a'} {what} address"
     if not ip.is_global:  # shared address space (100.64/10) and the like
         return "not a public address"
     return None

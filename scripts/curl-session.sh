@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The README's curl session, against a running `wardrobe serve` + `wardrobe worker`.
-# Usage: TOKEN=$(wardrobe users create alice) scripts/curl-session.sh [http://127.0.0.1:8000]
+# Usage: export TOKEN=$(wardrobe users create alice); scripts/curl-session.sh [http://127.0.0.1:8000]
+# (WARDROBE_TOKEN, which the CLI reads, does as well)
 set -euo pipefail
 URL=${1:-http://127.0.0.1:8000}
-: "${TOKEN:?set TOKEN to a token from 'wardrobe users create NAME'}"
+TOKEN=${TOKEN:-${WARDROBE_TOKEN:-}}
+: "${TOKEN:?no token: export TOKEN=\$(wardrobe users create NAME) first (a plain TOKEN=... line is not seen by the script)}"
 H="Authorization: Bearer $TOKEN"
 cd "$(dirname "$0")/../examples/photos"
 rm -f /tmp/photos.zip && zip -q /tmp/photos.zip *.jpg
