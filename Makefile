@@ -8,6 +8,7 @@
 # make bench-scale - the control plane's ceiling: real API, workers (1-8 processes), PostgreSQL, Redis, S3, an instant stand-in model
 # make chaos  - kill -9 a busy pool process, PostgreSQL backends terminated, storage cut off, Redis restarted empty: counted against a fault-free run
 # make gpu-kit  - var/gpu-kit: Ultralytics' wheels and the shared CCP data, shrunk, for the GPU machine
+# make vendor - re-vendor the page's browser libraries from npm (client-zip, Swagger UI for /docs)
 # make gpu-train - ON the GPU machine (var/gpu-kit carried): train shared-gpu, evaluate, write $OUT (README: GPU training)
 PY      := .venv/bin/python
 STAMP   := .venv/.installed-$(shell cat pyproject.toml scripts/install.sh | sha1sum | cut -c1-12)
@@ -111,6 +112,11 @@ gpu-kit: venv
 # no venv here: the GPU machine's own python3 (PYTHON=... to override), wheels from the kit
 gpu-train:
 	bash scripts/gpu_train.sh
+
+# the page's browser libraries (client-zip, Swagger UI) from npm into api/static/vendor, licences kept
+.PHONY: vendor
+vendor:
+	bash scripts/vendor.sh
 
 clean:
 	rm -rf var runs .pytest_cache

@@ -527,6 +527,8 @@ SPEC = {
                     "responses": {"200": _json("WebhookDeliveryList"), "400": _err, "401": _err, "404": _err}}},
         "/v1/openapi.json": {"get": {"summary": "this document", "responses": {"200": {"description": "ok"}}}},
         "/": {"get": {"summary": "the web page", "responses": {"200": {"description": "text/html"}}}},
+        "/docs": {"get": {"summary": "this document, browsable and tried out in the browser (Swagger UI, served from "
+                                     "the API's own files)", "responses": {"200": {"description": "text/html"}}}},
         "/v1/config": {"get": {"summary": "what the web page needs to know", "responses": {"200": {"description": "ok"}}}},
         "/v1/users": {"post": {
             "summary": "sign up (only where WARDROBE_ALLOW_SIGNUP is on); answers the new token once",

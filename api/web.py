@@ -21,6 +21,19 @@ def index():
     return resp
 
 
+@bp.get("/docs")
+def docs():
+    """Swagger UI (vendored from npm: static/vendor/swagger-ui, scripts/vendor.sh) over /v1/openapi.json,
+    the document the API serves: nothing is fetched from another site."""
+    resp = send_from_directory(STATIC, "docs.html")
+    resp.headers["Cache-Control"] = "no-cache"
+    # Swagger UI sets style attributes as it draws; scripts stay the API's own files only
+    resp.headers["Content-Security-Policy"] = (
+        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'; "
+        "frame-ancestors 'none'")
+    return resp
+
+
 @bp.get("/favicon.ico")
 def favicon():
     """Browsers ask for it on every page whatever the page links to: the same icon, no 404."""
