@@ -69,7 +69,7 @@ def test_upload_watch_browse_filter_correct(clean_db, tmp_path):
             # a new account: no job panel, and the empty gallery says what to do
             assert not page.is_visible("#job")
             page.wait_for_selector("#gallery-empty:not([hidden])")
-            assert "upload a zip" in page.inner_text("#gallery-empty")
+            assert "upload photos" in page.inner_text("#gallery-empty")
 
             # a refused upload reads as a failure: red text, no full progress bar
             bad = tmp_path / "not-a.zip"
@@ -405,9 +405,18 @@ def deleted_item_page(page, url: str, auth: dict) -> None:
     page.wait_for_function(f"!document.querySelector(\".card[data-id='{kept}']\")")
 
 
+def its_a(category: str) -> str:
+    """What the page's "Yes, ..." button says of a class (app.js: itsA)."""
+    name = category.split(",")[0]
+    if name in ("pants", "shorts", "glasses", "tights"):
+        return f"they're {name}"
+    return f"it's {'an' if name[0] in 'aeiou' else 'a'} {name}"
+
+
 def review_view(page, url: str, auth: dict, corrected_id: str, shots: Path) -> None:
     """Three items made uncertain in the database, below a threshold set on the page; one click
-    each: an alternative, a confirmation, not a garment. Each leaves the list without a reload."""
+    each: an alternative, a class from the picker of all 23, a confirmation. Each leaves the list
+    without a reload. The item page says when an item needs review."""
     from sqlalchemy import update
 
     from db.models import Item
@@ -427,6 +436,17 @@ def review_view(page, url: str, auth: dict, corrected_id: str, shots: Path) -> N
                           {"class_id": alts[1], "category": "?", "confidence": 0.02}]))
     waiting = requests.get(f"{url}/v1/me", headers=auth, timeout=10).json()["items_needing_review"]
     assert waiting == 3  # at the default threshold
+
+    # the item page says when an item needs review, and confirms it in one click
+    page.goto(f"{url}/#/items/{picked[0]['id']}")
+    page.wait_for_selector("#item-review:not([hidden])")
+    assert "Needs review" in page.inner_text("#item-review-text")
+    assert page.inner_text("#item-confirm") == f"Yes, {its_a(picked[0]['category'])}"
+    certain = next(i for i in items if i["id"] not in {p["id"] for p in picked} and i["id"] != corrected_id)
+    page.goto(f"{url}/#/items/{certain['id']}")
+    page.wait_for_selector("#item-details:not([hidden])")
+    page.wait_for_function(f"document.querySelector('#item').dataset.id === {certain['id']!r}")
+    assert not page.is_visible("#item-review")
 
     page.goto(url + "/#/")  # back to the gallery: its link counts again (it showed the model's own count before)
     page.wait_for_selector("#review-banner:not([hidden])")
@@ -449,7 +469,14 @@ def review_view(page, url: str, auth: dict, corrected_id: str, shots: Path) -> N
     assert requests.get(f"{url}/v1/me", headers=auth, timeout=10).json()["review_below"] == 0.2
     first = page.locator(f".review-card[data-id='{picked[0]['id']}']")
     assert first.locator("button.alt").count() == 2
-    assert first.locator("button.confirm").inner_text() == f"Correct as {picked[0]['category']}"
+    assert first.locator("button.confirm").inner_text() == f"Yes, {its_a(picked[0]['category'])}"
+    assert first.locator("button.not-garment").inner_text() == "Not a garment"
+    # the picker: every class but the item's own, the model's alternatives first
+    options = first.locator("select.pick option")
+    assert options.count() == 22
+    assert [options.nth(k).get_attribute("value") for k in range(2)] == [str(alts[0]), str(alts[1])]
+    # a card with no alternatives offers every class too
+    assert page.locator(f".review-card[data-id='{picked[1]['id']}'] select.pick option").count() == 22
     page.wait_for_function("[...document.querySelectorAll('.review-card img')].every(i => i.complete && i.naturalWidth > 0)")
     page.set_viewport_size({"width": 390, "height": 844})  # a phone: no sideways scrolling
     assert page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
@@ -467,14 +494,29 @@ def review_view(page, url: str, auth: dict, corrected_id: str, shots: Path) -> N
     assert got["class_id"] == alts[0] and got["original_class_id"] == own
     assert got["reviewed"] and not got["needs_review"]
 
-    # the model's own class, confirmed; then not a garment: the list is empty
-    page.locator(f".review-card[data-id='{picked[1]['id']}'] button.confirm").click()
+    # a class the model never offered, from the picker; then the model's own class, confirmed
+    other = next(c for c in range(23) if c != picked[1]["class_id"])
+    card1 = page.locator(f".review-card[data-id='{picked[1]['id']}']")
+    card1.locator("select.pick").select_option(str(other))
+    card1.locator(".pick-form button").click()
     page.wait_for_function("document.querySelectorAll('#review-list .review-card').length === 1")
-    page.locator(f".review-card[data-id='{picked[2]['id']}'] button.not-garment").click()
+    picked_class = requests.get(f"{url}/v1/items/{picked[1]['id']}", headers=auth, timeout=10).json()
+    assert picked_class["class_id"] == other and picked_class["corrected"] and not picked_class["needs_review"]
+    page.locator(f".review-card[data-id='{picked[2]['id']}'] button.confirm").click()
     page.wait_for_selector("#review-empty:not([hidden])")
     assert page.inner_text("#review-count") == "0"
-    confirmed = requests.get(f"{url}/v1/items/{picked[1]['id']}", headers=auth, timeout=10).json()
-    assert confirmed["class_id"] == picked[1]["class_id"] and confirmed["reviewed"] and not confirmed["corrected"]
-    rejected = requests.get(f"{url}/v1/items/{picked[2]['id']}", headers=auth, timeout=10).json()
+    confirmed = requests.get(f"{url}/v1/items/{picked[2]['id']}", headers=auth, timeout=10).json()
+    assert confirmed["class_id"] == picked[2]["class_id"] and confirmed["reviewed"] and not confirmed["corrected"]
+
+    # one more uncertain item, said not to be a garment
+    with session_scope() as s:
+        s.execute(update(Item).where(Item.id == uuid.UUID(certain["id"])).values(confidence=0.05))
+    page.goto(url + "/#/")
+    page.goto(url + "/#/review")
+    page.wait_for_function("document.querySelectorAll('#review-list .review-card').length === 1")
+    page.locator(f".review-card[data-id='{certain['id']}'] button.not-garment").click()
+    page.wait_for_selector("#review-empty:not([hidden])")
+    assert page.inner_text("#review-count") == "0"
+    rejected = requests.get(f"{url}/v1/items/{certain['id']}", headers=auth, timeout=10).json()
     assert rejected["status"] == "not_garment"
     assert requests.get(f"{url}/v1/items?needs_review=true", headers=auth, timeout=10).json()["items"] == []

@@ -99,19 +99,58 @@ $("#signup-form").addEventListener("submit", async (ev) => {
 $("#signout").addEventListener("click", signOut);
 
 // --- upload and job progress --------------------------------------------------------
+// one zip: sent as it is (POST /v1/uploads); photos, or a folder of them: zipped by the browser as they
+// are sent, through a resumable upload session (upload.js)
 $("#upload-form").addEventListener("submit", (ev) => {
   ev.preventDefault();
-  const file = $("#zip").files[0];
-  if (!file) return;
+  const files = [...$("#zip").files, ...$("#folder").files];
+  if (!files.length) {
+    $("#upload-label").classList.add("error");
+    text($("#upload-label"), "Choose photos, a zip or a folder first.");
+    return;
+  }
+  if (files.length === 1 && /\.zip$/i.test(files[0].name)) uploadZip(files[0]);
+  else uploadPhotos(files);
+});
+
+function uploadStarts() {
   const bar = $("#upload-progress");
   bar.hidden = false;
   bar.value = 0;
   $("#upload-label").classList.remove("error");
-  const failed = (message) => {
-    bar.hidden = true;
-    $("#upload-label").classList.add("error");
-    text($("#upload-label"), message);
-  };
+  return bar;
+}
+
+function uploadFailed(message) {
+  $("#upload-progress").hidden = true;
+  $("#upload-label").classList.add("error");
+  text($("#upload-label"), message);
+}
+
+async function uploadPhotos(files) {
+  const bar = uploadStarts();
+  $("#upload-button").disabled = true;
+  try {
+    const job = await window.wardrobeUploadPhotos(state.token, files, (sent, total, photos, note) => {
+      if (sent !== null) bar.value = (100 * sent) / Math.max(1, total);
+      text($("#upload-label"), `${photos} photo${photos === 1 ? "" : "s"}: uploading ${Math.floor(bar.value)}%` +
+        (note ? ` (${note})` : ""));
+    });
+    bar.value = 100;
+    text($("#upload-label"), "uploaded");
+    $("#zip").value = "";
+    $("#folder").value = "";
+    followJob(job.id);
+  } catch (e) {
+    uploadFailed("Not uploaded: " + e.message);
+  } finally {
+    $("#upload-button").disabled = false;
+  }
+}
+
+function uploadZip(file) {
+  const bar = uploadStarts();
+  const failed = uploadFailed;
   const xhr = new XMLHttpRequest();
   xhr.open("POST", "/v1/uploads");
   xhr.setRequestHeader("Authorization", "Bearer " + state.token);
@@ -136,7 +175,7 @@ $("#upload-form").addEventListener("submit", (ev) => {
   const form = new FormData();
   form.append("file", file);
   xhr.send(form);
-});
+}
 
 function formatDuration(seconds) {
   if (seconds < 60) return `${Math.max(1, seconds)} s`;
@@ -342,7 +381,7 @@ function renderGalleryEmpty() {
   const empty = $("#gallery").children.length === 0;
   $("#gallery-empty").hidden = !empty;
   text($("#gallery-empty"), filtersActive() ? "No garments match these filters."
-    : "No garments yet: upload a zip of photos.");
+    : "No garments yet: upload photos, or a zip of them.");
 }
 
 // reset: the first page for the filters as they are now; else the next page of the current
@@ -533,6 +572,7 @@ async function setupItem(id) {
   const colors = [...new Map(item.colors.map((c) => [c.name, c])).values()];
   $("#item-colors").replaceChildren(...colors.map((c) => el("span", {}, swatch(c), c.name + " ")));
   $("#item-duplicate").hidden = !item.duplicate_of;
+  renderItemReview(item);
   $("#item-cutout").src = item.cutout_signed_url;
   $("#item-new-category").value = item.category;
   const photo = $("#item-photo");
@@ -549,12 +589,34 @@ async function setupItem(id) {
   photo.src = item.photo_signed_url;
 }
 
+// an item the model was unsure of and nobody checked: the item page says so, and confirms in one click
+function renderItemReview(item) {
+  $("#item-review").hidden = !item.needs_review;
+  $("#item").dataset.classId = String(item.class_id);
+  if (!item.needs_review) return;
+  text($("#item-review-text"), `Needs review: the model is only ${pct(item.confidence)} sure this is a ` +
+    `${item.category}. Confirm it, pick the right class below, or say it is not a garment.`);
+  text($("#item-confirm"), `Yes, ${itsA(item.category)}`);
+}
+
+$("#item-confirm").addEventListener("click", async () => {
+  const id = $("#item").dataset.id;
+  try {
+    const item = await api("/v1/items/" + id, { method: "PATCH", json: { class_id: Number($("#item").dataset.classId) } });
+    renderItemReview(item);
+    text($("#item-message"), "Saved: confirmed as " + item.category);
+  } catch (e) {
+    text($("#item-message"), "Not saved: " + e.message);
+  }
+});
+
 $("#correct-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   const id = $("#item").dataset.id;
   try {
     const item = await api("/v1/items/" + id, { method: "PATCH", json: { category: $("#item-new-category").value } });
     text($("#item-category"), itemHeading(item));
+    renderItemReview(item);
     text($("#item-message"), "Saved: now " + item.category);
     const c = galleryCard(id);  // the answer has no signed image URLs: the card keeps its image
     if (c) {
@@ -571,6 +633,7 @@ $("#not-garment").addEventListener("click", async () => {
   try {
     const item = await api("/v1/items/" + id, { method: "PATCH", json: { not_garment: true } });
     text($("#item-category"), itemHeading(item));
+    renderItemReview(item);
     text($("#item-message"), "Marked as not a garment: hidden from your wardrobe, kept to improve the model.");
     const c = galleryCard(id);
     if (c) c.remove();
@@ -605,29 +668,64 @@ $("#delete-yes").addEventListener("click", async () => {
 // --- review: the uncertain items, least certain first, each fixed in one click -----------
 const pct = (x) => `${Math.round(x * 100)}%`;
 
+// "Yes, it's a skirt" / "Yes, they're pants": the class's first name with the article it takes
+const PLURAL = new Set(["pants", "shorts", "glasses", "tights"]);
+function itsA(category) {
+  const name = category.split(",")[0];
+  if (PLURAL.has(name)) return `they're ${name}`;
+  return `it's ${/^[aeiou]/.test(name) ? "an" : "a"} ${name}`;
+}
+
+// every class but the item's own, the model's alternatives first (with how sure it was of each)
+function classOptions(item) {
+  const alts = item.alternatives || [];
+  const altIds = new Set(alts.map((a) => a.class_id));
+  const groups = [];
+  if (alts.length) {
+    groups.push(el("optgroup", { label: "The model's other guesses" },
+      ...alts.map((a) => el("option", { value: String(a.class_id), text: `${a.category} (${pct(a.confidence)})` }))));
+  }
+  groups.push(el("optgroup", { label: alts.length ? "Every other class" : "Every class" },
+    ...state.categories.filter((c) => c.id !== item.class_id && !altIds.has(c.id))
+      .map((c) => el("option", { value: String(c.id), text: c.name }))));
+  return groups;
+}
+
 function reviewCard(item) {
   const titleId = "review-title-" + item.id;
   const li = el("li", { class: "review-card", "data-id": item.id, "data-category": item.category,
     "aria-labelledby": titleId });
   const actions = el("div", { class: "actions", role: "group", "aria-labelledby": titleId });
-  for (const alt of item.alternatives) {
-    const b = el("button", { type: "button", class: "alt", "data-class-id": String(alt.class_id),
-      text: `Is it a ${alt.category}? (${pct(alt.confidence)})` });
-    b.addEventListener("click", () => fixItem(li, { class_id: alt.class_id }, `now ${alt.category}`));
-    actions.append(b);
-  }
-  const confirm = el("button", { type: "button", class: "confirm secondary", text: `Correct as ${item.category}` });
+  const confirm = el("button", { type: "button", class: "confirm", text: `Yes, ${itsA(item.category)}` });
   confirm.addEventListener("click", () => fixItem(li, { class_id: item.class_id }, `confirmed as ${item.category}`));
   const reject = el("button", { type: "button", class: "not-garment secondary", text: "Not a garment" });
   reject.addEventListener("click", () => fixItem(li, { not_garment: true }, "marked as not a garment"));
-  actions.append(confirm, reject);
+  actions.append(confirm);
+  for (const alt of item.alternatives) {
+    const b = el("button", { type: "button", class: "alt secondary", "data-class-id": String(alt.class_id),
+      text: `No, ${itsA(alt.category)} (${pct(alt.confidence)})` });
+    b.addEventListener("click", () => fixItem(li, { class_id: alt.class_id }, `now ${alt.category}`));
+    actions.append(b);
+  }
+  actions.append(reject);
+  // any of the 23 classes, for when the model's guesses are all wrong (or it had none)
+  const pickId = "review-pick-" + item.id;
+  const select = el("select", { id: pickId, class: "pick" }, ...classOptions(item));
+  const pick = el("form", { class: "pick-form" },
+    el("label", { for: pickId, text: "Something else: " }), select,
+    el("button", { type: "submit", class: "secondary", text: "Save" }));
+  pick.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const cls = state.categories.find((c) => String(c.id) === select.value);
+    fixItem(li, { class_id: Number(select.value) }, `now ${cls ? cls.name : select.value}`);
+  });
   li.append(
     el("div", { class: "thumb checker" }, el("img", { src: item.cutout_signed_url, alt: "cut-out of the " + item.category })),
     el("div", { class: "body" },
-      el("h2", { id: titleId, text: item.category }),
+      el("h2", { id: titleId, text: `Is it ${itsA(item.category).replace(/^it's |^they're /, "")}?` }),
       el("p", { text: `The model is ${pct(item.confidence)} sure.` }),
       el("a", { href: "#/items/" + item.id, text: "See it on its photo" }),
-      actions));
+      actions, pick));
   return li;
 }
 
@@ -689,6 +787,7 @@ $("#review-more").addEventListener("click", () => loadReview(false));
 
 async function setupReview() {
   show("review");
+  if (!state.categories.length) await loadCategories();
   state.galleryLoaded = false;  // answers here change items: the gallery reloads on the way back
   text($("#review-message"), "");
   const [me] = await Promise.all([refreshReviewCount(), loadReview(true)]);
