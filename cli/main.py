@@ -50,6 +50,7 @@ def run(fn, args) -> int:
     """The command, its user-facing failures as one line on stderr and a non-zero exit, never a traceback:
     a refusal or a message it exits with, a file that is not there, a closed pipe (`| head`), Ctrl-C."""
     from cli.client import end_bar
+    from core.config import SettingError
 
     try:
         code = fn(args) or 0
@@ -62,6 +63,10 @@ def run(fn, args) -> int:
         line = e.code.strip()
         print(line if line.startswith("error:") else f"error: {line}", file=sys.stderr)
         return 1
+    except SettingError as e:  # a setting the process cannot start with: which one, and why
+        end_bar()
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     except BrokenPipeError:
         # the reader went away (`wardrobe items | head -1`): stop quietly, as cat or grep would; stdout is
         # pointed at /dev/null so the interpreter's own flush at exit does not fail again

@@ -161,6 +161,7 @@ class Settings:
             values["review_below"] = _card_review_below(values["model"], values["review_below"])
         settings = cls(**values)
         _check_retry_schedule(settings.webhook_retry_schedule)
+        check_placeholder_secrets(settings)
         return settings
 
     # Derived values ---------------------------------------------------------
@@ -216,6 +217,35 @@ def _data_dir_key(data_dir: str) -> bytes:
         finally:
             tmp.unlink(missing_ok=True)
     return path.read_text().strip().encode()
+
+
+PLACEHOLDER = "change-me"  # how .env.example and deploy/k8s/base/secret.yaml mark the secrets to be chosen
+
+
+def check_placeholder_secrets(settings: "Settings", environ=None) -> None:
+    """Refuse to start with a secret still as the examples ship it (`cp .env.example .env` and nothing
+    changed), naming each one: not the API, a worker or the migration, in compose or anywhere else."""
+    from urllib.parse import urlsplit
+
+    environ = os.environ if environ is None else environ
+    found = []
+    if PLACEHOLDER in (settings.secret_key or "").lower():
+        found.append("WARDROBE_SECRET_KEY")
+    for name, url, compose in (("WARDROBE_DATABASE_URL", settings.database_url, "POSTGRES_PASSWORD"),
+                               ("WARDROBE_BROKER_URL", settings.broker_url, None)):
+        try:
+            password = urlsplit(url or "").password or ""
+        except ValueError:
+            password = ""
+        if PLACEHOLDER in password.lower():
+            found.append(f"the password in {name}" + (f" ({compose} in compose's .env)" if compose else ""))
+    for name, compose in (("AWS_ACCESS_KEY_ID", "MINIO_ROOT_USER"), ("AWS_SECRET_ACCESS_KEY", "MINIO_ROOT_PASSWORD")):
+        if PLACEHOLDER in environ.get(name, "").lower():
+            found.append(f"{name} ({compose} in compose's .env)")
+    if found:
+        raise SettingError(f"placeholder secrets ({PLACEHOLDER}...) left as the example ships them: {'; '.join(found)}. "
+                           "Set each to a long random string, e.g. "
+                           "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'")
 
 
 def _check_retry_schedule(raw: str) -> None:
