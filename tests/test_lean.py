@@ -261,16 +261,13 @@ def test_another_output_shape_is_refused(tmp_path):
         read_ir(folder)
 
 
-@needs_openvino
-def test_an_output_of_unexpected_size_stops_the_load(tmp_path):
-    """A network whose declared outputs look right but whose detection output has too few anchors."""
+def _odd_model(folder: Path) -> Path:
+    """A network whose declared outputs look right but whose detection output has too few anchors
+    (stride 8's only), saved with the shipped model's metadata.yaml into `folder`; returns its .xml."""
     import openvino as ov
     import openvino.opset13 as ops
 
-    from segmentation.lean import LeanSegmenter, ModelError
-
-    folder = tmp_path / "odd_openvino_model"
-    folder.mkdir()
+    folder.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(INT8 / "metadata.yaml", folder / "metadata.yaml")
     x = ops.parameter([-1, 3, -1, -1], np.float32, name="images")
 
@@ -279,11 +276,36 @@ def test_an_output_of_unexpected_size_stops_the_load(tmp_path):
         y = ops.convolution(pooled, ops.constant(np.ones((channels, 3, 1, 1), np.float32)), [1, 1], [0, 0], [0, 0], [1, 1])
         return ops.reshape(y, ops.constant(np.array([0, channels, -1], np.int64)), True) if rank3 else y
 
-    model = ov.Model([head(59, 8, True), head(32, 4, False)], [x], "odd")  # anchors: stride 8 only
-    ov.save_model(model, folder / "odd.xml")
-    s = _settings()
-    with pytest.raises(ModelError, match=f"^{folder / 'odd.xml'}: outputs \\[1, 59, 2304\\] and .* expected \\[1, 59, 3024\\]"):
-        LeanSegmenter(s, folder, IMGSZ, "odd", 0.25)
+    ov.save_model(ov.Model([head(59, 8, True), head(32, 4, False)], [x], "odd"), folder / "odd.xml")
+    return folder / "odd.xml"
+
+
+@needs_openvino
+def test_an_output_of_unexpected_size_stops_the_load(tmp_path):
+    from segmentation.lean import LeanSegmenter, ModelError
+
+    xml = _odd_model(tmp_path / "odd_openvino_model")
+    with pytest.raises(ModelError, match=f"^{xml}: outputs \\[1, 59, 2304\\] and .* expected \\[1, 59, 3024\\]"):
+        LeanSegmenter(_settings(), xml.parent, IMGSZ, "odd", 0.25)
+
+
+@needs_openvino
+def test_a_worker_whose_model_fails_its_warm_up_stops(tmp_path):
+    """The files pass the check before the fork, but the network's output has the wrong size: the pool
+    process that loads it logs one line naming the file and stops the whole worker (no retry loop)."""
+    weights, folder = _model_copy(tmp_path)
+    for f in folder.glob("*.xml"):
+        f.unlink()
+        f.with_suffix(".bin").unlink()
+    xml = _odd_model(folder)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WARDROBE_")}
+    env.update(WARDROBE_DATA_DIR=str(tmp_path / "data"), WARDROBE_MODEL=str(weights), WARDROBE_DEVICE="cpu",
+               WARDROBE_BACKEND="openvino-int8")
+    r = subprocess.run([sys.executable, "-m", "cli.main", "worker", "--queues", "segment", "--concurrency", "1"],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    lines = [line for line in (r.stdout + r.stderr).splitlines() if "cannot serve the model" in line]
+    assert len(lines) == 1 and f"{xml}: outputs [1, 59, 2304]" in lines[0] and "stopping the worker" in lines[0], \
+        (r.stdout + r.stderr)[-3000:]
 
 
 def test_the_worker_stops_at_start_on_a_broken_model(tmp_path):
