@@ -155,10 +155,9 @@ def purge(purge_fn, row_id, not_found: str, still_running: str):
 
 # --- signed URLs: what an <img> or a plain link can carry instead of the Authorization header --------
 
-def signer():
-    """path -> an expiring URL signed for the signed-in user (WARDROBE_SIGNED_URL_TTL)."""
-    key, ttl, uid = settings().resolved_secret_key(), settings().signed_url_ttl, g.user_id
-    return lambda path: signing.signed_url(key, path, uid, ttl)
+def signer() -> signing.Signer:
+    """path -> an expiring URL signed for the signed-in user (WARDROBE_SIGNED_URL_TTL from now)."""
+    return signing.Signer(settings().resolved_secret_key(), g.user_id, settings().signed_url_ttl)
 
 
 def signed_by(owner: uuid.UUID) -> bool:

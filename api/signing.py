@@ -16,9 +16,20 @@ def sign(key: bytes, path: str, user_id: uuid.UUID, expires: int) -> str:
     return hmac.new(key, msg, hashlib.sha256).hexdigest()[:32]
 
 
-def signed_url(key: bytes, path: str, user_id: uuid.UUID, ttl: int) -> str:
-    expires = int(time.time()) + ttl
-    return f"{path}?expires={expires}&sig={sign(key, path, user_id, expires)}"
+class Signer:
+    """path -> `path?expires=...&sig=...`, valid `ttl` seconds from the Signer's making, for one
+    user. A page of items signs two URLs each: the key's HMAC state, the user id's text and the
+    expiry are worked out once, not per URL (the signature is sign()'s)."""
+
+    def __init__(self, key: bytes, user_id: uuid.UUID, ttl: int):
+        self._mac = hmac.new(key, digestmod=hashlib.sha256)
+        self._expires = int(time.time()) + ttl
+        self._tail = f"\n{user_id}\n{self._expires}".encode()
+
+    def __call__(self, path: str) -> str:
+        mac = self._mac.copy()
+        mac.update(path.encode() + self._tail)
+        return f"{path}?expires={self._expires}&sig={mac.hexdigest()[:32]}"
 
 
 def verify(key: bytes, path: str, user_id: uuid.UUID, expires: str | None, sig: str | None) -> bool:
