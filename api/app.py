@@ -22,6 +22,18 @@ class FastJSON(DefaultJSONProvider):
         except (ImportError, TypeError):
             return super().dumps(obj, **kwargs)
 
+    def response(self, *args, **kwargs):
+        """Flask's JSON response (the body and a newline), made as bytes by orjson directly rather
+        than decoded to text, joined to the newline and encoded again: a page is tens of kilobytes."""
+        try:
+            import orjson
+
+            body = orjson.dumps(self._prepare_response_obj(args, kwargs), default=self.default,
+                                option=orjson.OPT_APPEND_NEWLINE)
+        except (ImportError, TypeError):
+            return super().response(*args, **kwargs)
+        return self._app.response_class(body, mimetype=self.mimetype)
+
 
 JSON_BODY_LIMIT = 64 * 1024  # bytes: every route but the upload takes a small JSON body, or none
 BODY_LIMITS = {"uploads.create_upload": None,  # None: the app's MAX_CONTENT_LENGTH (WARDROBE_MAX_UPLOAD_BYTES)
