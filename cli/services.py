@@ -29,9 +29,10 @@ def cmd_serve(a) -> int:
     # live-progress streams (api/events.py) hold a thread each while open, mostly asleep: each process gets
     # that many threads more, so open streams never take the threads the short routes need
     threads = a.threads + max(0, env_settings().events_max_streams)
+    # no access log unless asked: gunicorn then skips formatting one line per request (to /dev/null, before)
     argv = [gunicorn, "--bind", f"{a.host}:{a.port}", "--workers", str(a.workers), "--threads", str(threads),
-            "--worker-class", "api.server.JsonErrorWorker", "--timeout", "600", "--access-logfile", "-" if a.access_log else "/dev/null",
-            "api.wsgi:app"]
+            "--worker-class", "api.server.JsonErrorWorker", "--timeout", "600",
+            *(["--access-logfile", "-"] if a.access_log else []), "api.wsgi:app"]
     os.execv(argv[0], argv)
 
 
