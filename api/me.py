@@ -7,8 +7,8 @@ from flask import Blueprint, g
 from sqlalchemy import func, select
 
 from api import deps
+from api.catalogue import needs_review_filter
 from api.errors import ApiError, json_object
-from api.items import needs_review_filter
 from db.models import Item, User
 
 bp = Blueprint("me", __name__)

@@ -85,7 +85,7 @@ def _cutout_size(item: Item) -> list[int]:
 
 def needs_review(item: Item, review_below: float) -> bool:
     """Kept in the catalogue, never corrected or confirmed by a user, and less certain than the
-    user's threshold. The list route's SQL filter says the same (api/items.py: needs_review_filter)."""
+    user's threshold. The list route's SQL filter says the same (api/catalogue.py: needs_review_filter)."""
     return item.status == ItemStatus.OK.value and item.corrected_at is None and item.confidence < review_below
 
 
@@ -109,12 +109,22 @@ def alternatives_body(item: Item) -> list[dict]:
     return out
 
 
+# the columns item_body reads: all a catalogue page selects (api/catalogue.py)
+ITEM_BODY_COLUMNS = ("id", "photo_id", "job_id", "class_id", "category", "supercategory", "confidence", "bbox",
+                     "polygons", "area_fraction", "model_version", "cutout_content_type", "cutout_width",
+                     "cutout_height", "color", "colors", "duplicate_of", "status", "original_class_id",
+                     "corrected_at", "alternatives", "created_at")
+
+
 def item_body(item: Item, sign=None, *, review_below: float) -> dict:
     """`sign(path)` -> an expiring URL that needs no Authorization header (for <img> tags);
-    `review_below`: the user's review threshold (needs_review)."""
+    `review_below`: the user's review threshold (needs_review). A catalogue page makes fifty of
+    these: each id is turned into text once."""
+    item_id, photo_id = str(item.id), str(item.photo_id)
+    cutout_url, photo_url = f"/v1/items/{item_id}/cutout", f"/v1/photos/{photo_id}"
     body = {
-        "id": str(item.id),
-        "photo_id": str(item.photo_id),
+        "id": item_id,
+        "photo_id": photo_id,
         "job_id": str(item.job_id),
         "class_id": item.class_id,
         "category": item.category,
@@ -124,10 +134,10 @@ def item_body(item: Item, sign=None, *, review_below: float) -> dict:
         "mask": {"format": "polygons", "coordinates": "photo_pixels", "polygons": item.polygons},
         "area_fraction": item.area_fraction,
         "model_version": item.model_version,
-        "cutout_url": f"/v1/items/{item.id}/cutout",
+        "cutout_url": cutout_url,
         "cutout_content_type": item.cutout_content_type,
         "cutout_size": _cutout_size(item),
-        "photo_url": f"/v1/photos/{item.photo_id}",
+        "photo_url": photo_url,
         "color": item.color,
         "colors": item.colors or [],
         "duplicate_of": str(item.duplicate_of) if item.duplicate_of else None,
@@ -140,8 +150,8 @@ def item_body(item: Item, sign=None, *, review_below: float) -> dict:
         "created_at": _ts(item.created_at),
     }
     if sign is not None:
-        body["cutout_signed_url"] = sign(body["cutout_url"])
-        body["photo_signed_url"] = sign(body["photo_url"])
+        body["cutout_signed_url"] = sign(cutout_url)
+        body["photo_signed_url"] = sign(photo_url)
     return body
 
 

@@ -1,6 +1,8 @@
 """Engine and sessions. One engine per process; forked workers dispose the parent's."""
 from __future__ import annotations
 
+import collections
+import functools
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -55,6 +57,23 @@ def new_session() -> Session:
     if _factory is None:
         raise RuntimeError("database not configured: call db.bootup.bootup() first")
     return _factory()
+
+
+@functools.lru_cache(maxsize=64)
+def _row_type(fields: tuple[str, ...]):
+    return collections.namedtuple("Row", fields, rename=True)
+
+
+def read_all(statement, params: dict | None = None) -> list:
+    """The rows of one read-only statement, as named tuples, on a pooled connection in autocommit.
+    A lone SELECT is its own snapshot, so the BEGIN and ROLLBACK a session's transaction wraps
+    around it would be two round trips to the server for nothing; and a named tuple reads a
+    column by name several times faster than SQLAlchemy's Row (the catalogue page reads twenty
+    columns of fifty rows)."""
+    with engine().connect() as conn:
+        result = conn.execution_options(isolation_level="AUTOCOMMIT").execute(statement, params)
+        make = _row_type(tuple(result.keys()))._make
+        return [make(row) for row in result.all()]  # .all(): one fetch, not one per row
 
 
 @contextmanager
