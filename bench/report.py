@@ -125,16 +125,17 @@ def render(p: dict, a: dict | None, others: list[dict] = ()) -> str:
             f"gunicorn ({a.get('workers', 2)} workers x {a.get('threads', 8)} threads) on PostgreSQL; an open-loop client at {a['rate']:.0f} requests/s for "
             f"{a['seconds']:.0f} s; latency from each request's scheduled send time.",
             "",
-            "| route | p50 ms | p90 ms | p99 ms | max ms | achieved req/s | errors |",
-            "|---|---|---|---|---|---|---|",
+            "| route | p50 ms | p90 ms | p99 ms | max ms | achieved req/s | errors | CPU ms a request: API, PostgreSQL |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for name, route in (("poll", "GET /v1/jobs/<id>"), ("catalogue", "GET /v1/items?limit=50 (2,000 items)")):
             x = a[name]
-            lines.append(f"| {route} | {x['p50_ms']} | {x['p90_ms']} | {x['p99_ms']} | {x['max_ms']} | {x['achieved_rps']} | {x['errors']} |")
-        u = a["upload"]
-        lines += ["", f"Upload of a {u['bytes'] / (1 << 30):.2f} GiB zip as a raw body: HTTP {u['status']} in {u['seconds']} s "
-                  f"({u['mb_per_s']} MB/s); the serving process's RSS rose {u['rss_rise_mb']} MB above idle "
-                  f"({u['idle_rss_mb']} MB). Target: under 100 MB."]
+            cpu = f"{x['api_cpu_ms_per_request']}, {x.get('db_cpu_ms_per_request')}" if "api_cpu_ms_per_request" in x else ""
+            lines.append(f"| {route} | {x['p50_ms']} | {x['p90_ms']} | {x['p99_ms']} | {x['max_ms']} | {x['achieved_rps']} | {x['errors']} | {cpu} |")
+        if u := a.get("upload"):
+            lines += ["", f"Upload of a {u['bytes'] / (1 << 30):.2f} GiB zip as a raw body: HTTP {u['status']} in {u['seconds']} s "
+                      f"({u['mb_per_s']} MB/s); the serving process's RSS rose {u['rss_rise_mb']} MB above idle "
+                      f"({u['idle_rss_mb']} MB). Target: under 100 MB."]
     for other in others:
         lines += ["", render_other_size(other).rstrip("\n")]
     lines += ["", "## Other machines", "",
