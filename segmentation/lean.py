@@ -199,10 +199,7 @@ class LeanSegmenter:
         s, ir = self.settings, self.ir
         # Ultralytics letterboxes a batch to the minimum rectangle only when its photos are all one size
         auto = self.auto and len({p.shape for p in photos}) == 1
-        boxed = [yd.letterbox(p, ir.imgsz, ir.stride, auto) for p in photos]
-        if len({b.shape for b in boxed}) > 1:
-            boxed = [yd.letterbox(p, ir.imgsz, ir.stride, False) for p in photos]
-        x = yd.to_tensor(boxed)
+        x = yd.to_tensor([yd.letterbox(p, ir.imgsz, ir.stride, auto) for p in photos])
         det, protos = self.infer(x)
         input_hw = x.shape[2:]
         out: list[Candidates | None] = []
