@@ -122,3 +122,17 @@ def test_pseudo_label_command_on_the_mini_data(tmp_path):
     assert r["synth_train"]["photos"] == 3 and len(list((out / "alone" / "images" / "val").iterdir())) == 2
     assert (out / "data.yaml").exists() and r["labelled"]["train"] == len(list((data / "images" / "train").iterdir()))
     assert set(r["thresholds"]["per_class"]) <= set(json.loads((ROOT / "models" / "wardrobe-yolov8s-seg.json").read_text())["classes"])
+
+
+def test_tags_correct_a_body_garments_class_when_one_tagged_class_of_its_kind_is_unfound():
+    from training.pseudo import by_tags
+
+    shirt, jacket = Garment(7, 0.6, box(10, 10, 30, 30)), Garment(4, 0.5, box(5, 5, 40, 40))
+    hat, skirt = Garment(15, 0.5, box(0, 0, 5, 5)), Garment(8, 0.7, box(10, 40, 30, 55))
+    # tagged: top (2), skirt (8), shoe (0). The shirt becomes the top; the jacket stays out (the top
+    # is taken); the hat is not a body garment; the skirt is tagged as it is
+    kept, relabels = by_tags([skirt, shirt, jacket, hat], {2, 8, 0})
+    assert [(g.class_id, g.score) for g in kept] == [(8, 0.7), (2, 0.6)] and relabels == [(7, 2)]
+    # two unfound tagged upper-body classes: which one is unknown, so no relabel
+    kept, relabels = by_tags([shirt], {2, 16})
+    assert kept == [] and relabels == []

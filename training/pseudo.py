@@ -7,9 +7,14 @@ What a pseudo-label must agree with:
 - **its class's threshold**, chosen on the labelled val photos for precision (`training.teacher`);
 - **the labelled data's conventions**: one instance per class and photo, in as many pieces as it
   takes, except footwear, which is one instance per connected region (two touching feet stay one).
-A photo is dropped when it has no tag in the 23 classes, when nothing passes, or when fewer than
-half of its tagged classes were found: every garment left unlabelled on a kept photo is taught as
-background, so a photo that is mostly unfound teaches more wrong than right.
+Tags also correct the teacher's class where it is weakest: a body garment (upper body, lower body,
+whole body) of a class the photo's tags do not name takes the one tagged class of its supercategory
+that nothing else was found for (a "shirt" on a photo tagged "top" and not "shirt" is the top).
+
+A photo is dropped when it has no tag in the 23 classes, when nothing passes, when a tagged body
+garment is still not found, or when fewer than half of its tagged classes were found: every
+garment left unlabelled on a kept photo is taught as background, and a body garment is large
+(a missed top teaches a torso of background), while a missed watch or belt costs little.
 """
 from __future__ import annotations
 
@@ -28,6 +33,7 @@ from training.yolo_labels import label_lines_of, load_rgb, read_yolo_masks
 log = logging.getLogger("wardrobe.training")
 
 SHOE = BY_NAME["shoe"].id
+BODY = ("upperbody", "lowerbody", "wholebody")
 MIN_REGION_PX = 40  # a footwear region smaller than this is a speck of a mask, not a shoe
 MIN_FOUND_SHARE = 0.5
 
@@ -48,6 +54,26 @@ def as_labelled(garments: list[Garment]) -> list[tuple[int, np.ndarray]]:
         n, lab, stats, _ = cv2.connectedComponentsWithStats(m.astype(np.uint8), connectivity=8)
         out += [(c, lab == i) for i in range(1, n) if stats[i, cv2.CC_STAT_AREA] >= MIN_REGION_PX]
     return out
+
+
+def by_tags(garments: list[Garment], classes: set[int]) -> tuple[list[Garment], list[tuple[int, int]]]:
+    """The garments whose class the tags name, plus body garments of an untagged class relabelled to
+    the one tagged, unfound class of their supercategory. Returns them and the (from, to) relabels."""
+    from core.taxonomy import CLASSES
+
+    kept = [g for g in garments if g.class_id in classes]
+    found = {g.class_id for g in kept}
+    relabels = []
+    for g in garments:
+        sup = CLASSES[g.class_id].supercategory
+        if g.class_id in classes or sup not in BODY:
+            continue
+        open_ = [c for c in classes if CLASSES[c].supercategory == sup and c not in found]
+        if len(open_) == 1:
+            relabels.append((g.class_id, open_[0]))
+            kept.append(Garment(open_[0], g.score, g.mask))
+            found.add(open_[0])
+    return sorted(kept, key=lambda g: -g.score), relabels
 
 
 def tag_classes(tags: list[str]) -> tuple[set[int], list[str]]:
@@ -86,7 +112,10 @@ def pseudo_label(teacher, images: Path, tags: dict[str, list[str]], thresholds: 
     out_labels.mkdir(parents=True, exist_ok=True)
     per_class = {int(c): v["threshold"] for c, v in thresholds["per_class"].items()}
     pooled = thresholds["pooled"]
+    from core.taxonomy import CLASSES
+
     instances, tagged, found, dropped, outside = Counter(), Counter(), Counter(), Counter(), Counter()
+    relabelled: Counter = Counter()
     kept_photos = 0
     names = sorted(tags)[:limit]
     for i, name in enumerate(names, 1):
@@ -98,16 +127,18 @@ def pseudo_label(teacher, images: Path, tags: dict[str, list[str]], thresholds: 
             continue
         rgb = load_rgb(images / name)
         h, w = rgb.shape[:2]
-        kept = []
-        for g in teacher.garments(rgb):
-            t = per_class.get(g.class_id, pooled)
-            if g.class_id in classes and t is not None and g.score >= t:
-                kept.append(g)
+        passed = [g for g in teacher.garments(rgb)
+                  if per_class.get(g.class_id, pooled) is not None and g.score >= per_class.get(g.class_id, pooled)]
+        kept, relabels = by_tags(passed, classes)
         got = {g.class_id for g in kept}
         found.update(got)
         if not kept:
             dropped["nothing passed its class's threshold"] += 1
             continue
+        if any(CLASSES[c].supercategory in BODY and c not in got for c in classes):
+            dropped["a tagged body garment not found"] += 1
+            continue
+        relabelled.update(f"{NAMES[a]} -> {NAMES[b]}" for a, b in relabels)
         if len(got) < MIN_FOUND_SHARE * len(classes):
             dropped["fewer than half the tagged classes found"] += 1
             continue
@@ -134,6 +165,7 @@ def pseudo_label(teacher, images: Path, tags: dict[str, list[str]], thresholds: 
         # tagged classes the teacher never found on any photo: where it is blind
         "tagged_never_found": sorted(NAMES[c] for c in tagged if c not in found),
         "tags_outside_the_23": dict(outside),
+        "relabelled_by_tags": dict(relabelled.most_common()),
     }
 
 
