@@ -179,9 +179,9 @@ def add_parsers(sub) -> None:
                    help="per-class thresholds keep garments this often right on the val photos")
     s.add_argument("--synth-train", type=int, default=0, help="single-garment photos synthesized from train")
     s.add_argument("--synth-val", type=int, default=0, help="the same from val, into OUT/alone (for evaluation only)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, default=0, help="seed of the synthesized photos")
     s.add_argument("--limit", type=int, help="only the first N photos of each set (a quick check)")
-    s.add_argument("--threads", type=int, default=2)
+    s.add_argument("--threads", type=int, default=2, help="PyTorch threads of the teacher")
     s.add_argument("--sizes", help="the teacher's input sizes, comma-separated (default 384,480; each also mirrored)")
     s.set_defaults(fn=cmd_pseudo_label)
 
