@@ -38,6 +38,8 @@ from pathlib import Path
 
 import requests
 
+from bench.provenance import stamp
+
 ROOT = Path(__file__).resolve().parents[1]
 PG_ADMIN = os.environ.get("WARDROBE_TEST_PG_ADMIN", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
@@ -311,7 +313,7 @@ def main() -> int:
             redis.kill()
             proxy.close()
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(report, indent=2) + "\n")
+    Path(a.out).write_text(json.dumps(stamp(report, "bench.chaos"), indent=2) + "\n")
     log(f"{'OK' if report.get('ok') else 'FAILED'}: none lost, none doubled" if report.get("ok") else "FAILED")
     log(f"written {a.out}; logs in {tmp}")
     return 0 if report.get("ok") else 1

@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from bench.provenance import stamp
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "datasets" / "ccp-fashionpedia"
 
@@ -609,7 +611,7 @@ def main(argv=None) -> int:
         print(f"{key:45} {v}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    out.write_text(json.dumps(stamp(report, "bench.pipeline"), indent=2) + "\n")
     print(f"\nwrote {out}")
     return 0
 

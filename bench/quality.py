@@ -24,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.provenance import stamp
 from core.config import REPO_ROOT
 from training.quality import (Found, LabelledPhoto, garments_at, load_labels, print_report, rasterize_polygons,
                               score_photo, summarise, summarise_alone)
@@ -140,7 +141,7 @@ def main(argv=None) -> int:
     print_report(report)
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(json.dumps(report, indent=2))
+        Path(a.json).write_text(json.dumps(stamp(report, "bench.quality"), indent=2))
         print(f"\nwrote {a.json}", file=sys.stderr)
     return 0
 

@@ -1,9 +1,16 @@
-"""Write docs/benchmarks.md from the JSON that `make bench` and `make bench-api` left in bench/out/."""
+"""The benchmarks page of the docs site, rendered at build time (docs/hooks.py) from the newest committed
+record of each kind in docs/benchmarks/, each with its command, date, machine and model version.
+`make bench-report` commits what the benchmarks left in bench/out/ as such records."""
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import sys
 from pathlib import Path
+
+from bench import records
+from bench.records import Record
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,23 +51,11 @@ def _speed_table(p: dict) -> list[str]:
     return lines
 
 
-def render(p: dict, a: dict | None, others: list[dict] = ()) -> str:
-    m = p["machine"]
+def pipeline_lines(p: dict, level: str = "##") -> list[str]:
+    """One `make bench` record: the speed table, where a photo's time goes, the encoders, accuracy, ratios."""
     q = p["pipeline"]
     r = p["ratios"]
-    lines = [
-        "# Benchmarks",
-        "",
-        f"Measured {p['date']} on {m['cpu']}, {m['cores']} cores"
-        + (f", GPU {m['gpu']}" if m.get("gpu") else ", no GPU")
-        + f" (OpenVINO CPU precision: {m.get('openvino_cpu_precision')}). Weights `{p['weights']}` "
-        f"({p['model_version']}) at imgsz {p['imgsz']}, batch {p['batch']}, {p['photos']} photos of the shared val split. "
-        "Every figure below comes from one run of `make bench` (and `make bench-api`); the JSON is in "
-        "`docs/benchmarks/`.",
-        "",
-        "## Inference and the pipeline (`make bench`)",
-        "",
-    ]
+    lines = [f"{level} Inference and the pipeline (`make bench`)", ""]
     lines += _speed_table(p)
     lines += [
         "",
@@ -117,10 +112,16 @@ def render(p: dict, a: dict | None, others: list[dict] = ()) -> str:
     }
     for key, v in r.items():
         lines.append(f"| {key.replace('_', ' ')} | {v} | {targets.get(key, '')} |")
+    return lines
+
+
+def api_lines(a: dict | None, level: str = "##") -> list[str]:
+    """One `make bench-api` record: latency at a fixed rate per route, and the upload's memory."""
+    lines = []
     if a:
         lines += [
             "",
-            "## The API under load (`make bench-api`)",
+            f"{level} The API under load (`make bench-api`)",
             "",
             f"gunicorn ({a.get('workers', 2)} workers x {a.get('threads', 8)} threads) on PostgreSQL; an open-loop client at {a['rate']:.0f} requests/s for "
             f"{a['seconds']:.0f} s; latency from each request's scheduled send time.",
@@ -136,60 +137,140 @@ def render(p: dict, a: dict | None, others: list[dict] = ()) -> str:
             lines += ["", f"Upload of a {u['bytes'] / (1 << 30):.2f} GiB zip as a raw body: HTTP {u['status']} in {u['seconds']} s "
                       f"({u['mb_per_s']} MB/s); the serving process's RSS rose {u['rss_rise_mb']} MB above idle "
                       f"({u['idle_rss_mb']} MB). Target: under 100 MB."]
-    for other in others:
-        lines += ["", render_other_size(other).rstrip("\n")]
-    lines += ["", "## Other machines", "",
-              "The same kind of machine is not always as fast. A run on 2026-11-28 on another AMD EPYC with the same "
-              "CPU flags (AVX-512 with VNNI and bf16) measured PyTorch fp32 31.3 ms a photo and int8 11.8 ms (2.65x), "
-              "workers / bare backend in the same layout 0.68 and a post-processing share of 0.27: 1.7-2x faster "
-              "throughout, with similar ratios.",
-              "",
-              "An earlier run (2026-11-28) on an AMD EPYC with AVX2 only (no AVX-512, so no VNNI and no bf16), before "
-              "PyTorch was held to one thread beside OpenVINO, measured PyTorch fp32 85.2 ms a photo and int8 45.2 ms "
-              "(1.89x). OpenVINO runs int8 convolutions fastest with VNNI (AVX-512 VNNI or AVX-VNNI), which that CPU lacked.",
-              "", "## GPU", "", "No GPU was lent to the session that wrote this: no GPU figures yet."]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
-def render_other_size(p: dict) -> str:
-    """A second run of `make bench` at another input size (`make bench-640`): the same rows and
-    ratios, to show how the ratios move with the model's cost."""
-    q, r = p["pipeline"], p["ratios"]
-    lines = [
-        f"## At imgsz {p['imgsz']} (`make bench-{p['imgsz']}`)",
-        "",
-        f"Measured {p['date']} on the same machine, same weights, {p['photos']} photos, run at imgsz {p['imgsz']}"
-        + ("" if p["backend"] == "openvino-int8" else
-           f" with {p['backend']} (the int8 model is shipped for 320 only)")
-        + ". The weights were trained at 320: the speeds stand for a model trained at this size, the accuracy does not.",
-        "",
-    ]
-    lines += _speed_table(p)
-    lines += ["", f"{q['items']} items from {q['photos']} photos; CPU per photo {q['cpu_ms_per_photo']} ms, of which "
-              f"post-processing {q['post_cpu_ms_per_photo']} ms.", ""]
-    if "accuracy" in p:
-        lines.append("Mask mAP50 of the 320-trained weights run at this size: " + ", ".join(
-            f"{name} {acc['map50_m']}" for name, acc in p["accuracy"].items()) + ".")
+def _provenance(rec: Record, shipped: str) -> list[str]:
+    lines = ["| record | command | date | machine | model version |", "|---|---|---|---|---|",
+             f"| [{rec.path.name}](benchmarks/{rec.path.name}) | {rec.command} | {rec.date} | {rec.machine} | "
+             f"{rec.model} |", ""]
+    if rec.model_version and rec.model_version != shipped:
+        lines += ['!!! warning "Not the shipped model"',
+                  f"    This record measured `{rec.model_version}`; the shipped model is `{shipped}`. No newer record of "
+                  "this kind is committed.", ""]
+    return lines
+
+
+def quality_lines(q: dict) -> list[str]:
+    pct = lambda x: f"{100 * x:.1f} %"  # noqa: E731
+    lines = [f"{q['photos']} photos, {q['garments']} labelled garments, {q['items']} items kept "
+             f"({q['items_per_photo']} a photo), {q.get('seconds', '?')} s.", "",
+             "| found | right class | extra items / photo | second items / photo | mask IoU | boundary F (2 px) |",
+             "|---|---|---|---|---|---|",
+             f"| {pct(q['found'])} | {pct(q['right_class'])} | {q['extra_items_per_photo']} | "
+             f"{q['second_items_per_photo']} | {q['mask_iou']} | {q['boundary_f']} |", ""]
+    if q.get("per_class"):
+        lines += ["| class | garments | found | right class |", "|---|---|---|---|"]
+        lines += [f"| {name} | {c['garments']} | {pct(c['found'])} | {pct(c['right_class'])} |"
+                  for name, c in q["per_class"].items()]
         lines.append("")
-    lines += ["| ratio | measured |", "|---|---|"] + [f"| {key.replace('_', ' ')} | {v} |" for key, v in r.items()]
+    if q.get("right_by_confidence"):
+        lines += ["| item confidence | items | right |", "|---|---|---|"]
+        lines += [f"| {b['from']}–{b['to']} | {b['items']} | {pct(b['right'])} |" for b in q["right_by_confidence"]]
+        lines.append("")
+    return lines
+
+
+def chaos_lines(c: dict) -> list[str]:
+    lines = [f"{c['jobs']} jobs of {c['photos_per_job']} photos each, the stand-in model at {c['fake_delay_ms']} ms a photo. "
+             "Faults, seconds after the uploads:", ""]
+    lines += [f"- {f['at']} s: {f['fault']}" for f in c.get("faults", [])]
+    lines += ["", "| zip | fault-free | with faults | ended after the last fault | same photos and items |",
+              "|---|---|---|---|---|"]
+    for r in c.get("runs", []):
+        ff, wf = r["fault_free"], r["with_faults"]
+        lines.append(f"| {r['zip']} | {ff['status']}, {ff['seconds']} s, {ff['photos_done']} photos, {ff['item_rows']} items | "
+                     f"{wf['status']}, {wf['seconds']} s, {wf['photos_done']} photos, {wf['item_rows']} items | "
+                     f"{r['ended_after_last_fault_s']} s | {r['same_counts']} |")
+    return lines + ["", f"The stale-job sweep re-sent {c.get('reaper_resent')} job(s); verdict: "
+                    f"{'none lost, none doubled' if c.get('ok') else 'FAILED'}.", ""]
+
+
+def scale_lines(s: dict) -> list[str]:
+    lines = ["| worker processes | photos/s | × the first step | bottleneck |", "|---|---|---|---|"]
+    lines += [f"| {x.get('processes')} | {x.get('photos_per_s')} | {x.get('photos_per_s_vs_first_step')} | "
+              f"{x.get('bottleneck', '')} |" for x in s.get("steps", [])]
+    return lines + ["", "[Scaling](scaling.md) reads these figures.", ""]
+
+
+def other_size_lines(p: dict) -> list[str]:
+    lines = _speed_table(p) + [""]
+    if "accuracy" in p:
+        lines += ["Mask mAP50 at this size: " + ", ".join(f"{n} {a['map50_m']}" for n, a in p["accuracy"].items()) + ".", ""]
+    return lines + ["| ratio | measured |", "|---|---|"] + [f"| {k.replace('_', ' ')} | {v} |" for k, v in p["ratios"].items()]
+
+
+def _md_text(line: str) -> str:
+    """A rendered line with `<` outside code spans escaped: `GET /v1/jobs/<id>` is text, not an HTML tag."""
+    parts = line.split("`")
+    return "`".join(p.replace("<", "&lt;") if i % 2 == 0 else p for i, p in enumerate(parts))
+
+
+def _generic_lines(d: dict) -> list[str]:
+    return [f"- `{k}`: {v}" for k, v in d.items() if isinstance(v, (int, float, str, bool)) and k != "date"]
+
+
+BODIES = {"quality": quality_lines, "api": lambda a: api_lines(a, "###")[3:], "chaos": chaos_lines, "scale": scale_lines}
+NOT_MEASURED = {
+    "scale": "No committed record: the run that [Scaling](scaling.md) reports (2026-11-30) kept its JSON in "
+             "`bench/out/scale.json`, which git ignores, and it was not kept. `make bench-scale` then `make bench-report` "
+             "commits the next one here.",
+}
+
+
+def benchmarks_page(root: Path = ROOT) -> str:
+    card = json.loads((root / "models" / "wardrobe-yolov8s-seg.json").read_text())
+    shipped, size = card["version"], card.get("serve_imgsz") or card.get("imgsz")
+    recs = records.load(root / "docs" / "benchmarks")
+    lines = ["# Benchmarks: the current figures", "",
+             '!!! note "Generated"',
+             "    Rendered at build time from the newest committed record of each kind in `docs/benchmarks/` "
+             "(`bench/report.py`). Each section names its record, the command that made it, its date, machine and "
+             "model version. [Speed, run by run](speed.md) tells the history and what set the defaults.", "",
+             f"The shipped model is `{shipped}`, served at imgsz {size} (`models/wardrobe-yolov8s-seg.json`).", ""]
+    for kind, (make, what) in records.KINDS.items():
+        rec = records.newest(recs, kind, **({"imgsz": size} if kind == "pipeline" else {}))
+        lines += [f"## {what[0].upper() + what[1:]} (`{make}`)", ""]
+        if rec is None:
+            lines += [NOT_MEASURED.get(kind, "No committed record of this kind yet."), ""]
+            continue
+        lines += _provenance(rec, shipped)
+        body = pipeline_lines(rec.data, "###")[2:] if kind == "pipeline" else BODIES.get(kind, _generic_lines)(rec.data)
+        lines += [_md_text(line) for line in body] + [""]
+    sizes = sorted({r.data.get("imgsz") for r in recs if r.kind == "pipeline"} - {size, None})
+    for other in sizes:
+        rec = records.newest(recs, "pipeline", imgsz=other)
+        lines += [f"## The pipeline at imgsz {other}", "", *_provenance(rec, shipped),
+                  *map(_md_text, other_size_lines(rec.data)), ""]
+    lines += ["## Every committed record", "", "| record | kind | date | machine | model version | imgsz |",
+              "|---|---|---|---|---|---|"]
+    for rec in sorted(recs, key=lambda r: r.sort_key, reverse=True):
+        lines.append(f"| [{rec.path.name}](benchmarks/{rec.path.name}) | {rec.kind} | {rec.date} | {rec.machine} | "
+                     f"{rec.model} | {rec.data.get('imgsz', '')} |")
+    gpu = [r for r in recs if "GPU" in r.machine and "no GPU" not in r.machine]
+    lines += ["", "## GPU", "", "Measured on a GPU: " + ", ".join(r.path.name for r in gpu) if gpu else
+              "No committed record was measured on a GPU."]
     return "\n".join(lines) + "\n"
 
 
 def main() -> int:
-    out = ROOT / "bench" / "out"
-    p = json.loads((out / "pipeline.json").read_text())
-    a = json.loads((out / "api.json").read_text()) if (out / "api.json").exists() else None
-    docs = ROOT / "docs"
-    (docs / "benchmarks").mkdir(parents=True, exist_ok=True)
-    (docs / "benchmarks" / "pipeline.json").write_text(json.dumps(p, indent=2) + "\n")
-    if a:
-        (docs / "benchmarks" / "api.json").write_text(json.dumps(a, indent=2) + "\n")
-    others = []
-    for other in sorted(out.glob("pipeline-*.json")):  # runs at other sizes (make bench-640)
-        others.append(json.loads(other.read_text()))
-        (docs / "benchmarks" / other.name).write_text(json.dumps(others[-1], indent=2) + "\n")
-    (docs / "benchmarks.md").write_text(render(p, a, others))
-    print(f"wrote {docs / 'benchmarks.md'}", file=sys.stderr)
+    """Commit what the benchmarks left in bench/out/ as records under docs/benchmarks/ (a dated name, the
+    machine's CPU in it), so the docs site renders them; prints each record written."""
+    out, dest = ROOT / "bench" / "out", ROOT / "docs" / "benchmarks"
+    dest.mkdir(parents=True, exist_ok=True)
+    for path in sorted(out.glob("*.json")):
+        kind = records.kind_of(path)
+        if kind is None:
+            continue
+        data = json.loads(path.read_text())
+        when = ((data.get("recorded") or {}).get("date") or data.get("date") or "")[:10] or "undated"
+        cpu = re.sub(r"[^a-z0-9]+", "-", ((data.get("recorded") or {}).get("machine") or data.get("machine") or {})
+                     .get("cpu", "").lower()).strip("-")[:20]
+        stem = path.stem if kind != "pipeline" or re.search(r"-\d+$", path.stem) else f"{path.stem}-{data.get('imgsz')}"
+        target = dest / f"{stem}-{when}{'-' + cpu if cpu else ''}.json"
+        shutil.copyfile(path, target)
+        print(f"{path} -> {target.relative_to(ROOT)}", file=sys.stderr)
+    print("make docs renders the newest record of each kind (docs/benchmarks.md)", file=sys.stderr)
     return 0
 
 

@@ -36,6 +36,7 @@ import uuid
 import zipfile
 from pathlib import Path
 
+from bench.provenance import stamp
 from bench.scratch import free_port, wait_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -464,7 +465,7 @@ def main(argv=None) -> int:
     best = max(report["steps"], key=lambda s: s["photos_per_s"])
     report["best"] = {"processes": best["processes"], "photos_per_s": best["photos_per_s"], "bottleneck": best["bottleneck"]}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(report, indent=2))
+    Path(a.out).write_text(json.dumps(stamp(report, "bench.scale"), indent=2))
     print_report(report)
     return 0
 
