@@ -1,7 +1,7 @@
 # make test   - the whole suite on real Postgres, Redis and a moto S3 server (started when not running)
 # make demo   - everything embedded on this machine: upload the example photos, print the catalogue
 #               (its own .venv-demo with the API and the lean CPU worker only: no PyTorch)
-# make train  - import the shared CCP data and train on the CPU (see README: training)
+# make train  - import the shared CCP data and train on the CPU (docs/model/training.md)
 # make bench  - inference and pipeline speed and mask accuracy, PyTorch vs the worker's backend
 # make quality - garments found, right class, extra and second items, mask IoU and edge F on the val photos
 # make bench-api - poll/catalogue latency at 200 requests/s and the upload's memory
@@ -9,7 +9,8 @@
 # make chaos  - kill -9 a busy pool process, PostgreSQL backends terminated, storage cut off, Redis restarted empty: counted against a fault-free run
 # make gpu-kit  - var/gpu-kit: Ultralytics' wheels and the shared CCP data, shrunk, for the GPU machine
 # make vendor - re-vendor the page's browser libraries from npm (client-zip, Swagger UI for /docs)
-# make gpu-train - ON the GPU machine (var/gpu-kit carried): train shared-gpu, evaluate, write $OUT (README: GPU training)
+# make docs   - the documentation site (MkDocs, docs/) into site/, with --strict: a broken link fails
+# make gpu-train - ON the GPU machine (var/gpu-kit carried): train shared-gpu, evaluate, write $OUT (docs/model/training.md: GPU training)
 PY      := .venv/bin/python
 STAMP   := .venv/.installed-$(shell cat pyproject.toml scripts/install.sh | sha1sum | cut -c1-12)
 DEMO_PY := .venv-demo/bin/python
@@ -17,7 +18,7 @@ DEMO_STAMP := .venv-demo/.installed-$(shell cat pyproject.toml scripts/install.s
 SHARED  ?= ../shared/datasets/ccp-fashionpedia
 DATASET ?= var/datasets/ccp-yolo
 
-.PHONY: venv test test-fast demo serve worker migrate train train-continue train-resume bench-train quality evaluate bench bench-640 bench-api bench-scale bench-report clean
+.PHONY: venv test test-fast docs demo serve worker migrate train train-continue train-resume bench-train quality evaluate bench bench-640 bench-api bench-scale bench-report clean
 
 venv: $(STAMP)
 
@@ -39,6 +40,10 @@ test: venv
 test-fast: venv
 	bash scripts/services.sh
 	$(PY) -m pytest -m "not e2e"
+
+# the site: docs/ plus the pages docs/hooks.py generates (API reference, benchmarks, model card, sessions)
+docs: venv
+	$(PY) -m mkdocs build --strict --site-dir site
 
 demo: $(DEMO_STAMP)
 	$(DEMO_PY) -m cli.main demo
@@ -91,10 +96,11 @@ quality: venv
 bench-api: venv
 	$(PY) -m bench.api
 
-# everything but the model, for real (bench/scale.py); writes bench/out/scale.json, docs/scaling.md reads it
+# everything but the model, for real (bench/scale.py); writes bench/out/scale.json (make bench-report commits it)
 bench-scale: venv
 	$(PY) -m bench.scale
 
+# bench/out/*.json -> docs/benchmarks/ as dated records; the docs build renders the newest of each kind
 bench-report: venv
 	$(PY) -m bench.report
 
@@ -119,4 +125,4 @@ vendor:
 	bash scripts/vendor.sh
 
 clean:
-	rm -rf var runs .pytest_cache
+	rm -rf var runs site .pytest_cache
