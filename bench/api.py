@@ -30,6 +30,7 @@ import zipfile
 from pathlib import Path
 
 from bench.loadgen import cpu_seconds, open_loop
+from bench.provenance import stamp
 from bench.scratch import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -312,7 +313,7 @@ def main(argv=None) -> int:
               f"serving process RSS rose {u['rss_rise_mb']} MB above idle ({u['idle_rss_mb']} MB)")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    out.write_text(json.dumps(stamp(report, "bench.api"), indent=2) + "\n")
     print(f"wrote {out}")
     return 0
 
