@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from bench.report import render, render_other_size
+from bench.report import other_size_lines, pipeline_lines
 from tests.conftest import EXAMPLES, ROOT
 
 pytestmark = pytest.mark.e2e
@@ -55,7 +55,7 @@ def test_bench_pipeline_measures_and_reports(tmp_path):
     assert ratios["mask_refinement_cost_vs_post_processing_cpu"] == pytest.approx(
         o["refinement_ms_per_photo"] / pipe["post_cpu_ms_per_photo"], abs=0.002)
 
-    doc = render(report, None)
+    doc = "\n".join(pipeline_lines(report))
     assert f"{backend['ms_per_photo']} | {backend['photos_per_s']}" in doc
     assert str(ratios["backend_speedup_vs_pytorch_fp32"]) in doc
     assert "1. bare PyTorch fp32 (baseline)" in proc.stdout
@@ -74,9 +74,12 @@ def test_bench_pipeline_measures_and_reports(tmp_path):
     assert 0 < floor < pipe["post_share"]
     assert "| cutout encoding alone share of photo time |" in doc
 
+    # the record says where it comes from: the command as run, when, on what machine
+    rec = report["recorded"]
+    assert rec["command"].startswith("python -m bench.pipeline --photos") and "--no-workers" in rec["command"]
+    assert rec["date"] and rec["machine"]["cores"] == os.cpu_count() and rec["machine"]["cpu"]
+
     # a run at another input size (make bench-640) renders as a section of its own
     other = dict(report, imgsz=640)
-    section = render_other_size(other)
-    assert section.startswith("## At imgsz 640 (`make bench-640`)")
+    section = "\n".join(other_size_lines(other))
     assert f"| 2. bare `YOLO.predict`, {report['backend']} (the worker's backend) | {backend['ms_per_photo']} |" in section
-    assert "## At imgsz 640" in render(report, None, [other])
