@@ -88,6 +88,7 @@ class Settings:
     merge_mask_overlap: float = 0.7
     alternatives_conf: float = 0.1  # detections down to this confidence can offer their class as an alternative (lower costs predict time: make bench)
     mask_refine_radius: int = 16  # guided-filter radius in photo pixels (0: masks traced as the model gives them)
+    mask_refine_share: float = 0.0  # >0: a thin garment's radius is this share of its box's short side, if smaller (measured worse: 0)
     mask_refine_eps: float = 1e-3
     batch_size: int = 0  # photos per forward pass; 0 = 1 on the CPU, sized to free memory on a GPU
     threads: int = 0  # inference threads per worker process (OpenVINO on the lean path, else torch); 0 = cores / processes
