@@ -25,6 +25,7 @@ COPY worker worker
 COPY segmentation segmentation
 COPY core core
 COPY db db
+COPY services services
 COPY training training
 COPY cli cli
 COPY models models

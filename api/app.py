@@ -7,7 +7,7 @@ from flask.json.provider import DefaultJSONProvider
 from api import deps, errors, metrics, requestids
 from core.config import Settings
 from core.queue import make_celery
-from db.bootup import bootup
+from services.bootup import bootup
 
 
 class FastJSON(DefaultJSONProvider):

@@ -10,6 +10,7 @@ from api.paging import newest_first, page_limit
 from api.serializers import job_body, photo_body
 from db import jobstate, retention
 from db.models import Job, Photo, PhotoStatus
+from services import dispatch
 
 bp = Blueprint("jobs", __name__)
 MAX_ERRORS = 500
@@ -52,7 +53,7 @@ def cancel_job(job_id: str):
     if not jobstate.cancel(s, job.id):
         s.rollback()
         raise ApiError(409, "job_finished", f"the job has already {_ENDED.get(job.status, 'ended')}")
-    s.commit()
+    dispatch.commit(s)  # then its webhook events go out, and its zip (retention 0)
     s.refresh(job)
     return jsonify(full_job_body(job))
 
@@ -91,7 +92,7 @@ def retry_job(job_id: str):
     except Exception as e:  # noqa: BLE001 - the broker is down
         deps.log.error("enqueue of the retried job %s failed: %s", job.id, e)
         jobstate.fail(s, job.id, "queue_unavailable", "the retry could not be queued; retry again")
-        s.commit()
+        dispatch.commit(s)
         raise ApiError(503, "queue_unavailable", "the job queue is unavailable; try again shortly",
                        {"Retry-After": "5"}) from None
     s.refresh(job)

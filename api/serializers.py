@@ -4,19 +4,11 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from core.taxonomy import CLASSES
+from db.jobview import iso, job_links, job_summary, processed, utc
 from db.models import Item, ItemStatus, Job, JobStatus, Photo
 
 
-def _utc(v: datetime) -> datetime:
-    if v.tzinfo is None:  # SQLite hands back naive values; they were written as UTC
-        v = v.replace(tzinfo=timezone.utc)
-    return v.astimezone(timezone.utc)
-
-
-def _ts(v: datetime | None) -> str | None:
-    if v is None:
-        return None
-    return _utc(v).isoformat().replace("+00:00", "Z")
+_utc, _ts = utc, iso  # the routes' names for them (api.exports, api.resumable)
 
 
 def _pace(job: Job, processed: int, now: datetime | None = None) -> tuple[float | None, int | None]:
@@ -36,14 +28,9 @@ def _pace(job: Job, processed: int, now: datetime | None = None) -> tuple[float 
 
 
 def job_body(job: Job, failed_photos: list[Photo] | None = None, duplicates: list[Photo] | None = None) -> dict:
-    processed = job.photos_done + job.photos_failed + job.photos_duplicate
-    if job.status in (JobStatus.SUCCEEDED.value, JobStatus.PARTIALLY_SUCCEEDED.value):
-        percent = 100.0
-    elif job.photos_total:
-        percent = round(100.0 * processed / job.photos_total, 1)
-    else:
-        percent = 0.0
-    rate, eta = _pace(job, processed)
+    """The job (db.jobview, as the webhooks send it too) with its pace, its errors and its duplicates."""
+    body = job_summary(job)
+    body["progress"]["photos_per_second"], body["progress"]["eta_seconds"] = _pace(job, processed(job))
     errors = []
     if job.error_code:
         errors.append({"entry": None, "code": job.error_code, "message": job.error_message or ""})
@@ -51,28 +38,11 @@ def job_body(job: Job, failed_photos: list[Photo] | None = None, duplicates: lis
         if p.error_code == "cancelled":
             continue  # not the photo's fault; the job's status says it
         errors.append({"entry": p.entry_name, "code": p.error_code or "failed", "message": p.error_message or ""})
-    return {
-        "id": str(job.id),
-        "status": job.status,
-        "created_at": _ts(job.created_at),
-        "started_at": _ts(job.started_at),
-        "finished_at": _ts(job.finished_at),
-        "upload": {"name": job.upload_name, "bytes": job.upload_bytes},
-        "progress": {
-            "photos_total": job.photos_total,
-            "photos_done": job.photos_done,
-            "photos_failed": job.photos_failed,
-            "photos_duplicate": job.photos_duplicate,
-            "items_found": job.items_found,
-            "percent": percent,
-            "photos_per_second": rate,
-            "eta_seconds": eta,
-        },
-        "errors": errors,
-        "duplicates": [{"entry": p.entry_name, "photo_id": str(p.duplicate_of) if p.duplicate_of else None}
-                       for p in duplicates or []],
-        "links": {"self": f"/v1/jobs/{job.id}", "items": f"/v1/items?job_id={job.id}"},
-    }
+    body["errors"] = errors
+    body["duplicates"] = [{"entry": p.entry_name, "photo_id": str(p.duplicate_of) if p.duplicate_of else None}
+                          for p in duplicates or []]
+    body["links"] = job_links(job)
+    return body
 
 
 def _cutout_size(item: Item) -> list[int]:

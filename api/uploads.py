@@ -25,6 +25,7 @@ from core.queue import enqueue_ingest
 from core.storage import StorageError, keys
 from db import idempotency, jobstate
 from db.models import Job
+from services import dispatch
 
 log = logging.getLogger("wardrobe.api.uploads")
 bp = Blueprint("uploads", __name__)
@@ -219,7 +220,7 @@ def enqueue_job(s, job_id: uuid.UUID, take_back: Callable[[], None] | None = Non
         else:
             jobstate.fail(s, job_id, "queue_unavailable", "the job could not be queued; upload again")
             idempotency.forget_job(s, job_id)  # "try again shortly" with the same Idempotency-Key makes a new job
-        s.commit()
+        dispatch.commit(s)
         raise ApiError(503, "queue_unavailable", "the job queue is unavailable; try again shortly") from None
 
 

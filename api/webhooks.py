@@ -9,7 +9,7 @@ from api.errors import ApiError, json_object, short
 from api.paging import newest_first
 from core.urlguard import UrlRefused, check_url
 from db import webhooks
-from db.webhooks import iso
+from db.jobview import iso
 from db.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 bp = Blueprint("webhooks", __name__)

@@ -168,7 +168,7 @@ def main() -> int:
         os.environ.update({k: v for k, v in env.items() if k.startswith("WARDROBE_")})
         subprocess.run([sys.executable, "-m", "cli.main", "migrate"], env=env, cwd=ROOT, check=True, capture_output=True)
 
-        from db.bootup import bootup
+        from services.bootup import bootup
         from core.config import Settings
         from core.queue import make_celery
         from db.session import session_scope

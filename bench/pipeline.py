@@ -284,7 +284,7 @@ def run_pipeline(settings, photos_dir: Path, paths: list[Path], segmenter) -> di
     """The real task bodies on an embedded store (SQLite + a folder) under a temp dir."""
     from sqlalchemy import func, select
 
-    from db.bootup import bootup
+    from services.bootup import bootup
     from db.models import Item, Job
     from db.session import session_scope
     from worker import ingest, segment
@@ -369,7 +369,7 @@ def _run_workers(paths: list[Path], concurrency: int, tmp: Path, threads: int, t
             time.sleep(0.2)
         os.environ.update({k: v for k, v in env.items() if k.startswith("WARDROBE_")})
         settings = Settings.from_env()
-        from db.bootup import bootup
+        from services.bootup import bootup
         from db.models import Job
         from db.session import session_scope
 

@@ -429,7 +429,7 @@ def main(argv=None) -> int:
                        WARDROBE_SEGMENT_CHUNK=str(a.chunk), WARDROBE_LOG_LEVEL="INFO", WARDROBE_TOKEN_CACHE_SECONDS="5")
             subprocess.run([sys.executable, "-m", "cli.main", "migrate"], env=env, cwd=ROOT, check=True, capture_output=True)
             os.environ.update({k: v for k, v in env.items() if k.startswith("WARDROBE_")})
-            from db.bootup import bootup
+            from services.bootup import bootup
             from core.config import Settings
 
             bootup(Settings.from_env(), force=True)  # creates the bucket; this process's users and queries

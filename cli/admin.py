@@ -12,7 +12,7 @@ def delete_user(settings, name: str) -> int:
     from sqlalchemy import select
 
     from db import retention
-    from db.bootup import bootup
+    from services.bootup import bootup
     from db.models import User
     from db.session import session_scope
 
@@ -35,7 +35,7 @@ def gc(settings, dry_run: bool, grace: int | None) -> int:
     """One sweep (db.sweeper); the counts as JSON on stdout, the log line on stderr."""
     import logging
 
-    from db.bootup import bootup
+    from services.bootup import bootup
     from db.sweeper import sweep
 
     rt = bootup(settings)
@@ -51,7 +51,7 @@ def gc(settings, dry_run: bool, grace: int | None) -> int:
 
 
 def users(settings, a) -> int:
-    from db.bootup import bootup
+    from services.bootup import bootup
 
     bootup(settings)
     if a.action != "list" and not a.name:

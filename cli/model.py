@@ -70,7 +70,7 @@ def cmd_predict(a) -> int:
 
 
 def cmd_export_training(a) -> int:
-    from db.bootup import bootup
+    from services.bootup import bootup
     from training.export import export_training
 
     counts = export_training(bootup(env_settings()), Path(a.out), user_name=a.user, corrected_only=a.corrected_only,

@@ -16,7 +16,7 @@ def env_settings():
 # --- services ---------------------------------------------------------------
 
 def cmd_serve(a) -> int:
-    from db.bootup import bootup
+    from services.bootup import bootup
     from core.metricsdir import prepare_multiprocess_dir
 
     prepare_multiprocess_dir("api", env_settings().data_path)  # gunicorn's processes add up their metrics there
@@ -38,7 +38,7 @@ def cmd_serve(a) -> int:
 
 def cmd_worker(a) -> int:
     from core import logs
-    from db.bootup import bootup
+    from services.bootup import bootup
     from core.metricsdir import prepare_multiprocess_dir
 
     prepare_multiprocess_dir("worker", env_settings().data_path)  # before prometheus_client is imported
@@ -118,7 +118,7 @@ def cmd_gc(a) -> int:
 
 
 def cmd_reap(a) -> int:
-    from db.bootup import bootup
+    from services.bootup import bootup
     from core.queue import enqueue_export, enqueue_ingest, make_celery
     from worker.reaper import broker_jobs, reap, reap_exports
 

@@ -10,17 +10,16 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 
-from sqlalchemy import delete, event, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from core.storage import Storage, StorageError, keys
-from db import jobcounts
+from db import events, jobcounts
 from db.models import Item, Job, JobStatus, Photo, User
 
 log = logging.getLogger("wardrobe.retention")
 
 ACTIVE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
-_ENDED_ZIPS = "wardrobe_ended_zips"
 
 
 class StillRunning(Exception):
@@ -30,32 +29,12 @@ class StillRunning(Exception):
 # --- the zip of an ended job --------------------------------------------------------------------------------------
 
 def job_ended(s: Session, job_id: uuid.UUID) -> None:
-    """Called by each transition that ends a job (db.jobstate): once the session commits, the job's
-    zip is deleted when WARDROBE_UPLOAD_RETENTION is 0. Later retentions are the sweeper's."""
-    key = s.scalar(select(Job.upload_key).where(Job.id == job_id))
-    if key:
-        s.info.setdefault(_ENDED_ZIPS, []).append(key)
-
-
-@event.listens_for(Session, "after_commit")
-def _delete_ended_zips(session: Session) -> None:
-    zips = session.info.pop(_ENDED_ZIPS, None)
-    if not zips:
-        return
-    try:
-        from db.bootup import runtime
-
-        rt = runtime()
-        if rt.settings.upload_retention != 0:
-            return
-        rt.storage.delete_many(zips)
-    except Exception as e:  # noqa: BLE001 - never fail the commit that ended the job: the sweeper deletes it later
-        log.warning("could not delete the zip of %d ended job(s) yet (the sweeper will): %s", len(zips), e)
-
-
-@event.listens_for(Session, "after_rollback")
-def _forget_ended_zips(session: Session) -> None:
-    session.info.pop(_ENDED_ZIPS, None)
+    """Called by each transition that ends a job (db.jobstate): a JobEnded event, which deletes the
+    job's zip once the transaction commits when WARDROBE_UPLOAD_RETENTION is 0 (services.dispatch).
+    Later retentions are the sweeper's."""
+    row = s.execute(select(Job.status, Job.ingest_finished, Job.upload_key).where(Job.id == job_id)).first()
+    if row is not None:
+        events.record(s, events.JobEnded(job_id, row.status, row.ingest_finished, row.upload_key))
 
 
 def zip_kept(status: str, finished_at, retention: int, now) -> bool:

@@ -1,17 +1,25 @@
-"""Engine and sessions. One engine per process; forked workers dispose the parent's."""
+"""Engine and sessions. One engine per process; forked workers dispose the parent's.
+
+`session_scope` is db's own short unit of work: after it commits, the events its transitions
+recorded (db.events) go to the dispatcher the service layer installed at start-up
+(services.bootup → `dispatch_with`); with none installed they are dropped, and the sweeps catch up
+(the webhook sweep sends lost messages, the sweeper deletes zips past their retention)."""
 from __future__ import annotations
 
 import collections
 import functools
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from db import events
+
 _engine: Engine | None = None
 _factory: sessionmaker | None = None
+_dispatch: list[Callable[[list[events.Event]], None]] = []
 
 
 def make_engine(url: str) -> Engine:
@@ -49,13 +57,13 @@ def configure(url: str) -> Engine:
 
 def engine() -> Engine:
     if _engine is None:
-        raise RuntimeError("database not configured: call db.bootup.bootup() first")
+        raise RuntimeError("database not configured: call services.bootup.bootup() first")
     return _engine
 
 
 def new_session() -> Session:
     if _factory is None:
-        raise RuntimeError("database not configured: call db.bootup.bootup() first")
+        raise RuntimeError("database not configured: call services.bootup.bootup() first")
     return _factory()
 
 
@@ -82,12 +90,22 @@ def session_scope() -> Iterator[Session]:
     s = new_session()
     try:
         yield s
+        tx = s.get_transaction()
         s.commit()
+        done = events.take(s, tx)
     except BaseException:
         s.rollback()
+        events.take(s, None)
         raise
     finally:
         s.close()
+    if done and _dispatch:
+        _dispatch[0](done)
+
+
+def dispatch_with(fn: Callable[[list[events.Event]], None]) -> None:
+    """The service layer's dispatcher for what session_scope's units of work did (services.bootup)."""
+    _dispatch[:] = [fn]
 
 
 def dispose_after_fork() -> None:

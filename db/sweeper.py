@@ -43,7 +43,7 @@ from sqlalchemy import select
 
 from core.storage import StorageError, StoredObject
 from db import exports, upload_sessions
-from db.bootup import Runtime
+from core.runtime import Runtime
 from db.models import Item, Job, Photo, User
 from db.retention import zip_kept
 from db.session import session_scope

@@ -3,7 +3,8 @@
 An event is written to the outbox (webhook_deliveries) in the transaction that made it: a job's end
 (db.jobstate calls job_ended) or its progress (job_progressed). So an event is never lost when the
 process dies right after the job ends, and never sent for a transaction that rolled back. Once the
-session commits, a task message is sent per new row (the `webhooks` queue); a message that is lost
+transaction commits, a task message is sent per new row due now (the `webhooks` queue: a WebhooksDue
+event, which services.dispatch acts on); a message that is lost
 (broker down, Redis restarted) is made good by the sweep (due_deliveries, on the --beat worker's
 schedule), which also sends the retries: when a delivery may be tried next is next_attempt_at in
 the table, never only a countdown in the broker.
@@ -22,10 +23,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import delete, event, func, insert, or_, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from core.config import Settings
+from core.runtime import current
+from db import events
+from db.jobview import iso, job_links, job_summary
 from db.models import (DeliveryStatus, Job, JobStatus, WebhookAttempt, WebhookDelivery, WebhookEndpoint, utcnow)
 
 log = logging.getLogger("wardrobe.webhooks")
@@ -40,7 +44,6 @@ PROGRESS = "job.progress"
 EVENTS = (*END_EVENTS.values(), PROGRESS)
 DEFAULT_EVENTS = tuple(END_EVENTS.values())  # job.progress is opt-in
 SECRET_PREFIX = "whsec_"
-_TO_SEND = "wardrobe_webhook_deliveries"
 PENDING = DeliveryStatus.PENDING.value
 
 
@@ -72,39 +75,13 @@ def count_endpoints(s: Session, user_id: uuid.UUID) -> int:
 
 # --- events ----------------------------------------------------------------------------------------------------------
 
-def iso(v: datetime | None) -> str | None:
-    if v is None:
-        return None
-    if v.tzinfo is None:  # SQLite hands back naive values; they were written as UTC
-        v = v.replace(tzinfo=timezone.utc)
-    return v.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
-
-
-def job_summary(job) -> dict:
-    """The job as GET /v1/jobs/<id> shows it, less its lists of failed and duplicate photos
-    (GET links.self for those). `job`: a row of the jobs table."""
-    processed = job.photos_done + job.photos_failed + job.photos_duplicate
-    if job.status in (JobStatus.SUCCEEDED.value, JobStatus.PARTIALLY_SUCCEEDED.value):
-        percent = 100.0
-    else:
-        percent = round(100.0 * processed / job.photos_total, 1) if job.photos_total else 0.0
-    return {
-        "id": str(job.id),
-        "status": job.status,
-        "created_at": iso(job.created_at),
-        "started_at": iso(job.started_at),
-        "finished_at": iso(job.finished_at),
-        "upload": {"name": job.upload_name, "bytes": job.upload_bytes},
-        "progress": {"photos_total": job.photos_total, "photos_done": job.photos_done,
-                     "photos_failed": job.photos_failed, "photos_duplicate": job.photos_duplicate,
-                     "items_found": job.items_found, "percent": percent},
-        "error": {"code": job.error_code, "message": job.error_message or ""} if job.error_code else None,
-        "links": {"self": f"/v1/jobs/{job.id}", "items": f"/v1/items?job_id={job.id}"},
-    }
-
-
 def event_body(event_type: str, job, now: datetime) -> dict:
-    return {"type": event_type, "timestamp": iso(now), "data": job_summary(job)}
+    """The event as sent: the job as GET /v1/jobs/<id> shows it, less its lists of failed and
+    duplicate photos and its pace (GET links.self for those), with its own error."""
+    data = job_summary(job)
+    data["error"] = {"code": job.error_code, "message": job.error_message or ""} if job.error_code else None
+    data["links"] = job_links(job)
+    return {"type": event_type, "timestamp": iso(now), "data": data}
 
 
 def _job_row(s: Session, job_id: uuid.UUID):
@@ -114,7 +91,8 @@ def _job_row(s: Session, job_id: uuid.UUID):
 
 
 def _send_after_commit(s: Session, ids: list[uuid.UUID]) -> None:
-    s.info.setdefault(_TO_SEND, []).extend(ids)
+    if ids:
+        events.record(s, events.WebhooksDue(tuple(ids)))  # their task messages, once it commits (services.dispatch)
 
 
 def job_ended(s: Session, job_id: uuid.UUID) -> int:
@@ -173,9 +151,8 @@ def job_progressed(s: Session, job_id: uuid.UUID, interval: float | None = None)
     if not targets:
         return 0
     if interval is None:
-        from db.bootup import runtime
-
-        interval = runtime().settings.webhook_progress_interval
+        rt = current()
+        interval = (rt.settings if rt else Settings).webhook_progress_interval
     now = utcnow()
     body = event_body(PROGRESS, _job_row(s, job_id), now)
     send_now = []
@@ -211,40 +188,6 @@ def job_progressed(s: Session, job_id: uuid.UUID, interval: float | None = None)
 
 def _aware(v: datetime) -> datetime:
     return v if v.tzinfo is not None else v.replace(tzinfo=timezone.utc)
-
-
-@event.listens_for(Session, "after_commit")
-def _send_committed(session: Session) -> None:
-    ids = session.info.pop(_TO_SEND, None)
-    if not ids:
-        return
-    try:
-        from db.bootup import runtime
-
-        send = sender(runtime().settings)
-        for delivery_id in ids:
-            send(delivery_id)
-    except Exception as e:  # noqa: BLE001 - never fail the commit that made the event: the sweep sends it later
-        log.warning("could not queue %d webhook deliver(ies) yet (the sweep will): %s: %s", len(ids), type(e).__name__, e)
-
-
-@event.listens_for(Session, "after_rollback")
-def _forget_uncommitted(session: Session) -> None:
-    session.info.pop(_TO_SEND, None)
-
-
-_apps: dict[str, object] = {}
-
-
-def sender(settings: Settings):
-    """send(delivery_id): one task message on the `webhooks` queue. This process's own Celery app
-    (the shape of core.queue) sends it, so the API, the workers and the CLI all can."""
-    from core.queue import enqueue_webhook, make_celery
-
-    app = _apps.get(settings.celery_broker_url)
-    if app is None:
-        app = _apps[settings.celery_broker_url] = make_celery(settings)
-    return lambda delivery_id: enqueue_webhook(app, delivery_id)
 
 
 # --- sending: claim, record, retry -----------------------------------------------------------------------------------

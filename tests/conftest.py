@@ -74,7 +74,7 @@ def settings(pg_url, moto_endpoint, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def rt(settings):
-    from db.bootup import bootup
+    from services.bootup import bootup
 
     return bootup(settings, force=True)
 

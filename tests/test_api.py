@@ -280,7 +280,7 @@ def test_database_down_is_503_json(settings):
     from dataclasses import replace
 
     from api.app import create_app
-    from db.bootup import bootup
+    from services.bootup import bootup
 
     try:
         broken = create_app(replace(settings, database_url="postgresql+psycopg://postgres@127.0.0.1:1/nowhere"))

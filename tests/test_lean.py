@@ -194,7 +194,7 @@ def test_the_cpu_worker_path_never_imports_torch(tmp_path):
     code = (
         "import os, sys\n"
         "import worker.tasks, worker.segment\n"
-        "from db.bootup import runtime\n"
+        "from services.bootup import runtime\n"
         "from segmentation.serving import get_segmenter\n"
         "from worker.colors import dhash, dominant_colors, small_rgba\n"
         "from worker.cutouts import make_cutout\n"

@@ -407,7 +407,7 @@ def test_a_busy_child_killed_is_replaced_without_a_crash_loop(make_user, rt, set
 
 NOT_AN_IMAGE_SCRIPT = r"""
 import json, os, sys
-from db.bootup import runtime
+from services.bootup import runtime
 from segmentation.segmenter import YoloSegmenter
 import worker.celery_app  # what every worker process imports first
 from worker.images import decode_photo

@@ -103,7 +103,7 @@ def serve(rt, clean_db, tmp_path):
     from werkzeug.serving import make_server
 
     from api.app import create_app
-    from db.bootup import bootup
+    from services.bootup import bootup
 
     servers = []
 
@@ -445,7 +445,7 @@ def test_a_completed_sessions_zip_follows_its_jobs_retention(serve, make_user):
     """Once its job exists, a session no longer keeps the zip from the sweeper; before, a completed
     session (alive until its expiry, a day) kept it past WARDROBE_UPLOAD_RETENTION."""
     from core.storage import keys
-    from db.bootup import bootup
+    from services.bootup import bootup
     from db.sweeper import sweep
 
     data = _photos_zip()

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import func, select
 
 from core.storage import LocalStorage, keys
-from db.bootup import Runtime, bootup
+from services.bootup import Runtime, bootup
 from db.models import Item, Job, Photo, User
 from db.session import session_scope
 from db.sweeper import sweep

@@ -62,19 +62,32 @@ def _imports(pkg: str) -> set[str]:
 
 
 def test_import_direction():
-    # api -> db -> core; worker -> segmentation -> core; training -> segmentation; nothing imports api
-    ours = {"api", "worker", "segmentation", "training", "cli", "db", "core", "bench", "tests"}
-    for pkg in ("core", "db", "worker", "segmentation", "training", "cli"):
+    # api -> services -> db -> core; worker -> services, segmentation -> core; training -> segmentation;
+    # nothing imports api
+    ours = {"api", "worker", "segmentation", "training", "cli", "db", "services", "core", "bench", "tests"}
+    for pkg in ("core", "db", "services", "worker", "segmentation", "training", "cli"):
         assert "api" not in _imports(pkg), pkg
     assert not {"worker", "segmentation", "training", "cli"} & _imports("api")
     assert not (ours - {"core"}) & _imports("core")  # what every process shares imports nothing of ours
     assert not (ours - {"db", "core"}) & _imports("db")  # the catalogue: core only
+    assert not (ours - {"services", "db", "core"}) & _imports("services")  # start-up, and acting on what db did
     # the model at serving time is its own room: the worker and training use it, it uses neither
     assert not (ours - {"core", "segmentation"}) & _imports("segmentation")  # core only
     assert "training" not in _imports("worker")  # serving does not depend on training
     assert "worker" not in _imports("training")
     for pkg in ("api", "worker", "segmentation", "training", "cli", "db", "core", "bench"):
         assert "tests" not in _imports(pkg), pkg  # the test doubles and helpers ship with no product and no benchmark
+
+
+def test_db_persists_and_ids_are_parsed_once():
+    """No Session-wide listeners (side effects for every session in the process): transitions record
+    events, and the service layer acts on them once their transaction committed. Ids become UUIDs at
+    the task boundary (worker.taskbase) or the route (api.deps.parse_uuid), not again in every body."""
+    for pkg in ("api", "worker", "segmentation", "training", "cli", "db", "services", "core"):
+        for path in (ROOT / pkg).rglob("*.py"):
+            text = path.read_text()
+            assert not re.search(r"listens_for\(\s*Session", text), path
+            assert "uuid.UUID(str(" not in text, path
 
 
 def test_test_doubles_live_in_tests_and_a_worker_loads_one_by_name(monkeypatch):
@@ -183,7 +196,7 @@ def test_settings_read_the_environment(monkeypatch):
 
 def test_no_import_cycles():
     """Between our modules, counting imports inside functions too: each room can be read bottom up."""
-    packages = ("api", "worker", "segmentation", "core", "db", "training", "cli")
+    packages = ("api", "worker", "segmentation", "core", "db", "services", "training", "cli")
     modules = {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p
                for pkg in packages for p in (ROOT / pkg).rglob("*.py") if "migrations" not in p.parts}
     graph: dict[str, set[str]] = {}
@@ -248,3 +261,4 @@ def test_log_lines_carry_their_fields(caplog):
 
     with pytest.raises(ValueError):
         logs.fields(jobid="typo")
+

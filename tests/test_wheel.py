@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tests.conftest import ROOT
 
-PACKAGES = ("api", "worker", "segmentation", "core", "db", "training", "cli")
+PACKAGES = ("api", "worker", "segmentation", "core", "db", "services", "training", "cli")
 
 SERVE = """
 import os, sys

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from core.storage import ObjectNotFound
 from db import coco
-from db.bootup import Runtime
+from core.runtime import Runtime
 from db.models import ItemStatus, User
 from db.session import session_scope
 from training.fashionpedia import FASHIONPEDIA_CATEGORIES

@@ -31,7 +31,7 @@ from segmentation.runtime import ultralytics_offline
 
 ultralytics_offline()  # before anything imports Ultralytics: no installs, no network, in every worker process
 
-from db.bootup import bootup, runtime  # noqa: E402
+from services.bootup import bootup, runtime  # noqa: E402
 from core import logs  # noqa: E402
 from core.config import Settings  # noqa: E402
 from core.queue import configure_celery  # noqa: E402

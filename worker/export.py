@@ -29,7 +29,7 @@ from sqlalchemy import select
 from core.storage import ObjectNotFound, Storage, StorageError, keys
 from core.taxonomy import CLASSES
 from db import coco, exports
-from db.bootup import Runtime
+from core.runtime import Runtime
 from db.models import Export, ExportStatus, Item, ItemStatus, Job, Photo, utcnow
 from db.session import session_scope
 

@@ -22,7 +22,7 @@ from core import logs
 from core.logs import fields
 from core.storage import ObjectNotFound, keys
 from db import photos
-from db.bootup import Runtime
+from core.runtime import Runtime
 from worker.images import ImageRejected, content_hash, decode_photo
 from worker.iopool import io_pool
 from worker.zipreader import ArchiveRejected, EntryRejected, Limits, candidate_entries, display_name, open_zip, read_entry

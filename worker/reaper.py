@@ -28,7 +28,7 @@ from sqlalchemy import select, update
 from core.logs import fields
 from core.queue import QUEUES
 from db import exports
-from db.bootup import Runtime
+from core.runtime import Runtime
 from db.models import Job, JobStatus, utcnow
 from db.session import session_scope
 

@@ -24,7 +24,7 @@ from core import metrics
 from core.storage import ObjectNotFound, keys
 from core.taxonomy import by_id
 from db import photos
-from db.bootup import Runtime
+from core.runtime import Runtime
 from db.items import commit_photos
 from db.models import Item
 from segmentation.segmenter import Segmenter

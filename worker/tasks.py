@@ -13,7 +13,7 @@ from core.queue import WEBHOOK_SWEEP_TASK, WEBHOOK_TASK, enqueue_webhook
 from core.queue import (EXPORT_TASK, GC_TASK, INGEST_TASK, REAP_TASK, SEGMENT_TASK, enqueue_export, enqueue_ingest,
                         enqueue_segment)
 from db import exports, jobstate, photos
-from db.bootup import runtime
+from services.bootup import runtime
 from db.session import session_scope
 from worker import export as exporting
 from worker import ingest as ingesting

@@ -1,34 +1,32 @@
-"""One start-up path for the API, the workers, the CLI and the tests."""
+"""One start-up path for the API, the workers, the CLI and the tests: logging, the database (and
+its migrations, where they run at start), storage, and the dispatcher that acts on what committed
+transactions did (services.dispatch)."""
 from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
 
 from core import logs
 from core.config import Settings
-from core.storage import Storage, open_storage
+from core.runtime import Runtime, current, install
+from core.storage import open_storage
 from db import session as db_session
 
 log = logging.getLogger("wardrobe")
 
+__all__ = ["Runtime", "bootup", "runtime"]
 
-@dataclass
-class Runtime:
-    settings: Settings
-    storage: Storage
-
-
-_runtime: Runtime | None = None
 _lock = threading.Lock()
 
 
 def bootup(settings: Settings | None = None, *, force: bool = False) -> Runtime:
     """Configure logging, the database and storage once per process (idempotent)."""
-    global _runtime
+    from services import dispatch
+
     with _lock:
-        if _runtime is not None and not force and (settings is None or settings == _runtime.settings):
-            return _runtime
+        rt = current()
+        if rt is not None and not force and (settings is None or settings == rt.settings):
+            return rt
         settings = settings or Settings.from_env()
         logs.configure(settings.log_level)  # JSON lines, or text on a terminal; with their fields
         logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -50,12 +48,11 @@ def bootup(settings: Settings | None = None, *, force: bool = False) -> Runtime:
             create_bucket=settings.s3_create_bucket,
             max_attempts=settings.s3_max_attempts,
         )
-        _runtime = Runtime(settings=settings, storage=storage)
+        rt = install(Runtime(settings=settings, storage=storage))
+        db_session.dispatch_with(dispatch.dispatch)  # what db's own units of work did, acted on after they commit
         log.debug("bootup done: db=%s storage=%s", settings.db_url.split("@")[-1], settings.storage)
-        return _runtime
+        return rt
 
 
 def runtime() -> Runtime:
-    if _runtime is None:
-        return bootup()
-    return _runtime
+    return current() or bootup()
