@@ -35,6 +35,17 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "datasets" / "ccp-fashionpedia"
 
 
+class StageSeconds:
+    """The segment bodies' timings (worker.segment.Timings): seconds by stage, added up into `seconds`
+    (a dict the caller may pass in and read back)."""
+
+    def __init__(self, seconds: dict | None = None):
+        self.seconds = seconds if seconds is not None else {}
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+
+
 def machine() -> dict:
     from core.cpu import cpu_flags, cpu_model, has_amx
 
@@ -299,7 +310,7 @@ def run_pipeline(settings, photos_dir: Path, paths: list[Path], segmenter) -> di
     timings: dict = {}
     t1 = time.perf_counter()
     for ids in chunks:
-        segment.run(job_id, ids, rt, segmenter, timings=segment.StageSeconds(timings))
+        segment.run(job_id, ids, rt, segmenter, timings=StageSeconds(timings))
     t_segment = time.perf_counter() - t1
     total = t_ingest + t_segment
     cpu = _process_cpu() - cpu0

@@ -88,20 +88,11 @@ def _item(item_id: uuid.UUID, jid: uuid.UUID, photo: Loaded, det, cut, index: in
 
 class Timings:
     """Where a segment call's time goes, by stage (load, infer, post, post_cpu, cutout, features,
-    commit, store). This one records nothing; the benchmark passes a `StageSeconds`."""
+    commit, store). This one records nothing; the benchmark passes one that adds them up
+    (bench.pipeline.StageSeconds)."""
 
     def add(self, stage: str, seconds: float) -> None:
         return None
-
-
-class StageSeconds(Timings):
-    """Seconds by stage, added up into `seconds` (a dict the caller may pass in and read back)."""
-
-    def __init__(self, seconds: dict | None = None):
-        self.seconds = seconds if seconds is not None else {}
-
-    def add(self, stage: str, seconds: float) -> None:
-        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
 
 
 def items_for(rt: Runtime, jid: uuid.UUID, photo: Loaded, dets, version: str, t: Timings,
@@ -203,7 +194,7 @@ def run(jid: uuid.UUID, photo_ids: Sequence[uuid.UUID], rt: Runtime, segmenter: 
         timings: Timings | None = None) -> int:
     """Segment the pending photos among photo_ids; returns how many this call committed.
 
-    `timings`, when given (the benchmark's `StageSeconds`), adds up seconds spent waiting for photos,
+    `timings`, when given (the benchmark's bench.pipeline.StageSeconds), adds up seconds spent waiting for photos,
     in the model, and in post-processing (which overlaps the model), and post-processing's CPU
     seconds by stage."""
     rows = photos.pending_photos(jid, list(photo_ids))
