@@ -172,7 +172,8 @@ def quality_lines(q: dict) -> list[str]:
 
 
 def chaos_lines(c: dict) -> list[str]:
-    lines = [f"{c['jobs']} jobs of {c['photos_per_job']} photos each, the stand-in model at {c['fake_delay_ms']} ms a photo. "
+    delay = c.get("standin_delay_ms", c.get("fake_delay_ms"))  # the records before bench.standin say fake_delay_ms
+    lines = [f"{c['jobs']} jobs of {c['photos_per_job']} photos each, the stand-in model at {delay} ms a photo. "
              "Faults, seconds after the uploads:", ""]
     lines += [f"- {f['at']} s: {f['fault']}" for f in c.get("faults", [])]
     lines += ["", "| zip | fault-free | with faults | ended after the last fault | same photos and items |",
