@@ -41,9 +41,13 @@ class Record:
         return m.group(0) if m else f"{when} (committed; the record has no date)" if when else "not recorded"
 
     @property
-    def sort_key(self) -> str:
-        # a file-name date sorts after timestamps of the same day only by its commit time
-        return self.recorded.get("date") or self.data.get("date") or committed(self.path) or self.date
+    def sort_key(self) -> tuple[str, str]:
+        """(the day it was measured, a finer time): records of one day without a time of their own are
+        ordered by when they were committed."""
+        own = self.recorded.get("date") or self.data.get("date")
+        if own:
+            return own[:10], own
+        return self.date[:10], committed(self.path) or ""
 
     @property
     def machine(self) -> str:
@@ -102,7 +106,24 @@ def load(folder: Path) -> list[Record]:
     return out
 
 
+def _same(value: str, default: str) -> bool:
+    try:
+        return float(value) == float(default)
+    except ValueError:
+        return value.strip().lower() == default.strip().lower()
+
+
+def changed_settings(rec: Record) -> dict[str, str]:
+    """The settings a record was measured with that differ from the code's defaults: an experiment's."""
+    from core.config import describe
+
+    defaults = {name: default for name, default, _type in describe()}
+    return {k: v for k, v in (rec.data.get("settings") or {}).items() if k in defaults and not _same(v, defaults[k])}
+
+
 def newest(records: list[Record], kind: str, **match) -> Record | None:
-    """The newest record of a kind whose fields equal `match` (e.g. imgsz=384)."""
+    """The newest record of a kind whose fields equal `match` (e.g. imgsz=384), preferring one measured
+    at the default settings (what is served) over an experiment's."""
     fit = [r for r in records if r.kind == kind and all(r.data.get(k) == v for k, v in match.items())]
-    return max(fit, key=lambda r: r.sort_key, default=None)
+    served = [r for r in fit if not changed_settings(r)]
+    return max(served or fit, key=lambda r: r.sort_key, default=None)

@@ -243,11 +243,14 @@ def benchmarks_page(root: Path = ROOT) -> str:
         rec = records.newest(recs, "pipeline", imgsz=other)
         lines += [f"## The pipeline at imgsz {other}", "", *_provenance(rec, shipped),
                   *map(_md_text, other_size_lines(rec.data)), ""]
-    lines += ["## Every committed record", "", "| record | kind | date | machine | model version | imgsz |",
-              "|---|---|---|---|---|---|"]
+    lines += ["## Every committed record", "",
+              "Newest first. A record measured with settings other than the defaults (an experiment) says which; "
+              "the sections above take the newest record at the defaults.", "",
+              "| record | kind | date | machine | model version | imgsz | settings changed |", "|---|---|---|---|---|---|---|"]
     for rec in sorted(recs, key=lambda r: r.sort_key, reverse=True):
         lines.append(f"| [{rec.path.name}](benchmarks/{rec.path.name}) | {rec.kind} | {rec.date} | {rec.machine} | "
-                     f"{rec.model} | {rec.data.get('imgsz', '')} |")
+                     f"{rec.model} | {rec.data.get('imgsz', '')} | "
+                     f"{', '.join(f'`{k}={v}`' for k, v in records.changed_settings(rec).items())} |")
     gpu = [r for r in recs if "GPU" in r.machine and "no GPU" not in r.machine]
     lines += ["", "## GPU", "", "Measured on a GPU: " + ", ".join(r.path.name for r in gpu) if gpu else
               "No committed record was measured on a GPU."]

@@ -99,6 +99,16 @@ def test_newest_picks_by_date_and_says_when_a_record_is_not_the_shipped_model(tm
     assert best.path.name == "pipeline-b.json"
     assert not any("Not the shipped model" in line for line in _provenance(best, "m-new"))
     assert any("Not the shipped model" in line for line in _provenance(recs[0], "m-new"))
+    # an experiment (a setting away from its default) is newer, but the served figures are the default's
+    (tmp_path / "quality-x.json").write_text(json.dumps({"settings": {"WARDROBE_MASK_REFINE_RADIUS": "16"}}))
+    (tmp_path / "quality-y.json").write_text(json.dumps({"settings": {"WARDROBE_MASK_REFINE_RADIUS": "4"}}))
+    for name, day in (("quality-x.json", "2026-12-01"), ("quality-y.json", "2026-12-07")):
+        data = json.loads((tmp_path / name).read_text())
+        (tmp_path / name).write_text(json.dumps(dict(data, recorded={"date": f"{day}T00:00:00+00:00"})))
+    recs = records.load(tmp_path)
+    assert records.newest(recs, "quality").path.name == "quality-x.json"
+    assert records.changed_settings(next(r for r in recs if r.path.name == "quality-y.json")) == {
+        "WARDROBE_MASK_REFINE_RADIUS": "4"}
 
 
 def test_a_broken_link_fails_the_build(tmp_path):
