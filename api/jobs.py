@@ -8,8 +8,8 @@ from api import deps
 from api.errors import ApiError
 from api.paging import newest_first, page_limit
 from api.serializers import job_body, photo_body
-from db import jobstate, retention
-from db.models import Job, Photo, PhotoStatus
+from db import jobstate, quota, retention
+from db.models import Job, Photo, PhotoStatus, utcnow
 from services import dispatch
 
 bp = Blueprint("jobs", __name__)
@@ -32,10 +32,22 @@ def _photos(job: Job, status: PhotoStatus, count: int) -> list[Photo]:
         select(Photo).where(Photo.job_id == job.id, Photo.status == status.value).order_by(Photo.entry_index).limit(MAX_ERRORS)))
 
 
+def _zip_available(job: Job) -> bool:
+    """Whether a retry could read the rest of the job's zip: kept by its retention (db.quota.zip_kept),
+    and there (a zip deleted under an older rule, or by hand, is not)."""
+    if job.ingest_finished:
+        return True
+    if not quota.zip_kept(job.status, job.finished_at, False, deps.settings(), utcnow()):
+        return False
+    return deps.storage().exists(job.upload_key)  # (storage down: StorageError's handler answers 503)
+
+
 def full_job_body(job: Job) -> dict:
     body = job_body(job, _photos(job, PhotoStatus.FAILED, job.photos_failed),
                     _photos(job, PhotoStatus.DUPLICATE, job.photos_duplicate))
-    body["retryable"] = jobstate.retryable(deps.db(), job)  # POST /v1/jobs/<id>/retry has photos to run again
+    # POST /v1/jobs/<id>/retry would run (the zip is only looked for when the retry needs it)
+    body["retryable"] = (job.status in jobstate.RETRYABLE_JOB_STATES
+                         and jobstate.retryable(deps.db(), job, _zip_available(job)))
     return body
 
 
@@ -76,8 +88,7 @@ def retry_job(job_id: str):
 
     job = _own_job(job_id)
     s = deps.db()
-    # (storage down: StorageError's handler answers 503)
-    zip_available = job.ingest_finished or deps.storage().exists(job.upload_key)
+    zip_available = _zip_available(job)
     try:
         again = jobstate.retry(s, job.id, zip_available)
         s.commit()

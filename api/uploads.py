@@ -23,7 +23,7 @@ from api.errors import ApiError
 from api.serializers import job_body
 from core.queue import enqueue_ingest
 from core.storage import StorageError, keys
-from db import idempotency, jobstate
+from db import idempotency, jobstate, quota
 from db.models import Job
 from services import dispatch
 
@@ -132,11 +132,13 @@ def check_quota(s, settings, user_id, incoming: int = 0) -> None:
                            f"{recent} uploads in the last hour, the most is {settings.max_uploads_per_hour}: "
                            f"the next is possible in {wait} s", {"Retry-After": str(wait)})
     if settings.max_stored_bytes > 0:
-        kept = s.scalar(select(func.coalesce(func.sum(Job.upload_bytes), 0)).where(Job.user_id == user_id)) or 0
+        kept = quota.used(s, user_id, settings)  # photos, cut-outs, kept zips and exports
         if kept + incoming > settings.max_stored_bytes:
             raise ApiError(413, "storage_quota_exceeded",
-                           f"your uploads kept add up to {kept} bytes, with this one {kept + incoming}; the limit is "
-                           f"{settings.max_stored_bytes}: delete a job's data (DELETE /v1/jobs/<id>/data) to make room")
+                           f"your photos, cut-outs, uploads and exports stored add up to {kept} bytes, with this "
+                           f"upload {kept + incoming}; the limit is {settings.max_stored_bytes} "
+                           f"(WARDROBE_MAX_STORED_BYTES): delete a job's data (DELETE /v1/jobs/<id>/data) or an "
+                           f"export to make room")
 
 
 def forget_zip(key: str) -> None:

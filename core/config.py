@@ -110,6 +110,9 @@ class Settings:
     gc_interval: int = 3600  # seconds between sweeps for unreferenced objects and stale temp files (--beat workers; 0: none)
     gc_grace: int = 3600  # an object or temp file younger than this is never swept (an upload or a task may still be writing it)
     upload_retention: int = 0  # seconds an ended job's zip is kept (0: deleted when the job ends; -1: kept for ever)
+    # seconds the zip of a job that failed or was cancelled before it was read to its end is kept, so that
+    # POST /v1/jobs/<id>/retry can read the rest (-1: for ever); then the sweeper deletes it
+    upload_retry_retention: int = 86400
     export_retention: int = 7 * 86400  # seconds a finished export's zip is kept (-1: for ever); then the sweeper deletes it
     export_max_bytes: int = 10 * 2**30  # an export whose zip grows past this fails as export_too_large (0: no cap); it is built on the worker's temp disk
 
@@ -123,7 +126,10 @@ class Settings:
     # Per-user limits (0: no limit)
     max_uploads_in_flight: int = 5  # a user's queued or running jobs; one more upload is 429
     max_uploads_per_hour: int = 120  # a user's uploads accepted in the last hour; one more is 429 (Retry-After: when one ages out)
-    max_stored_bytes: int = 20 * 1024 * MiB  # a user's kept uploads in bytes (the zips of jobs whose data is not deleted); above is 413
+    # a user's stored bytes: photos (and originals), cut-outs, kept upload zips and exports (db.quota). An upload
+    # past it is 413, a photo past it fails at ingest, an export past it fails
+    max_stored_bytes: int = 20 * 1024 * MiB
+    max_exports: int = 2  # a user's kept export zips; one more that succeeds replaces the oldest (0: no limit)
     review_below: float = 0.5  # items below this confidence need review, for users who set no threshold of their own
     # Live progress (GET /v1/jobs/<id>/events, api/events.py)
     events_poll: float = 1.0  # seconds between looks at the jobs table for a stream (one primary-key read; more only when it moved)

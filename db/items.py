@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 
 import numpy as np
-from sqlalchemy import delete, insert, inspect, select, tuple_, update
+from sqlalchemy import delete, func, insert, inspect, select, tuple_, update
 
 from core import metrics
-from db import jobstate
+from db import jobstate, quota
 from db.models import Item, Job, Photo, PhotoStatus, utcnow
 from db.session import session_scope
 
@@ -83,22 +83,25 @@ def _row(item: Item) -> dict:
     return {k: v for k, v in inspect(item).dict.items() if k in _ITEM_COLUMNS}
 
 
-def commit_photos(job_id: uuid.UUID, user_id: uuid.UUID, batch: list[tuple[uuid.UUID, list[Item]]]) -> int:
+def commit_photos(job_id: uuid.UUID, user_id: uuid.UUID, batch: list[tuple[uuid.UUID, list[Item]]]) -> set[uuid.UUID]:
     """Write a batch of photos' items and mark them done, each photo once, in one transaction.
-    Photos that are no longer pending (a second delivery of the task) are skipped. Returns how
-    many photos this call committed."""
+    Photos that are no longer pending (a second delivery of the task, a cancelled or deleted job) are
+    skipped: their items' cut-outs are named by no row, and the caller deletes them. Returns the
+    photos this call committed."""
     if not batch:
-        return 0
+        return set()
     with session_scope() as s:
         # the job first: a cancel either lands before (and nothing is written) or waits for this
         if not _lock_active_job(s, job_id):
-            return 0
+            return set()
         ids = sorted(pid for pid, _ in batch)
         pending = set(s.scalars(select(Photo.id).where(Photo.id.in_(ids), Photo.status == PhotoStatus.PENDING.value)
                                 .order_by(Photo.id).with_for_update()))
         todo = [(pid, items) for pid, items in batch if pid in pending]
         if not todo:
-            return 0
+            return set()
+        # (a pending photo has no items; any left by an older version of this commit are replaced)
+        replaced = s.scalar(select(func.coalesce(func.sum(Item.cutout_bytes), 0)).where(Item.photo_id.in_(pending)))
         s.execute(delete(Item).where(Item.photo_id.in_(pending)).execution_options(synchronize_session=False))
         flag_near_duplicates(s, user_id, todo)
         rows = [_row(item) for _, items in todo for item in items]
@@ -111,6 +114,7 @@ def commit_photos(job_id: uuid.UUID, user_id: uuid.UUID, batch: list[tuple[uuid.
         jobstate.add_progress(s, job_id, done=len(todo), items=sum(len(items) for _, items in todo))
         s.flush()
         jobstate.maybe_finish(s, job_id)
+        quota.add(s, user_id, sum(r.get("cutout_bytes") or 0 for r in rows) - (replaced or 0))  # the user's row last
     metrics.PHOTOS.labels("done", "").inc(len(todo))  # after the commit: counted once, as the catalogue has them
     metrics.ITEMS.inc(len(rows))
-    return len(todo)
+    return pending

@@ -138,10 +138,17 @@ def _retryable_photos(job_id: uuid.UUID):
         Photo.error_code.is_(None) | Photo.error_code.not_in(PERMANENT_PHOTO_ERRORS))
 
 
-def retryable(s: Session, job: Job) -> bool:
-    """Whether POST /v1/jobs/<id>/retry has photos to run again (the zip's unread rest aside)."""
-    if job.status not in RETRYABLE_JOB_STATES:
+# Job failures a retry would meet again: the zip itself is refused, or gone.
+PERMANENT_JOB_ERRORS = ("bad_zip", "too_many_entries", "upload_missing", "no_images")
+
+
+def retryable(s: Session, job: Job, zip_available: bool) -> bool:
+    """Whether POST /v1/jobs/<id>/retry would run: the rest of a zip not read to its end while the zip
+    is still kept (`zip_available`), or photos to run again."""
+    if job.status not in RETRYABLE_JOB_STATES or job.error_code in PERMANENT_JOB_ERRORS:
         return False
+    if not job.ingest_finished:
+        return zip_available
     return s.scalar(select(_retryable_photos(job.id).exists())) or False
 
 
@@ -162,6 +169,9 @@ def retry(s: Session, job_id: uuid.UUID, zip_available: bool) -> int:
         raise NotRetryable("job_active", f"the job is still {job.status}")
     if job.status not in RETRYABLE_JOB_STATES:
         raise NotRetryable("nothing_to_retry", f"the job {job.status}: nothing failed")
+    if job.error_code in PERMANENT_JOB_ERRORS:
+        raise NotRetryable("nothing_to_retry", f"the job failed ({job.error_code}) for a reason a retry cannot "
+                                               f"mend: upload again")
     if not job.ingest_finished and not zip_available:
         raise NotRetryable("upload_gone", "the zip was not read to its end and is no longer kept: upload it again")
     rows = s.execute(_retryable_photos(job_id).order_by(Photo.entry_index)).all()

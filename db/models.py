@@ -81,6 +81,9 @@ class User(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     # items below this confidence need the user's review; null = the deployment's WARDROBE_REVIEW_BELOW
     review_below: Mapped[float | None] = mapped_column(Float)
+    # bytes of the user's stored photos (originals too) and cut-outs: moved in the transactions that add
+    # or delete their rows (db.quota); uploads' zips and exports are few and summed from their rows
+    stored_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
     __table_args__ = (
         CheckConstraint("review_below IS NULL OR (review_below >= 0 AND review_below <= 1)",
@@ -153,6 +156,7 @@ class Photo(Base):
     height: Mapped[int | None] = mapped_column(Integer)
     original_width: Mapped[int | None] = mapped_column(Integer)
     original_height: Mapped[int | None] = mapped_column(Integer)
+    stored_bytes: Mapped[int | None] = mapped_column(BigInteger)  # the stored photo's bytes (and its original's); null before 0011
     error_code: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
     duplicate_of: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("photos.id", ondelete="SET NULL", name="fk_photos_duplicate_of"))
@@ -315,6 +319,7 @@ class Item(Base):
     cutout_content_type: Mapped[str] = mapped_column(String(32))
     cutout_width: Mapped[int | None] = mapped_column(Integer)  # null on rows made before 0004: the bbox's size
     cutout_height: Mapped[int | None] = mapped_column(Integer)
+    cutout_bytes: Mapped[int | None] = mapped_column(BigInteger)  # the stored cut-out's size; null before 0011
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     colors: Mapped[list | None] = mapped_column(JSON)  # [{hex, name, fraction}], largest first
     color: Mapped[str | None] = mapped_column(String(32))  # the dominant colour's name (filterable)

@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from core import metrics
-from db import jobstate
+from db import jobstate, quota
 from db.models import Job, Photo, PhotoStatus, utcnow
 from db.session import session_scope
 
@@ -83,27 +83,48 @@ def finish_ingest(job_id: uuid.UUID, entries: int) -> None:
             jobstate.maybe_finish(s, job_id)
 
 
+class JobEnded(Exception):
+    """The job was cancelled, failed or deleted meanwhile: nothing was written, and its ingest stops."""
+
+
+def _still_active(s, job_id: uuid.UUID) -> None:
+    """After a row of the job is written (so that on SQLite this transaction already holds the write
+    lock, and on PostgreSQL the share lock waits for a cancel under way): raise JobEnded, undoing the
+    row, unless the job is still going. A cancel thus never has rows added behind it."""
+    s.flush()
+    if s.scalar(select(Job.status).where(Job.id == job_id).with_for_update(read=True)) not in jobstate.ACTIVE:
+        raise JobEnded()
+
+
 def add_stored_photo(photo_id: uuid.UUID, job_id: uuid.UUID, user_id: uuid.UUID, index: int, name: str, key: str,
-                     digest: str, size: tuple[int, int, int, int]) -> None:
-    """The row of a photo whose bytes are stored (pending segmentation). Raises IntegrityError when
-    the entry, or the user's photo with these bytes, has a row already."""
+                     digest: str, size: tuple[int, int, int, int], nbytes: int, settings) -> bool:
+    """The row of a photo whose `nbytes` are stored (pending segmentation), counted in the user's stored
+    bytes; False when they would pass the user's quota (nothing written). Raises IntegrityError when the
+    entry, or the user's photo with these bytes, has a row already; JobEnded when the job is no longer going."""
     with session_scope() as s:
         s.add(Photo(id=photo_id, job_id=job_id, user_id=user_id, entry_index=index, entry_name=name,
                     storage_key=key, sha256=digest, width=size[0], height=size[1],
-                    original_width=size[2], original_height=size[3]))
+                    original_width=size[2], original_height=size[3], stored_bytes=nbytes))
+        _still_active(s, job_id)
+        if not quota.reserve(s, user_id, nbytes, settings):  # the user's row last
+            s.rollback()
+            return False
+    return True
 
 
 def record_failed_entry(job_id, user_id, index, name, code, message) -> None:
+    """An entry that will not be a photo. Raises JobEnded when the job is no longer going."""
     try:
         with session_scope() as s:
             s.add(Photo(job_id=job_id, user_id=user_id, entry_index=index, entry_name=name,
                         status=PhotoStatus.FAILED.value, error_code=code, error_message=message[:2000],
                         processed_at=utcnow()))
-            s.flush()
+            _still_active(s, job_id)
             jobstate.add_progress(s, job_id, failed=1)
         metrics.PHOTOS.labels("failed", code).inc()
-    except IntegrityError:
-        pass  # another delivery of this task recorded the entry first
+    except IntegrityError:  # another delivery of this task recorded the entry first, or the job is gone
+        if job_missing(job_id):
+            raise JobEnded() from None
 
 
 def live_photo(user_id: uuid.UUID, digest: str) -> uuid.UUID | None:
@@ -135,15 +156,17 @@ def entry_recorded(job_id: uuid.UUID, index: int) -> bool:
 
 
 def record_duplicate(job_id, user_id, index, name, digest, original) -> None:
+    """Raises JobEnded when the job is no longer going."""
     try:
         with session_scope() as s:
             s.add(Photo(job_id=job_id, user_id=user_id, entry_index=index, entry_name=name, sha256=digest,
                         status=PhotoStatus.DUPLICATE.value, duplicate_of=original, processed_at=utcnow()))
-            s.flush()
+            _still_active(s, job_id)
             jobstate.add_progress(s, job_id, duplicate=1)
         metrics.PHOTOS.labels("duplicate", "").inc()
-    except IntegrityError:
-        pass  # this entry was recorded by another delivery of the task
+    except IntegrityError:  # this entry was recorded by another delivery of the task, or the job is gone
+        if job_missing(job_id):
+            raise JobEnded() from None
 
 
 def pending_photos(job_id: uuid.UUID, photo_ids: Sequence[uuid.UUID]) -> list | None:

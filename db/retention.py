@@ -14,7 +14,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from core.storage import Storage, StorageError, keys
-from db import events, jobcounts
+from db import events, jobcounts, quota
 from db.models import Item, Job, JobStatus, Photo, User
 
 log = logging.getLogger("wardrobe.retention")
@@ -30,22 +30,11 @@ class StillRunning(Exception):
 
 def job_ended(s: Session, job_id: uuid.UUID) -> None:
     """Called by each transition that ends a job (db.jobstate): a JobEnded event, which deletes the
-    job's zip once the transaction commits when WARDROBE_UPLOAD_RETENTION is 0 (services.dispatch).
-    Later retentions are the sweeper's."""
+    job's zip once the transaction commits when its retention is 0 (services.dispatch; db.quota.zip_retention:
+    WARDROBE_UPLOAD_RETENTION, or WARDROBE_UPLOAD_RETRY_RETENTION for a job cut short). Later ones are the sweeper's."""
     row = s.execute(select(Job.status, Job.ingest_finished, Job.upload_key).where(Job.id == job_id)).first()
     if row is not None:
         events.record(s, events.JobEnded(job_id, row.status, row.ingest_finished, row.upload_key))
-
-
-def zip_kept(status: str, finished_at, retention: int, now) -> bool:
-    """Whether a job's zip is still to be kept: while the job is going, then for `retention` seconds."""
-    if status in ACTIVE or retention < 0:
-        return True
-    if finished_at is None:
-        return False
-    if finished_at.tzinfo is None:
-        finished_at = finished_at.replace(tzinfo=now.tzinfo)
-    return (now - finished_at).total_seconds() < retention
 
 
 # --- deleting ----------------------------------------------------------------------------------------------------
@@ -85,7 +74,7 @@ def delete_objects(storage: Storage, purged: Purged) -> Purged:
 def purge_photo(s: Session, user_id: uuid.UUID, photo_id: uuid.UUID) -> Purged | None:
     """Delete one of the user's photos with its items (the rows; commit, then delete_objects).
     None when the user has no such photo; StillRunning while its job is."""
-    row = s.execute(select(Photo.storage_key, Photo.entry_index, Job).join(Job, Job.id == Photo.job_id)
+    row = s.execute(select(Photo.storage_key, Photo.entry_index, Photo.stored_bytes, Job).join(Job, Job.id == Photo.job_id)
                     .where(Photo.id == photo_id, Photo.user_id == user_id).with_for_update(of=Job)).first()
     if row is None:
         return None
@@ -93,10 +82,11 @@ def purge_photo(s: Session, user_id: uuid.UUID, photo_id: uuid.UUID) -> Purged |
     if job.status in ACTIVE:
         raise StillRunning()
     out = Purged(photos=1)
-    cutouts = list(s.scalars(select(Item.cutout_key).where(Item.photo_id == photo_id)))
+    cutouts = s.execute(select(Item.cutout_key, Item.cutout_bytes).where(Item.photo_id == photo_id)).all()
     out.items = len(cutouts)
-    out.keys = _photo_keys(user_id, [(photo_id, row.storage_key)]) + cutouts
+    out.keys = _photo_keys(user_id, [(photo_id, row.storage_key)]) + [k for k, _ in cutouts]
     s.execute(delete(Photo).where(Photo.id == photo_id))  # items go with it (ON DELETE CASCADE)
+    quota.add(s, user_id, -((row.stored_bytes or 0) + sum(n or 0 for _, n in cutouts)))
     # The photo leaves its job: out of its counts (a retry would otherwise wait for it for ever) and
     # remembered by its zip position (a retry that reads the rest of the zip skips it).
     job.deleted_entries = [*job.deleted_entries, row.entry_index]
@@ -115,11 +105,12 @@ def purge_job(s: Session, user_id: uuid.UUID, job_id: uuid.UUID) -> Purged | Non
         return None
     if job.status in ACTIVE:
         raise StillRunning()
-    photos = s.execute(select(Photo.id, Photo.storage_key).where(Photo.job_id == job_id)).all()
-    cutouts = list(s.scalars(select(Item.cutout_key).where(Item.job_id == job_id)))
+    photos = s.execute(select(Photo.id, Photo.storage_key, Photo.stored_bytes).where(Photo.job_id == job_id)).all()
+    cutouts = s.execute(select(Item.cutout_key, Item.cutout_bytes).where(Item.job_id == job_id)).all()
     out = Purged(jobs=1, photos=len(photos), items=len(cutouts))
-    out.keys = _photo_keys(user_id, photos) + cutouts + [job.upload_key]
+    out.keys = _photo_keys(user_id, [(p, k) for p, k, _ in photos]) + [k for k, _ in cutouts] + [job.upload_key]
     s.execute(delete(Job).where(Job.id == job_id))  # photos, items, idempotency keys: ON DELETE CASCADE
+    quota.add(s, user_id, -(sum(n or 0 for _, _, n in photos) + sum(n or 0 for _, n in cutouts)))
     return out
 
 

@@ -8,7 +8,8 @@ first and the rows read after, so a row committed meanwhile is seen.
 
 What is unreferenced, by key (keys are made by the server: core.storage.keys):
 - `users/<user>/uploads/<job>.zip`: no such job, or the job ended longer ago than
-  WARDROBE_UPLOAD_RETENTION (0: at once; -1: kept for ever);
+  WARDROBE_UPLOAD_RETENTION (0: at once; -1: kept for ever), or WARDROBE_UPLOAD_RETRY_RETENTION for a
+  job that failed or was cancelled before its zip was read to its end (db.quota.zip_retention);
 - `users/<user>/photos/<photo>.jpg`: no photo row names it;
 - `users/<user>/originals/<photo>`: no such photo;
 - `users/<user>/cutouts/<photo>/<item>.<ext>`: no item row names it;
@@ -45,7 +46,7 @@ from core.storage import StorageError, StoredObject
 from db import exports, upload_sessions
 from core.runtime import Runtime
 from db.models import Item, Job, Photo, User
-from db.retention import zip_kept
+from db.quota import zip_kept
 from db.session import session_scope
 
 log = logging.getLogger("wardrobe.gc")
@@ -63,7 +64,7 @@ def _uuid(text: str) -> uuid.UUID | None:
         return None
 
 
-def _unreferenced(objs: list[StoredObject], retention: int, counts: Counter) -> list[StoredObject]:
+def _unreferenced(objs: list[StoredObject], settings, counts: Counter) -> list[StoredObject]:
     """Of these old-enough objects, the ones no row keeps."""
     by_kind: dict[str, list[tuple[StoredObject, uuid.UUID, uuid.UUID]]] = defaultdict(list)
     for o in objs:
@@ -84,9 +85,10 @@ def _unreferenced(objs: list[StoredObject], retention: int, counts: Counter) -> 
             for i in range(0, len(owners), BATCH):
                 part = owners[i:i + BATCH]
                 if kind == "uploads":
-                    for key, status, finished in s.execute(select(Job.upload_key, Job.status, Job.finished_at)
-                                                           .where(Job.id.in_(part))):
-                        if zip_kept(status, finished, retention, now):
+                    for key, status, finished, ingested in s.execute(
+                            select(Job.upload_key, Job.status, Job.finished_at, Job.ingest_finished)
+                            .where(Job.id.in_(part))):
+                        if zip_kept(status, finished, ingested, settings, now):
                             kept.add(key)
                     kept |= upload_sessions.keys_of_jobs(s, part)  # assembled by a session, its job not made yet
                 elif kind == "incoming":
@@ -167,7 +169,7 @@ def sweep(rt: Runtime, dry_run: bool = False, grace: int | None = None, tmpdir: 
             log.warning("gc: deleting %d expired exports' zips failed: %s", len(due), e)
 
     def settle() -> None:
-        doomed = _unreferenced(old, settings.upload_retention, counts)  # rows read after the objects were listed
+        doomed = _unreferenced(old, settings, counts)  # rows read after the objects were listed
         old.clear()
         if doomed and not dry_run:
             try:

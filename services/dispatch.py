@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from core.config import Settings
 from core.runtime import current
-from db import events
+from db import events, quota
 
 log = logging.getLogger("wardrobe.dispatch")
 
@@ -40,9 +40,12 @@ def dispatch(done: list[events.Event]) -> None:
     rt = current()
     if not done or rt is None:
         return
-    zips = [e.upload_key for e in done if isinstance(e, events.JobEnded) and e.upload_key]
+    st = rt.settings
+    # a zip kept 0 s goes now (a job cut short keeps its own for a retry); later retentions are the sweeper's
+    zips = [e.upload_key for e in done if isinstance(e, events.JobEnded) and e.upload_key
+            and quota.zip_retention(e.status, e.ingest_finished, st.upload_retention, st.upload_retry_retention) == 0]
     deliveries = [d for e in done if isinstance(e, events.WebhooksDue) for d in e.delivery_ids]
-    if zips and rt.settings.upload_retention == 0:  # later retentions are the sweeper's
+    if zips:
         try:
             rt.storage.delete_many(zips)
         except Exception as e:  # noqa: BLE001 - the sweeper deletes it later

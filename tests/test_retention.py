@@ -77,7 +77,10 @@ def test_the_zip_is_deleted_when_its_job_ends_unless_kept(clean_db, make_user, s
     assert zips <= stored(rt, uid)  # kept while the jobs are queued
     run_job(rt, done["id"])
     assert client.delete(f"/v1/jobs/{cancelled['id']}", headers=auth(token)).get_json()["status"] == "cancelled"
-    assert not zips & stored(rt, uid)  # both ended: both zips gone, the photos and cut-outs kept
+    # the finished job's zip is gone, the photos and cut-outs kept; the job cancelled before its zip was read
+    # keeps it for a retry (WARDROBE_UPLOAD_RETRY_RETENTION, tested below)
+    assert keys.upload(uid, uuid.UUID(done["id"])) not in stored(rt, uid)
+    assert keys.upload(uid, uuid.UUID(cancelled["id"])) in stored(rt, uid)
     assert client.get(f"/v1/jobs/{done['id']}", headers=auth(token)).get_json()["status"] == "succeeded"
     assert len(client.get("/v1/items", headers=auth(token)).get_json()["items"]) > 0
 
@@ -90,6 +93,43 @@ def test_the_zip_is_deleted_when_its_job_ends_unless_kept(clean_db, make_user, s
     assert sweep(rt, grace=-5)["unreferenced"]["uploads"] == 0 and key in stored(rt, uid)
     rt = settings_as(upload_retention=0)  # a zip left behind (say storage was down at the end) goes with the next sweep
     assert sweep(rt, grace=-5)["unreferenced"]["uploads"] == 1 and key not in stored(rt, uid)
+
+
+def test_a_job_cancelled_before_its_zip_was_read_keeps_it_for_a_retry_then_the_sweeper_deletes_it(
+        clean_db, make_user, settings_as):
+    """Issue 36 #7: a job cancelled during ingest said `retryable: true`, and its retry answered 409
+    upload_gone: the zip was deleted when the job ended, before it was read."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    rt = settings_as(upload_retention=0, upload_retry_retention=86400)
+    client = _app(rt)
+    uid, token = make_user()
+    job = upload(client, token, photos_zip(3, 7)).get_json()
+    key = keys.upload(uid, uuid.UUID(job["id"]))
+    body = client.delete(f"/v1/jobs/{job['id']}", headers=auth(token)).get_json()  # before ingest read it
+    assert body["status"] == "cancelled" and body["retryable"] is True
+    assert key in stored(rt, uid)  # kept for the retry...
+    assert sweep(rt, grace=-5)["unreferenced"]["uploads"] == 0 and key in stored(rt, uid)  # ...by the sweeper too
+    retried = client.post(f"/v1/jobs/{job['id']}/retry", headers=auth(token))
+    assert retried.status_code == 202, retried.get_json()
+    run_job(rt, job["id"])
+    done = client.get(f"/v1/jobs/{job['id']}", headers=auth(token)).get_json()
+    assert done["status"] == "succeeded" and done["progress"]["photos_done"] == 3 and done["retryable"] is False
+    assert key not in stored(rt, uid)  # read to its end and ended: the zip goes with the job's end (retention 0)
+
+    # cancelled again before it is read, and the retention passes: the sweeper deletes the zip, and the
+    # job no longer says it can be retried (a retry would be 409 upload_gone)
+    job = upload(client, token, photos_zip(2, 8)).get_json()
+    key = keys.upload(uid, uuid.UUID(job["id"]))
+    client.delete(f"/v1/jobs/{job['id']}", headers=auth(token))
+    with session_scope() as s:
+        s.execute(update(Job).where(Job.id == uuid.UUID(job["id"]))
+                  .values(finished_at=Job.finished_at - timedelta(seconds=86400 + 5)))
+    assert client.get(f"/v1/jobs/{job['id']}", headers=auth(token)).get_json()["retryable"] is False
+    assert sweep(rt, grace=-5)["unreferenced"]["uploads"] == 1 and key not in stored(rt, uid)
+    assert_error(client.post(f"/v1/jobs/{job['id']}/retry", headers=auth(token)), 409, "upload_gone")
 
 
 def test_sweeper_deletes_only_what_no_row_names_and_nothing_young(clean_db, make_user, settings_as):
@@ -381,16 +421,16 @@ def test_a_photo_deleted_from_a_job_cut_short_is_not_read_again_by_its_retry(cle
     client = _app(rt)
     _, token = make_user()
     h = auth(token)
-    n = 27  # ingest looks for a cancel every 25 entries
+    n = 27
     job = upload(client, token, photos_zip(n, 9)).get_json()["id"]
-    real_active = ingest.photos.job_active
+    real_add = ingest.photos.add_stored_photo
 
-    def cancel_at_the_check(jid):
-        if client.get(f"/v1/jobs/{job}/photos?limit=100", headers=h).get_json()["photos"]:
+    def cancel_at_entry_25(photo_id, job_id, user_id, index, *args):
+        if index == 25:
             client.delete(f"/v1/jobs/{job}", headers=h)  # the user cancels while entry 25 is read
-        return real_active(jid)
+        return real_add(photo_id, job_id, user_id, index, *args)
 
-    monkeypatch.setattr(ingest.photos, "job_active", cancel_at_the_check)
+    monkeypatch.setattr(ingest.photos, "add_stored_photo", cancel_at_entry_25)
     run_job(rt, job)
     monkeypatch.undo()
     assert client.get(f"/v1/jobs/{job}", headers=h).get_json()["status"] == "cancelled"

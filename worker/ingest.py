@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from core import logs
 from core.logs import fields
 from core.storage import ObjectNotFound, keys
-from db import photos
+from db import photos, quota
 from core.runtime import Runtime
 from worker.images import ImageRejected, content_hash, decode_photo
 from worker.iopool import io_pool
@@ -31,6 +31,7 @@ log = logging.getLogger("wardrobe.pipeline")
 
 SendSegment = Callable[[uuid.UUID, Sequence[uuid.UUID]], None]
 
+QUOTA_CODE = "storage_quota_exceeded"
 INGEST_UPLOADS_IN_FLIGHT = 8  # photos stored ahead of their rows...
 INGEST_BYTES_IN_FLIGHT = 64 << 20  # ...and no more bytes than this held for them (originals can be large)
 
@@ -71,6 +72,7 @@ class _Ingest:
         self.budget = [self.settings.max_total_uncompressed_bytes]
         self.ready: list[uuid.UUID] = []
         self.storing: deque[_Storing] = deque()
+        self.over_quota = False  # a photo passed the user's WARDROBE_MAX_STORED_BYTES: the rest fail unread
 
     def settle(self, p: _Storing) -> None:
         """Once a photo's bytes are stored, its row; or, if the row lost a race, undo the store."""
@@ -78,17 +80,28 @@ class _Ingest:
             f.result()  # a storage error raises here and retries the task
         for attempt in range(3):
             try:
-                photos.add_stored_photo(p.id, self.jid, self.user_id, p.index, p.name, p.key, p.digest, p.size)
-                break
+                if photos.add_stored_photo(p.id, self.jid, self.user_id, p.index, p.name, p.key, p.digest, p.size,
+                                           p.nbytes, self.settings):
+                    break
+                self.forget(p)  # over the user's quota: the bytes go, the entry fails
+                self.over_quota = True
+                photos.record_failed_entry(self.jid, self.user_id, p.index, p.name, QUOTA_CODE,
+                                           quota.refused_message(self.settings))
+                return
+            except photos.JobEnded:
+                self.forget(p)
+                raise
             except IntegrityError:
+                if not photos.job_active(self.jid):  # deleted meanwhile (the row's job is gone)
+                    self.forget(p)
+                    raise photos.JobEnded() from None
                 # either another delivery stored this entry meanwhile, or another upload stored the same
                 # bytes; or that upload's photo was closed since (its job ended): then try again
                 recorded = photos.entry_recorded(self.jid, p.index)
                 original = None if recorded else photos.live_photo(self.user_id, p.digest)
                 if original is None and attempt < 2 and not photos.entry_recorded(self.jid, p.index):
                     continue
-                for key in p.keys:
-                    self.rt.storage.delete(key)
+                self.forget(p)
                 if original is not None:
                     photos.record_duplicate(self.jid, self.user_id, p.index, p.name, p.digest, original)
                 return
@@ -98,6 +111,18 @@ class _Ingest:
             self.send_segment(self.jid, self.ready[:])  # segmentation starts while ingest goes on
             self.ready.clear()
 
+    def forget(self, p: _Storing) -> None:
+        """A photo's stored bytes that will have no row."""
+        self.rt.storage.delete_many(p.keys)
+
+    def abandon(self) -> None:
+        """The job ended meanwhile: the photos on their way to storage will have no rows; their bytes go."""
+        while self.storing:
+            p = self.storing.popleft()
+            for f in p.puts:
+                f.exception()  # waits until this upload has ended, whatever its outcome
+            self.forget(p)
+
     def settle_all(self) -> None:
         while self.storing:
             self.settle(self.storing.popleft())
@@ -106,6 +131,9 @@ class _Ingest:
         """Read, decode and check one entry; start its upload."""
         settings, jid, uid = self.settings, self.jid, self.user_id
         name = display_name(info)
+        if self.over_quota:  # the rest of the zip is not read: the user has no room left for it
+            photos.record_failed_entry(jid, uid, index, name, QUOTA_CODE, quota.refused_message(settings))
+            return
         try:
             data = read_entry(zf, info, limits(self.rt), self.budget)
             photo = decode_photo(data, settings.max_pixels, settings.work_max_side, settings.photo_jpeg_quality)
@@ -135,16 +163,16 @@ class _Ingest:
             self.settle(self.storing.popleft())
 
     def entries(self, zf, entries, seen: set[int]) -> bool:
-        """Every entry not recorded yet; False when the job was cancelled meanwhile."""
-        for n, (index, info) in enumerate(entries):
-            if index in seen:
-                continue
-            if n % 25 == 0:
-                self.settle_all()
-                if not photos.job_active(self.jid):
-                    return False  # cancelled while ingesting
-            self.entry(zf, index, info)
-        self.settle_all()
+        """Every entry not recorded yet; False when the job was cancelled (or deleted) meanwhile: each
+        row is written only while the job is going (db.photos.JobEnded), so a cancel has none added behind it."""
+        try:
+            for index, info in entries:
+                if index not in seen:
+                    self.entry(zf, index, info)
+            self.settle_all()
+        except photos.JobEnded:
+            self.abandon()
+            return False
         if self.ready:
             self.send_segment(self.jid, self.ready)
         return True

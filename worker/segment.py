@@ -10,6 +10,7 @@ photo and checks it is pending. No session is held while files move or the model
 from __future__ import annotations
 
 import io
+import logging
 import time
 import uuid
 from concurrent.futures import Future
@@ -21,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from core import metrics
-from core.storage import ObjectNotFound, keys
+from core.storage import ObjectNotFound, StorageError, keys
 from core.taxonomy import by_id
 from db import photos
 from core.runtime import Runtime
@@ -33,6 +34,8 @@ from worker.cutouts import make_cutout
 from worker.images import pil_open
 from worker.iopool import io_pool, post_pool
 
+
+log = logging.getLogger("wardrobe.pipeline")
 
 COMMIT_EVERY = 8  # photos per catalogue transaction...
 COMMIT_AFTER_S = 0.5  # ...or fewer, once this long has passed since the last
@@ -81,6 +84,7 @@ def _item(item_id: uuid.UUID, jid: uuid.UUID, photo: Loaded, det, cut, index: in
         confidence=round(det.confidence, 4), bbox=cut.bbox, polygons=cut.polygons,
         area_fraction=round(cut.area_fraction, 6), model_version=version,
         cutout_key=key, cutout_content_type=cut.content_type, cutout_width=cut.size[0], cutout_height=cut.size[1],
+        cutout_bytes=len(cut.data),
         alternatives=[{"class_id": c, "category": by_id(c).name, "confidence": round(conf, 4)}
                       for c, conf in det.alternatives] or None,
     )
@@ -142,16 +146,33 @@ class _Segmentation:
             for f in pending:
                 f.result()
         except BaseException:
-            self.unwritten.clear()  # none of these rows: one of them names a cut-out that is not stored
+            # none of these rows: one of them names a cut-out that is not stored; the others go
+            for f in pending:
+                if not f.cancelled():
+                    f.exception()  # waits until this upload has ended, whatever its outcome
+            self.forget_cutouts([item.cutout_key for _, items in self.unwritten for item in items])
+            self.unwritten.clear()
             raise
         t.add("store", clock() - t_start)
         # a task's photos are all one job's, one user's
-        done = commit_photos(self.jid, self.user_id, self.unwritten[:]) if self.unwritten else 0
-        self.unwritten.clear()
+        batch, self.unwritten[:] = self.unwritten[:], []
+        committed = commit_photos(self.jid, self.user_id, batch) if batch else set()
+        self.forget_cutouts([item.cutout_key for pid, items in batch if pid not in committed for item in items])
+        done = len(committed)
         t.add("commit", time.thread_time() - c_start)
         t.add("post", clock() - t_start)
         t.add("post_cpu", time.thread_time() - c_start)
         return done
+
+    def forget_cutouts(self, keys_: list[str]) -> None:
+        """Cut-outs stored for photos whose items were not written (the job was cancelled or deleted
+        meanwhile, or another delivery wrote them first): no row names them, so they go now, not after
+        the sweeper's grace period."""
+        if keys_:
+            try:
+                self.rt.storage.delete_many(keys_)
+            except StorageError as e:  # the sweeper removes them later
+                log.warning("segment: %d cut-outs of unwritten items stay until the sweeper's pass: %s", len(keys_), e)
 
     def post(self, batch: list[Loaded], results) -> int:
         t, clock = self.t, time.perf_counter
