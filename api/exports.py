@@ -17,7 +17,7 @@ from api.paging import newest_first
 from api.serializers import _ts
 from core.queue import enqueue_export
 from core.storage import ObjectNotFound, StorageError
-from db import exports
+from db import exports, quota
 from db.models import Export, ExportStatus
 
 log = logging.getLogger("wardrobe.api.exports")
@@ -72,6 +72,11 @@ def _own(export_id: str) -> Export:
 def create_export():
     """202 with the queued export; while one of the user's is queued or running, that one (202 too)."""
     s = deps.db()
+    settings = deps.settings()
+    if settings.max_stored_bytes > 0 and exports.active(s, g.user_id) is None:
+        used = quota.used(s, g.user_id, settings)  # full already: the zip (a copy of the catalogue) cannot fit
+        if used >= settings.max_stored_bytes:
+            raise ApiError(413, "storage_quota_exceeded", f"you store {used} bytes already: " + quota.refused_message(settings))
     e, created = exports.create(s, g.user_id)
     if created:
         try:
@@ -105,8 +110,9 @@ def get_export(export_id: str):
 
 def _download(e: Export) -> Response:
     if e.status == ExportStatus.EXPIRED.value:
-        raise ApiError(410, "export_expired", "the export's zip was deleted after its retention period: "
-                                              "start a new one with POST /v1/exports")
+        why = (e.error_message if e.error_code == exports.REPLACED
+               else "the export's zip was deleted after its retention period")
+        raise ApiError(410, "export_expired", f"{why}: start a new one with POST /v1/exports")
     if e.status != ExportStatus.SUCCEEDED.value or not e.storage_key:
         headers = {"Retry-After": str(RETRY_AFTER)} if e.status in exports.ACTIVE else {}
         raise ApiError(409, "export_not_ready", f"the export is {e.status}, not ready to download", headers)

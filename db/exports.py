@@ -84,6 +84,36 @@ def succeed(s: Session, export_id: uuid.UUID, key: str, size: int, photos: int, 
     return bool(res.rowcount)
 
 
+REPLACED = "export_replaced"
+
+
+def make_room(s: Session, export_id: uuid.UUID, user_id: uuid.UUID, size: int, settings) -> list[str] | None:
+    """Before a finished export of `size` bytes is kept: the user's oldest succeeded exports past
+    WARDROBE_MAX_EXPORTS (this one counted) become expired, replaced (their zips' keys returned, for the
+    caller to delete after the commit). None (nothing changed) when the user's stored bytes, without the
+    replaced zips and with this one, would pass WARDROBE_MAX_STORED_BYTES. Takes the user's row lock, so
+    two exports of one user (one in the making, one a late re-run) finish one after the other."""
+    from db import quota
+    from db.models import User
+
+    s.scalar(select(User.id).where(User.id == user_id).with_for_update())
+    older = s.execute(select(Export.id, Export.storage_key, Export.size_bytes)
+                      .where(Export.user_id == user_id, Export.id != export_id,
+                             Export.status == ExportStatus.SUCCEEDED.value)
+                      .order_by(Export.finished_at.desc(), Export.id.desc())).all()
+    replaced = older[settings.max_exports - 1:] if settings.max_exports > 0 else []
+    if settings.max_stored_bytes > 0:
+        after = quota.used(s, user_id, settings) - sum(r.size_bytes or 0 for r in replaced) + size
+        if after > settings.max_stored_bytes:
+            return None
+    if replaced:
+        s.execute(update(Export).where(Export.id.in_([r.id for r in replaced]))
+                  .values(status=ExportStatus.EXPIRED.value, error_code=REPLACED, updated_at=utcnow(),
+                          error_message=f"replaced by a newer export: a user keeps {settings.max_exports} "
+                                        f"(WARDROBE_MAX_EXPORTS)"))
+    return [r.storage_key for r in replaced if r.storage_key]
+
+
 def fail(s: Session, export_id: uuid.UUID, code: str, message: str) -> bool:
     now = utcnow()
     res = s.execute(

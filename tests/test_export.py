@@ -429,3 +429,60 @@ def test_an_export_past_the_task_time_limit_fails_at_once_and_says_so(client, ma
     assert len(runs) == 1
     assert body["status"] == "failed" and body["error"]["code"] == "export_timed_out"
     assert "WARDROBE_TASK_TIME_LIMIT" in body["error"]["message"]
+
+
+def test_a_user_keeps_at_most_max_exports_the_newest_replacing_the_oldest_and_they_count_in_the_quota(
+        client, make_user, rt):
+    """Issue 36 #3: every export was a full copy of the catalogue, kept a week, outside the quota, with
+    no limit on how many."""
+    from dataclasses import replace
+
+    from db.bootup import bootup
+
+    uid, token = make_user()
+    h = auth(token)
+    run_job(rt, upload(client, token, zip_bytes(example_photos(1))).get_json()["id"])
+    two = bootup(replace(rt.settings, max_exports=2, max_stored_bytes=0), force=True)
+    try:
+        made = []
+        for _ in range(3):
+            made.append(start(client, token)["id"])
+            exporting.run(made[-1], two)
+        shown = {e["id"]: e for e in client.get("/v1/exports", headers=h).get_json()["exports"]}
+        assert [shown[i]["status"] for i in made] == ["expired", "succeeded", "succeeded"]  # the oldest replaced
+        gone = client.get(f"/v1/exports/{made[0]}/download", headers=h)
+        assert_error(gone, 410, "export_expired")
+        assert "WARDROBE_MAX_EXPORTS" in gone.get_json()["error"]["message"]
+        zips = [o for o in rt.storage.list(f"users/{uid}/exports/")]
+        assert sorted(o.key.rsplit("/", 1)[1][:36] for o in zips) == sorted(made[1:])  # its zip deleted at once
+
+        # exports count in the quota: one that would pass it fails with a clear error and keeps nothing,
+        # and the exports it would have replaced stay
+        from db import quota
+
+        with session_scope() as s:
+            used = quota.used(s, uid, two.settings)
+            one_zip = zips[0].size
+        assert used >= sum(o.size for o in zips) > 0
+        # (the same catalogue: the new zip is about as large as the one it would replace)
+        tight = bootup(replace(two.settings, max_stored_bytes=used - one_zip // 2), force=True)
+        late = start(client, token)["id"]
+        exporting.run(late, tight)
+        body = client.get(f"/v1/exports/{late}", headers=h).get_json()
+        assert body["status"] == "failed" and body["error"]["code"] == "storage_quota_exceeded", body
+        assert "WARDROBE_MAX_STORED_BYTES" in body["error"]["message"]
+        assert len(list(rt.storage.list(f"users/{uid}/exports/"))) == 2
+        assert [client.get(f"/v1/exports/{i}", headers=h).get_json()["status"] for i in made[1:]] == ["succeeded"] * 2
+        # with room for it once the oldest is replaced, it succeeds
+        again = start(client, token)["id"]
+        exporting.run(again, bootup(replace(two.settings, max_stored_bytes=used + 1000), force=True))
+        assert client.get(f"/v1/exports/{again}", headers=h).get_json()["status"] == "succeeded"
+        assert client.get(f"/v1/exports/{made[1]}", headers=h).get_json()["status"] == "expired"
+        # a user already at the limit is refused at once: the export could not fit
+        from api.app import create_app
+
+        with session_scope() as s:
+            full = create_app(replace(two.settings, max_stored_bytes=quota.used(s, uid, two.settings))).test_client()
+        assert_error(full.post("/v1/exports", headers=h), 413, "storage_quota_exceeded")
+    finally:
+        bootup(rt.settings, force=True)

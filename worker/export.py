@@ -28,7 +28,7 @@ from sqlalchemy import select
 
 from core.storage import ObjectNotFound, Storage, StorageError, keys
 from core.taxonomy import CLASSES
-from db import coco, exports
+from db import coco, exports, quota
 from core.runtime import Runtime
 from db.models import Export, ExportStatus, Item, ItemStatus, Job, Photo, utcnow
 from db.session import session_scope
@@ -224,6 +224,14 @@ def _stored_after_deletion(storage: Storage, export_id: uuid.UUID, key: str) -> 
         storage.delete(key)
 
 
+def _over_quota(eid: uuid.UUID, rt: Runtime, size: int) -> None:
+    """No retry: the same catalogue would not fit the next time either, until the user makes room."""
+    with session_scope() as s:
+        exports.fail(s, eid, "storage_quota_exceeded",
+                     f"the export's zip of {size} bytes does not fit: " + quota.refused_message(rt.settings))
+    log.warning("export %s: %d bytes would pass its user's WARDROBE_MAX_STORED_BYTES; failed", eid, size)
+
+
 def _timed_out(eid: uuid.UUID, rt: Runtime, doing: str) -> None:
     """No retry: each run starts the zip over, so the next would run out of time as well."""
     with session_scope() as s:
@@ -266,6 +274,11 @@ def run(eid: uuid.UUID, rt: Runtime, progress_every: int = PROGRESS_EVERY) -> di
         with session_scope() as s:
             if s.scalar(select(Export.status).where(Export.id == eid)) != ExportStatus.RUNNING.value:
                 return None  # deleted, or another run finished it, while this one built the zip
+            room = exports.make_room(s, eid, user_id, size, rt.settings)
+            s.rollback()  # only a look before the zip is stored: the finish below decides
+        if room is None:
+            _over_quota(eid, rt, size)
+            return None
         tmp.seek(0)
         key = keys.export(user_id, eid)
         try:
@@ -278,10 +291,22 @@ def run(eid: uuid.UUID, rt: Runtime, progress_every: int = PROGRESS_EVERY) -> di
                 pass  # the sweeper removes an object no export names
             return None
     with session_scope() as s:
-        finished = exports.succeed(s, eid, key, size, counts["photos"], counts["items"])
+        replaced = exports.make_room(s, eid, user_id, size, rt.settings)
+        finished = replaced is not None and exports.succeed(s, eid, key, size, counts["photos"], counts["items"])
+        if not finished:
+            s.rollback()  # nothing replaced
+    if replaced is None:  # other uploads took the room while the zip was stored
+        rt.storage.delete(key)
+        _over_quota(eid, rt, size)
+        return None
     if not finished:
         _stored_after_deletion(rt.storage, eid, key)
         return None
+    if replaced:
+        try:
+            rt.storage.delete_many(replaced)
+        except StorageError as e:  # their rows are expired: the sweeper deletes them
+            log.warning("export %s: the %d exports it replaced stay until the sweeper's pass: %s", eid, len(replaced), e)
     log.info("export %s: %d photos, %d items (%d not garments), %d bytes in %.1fs", eid, counts["photos"],
              counts["items"], counts["not_garment"], size, time.monotonic() - t0)
     return counts
