@@ -21,7 +21,7 @@ import json
 import threading
 import time
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from flask import Blueprint, Response, current_app, g, request, stream_with_context
 from sqlalchemy import and_, select
@@ -74,19 +74,42 @@ class _Cursor:
         self.items, self.failed = _Feed(item), _Feed(failed)
 
     def encode(self) -> str:
-        stamps = [None if f.newest is None else f.newest.isoformat() for f in (self.items, self.failed)]
+        stamps = [None if f.newest is None else _utc(f.newest).isoformat() for f in (self.items, self.failed)]
         return base64.urlsafe_b64encode(json.dumps(stamps).encode()).decode().rstrip("=")
 
     @classmethod
-    def decode(cls, token: str | None) -> "_Cursor":
+    def decode(cls, token: str | None, aware: bool) -> "_Cursor":
+        """The cursor of an id this server sent; 400 for anything else. `aware`: whether the database gives
+        its stamps with their zone (PostgreSQL: UTC) or without (SQLite), as the encoded ones then are.
+        A stamp of another kind, another zone or out of range would break the stream once it is open
+        (comparing naive with aware stamps, or MARGIN before year 1), after its 200 was sent."""
         if not token:
             return cls()
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-            item, failed = (None if v is None else datetime.fromisoformat(v) for v in json.loads(raw))
+            item, failed = (None if v is None else _stamp(v, aware) for v in json.loads(raw))
             return cls(item, failed)
         except Exception:  # noqa: BLE001 - anything undecodable is the client's mistake
             raise ApiError(400, "invalid_last_event_id", "Last-Event-ID is not an id this stream sent") from None
+
+
+EARLIEST, LATEST = datetime(2000, 1, 1), datetime(9000, 1, 1)  # no row of this catalogue is stamped outside
+
+
+def _utc(ts: datetime) -> datetime:
+    """A stamp as ids carry it: in UTC whatever the database session's zone (naive on SQLite)."""
+    return ts if ts.tzinfo is None else ts.astimezone(timezone.utc)
+
+
+def _stamp(value, aware: bool) -> datetime:
+    if not isinstance(value, str):
+        raise ValueError("not a stamp")
+    ts = datetime.fromisoformat(value)
+    if (ts.tzinfo is not None) != aware or (aware and ts.utcoffset() != timedelta(0)):
+        raise ValueError("a stamp of another zone than the server's")
+    if not EARLIEST <= ts.replace(tzinfo=None) < LATEST:
+        raise ValueError("a stamp out of range")
+    return ts
 
 
 def _frame(event: str, data: dict, event_id: str | None = None) -> str:
@@ -197,8 +220,9 @@ def _stream(job_id: uuid.UUID, user_id: uuid.UUID, cursor: _Cursor, item_body):
 @deps.require_user
 def job_events(job_id: str):
     jid = deps.parse_uuid(job_id, "job")
-    cursor = _Cursor.decode(request.headers.get("Last-Event-ID") or request.args.get("last_event_id"))
     s = deps.db()
+    cursor = _Cursor.decode(request.headers.get("Last-Event-ID") or request.args.get("last_event_id"),
+                            aware=s.get_bind().dialect.name != "sqlite")
     if s.scalar(select(Job.id).where(Job.id == jid, Job.user_id == g.user_id)) is None:
         raise ApiError(404, "not_found", "no such job")
     from api.items import item_body

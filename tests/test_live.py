@@ -136,7 +136,12 @@ def test_retry_of_a_job_whose_zip_is_gone_before_it_was_read(client, make_user, 
     _, token = make_user()
     h = auth(token)
     job_id = upload(client, token, zip_bytes(example_photos(1))).get_json()["id"]
-    photos.fail_job(uuid.UUID(job_id), "ingest_failed", "the worker lost its storage")  # the zip is deleted with it
+    photos.fail_job(uuid.UUID(job_id), "ingest_failed", "the worker lost its storage")
+    assert client.get(f"/v1/jobs/{job_id}", headers=h).get_json()["retryable"] is True  # its zip is kept for a retry
+    from core.storage import keys
+
+    rt.storage.delete(keys.upload(client.get("/v1/me", headers=h).get_json()["id"], job_id))  # gone all the same
+    assert client.get(f"/v1/jobs/{job_id}", headers=h).get_json()["retryable"] is False
     assert_error(client.post(f"/v1/jobs/{job_id}/retry", headers=h), 409, "upload_gone")
     assert client.get(f"/v1/jobs/{job_id}", headers=h).get_json()["status"] == "failed"
 
@@ -256,3 +261,19 @@ def test_streams_per_process_are_capped(app, live_server, make_user, client):
     wait_for(lambda: app.extensions["wardrobe.event_slots"].open == 0, 10, "the stream's slot given back")
     with requests.get(url, headers=h, stream=True, timeout=30) as r:
         assert r.status_code == 200
+
+
+@pytest.mark.parametrize("stamps", [["0001-01-01T00:00:00", None], ["0001-01-01T00:00:00+00:00", None],
+                                    ["2026-12-07T10:00:00+02:00", None], [None, "2026-12-07T08:00:00"],
+                                    ["9999-12-31T23:59:59.999999+00:00", None], [17, None], ["x", None, None]])
+def test_a_crafted_last_event_id_is_a_400_not_a_broken_stream(client, make_user, rt, stamps):
+    """Issue 36 #8: base64url of ["0001-01-01T00:00:00", null], or a stamp with an offset, was taken: the
+    stream answered 200 and broke after 13 bytes (OverflowError / TypeError in the log)."""
+    import base64
+
+    _, token = make_user()
+    job_id = upload(client, token, zip_bytes(example_photos(1))).get_json()["id"]
+    crafted = base64.urlsafe_b64encode(json.dumps(stamps).encode()).decode().rstrip("=")
+    r = client.get(f"/v1/jobs/{job_id}/events", headers=auth(token) | {"Last-Event-ID": crafted})
+    assert r.status_code == 400, r.get_data(as_text=True)[:300]
+    assert r.get_json()["error"]["code"] == "invalid_last_event_id"
