@@ -1,7 +1,9 @@
 """Which URLs the server may call on a user's behalf (webhooks): http(s) only, and only hosts whose
 every address is public. Loopback, private, link-local (cloud metadata at 169.254.169.254),
 multicast, reserved and unspecified addresses are refused, as are private IPv4 addresses inside
-IPv6 (::ffff:10.0.0.1, 6to4, NAT64) and Teredo tunnels: anything else would let a user make the server reach its own network (SSRF).
+IPv6 (::ffff:10.0.0.1, 6to4, NAT64), Teredo tunnels, and the special-purpose blocks that `is_global`
+gets wrong (site-local fec0::/10, 192.0.0.0/24, ...): anything else would let a user make the server
+reach its own network (SSRF).
 
 The API checks a URL when it is registered; the sender checks the addresses again when it
 connects (worker.webhooks), because what a name resolves to can change after registration."""
@@ -24,6 +26,16 @@ class Unresolvable(UrlRefused):
 
 _NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052: the last 32 bits are the IPv4 address
 _NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215
+
+# Blocks that the IANA special-purpose address registries (IPv4 and IPv6) mark not globally reachable,
+# or that are deprecated, where the standard library's `is_global` (whose tables lag the registries and
+# differ between Python versions) calls some of their addresses global. Checked before its flags.
+_NOT_GLOBAL = [(ipaddress.ip_network(net), what) for net, what in (
+    ("192.0.0.0/24", "an IETF protocol assignment (RFC 6890: 192.0.0.8 dummy, DS-Lite, NAT64 discovery, anycast)"),
+    ("192.88.99.0/24", "a deprecated 6to4 relay anycast address (RFC 7526)"),
+    ("fec0::/10", "a site-local address (deprecated, RFC 3879: a private network's)"),
+    ("3fff::/20", "a documentation address (RFC 9637)"),
+)]
 
 
 def _ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -56,6 +68,9 @@ def _refused_kind(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | No
             ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF) if ip in _NAT64_WELL_KNOWN else None)
         if inner is not None:
             return _refused_kind(inner)
+    for net, what in _NOT_GLOBAL:
+        if ip.version == net.version and ip in net:
+            return what
     for flag, what in (("is_loopback", "loopback"), ("is_link_local", "link-local"), ("is_multicast", "multicast"),
                        ("is_unspecified", "unspecified"), ("is_reserved", "reserved"), ("is_private", "private")):
         if getattr(ip, flag):

@@ -601,6 +601,28 @@ def test_address_rule():
         assert address_refused(good) is None, good
 
 
+@pytest.mark.parametrize("address", [
+    "fec0::1", "fec0:1234::5", "feff:ffff::1",  # site-local (deprecated; Python calls it global)
+    "192.0.0.8", "192.0.0.9", "192.0.0.10", "192.0.0.255", "192.0.0.170",  # IETF protocol assignments
+    "192.88.99.1",  # deprecated 6to4 relay anycast
+    "3fff::1", "3fff:fff::1",  # IPv6 documentation (RFC 9637)
+    "::ffff:192.0.0.8", "64:ff9b::c000:8", "2002:c000:8::1",  # the same inside IPv6
+    # the rest of the IANA special-purpose registries' not-globally-reachable rows, pinned
+    "0.0.0.1", "198.18.0.1", "198.51.100.7", "203.0.113.7", "192.0.2.7", "100::1", "100:0:0:1::1", "2001:2::1",
+    "2001:10::1", "2001:db8::1", "5f00::1", "64:ff9b:1::1",
+])
+def test_special_purpose_addresses_that_is_global_gets_wrong_are_refused(client, make_user, address):
+    """Issue 36 #9: webhook URLs on fec0::/10 and 192.0.0.8 were accepted: Python's `is_global` calls
+    them global. Reviewed against the IANA IPv4 and IPv6 special-purpose address registries."""
+    from core.urlguard import address_refused
+
+    assert address_refused(address), address
+    _, token = make_user()
+    host = f"[{address}]" if ":" in address else address
+    resp = client.post("/v1/webhooks", json={"url": f"http://{host}/hook"}, headers=auth(token))
+    assert resp.status_code == 400 and resp.get_json()["error"]["code"] == "invalid_url", resp.get_json()
+
+
 def test_the_signature_is_standard_webhooks():
     from datetime import datetime, timezone
 
