@@ -10,7 +10,8 @@ from api.paging import newest_first
 from core.urlguard import UrlRefused, check_url
 from db import webhooks
 from db.jobview import iso
-from db.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from db.models import User, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from db.session import lock_row
 
 bp = Blueprint("webhooks", __name__)
 
@@ -84,6 +85,7 @@ def create_webhook():
     url = _checked_url(body.get("url"))
     settings = deps.settings()
     s = deps.db()
+    lock_row(s, User, g.user_id)  # the count and the insert, one request of the user's at a time
     if webhooks.count_endpoints(s, g.user_id) >= settings.webhook_max_endpoints:
         raise ApiError(409, "too_many_webhooks",
                        f"a user has at most {settings.webhook_max_endpoints} webhooks: delete one first")

@@ -11,7 +11,7 @@ import functools
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -112,3 +112,15 @@ def dispose_after_fork() -> None:
     """Drop connections inherited from the parent process (they are not fork-safe)."""
     if _engine is not None:
         _engine.dispose(close=False)
+
+
+def lock_row(s: Session, model, row_id) -> None:
+    """Hold the row of `model` with this id until the transaction ends, so that what the caller reads
+    next cannot be changed by a concurrent request before it writes (a count under a limit, a state
+    that decides what to do): SELECT ... FOR UPDATE on PostgreSQL. SQLite has no row locks, and its
+    reads take no lock at all; a no-op UPDATE, as the transaction's first write, takes its one write
+    lock instead (waiting up to busy_timeout), so the same requests run one after the other there too."""
+    if s.get_bind().dialect.name == "sqlite":
+        s.execute(update(model).where(model.id == row_id).values(id=model.id))
+    else:
+        s.scalar(select(model.id).where(model.id == row_id).with_for_update())

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from core.storage import Storage, StorageError
 from db.models import UploadMode, UploadSession, UploadSessionStatus, utcnow
+from db.session import lock_row
 
 log = logging.getLogger("wardrobe.uploads")
 
@@ -43,10 +44,13 @@ def seconds_left(sess: UploadSession) -> float:
 
 
 def find(s: Session, user_id: uuid.UUID, session_id: uuid.UUID, lock: bool = False) -> UploadSession | None:
-    """The user's session, None when there is none (another user's, or expired: the sweeper's now)."""
+    """The user's session, None when there is none (another user's, or expired: the sweeper's now).
+    `lock`: held until the transaction ends (two completes at once: the second waits, then finds the job)."""
+    if lock:
+        lock_row(s, UploadSession, session_id)
     q = select(UploadSession).where(UploadSession.id == session_id, UploadSession.user_id == user_id,
                                     UploadSession.expires_at > utcnow())
-    return s.scalar(q.with_for_update() if lock else q)
+    return s.scalar(q)
 
 
 def open_for(s: Session, user_id: uuid.UUID, size: int, sha256: str, mode: str) -> UploadSession | None:
