@@ -222,18 +222,45 @@ def claim(s: Session, delivery_id: uuid.UUID) -> tuple[WebhookDelivery, WebhookE
     nothing to send (sent, not due yet, being sent by another process, or its endpoint disabled:
     then it is cancelled here). The lock lasts until the session commits the attempt."""
     now = utcnow()
+    # The endpoint first, with a key-share lock: deleting it (which locks it, then its deliveries) waits
+    # for this send to be recorded, instead of holding the endpoint while this holds the delivery and
+    # then wants the endpoint (to disable it on a 410 Gone): a deadlock on PostgreSQL.
+    endpoint_id = s.scalar(select(WebhookDelivery.endpoint_id).where(WebhookDelivery.id == delivery_id))
+    if endpoint_id is None:
+        return None
+    ep = s.scalar(select(WebhookEndpoint).where(WebhookEndpoint.id == endpoint_id).with_for_update(key_share=True))
     d = s.scalar(select(WebhookDelivery)
                  .where(WebhookDelivery.id == delivery_id, WebhookDelivery.status == PENDING,
                         WebhookDelivery.next_attempt_at <= now)
                  .with_for_update(skip_locked=True))
     if d is None:
         return None
-    ep = s.get(WebhookEndpoint, d.endpoint_id)
     if ep is None or not ep.enabled or (d.event_type == PROGRESS and _job_ended(s, d.job_id)):
         # a progress event retried after its job ended (it was being sent when the job ended) is stale
         d.status, d.next_attempt_at, d.finished_at = DeliveryStatus.CANCELLED.value, None, now
         return None
+    if d.event_type == PROGRESS:
+        held = _progress_held_until(s, d)
+        if held is not None and held > now:  # the one before went out late: this waits its interval
+            d.next_attempt_at, d.queued_at = held, None  # the sweep sends it when it is due
+            return None
     return d, ep
+
+
+def _progress_held_until(s: Session, d: WebhookDelivery) -> datetime | None:
+    """When this job.progress event may go: WARDROBE_WEBHOOK_PROGRESS_INTERVAL after the last attempt at
+    another progress event of its job to its endpoint. Its due time was set that far after the last one's
+    due time, but that one may have been sent late (a busy queue, a retry), and a receiver would then get
+    two within a second."""
+    last = s.scalar(select(func.max(WebhookAttempt.created_at)).join(
+        WebhookDelivery, WebhookDelivery.id == WebhookAttempt.delivery_id).where(
+        WebhookDelivery.endpoint_id == d.endpoint_id, WebhookDelivery.job_id == d.job_id,
+        WebhookDelivery.event_type == PROGRESS, WebhookDelivery.id != d.id))
+    if last is None:
+        return None
+    from db.bootup import runtime
+
+    return _aware(last) + timedelta(seconds=runtime().settings.webhook_progress_interval)
 
 
 def _job_ended(s: Session, job_id: uuid.UUID | None) -> bool:

@@ -674,3 +674,94 @@ def test_wardrobe_webhooks_cli(app, wh_client, make_user, wh_settings, receiver,
         assert r.returncode != 0 and "404" in r.stderr and "Traceback" not in r.stderr
     finally:
         server.shutdown()
+
+
+def test_a_progress_event_waits_its_interval_after_one_that_went_out_late(
+        wh_client, make_user, rt, wh_settings, receiver, queue):
+    """Issue 36 #11: progress webhooks arrived 1-2 s apart against the documented one per 5 s. The next
+    event was due 5 s after the last one was due, but the last one had been sent late."""
+    from datetime import timedelta
+
+    from sqlalchemy import select, update
+
+    from db import jobstate
+    from db.models import WebhookAttempt, WebhookDelivery, utcnow
+    from db.session import session_scope
+    from worker.webhooks import deliver
+
+    _, token = make_user()
+    register(wh_client, token, receiver.url, events=["job.progress"])
+    job_id = uuid.UUID(upload(wh_client, token, 1))
+    interval = rt.settings.webhook_progress_interval
+    with session_scope() as s:
+        assert jobstate.mark_running(s, job_id)
+        jobstate.add_progress(s, job_id, done=1)
+    (first,) = queue()
+    with session_scope() as s:  # it waited in a busy queue: sent 0.8 of the interval after it was due
+        s.execute(update(WebhookDelivery).values(scheduled_at=WebhookDelivery.scheduled_at - timedelta(seconds=0.8 * interval)))
+    assert deliver(first, wh_settings) == "delivered"
+    with session_scope() as s:
+        jobstate.add_progress(s, job_id, done=1)  # due 0.2 of the interval from now
+    with session_scope() as s:
+        second = s.scalar(select(WebhookDelivery.id).where(WebhookDelivery.id != uuid.UUID(first)))
+        s.execute(update(WebhookDelivery).where(WebhookDelivery.id == second).values(next_attempt_at=utcnow()))
+        sent_at = s.scalar(select(WebhookAttempt.created_at))
+    assert deliver(second, wh_settings) is None  # held back: it would arrive within the interval
+    assert len(receiver.requests) == 1
+    with session_scope() as s:
+        due = s.scalar(select(WebhookDelivery.next_attempt_at).where(WebhookDelivery.id == second))
+    assert (due - sent_at).total_seconds() == pytest.approx(interval, abs=0.01)
+    with session_scope() as s:
+        s.execute(update(WebhookAttempt).values(created_at=WebhookAttempt.created_at - timedelta(seconds=interval)))
+        s.execute(update(WebhookDelivery).where(WebhookDelivery.id == second).values(next_attempt_at=utcnow()))
+    assert deliver(second, wh_settings) == "delivered"  # once the interval has passed since the last one
+
+
+def test_an_endpoint_deleted_while_it_answers_410_does_not_deadlock(wh_client, make_user, wh_settings, queue):
+    """Issue 36 #13: the sender held the delivery and then disabled the endpoint (410 Gone) while the
+    owner's DELETE held the endpoint and waited for its deliveries: PostgreSQL killed one of them."""
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from worker.webhooks import deliver
+
+    answering = threading.Event()
+
+    class Gone(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's name
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            answering.set()
+            time.sleep(1.0)  # the owner deletes the endpoint meanwhile
+            self.send_response(410)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *_args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Gone)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        _, token = make_user()
+        ep = register(wh_client, token, f"http://127.0.0.1:{server.server_address[1]}/")
+        wh_client.delete(f"/v1/jobs/{upload(wh_client, token, 1)}", headers=auth(token))
+        (delivery_id,) = queue()
+        outcome: dict = {}
+
+        def send():
+            try:
+                outcome["status"] = deliver(delivery_id, wh_settings)
+            except Exception as e:  # noqa: BLE001 - the deadlock's victim: what the test looks for
+                outcome["error"] = e
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        assert answering.wait(10)
+        deleted = wh_client.delete(f"/v1/webhooks/{ep['id']}", headers=auth(token))
+        sender.join(30)
+        assert deleted.status_code == 204, deleted.get_data(as_text=True)
+        assert outcome == {"status": "failed"}, outcome
+        assert wh_client.get(f"/v1/webhooks/{ep['id']}", headers=auth(token)).status_code == 404
+    finally:
+        server.shutdown()
+        server.server_close()
