@@ -7,7 +7,7 @@ from sqlalchemy import delete, select
 from api import deps
 from api.errors import ApiError, json_object, short
 from api.paging import newest_first
-from core.urlguard import UrlRefused, check_url
+from core.urlguard import UrlRefused, check_url, reaches_private
 from db import webhooks
 from db.jobview import iso
 from db.models import User, WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -64,6 +64,13 @@ def _checked_url(value) -> str:
         raise ApiError(400, "invalid_url", str(e)) from None
 
 
+def _private_ok(url: str) -> bool:
+    """A URL at a private address, accepted because this API allows them: recorded on the endpoint,
+    so that the workers that send (which may not have WARDROBE_WEBHOOK_ALLOW_PRIVATE set) send to it
+    as this API said they would, rather than refusing every delivery as "loopback"."""
+    return deps.settings().webhook_allow_private and reaches_private(url)
+
+
 def _events(value) -> list[str]:
     if value is None:
         return list(webhooks.DEFAULT_EVENTS)
@@ -90,6 +97,7 @@ def create_webhook():
         raise ApiError(409, "too_many_webhooks",
                        f"a user has at most {settings.webhook_max_endpoints} webhooks: delete one first")
     ep = webhooks.create_endpoint(s, g.user_id, url, events)
+    ep.private_ok = _private_ok(url)
     secret = ep.secret
     s.commit()
     resp = jsonify(endpoint_body(ep, secret))
@@ -130,6 +138,7 @@ def update_webhook(webhook_id: str):
         ep.events = _events(body["events"])
     if "url" in body:
         ep.url = _checked_url(body["url"])
+        ep.private_ok = _private_ok(ep.url)
     if "enabled" in body:
         webhooks.set_enabled(ep, body["enabled"])
     s = deps.db()

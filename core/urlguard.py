@@ -141,3 +141,12 @@ def check_url(url: str, allow_private: bool) -> str:
     if not allow_private:
         vetted_addresses(host, port, allow_private=False)
     return url
+
+
+def reaches_private(url: str) -> bool:
+    """Whether the (already checked) URL's host resolves to an address that is not public now."""
+    _scheme, host, port = split_url(url)
+    try:
+        return any(_refused_kind(_ip(a)) for a in resolve(host, port))
+    except Unresolvable:
+        return False

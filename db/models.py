@@ -248,6 +248,9 @@ class WebhookEndpoint(Base):
     events: Mapped[list] = mapped_column(JSON)  # the event types it receives
     enabled: Mapped[bool] = mapped_column(default=True)
     disabled_reason: Mapped[str | None] = mapped_column(String(300))  # why it stopped (410 Gone)
+    # registered at a private address while the API allowed them (WARDROBE_WEBHOOK_ALLOW_PRIVATE): the
+    # sender allows them for it too, whatever its own setting (a name that moves to one later is refused)
+    private_ok: Mapped[bool] = mapped_column(default=False, server_default="false")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

@@ -765,3 +765,19 @@ def test_an_endpoint_deleted_while_it_answers_410_does_not_deadlock(wh_client, m
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_an_endpoint_registered_where_the_api_allows_private_addresses_is_sent_by_a_worker_without_it(
+        wh_client, make_user, wh_settings, receiver, queue):
+    """Issue 36 #12: WARDROBE_WEBHOOK_ALLOW_PRIVATE set on `serve` only: registration succeeded and every
+    delivery then failed as "loopback". The endpoint now records that the API accepted it at a private
+    address, and the sender honours that; a public name that moves to a private address is still refused."""
+    from worker.webhooks import deliver
+
+    _, token = make_user()
+    assert wh_settings.webhook_allow_private  # the API's (wh_client's) setting
+    register(wh_client, token, receiver.url)  # on loopback
+    wh_client.delete(f"/v1/jobs/{upload(wh_client, token, 1)}", headers=auth(token))
+    (delivery_id,) = queue()
+    assert deliver(delivery_id, replace(wh_settings, webhook_allow_private=False)) == "delivered"
+    assert len(receiver.requests) == 1

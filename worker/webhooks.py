@@ -103,8 +103,10 @@ def _retry_after(resp: requests.Response) -> float | None:
     return float(raw) if raw.strip().isdigit() else None
 
 
-def post(url: str, secret: str, msg_id: str, body: bytes, settings: Settings) -> webhooks.Outcome:
-    """One signed POST; what came of it. Never raises for anything the endpoint or the network does."""
+def post(url: str, secret: str, msg_id: str, body: bytes, settings: Settings,
+         private_ok: bool = False) -> webhooks.Outcome:
+    """One signed POST; what came of it. Never raises for anything the endpoint or the network does.
+    `private_ok`: the endpoint was registered at a private address while the API allowed them."""
     ts = int(time.time())
     headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, "webhook-id": msg_id,
                "webhook-timestamp": str(ts), "webhook-signature": sign(secret, msg_id, ts, body)}
@@ -129,7 +131,7 @@ def post(url: str, secret: str, msg_id: str, body: bytes, settings: Settings) ->
     too_slow = f"no answer within {settings.webhook_timeout:g} s"
     try:
         split_url(url)  # http(s) only, even for a row written by hand
-        with _session(settings.webhook_allow_private, opened) as s:
+        with _session(settings.webhook_allow_private or private_ok, opened) as s:
             deadline.start()
             resp = s.post(url, data=body, headers=headers, timeout=settings.webhook_timeout,
                           allow_redirects=False, stream=True)
@@ -158,7 +160,7 @@ def deliver(did: uuid.UUID, settings: Settings) -> str | None:
             return None
         d, ep = claimed
         body = json.dumps(d.payload, separators=(",", ":"), ensure_ascii=False).encode()
-        out = post(ep.url, ep.secret, str(d.id), body, settings)
+        out = post(ep.url, ep.secret, str(d.id), body, settings, private_ok=ep.private_ok)
         status = webhooks.record(s, d, ep, out, webhooks.retry_schedule(settings))
         job_id = str(d.job_id) if d.job_id else None
     level = logging.INFO if out.error is None else logging.WARNING

@@ -1,6 +1,7 @@
 """Stored bytes for the storage quota: users.stored_bytes (photos and cut-outs, moved with their rows),
 photos.stored_bytes and items.cutout_bytes (what a delete gives back). Rows made before this revision
 have no size: they count as 0 until deleted (their objects' sizes are not known to a migration).
+And webhook_endpoints.private_ok: registered at a private address while the API allowed them.
 
 Revision ID: 0011
 Revises: 0010
@@ -22,9 +23,13 @@ def upgrade() -> None:
         b.add_column(sa.Column("stored_bytes", sa.BigInteger(), nullable=True))
     with op.batch_alter_table("items") as b:
         b.add_column(sa.Column("cutout_bytes", sa.BigInteger(), nullable=True))
+    with op.batch_alter_table("webhook_endpoints") as b:
+        b.add_column(sa.Column("private_ok", sa.Boolean(), nullable=False, server_default=sa.false()))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("webhook_endpoints") as b:
+        b.drop_column("private_ok")
     with op.batch_alter_table("items") as b:
         b.drop_column("cutout_bytes")
     with op.batch_alter_table("photos") as b:
