@@ -280,33 +280,38 @@ def test_a_failed_jobs_photos_fail_and_a_reupload_gets_every_item(make_user, rt)
     from tests.procs import TcpProxy
     from tests.test_pipeline import new_job
     from worker import ingest, segment
+    from worker.images import decode_photo
 
     proxy = TcpProxy(int(rt.settings.s3_endpoint_url.rsplit(":", 1)[1]))
 
     class CutOffAfter(S3Storage):
-        """The test's S3 bucket through the proxy, which goes down after `n` photos were stored.
+        """The test's S3 bucket through the proxy, which goes down once the zip's first `n` photos are stored.
 
-        Ingest uploads on several I/O threads, so the (n+1)-th upload waits until the first n have
-        finished before it cuts the line: otherwise it could cut one of them off mid-way and no photo
-        would be stored at all. The first upload is made slow so that the others overtake it."""
+        Ingest uploads on several I/O threads, in whatever order they get to run: the photos let through
+        are chosen by their bytes (the JPEGs ingest stores for the first n entries), not by which upload
+        calls first. (Chosen by call order, as before, a pool thread scheduled late on a busy machine gave
+        the first entry's upload a place after the cut: no photo row, and the test failed now and then.)
+        Every other upload waits until those n have finished before it cuts the line, so that none of
+        them is cut off mid-way."""
 
         def __init__(self, n: int):
             super().__init__(rt.storage.bucket, endpoint_url=f"http://127.0.0.1:{proxy.port}", max_attempts=1)
-            self.n, self.started, self.finished = n, 0, 0
+            st = rt.settings
+            self.n, self.finished = n, 0
+            self.first = {decode_photo(b, st.max_pixels, st.work_max_side, st.photo_jpeg_quality).jpeg
+                          for b in list(example_photos(6).values())[:n]}
             self.turn = threading.Condition()
 
         def put_bytes(self, key, data, content_type="application/octet-stream"):
-            with self.turn:
-                mine, self.started = self.started, self.started + 1
-                if mine >= self.n:
+            mine = data in self.first
+            if not mine:
+                with self.turn:
                     assert self.turn.wait_for(lambda: self.finished >= self.n, timeout=60)
                     proxy.down = True
-            if mine == 0:
-                time.sleep(0.5)
             try:
                 return super().put_bytes(key, data, content_type)
             finally:
-                if mine < self.n:
+                if mine:
                     with self.turn:
                         self.finished += 1
                         self.turn.notify_all()
@@ -323,7 +328,7 @@ def test_a_failed_jobs_photos_fail_and_a_reupload_gets_every_item(make_user, rt)
         proxy.close()
     with session_scope() as s:
         stored = list(s.scalars(select(Photo).where(Photo.job_id == job_id)))
-    assert stored and all(p.status == "pending" for p in stored)  # stored before the cut-off
+    assert len(stored) == 3 and all(p.status == "pending" for p in stored)  # stored before the cut-off
     with session_scope() as s:  # what worker.tasks.ingest does when its retries are spent
         jobstate.fail(s, job_id, "ingest_failed", "StorageError: cut off")
     with session_scope() as s:
