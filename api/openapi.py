@@ -74,7 +74,8 @@ SPEC = {
                         "entry": {"type": "string"}, "photo_id": {"type": ["string", "null"], "format": "uuid"}}}},
                     "retried_photos": {"type": "integer", "description": "POST /v1/jobs/{job_id}/retry only"},
                     "retryable": {"type": "boolean", "description": "one job (not in lists): whether POST "
-                                  "/v1/jobs/{job_id}/retry has photos that failed for a transient reason to run again"},
+                                  "/v1/jobs/{job_id}/retry would run: photos that failed for a transient reason, or "
+                                  "the rest of a zip not read to its end while it is kept (WARDROBE_UPLOAD_RETRY_RETENTION)"},
                     "links": {"type": "object"},
                 },
             },
@@ -268,8 +269,8 @@ SPEC = {
                     "application/zip": {"schema": {"type": "string", "format": "binary"}},
                 }},
                 "responses": {"202": {**_json("Job", "queued"), "headers": _poll_headers}, "400": _err, "401": _err, "409": _err,
-                              "413": _desc("too large, too many entries, or the user's kept uploads over WARDROBE_MAX_STORED_BYTES "
-                                           "(storage_quota_exceeded)"), "415": _err,
+                              "413": _desc("too large, too many entries, or the user's stored photos, cut-outs, kept zips and "
+                                           "exports with it over WARDROBE_MAX_STORED_BYTES (storage_quota_exceeded)"), "415": _err,
                               "422": _err,
                               "429": _desc("the user's uploads in flight (too_many_uploads_in_flight) or in the last hour "
                                            "(too_many_uploads) at their limit; Retry-After says when to try again",
@@ -289,7 +290,7 @@ SPEC = {
             "responses": {"201": _json("UploadSession", "created"),
                           "200": _json("UploadSession", "the user's open session for the same size and sha256"),
                           "400": _err, "401": _err,
-                          "413": _desc("over WARDROBE_MAX_UPLOAD_BYTES, or the user's kept uploads and open sessions over "
+                          "413": _desc("over WARDROBE_MAX_UPLOAD_BYTES, or the user's stored bytes and open sessions over "
                                        "WARDROBE_MAX_STORED_BYTES"),
                           "429": _desc("too many open sessions (too_many_upload_sessions) or uploads in flight or in the "
                                        "last hour", {"Retry-After": {"schema": {"type": "integer"}}}),
@@ -456,7 +457,8 @@ SPEC = {
                      "security": _auth,
                      "responses": {"202": {**_json("Export", "queued"), "headers": {
                          "Location": {"schema": {"type": "string"}}, "Retry-After": {"schema": {"type": "integer"}}}},
-                         "401": _err, "503": _err}},
+                         "401": _err, "413": _desc("the user stores WARDROBE_MAX_STORED_BYTES already "
+                                                   "(storage_quota_exceeded)"), "503": _err}},
             "get": {"summary": "the user's exports, newest first", "security": _auth, "parameters": _page,
                     "responses": {"200": _json("ExportList"), "400": _err, "401": _err}},
         },
@@ -473,8 +475,8 @@ SPEC = {
                     "responses": {"200": {"description": "application/zip"}, "401": _err, "404": _err,
                                   "409": _desc("the export is not ready (queued, running or failed)",
                                                {"Retry-After": {"schema": {"type": "integer"}}}),
-                                  "410": _desc("the export expired: its zip was deleted after WARDROBE_EXPORT_RETENTION "
-                                               "(export_expired)"),
+                                  "410": _desc("the export expired: its zip was deleted after WARDROBE_EXPORT_RETENTION, or "
+                                               "replaced by a newer one past WARDROBE_MAX_EXPORTS (export_expired)"),
                                   "503": _err}}},
         "/v1/export": {
             "get": {"summary": "the newest ready export: 303 to its download; 404 no_export when none (start one with "
