@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from db.models import Item, Photo, PhotoStatus, User
 from db.session import session_scope
-from segmentation.segmenter import FakeSegmenter
+from tests.fakes import FakeSegmenter
 from tests.conftest import auth, zip_bytes
 from tests.helpers import run_job
 from tests.test_retention import _app, assert_error, photos_zip, settings_as, stored, upload  # noqa: F401 - fixture
