@@ -258,9 +258,8 @@ def _progress_held_until(s: Session, d: WebhookDelivery) -> datetime | None:
         WebhookDelivery.event_type == PROGRESS, WebhookDelivery.id != d.id))
     if last is None:
         return None
-    from db.bootup import runtime
-
-    return _aware(last) + timedelta(seconds=runtime().settings.webhook_progress_interval)
+    rt = current()
+    return _aware(last) + timedelta(seconds=(rt.settings if rt else Settings).webhook_progress_interval)
 
 
 def _job_ended(s: Session, job_id: uuid.UUID | None) -> bool:

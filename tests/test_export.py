@@ -437,7 +437,7 @@ def test_a_user_keeps_at_most_max_exports_the_newest_replacing_the_oldest_and_th
     no limit on how many."""
     from dataclasses import replace
 
-    from db.bootup import bootup
+    from services.bootup import bootup
 
     uid, token = make_user()
     h = auth(token)

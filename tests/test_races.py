@@ -24,7 +24,7 @@ def serve_on(rt, clean_db, tmp_path):
     from werkzeug.serving import make_server
 
     from api.app import create_app
-    from db.bootup import bootup
+    from services.bootup import bootup
 
     servers = []
 
