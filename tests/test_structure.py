@@ -262,3 +262,32 @@ def test_log_lines_carry_their_fields(caplog):
     with pytest.raises(ValueError):
         logs.fields(jobid="typo")
 
+
+def test_the_openapi_document_s_enums_are_the_code_s():
+    """api/openapi.yaml is a file now: a class, colour, status or webhook event added in the code and not
+    in the document shows here."""
+    from api.openapi import SPEC
+    from core.palette import COLOR_NAMES
+    from core.taxonomy import NAMES, SUPERCATEGORIES
+    from db.models import ExportStatus, JobStatus
+    from db.webhooks import EVENTS
+
+    enums: list[list] = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if isinstance(node.get("enum"), list):
+                enums.append(node["enum"])
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(SPEC)
+    for code in (list(NAMES), list(SUPERCATEGORIES), list(COLOR_NAMES), list(EVENTS)):
+        overlapping = [e for e in enums if set(e) & set(code)]
+        assert overlapping and all(e == code for e in overlapping), code
+    schemas = SPEC["components"]["schemas"]
+    assert schemas["Job"]["properties"]["status"]["enum"] == [s.value for s in JobStatus]
+    assert schemas["Export"]["properties"]["status"]["enum"] == [s.value for s in ExportStatus]

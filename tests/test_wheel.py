@@ -20,6 +20,7 @@ assert not api.__file__.startswith(sys.argv[1]), api.__file__  # the installed c
 c = create_app().test_client()
 page = c.get("/")
 assert page.status_code == 200 and b"<html" in page.data.lower(), (page.status_code, page.data[:200])
+assert c.get("/v1/openapi.json").get_json()["openapi"].startswith("3.1")  # the document ships too
 for ref in ("/static/app.js", "/static/app.css"):
     r = c.get(ref)
     assert r.status_code == 200 and r.data, (ref, r.status_code)
