@@ -147,19 +147,13 @@ def _stale_temp_files(older_than: float, tmpdir: str | None = None) -> list[Path
     return [p for p in candidates if str(p) not in held]
 
 
-def sweep(rt: Runtime, dry_run: bool = False, grace: int | None = None, tmpdir: str | None = None) -> dict:
-    """One pass; returns the counts (also logged). With dry_run, only counts what it would delete."""
-    settings = rt.settings
-    grace = settings.gc_grace if grace is None else grace
-    t0 = time.monotonic()
-    cutoff = time.time() - grace
-    counts: Counter = Counter()
-    old: list[StoredObject] = []
+def _expire(rt: Runtime, dry_run: bool, counts: Counter) -> dict:
+    """Upload sessions and exports past their time: rows expired, their bytes deleted."""
     with session_scope() as s:
         expired = upload_sessions.expire(s, rt.storage, dry_run=dry_run)
     counts["errors"] += expired["errors"]
     with session_scope() as s:
-        due = exports.expire_due(s, settings.export_retention, dry_run=dry_run)
+        due = exports.expire_due(s, rt.settings.export_retention, dry_run=dry_run)
     counts["expired_exports"] = len(due)
     if due and not dry_run:
         try:
@@ -167,9 +161,15 @@ def sweep(rt: Runtime, dry_run: bool = False, grace: int | None = None, tmpdir: 
         except StorageError as e:  # their rows are expired: the object pass below deletes them next time
             counts["errors"] += 1
             log.warning("gc: deleting %d expired exports' zips failed: %s", len(due), e)
+    return expired
+
+
+def _objects(rt: Runtime, cutoff: float, dry_run: bool, counts: Counter) -> None:
+    """Every stored object older than the cutoff that no row names, in batches."""
+    old: list[StoredObject] = []
 
     def settle() -> None:
-        doomed = _unreferenced(old, settings, counts)  # rows read after the objects were listed
+        doomed = _unreferenced(old, rt.settings, counts)  # rows read after the objects were listed
         old.clear()
         if doomed and not dry_run:
             try:
@@ -189,6 +189,10 @@ def sweep(rt: Runtime, dry_run: bool = False, grace: int | None = None, tmpdir: 
             settle()
     if old:
         settle()
+
+
+def _leftovers(rt: Runtime, cutoff: float, tmpdir: str | None, dry_run: bool, counts: Counter) -> None:
+    """Stale partial writes (not a live resumable upload's) and stale temp files."""
     partials = rt.storage.stale_partials(cutoff)
     with session_scope() as s:
         resumable = upload_sessions.multipart_keys(s)  # listed first, rows read after (as the objects)
@@ -196,19 +200,31 @@ def sweep(rt: Runtime, dry_run: bool = False, grace: int | None = None, tmpdir: 
     counts["partials"] = len(partials)
     temps = _stale_temp_files(cutoff, tmpdir)
     counts["temp_files"] = len(temps)
-    if not dry_run:
-        for name in partials:
-            try:
-                rt.storage.drop_partial(name)
-            except StorageError as e:
-                counts["errors"] += 1
-                log.warning("gc: %s: %s", name, e)
-        for p in temps:
-            try:
-                p.unlink(missing_ok=True)
-            except OSError as e:
-                counts["errors"] += 1
-                log.warning("gc: %s: %s", p, e)
+    if dry_run:
+        return
+    for name in partials:
+        try:
+            rt.storage.drop_partial(name)
+        except StorageError as e:
+            counts["errors"] += 1
+            log.warning("gc: %s: %s", name, e)
+    for p in temps:
+        try:
+            p.unlink(missing_ok=True)
+        except OSError as e:
+            counts["errors"] += 1
+            log.warning("gc: %s: %s", p, e)
+
+
+def sweep(rt: Runtime, dry_run: bool = False, grace: int | None = None, tmpdir: str | None = None) -> dict:
+    """One pass; returns the counts (also logged). With dry_run, only counts what it would delete."""
+    grace = rt.settings.gc_grace if grace is None else grace
+    t0 = time.monotonic()
+    cutoff = time.time() - grace
+    counts: Counter = Counter()
+    expired = _expire(rt, dry_run, counts)
+    _objects(rt, cutoff, dry_run, counts)
+    _leftovers(rt, cutoff, tmpdir, dry_run, counts)
     result = {"dry_run": dry_run, "grace_seconds": grace, "objects_seen": counts["objects"], "young": counts["young"],
               "unreferenced": {k: counts[k] for k in ("uploads", "photos", "originals", "cutouts", "exports")},
               "expired_exports": counts["expired_exports"],

@@ -154,8 +154,13 @@ def pseudo_label(teacher, images: Path, tags: dict[str, list[str]], thresholds: 
         instances.update(int(line.split()[0]) for line in lines)
         if i % 50 == 0:
             log.info("pseudo-labels: %d/%d photos, %d kept", i, len(names), kept_photos)
+    return _report(len(names), kept_photos, dropped, instances, tagged, found, outside, relabelled)
+
+
+def _report(photos: int, kept_photos: int, dropped: Counter, instances: Counter, tagged: Counter, found: Counter,
+            outside: Counter, relabelled: Counter) -> dict:
     return {
-        "photos": len(names),
+        "photos": photos,
         "photos_kept": kept_photos,
         "photos_dropped": dict(dropped),
         "instances": sum(instances.values()),

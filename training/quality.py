@@ -336,7 +336,7 @@ def _as_shown(photo: LabelledPhoto, path: Path) -> None:
 
 def _rle_rings(rle: dict, width: int, height: int) -> list[list[float]]:
     """A COCO RLE as flat rings in the label's pixels, as the importer turns it into training labels."""
-    from training.fashionpedia import rle_pieces
+    from training.rings import rle_pieces
 
     return [piece.ravel().tolist() for piece in rle_pieces(rle, width, height) if len(piece) >= 3]
 

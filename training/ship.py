@@ -133,6 +133,14 @@ def ship(best: Path, out: Path, preset: str, data: str, hardware: str, eval_json
     # epochs these weights hold.
     card["epochs"] = runs[-1]["epochs"]
     card["epochs_total"] = sum(int(r["epochs"] or 0) for r in runs)
+    _add_reports(card, quality_json, eval_json)
+    out.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+    (out.parent / "README.md").write_text(card_markdown(card))
+    return card
+
+
+def _add_reports(card: dict, quality_json: Path | None, eval_json: Path | None) -> None:
+    """make quality's figures and the evaluation's, where given, on the card."""
     if quality_json:
         q = json.loads(quality_json.read_text())
         card["catalogue_quality"] = {k: q.get(k) for k in QUALITY_KEYS}
@@ -141,9 +149,6 @@ def ship(best: Path, out: Path, preset: str, data: str, hardware: str, eval_json
         card["val_metrics"] = {k: ev.get(k) for k in ("split", "images", "imgsz", "seg_loss", "cls_loss", "precision_m",
                                                       "recall_m", "map50_m", "map50_95_m", "map50_b", "map50_95_b")}
         card["val_per_class"] = ev.get("per_class", [])
-    out.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
-    (out.parent / "README.md").write_text(card_markdown(card))
-    return card
 
 
 def update_card(weights: Path, serve_conf: float | None = None, quality_json: Path | None = None,

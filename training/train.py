@@ -16,6 +16,17 @@ def pick_device() -> str:
     return "0" if torch.cuda.is_available() else "cpu"
 
 
+def _preset_options(preset: str | Preset, val_every: int, repeat_threshold: float | None):
+    """The preset, its Ultralytics hyperparameters, and our own two options (the caller's unless left at
+    their defaults): these are ours, not Ultralytics arguments, and never passed on."""
+    p = PRESETS[preset] if isinstance(preset, str) else preset
+    hyp = dict(p.hyp)
+    preset_val_every = hyp.pop("val_every", 1)
+    preset_threshold = hyp.pop("repeat_threshold", 0.0)
+    return (p, hyp, val_every if val_every != 1 else preset_val_every,
+            preset_threshold if repeat_threshold is None else repeat_threshold)
+
+
 def train(
     data_yaml: str | Path,
     preset: str | Preset = "shared-cpu",
@@ -50,12 +61,7 @@ def train(
     0 = off); `time_hours` is a wall-clock
     budget that sets the epoch count (and so the learning-rate schedule) to fit.
     """
-    p = PRESETS[preset] if isinstance(preset, str) else preset
-    hyp = dict(p.hyp)
-    preset_val_every = hyp.pop("val_every", 1)  # ours, not an Ultralytics argument: never passed on
-    val_every = val_every if val_every != 1 else preset_val_every
-    preset_threshold = hyp.pop("repeat_threshold", 0.0)
-    repeat_threshold = preset_threshold if repeat_threshold is None else repeat_threshold
+    p, hyp, val_every, repeat_threshold = _preset_options(preset, val_every, repeat_threshold)
     prepare_ultralytics(threads=threads or os.cpu_count())
     from ultralytics import YOLO
 

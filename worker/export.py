@@ -244,6 +244,21 @@ def _timed_out(eid: uuid.UUID, rt: Runtime, doing: str) -> None:
     log.warning("export %s: %s", eid, message)
 
 
+def _store(eid: uuid.UUID, rt: Runtime, key: str, tmp) -> bool:
+    """The built zip into storage; False (and the export failed) when time ran out meanwhile."""
+    tmp.seek(0)
+    try:
+        rt.storage.put_file(key, tmp, "application/zip")
+    except SoftTimeLimitExceeded:
+        _timed_out(eid, rt, "storing its zip")
+        try:
+            rt.storage.delete(key)  # the store may have kept all or part of it: a failed export has no zip
+        except StorageError:
+            pass  # the sweeper removes an object no export names
+        return False
+    return True
+
+
 def run(eid: uuid.UUID, rt: Runtime, progress_every: int = PROGRESS_EVERY) -> dict | None:
     """Build, store and finish the export; its counts, or None when there was nothing to do (gone, ended,
     or deleted meanwhile). Storage and database errors propagate: the task retries, then fails it."""
@@ -279,16 +294,8 @@ def run(eid: uuid.UUID, rt: Runtime, progress_every: int = PROGRESS_EVERY) -> di
         if room is None:
             _over_quota(eid, rt, size)
             return None
-        tmp.seek(0)
         key = keys.export(user_id, eid)
-        try:
-            rt.storage.put_file(key, tmp, "application/zip")
-        except SoftTimeLimitExceeded:
-            _timed_out(eid, rt, "storing its zip")
-            try:
-                rt.storage.delete(key)  # the store may have kept all or part of it: a failed export has no zip
-            except StorageError:
-                pass  # the sweeper removes an object no export names
+        if not _store(eid, rt, key, tmp):
             return None
     with session_scope() as s:
         replaced = exports.make_room(s, eid, user_id, size, rt.settings)
