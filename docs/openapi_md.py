@@ -119,7 +119,7 @@ def _group(path: str) -> str:
     return "service"
 
 
-def render(spec: dict) -> str:
+def render(spec: dict, source: str = "api/openapi.yaml") -> str:
     info = spec.get("info", {})
     paths = spec.get("paths", {})
     groups: dict[str, list[tuple[str, str, dict]]] = {}
@@ -133,7 +133,7 @@ def render(spec: dict) -> str:
         "",
         "!!! note \"Generated\"",
         f"    Rendered at build time from the OpenAPI {spec.get('openapi', '')} document the API serves at "
-        "`/v1/openapi.json` (`api/openapi.py`): "
+        f"`/v1/openapi.json` (`{source}`): "
         f"{count} operations, {len(spec.get('components', {}).get('schemas', {}))} schemas. "
         "[The API](index.md) explains what each route does and the conventions they share.",
         "",
