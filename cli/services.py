@@ -26,13 +26,18 @@ def cmd_serve(a) -> int:
     if not gunicorn:
         print("error: gunicorn is not installed (pip install 'wardrobe[api]')", file=sys.stderr)
         return 2
-    # live-progress streams (api/events.py) hold a thread each while open, mostly asleep: each process gets
-    # that many threads more, so open streams never take the threads the short routes need
-    threads = a.threads + max(0, env_settings().events_max_streams)
     # no access log unless asked: gunicorn then skips formatting one line per request (to /dev/null, before)
-    argv = [gunicorn, "--bind", f"{a.host}:{a.port}", "--workers", str(a.workers), "--threads", str(threads),
-            "--worker-class", "api.server.JsonErrorWorker", "--timeout", "600",
-            *(["--access-logfile", "-"] if a.access_log else []), "api.wsgi:app"]
+    argv = [gunicorn, "--bind", f"{a.host}:{a.port}", "--workers", str(a.workers), "--timeout", "600",
+            *(["--access-logfile", "-"] if a.access_log else [])]
+    if a.server == "gevent":
+        # a connection is a greenlet: idle, slow and half-open clients and open streams take no thread
+        argv += ["--worker-class", "api.server_gevent.JsonGeventWorker", "--worker-connections", str(a.connections)]
+    else:
+        # live-progress streams (api/events.py) hold a thread each while open, mostly asleep: each process gets
+        # that many threads more, so open streams never take the threads the short routes need
+        threads = a.threads + max(0, env_settings().events_max_streams)
+        argv += ["--worker-class", "api.server.JsonErrorWorker", "--threads", str(threads)]
+    argv.append("api.wsgi:app")
     os.execv(argv[0], argv)
 
 
@@ -145,8 +150,14 @@ def add_parsers(sub) -> None:
     # 1 per core x 4 threads, 174 ms with 1 per core x 8 threads, at 200 requests/s on 2 cores)
     s.add_argument("--workers", type=int, default=2 * (os.cpu_count() or 1), help="default: 2 per core")
     s.add_argument("--threads", type=int, default=2,
-                   help="threads per worker process for the routes (plus WARDROBE_EVENTS_MAX_STREAMS for live streams)")
+                   help="with --server gthread: threads per worker process for the routes (plus "
+                        "WARDROBE_EVENTS_MAX_STREAMS for live streams)")
     s.add_argument("--access-log", action="store_true", help="log every request to stdout")
+    s.add_argument("--server", choices=["gevent", "gthread"], default=os.environ.get("WARDROBE_SERVER", "gevent"),
+                   help="gunicorn's worker class (WARDROBE_SERVER): gevent (default; a connection is a greenlet, so "
+                        "slow and half-open clients hold no thread) or gthread (a thread per request being read)")
+    s.add_argument("--connections", type=int, default=1000,
+                   help="with gevent: connections per worker process at most (idle, slow and streaming included)")
     s.set_defaults(fn=cmd_serve)
 
     s = sub.add_parser("worker", help="run a Celery worker")

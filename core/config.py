@@ -136,6 +136,8 @@ class Settings:
     events_max_seconds: int = 300  # a stream ends after this long; the client reconnects with Last-Event-ID and loses nothing
     events_heartbeat: float = 15.0  # seconds between keep-alive comments (proxies close idle connections)
     events_max_streams: int = 8  # open streams per API process; one more is 503 with Retry-After (the client polls instead)
+    events_max_streams_per_user: int = 3  # of those, one user's at most; one more is 429 (0: no cap but the process's)
+    client_idle_timeout: float = 60.0  # `wardrobe serve` (gevent): a connection that sends or takes nothing this long is closed
 
     # Webhooks (db.webhooks, worker.webhooks)
     webhook_allow_private: bool = False  # let endpoints resolve to loopback/private/link-local addresses (tests, a private network)

@@ -226,6 +226,8 @@ def test_workers_queues_scaling_and_shutdown(rendered):
         broker = urlparse(secret["WARDROBE_BROKER_URL"])
         auths = by(docs, "TriggerAuthentication")
         beats = []
+        proxy = deployments.pop("wardrobe-proxy")  # nginx from its own image (test_slow_clients checks it)
+        assert proxy["spec"]["template"]["spec"]["containers"][0]["image"].startswith("nginx:")
         for name, d in deployments.items():
             pod = d["spec"]["template"]["spec"]
             (c,) = pod["containers"]

@@ -154,9 +154,11 @@ def test_compose_agrees_with_the_code():
         cmd = svc.get("command")
         if cmd and cmd[0] == "wardrobe":
             assert cmd[1] in cli_commands, f"{name}: wardrobe {cmd[1]}"
-    # the API listens where it is published, and the endpoints point at the services
+    # the API listens where its proxy sends requests; only the proxy is published, on this machine only
     api_cmd = services["api"]["command"]
-    assert api_cmd[api_cmd.index("--port") + 1] == "8000" and services["api"]["ports"] == ["8000:8000"]
+    assert api_cmd[api_cmd.index("--port") + 1] == "8000" and services["api"]["expose"] == ["8000"]
+    assert "ports" not in services["api"] and services["proxy"]["environment"]["API_UPSTREAM"] == "api:8000"
+    assert services["proxy"]["ports"] == ["127.0.0.1:8000:8080"]
     env = services["api"]["environment"]
     assert "@postgres:5432/" in env["WARDROBE_DATABASE_URL"]
     assert env["WARDROBE_BROKER_URL"].startswith("redis://redis:6379")
