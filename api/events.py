@@ -10,14 +10,18 @@ failed, with its entry name and code), and `end` (the job's full body, once it h
 then closes). Each `item` and `photo_failed` event carries an `id:`: a client that reconnects with it
 in `Last-Event-ID` (browsers' EventSource do so by themselves) is sent only what came after.
 
-A stream holds one of the API process's threads while it is open, so each process serves at most
-`events_max_streams` of them (more: 503 with Retry-After; poll GET /v1/jobs/<id> instead), and a stream
-ends after `events_max_seconds` (the client reconnects and loses nothing).
+Each process serves at most `events_max_streams` streams (more: 503 with Retry-After; poll GET
+/v1/jobs/<id> instead), and at most `events_max_streams_per_user` of one user (more: 429), so one user
+never takes every slot. A stream ends after `events_max_seconds` (the client reconnects and loses
+nothing), and as soon as its client is gone: each poll looks whether the client closed its socket, so
+the slot comes back within `events_poll`, not at the next keep-alive write.
 """
 from __future__ import annotations
 
 import base64
 import json
+from select import select as readable_now
+import socket
 import threading
 import time
 import uuid
@@ -118,22 +122,33 @@ def _frame(event: str, data: dict, event_id: str | None = None) -> str:
 
 
 class _Slots:
-    """At most n open streams in this process."""
+    """At most n open streams in this process, and at most per_user of them one user's: a user who opens
+    many takes only their share, in every process, and the others' streams still find a slot."""
 
     def __init__(self):
         self._lock = threading.Lock()
         self.open = 0
+        self.by_user: dict[uuid.UUID, int] = {}
 
-    def take(self, n: int) -> bool:
+    def take(self, user_id: uuid.UUID, n: int, per_user: int) -> str | None:
+        """None when a slot is taken, else which cap refused it ("process" or "user")."""
         with self._lock:
+            if per_user > 0 and self.by_user.get(user_id, 0) >= per_user:
+                return "user"
             if self.open >= n:
-                return False
+                return "process"
             self.open += 1
-            return True
+            self.by_user[user_id] = self.by_user.get(user_id, 0) + 1
+            return None
 
-    def give(self) -> None:
+    def give(self, user_id: uuid.UUID) -> None:
         with self._lock:
             self.open -= 1
+            left = self.by_user.get(user_id, 0) - 1
+            if left > 0:
+                self.by_user[user_id] = left
+            else:
+                self.by_user.pop(user_id, None)
 
 
 def _slots() -> _Slots:
@@ -144,8 +159,8 @@ class _Held:
     """The stream as the response's body: its slot is given back when the server closes it, whether the
     stream ran to its end, the client went away, or it never started."""
 
-    def __init__(self, frames, slots: _Slots):
-        self.frames, self.slots, self.held = frames, slots, True
+    def __init__(self, frames, slots: _Slots, user_id: uuid.UUID):
+        self.frames, self.slots, self.user_id, self.held = frames, slots, user_id, True
 
     def __iter__(self):
         return iter(self.frames)
@@ -156,10 +171,27 @@ class _Held:
         finally:
             if self.held:
                 self.held = False
-                self.slots.give()
+                self.slots.give(self.user_id)
 
 
-def _stream(job_id: uuid.UUID, user_id: uuid.UUID, cursor: _Cursor, item_body):
+def client_gone(sock) -> bool:
+    """Whether the client closed its end of `sock`. A stream's client sends nothing after its request,
+    so a readable socket that holds no byte has reached its end (or was reset): the stream can stop and
+    give its slot back now, not at its next write (a keep-alive comment, seconds away)."""
+    if sock is None:
+        return False
+    try:
+        readable, _, _ = readable_now([sock], [], [], 0)
+        if not readable:
+            return False
+        return sock.recv(1, socket.MSG_PEEK) == b""
+    except BlockingIOError:
+        return False
+    except (OSError, ValueError):  # reset, or already closed on our side
+        return True
+
+
+def _stream(job_id: uuid.UUID, user_id: uuid.UUID, cursor: _Cursor, item_body, sock=None):
     settings = deps.settings()
     deadline = time.monotonic() + settings.events_max_seconds
     beat = time.monotonic()
@@ -213,6 +245,8 @@ def _stream(job_id: uuid.UUID, user_id: uuid.UUID, cursor: _Cursor, item_body):
         if now - beat >= settings.events_heartbeat:
             yield ": keep-alive\n\n"
             beat = now
+        if client_gone(sock):
+            return
         time.sleep(min(settings.events_poll, max(0.0, deadline - now)))
 
 
@@ -230,13 +264,19 @@ def job_events(job_id: str):
     deps.review_below()  # read now, kept in g for the stream's item bodies
     s.rollback()  # the stream reads in sessions of its own; hold no transaction while it is open
     slots = _slots()
-    if not slots.take(deps.settings().events_max_streams):
+    settings = deps.settings()
+    refused = slots.take(g.user_id, settings.events_max_streams, settings.events_max_streams_per_user)
+    if refused == "user":
+        raise ApiError(429, "too_many_streams", "you have as many live streams open as one user may: close one, "
+                       "or poll GET /v1/jobs/<id> instead", {"Retry-After": "5"})
+    if refused:
         raise ApiError(503, "too_many_streams", "this server has as many live streams open as it serves: "
                        "poll GET /v1/jobs/<id> instead, or try again shortly", {"Retry-After": "5"})
+    sock = request.environ.get("gunicorn.socket") or request.environ.get("werkzeug.socket")
     try:
-        frames = _Held(stream_with_context(_stream(jid, g.user_id, cursor, item_body)), slots)
+        frames = _Held(stream_with_context(_stream(jid, g.user_id, cursor, item_body, sock)), slots, g.user_id)
     except BaseException:
-        slots.give()
+        slots.give(g.user_id)
         raise
     resp = Response(frames, mimetype="text/event-stream")
     resp.headers["Cache-Control"] = "no-cache"

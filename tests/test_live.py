@@ -277,3 +277,51 @@ def test_a_crafted_last_event_id_is_a_400_not_a_broken_stream(client, make_user,
     r = client.get(f"/v1/jobs/{job_id}/events", headers=auth(token) | {"Last-Event-ID": crafted})
     assert r.status_code == 400, r.get_data(as_text=True)[:300]
     assert r.get_json()["error"]["code"] == "invalid_last_event_id"
+
+
+def test_one_user_takes_only_their_share_of_the_streams(app, live_server, make_user, client):
+    """Issue 36: a user who asked for 40 streams made every other user's stream a 503. Now one user
+    holds at most events_max_streams_per_user of a process's slots (429 beyond), the others still get one."""
+    from dataclasses import replace
+
+    _, greedy = make_user()
+    _, other = make_user()
+    greedy_job = upload(client, greedy, zip_bytes(example_photos(1))).get_json()["id"]  # queued: no worker
+    other_job = upload(client, other, zip_bytes(example_photos(1))).get_json()["id"]
+    rt = app.extensions["wardrobe"]
+    rt.settings = replace(rt.settings, events_max_streams=3, events_max_streams_per_user=2)
+    url = f"{live_server}/v1/jobs/{{}}/events"
+    held = []
+    try:
+        for _ in range(2):
+            r = requests.get(url.format(greedy_job), headers=auth(greedy), stream=True, timeout=30)
+            assert r.status_code == 200
+            held.append(r)
+        more = requests.get(url.format(greedy_job), headers=auth(greedy), timeout=10)
+        assert more.status_code == 429 and more.json()["error"]["code"] == "too_many_streams", more.text
+        assert more.headers["Retry-After"]
+        with requests.get(url.format(other_job), headers=auth(other), stream=True, timeout=30) as r:
+            assert r.status_code == 200 and read_events(r, limit=1)[0]["event"] == "progress"
+    finally:
+        for r in held:
+            r.close()
+
+
+def test_a_closed_stream_gives_its_slot_back_within_seconds(app, live_server, make_user, client):
+    """Issue 36: a closed stream's slot came back only at the server's next write (a keep-alive, 10-20 s
+    later). The stream now looks at its socket at each poll: with keep-alives a minute apart, the slot
+    is back within seconds (10 s allowed for a busy machine)."""
+    from dataclasses import replace
+
+    from tests.procs import wait_for
+
+    _, token = make_user()
+    job_id = upload(client, token, zip_bytes(example_photos(1))).get_json()["id"]
+    rt = app.extensions["wardrobe"]
+    rt.settings = replace(rt.settings, events_heartbeat=60.0, events_poll=0.5)
+    r = requests.get(f"{live_server}/v1/jobs/{job_id}/events", headers=auth(token), stream=True, timeout=30)
+    assert read_events(r, limit=1)[0]["event"] == "progress"
+    slots = app.extensions["wardrobe.event_slots"]
+    assert slots.open == 1
+    r.close()
+    wait_for(lambda: slots.open == 0 and not slots.by_user, 10, "the closed stream's slot given back")
