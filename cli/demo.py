@@ -89,6 +89,13 @@ def embedded_stack(data_dir: Path, port: int, keep_running: bool = False, pass_e
                 p.wait()
 
 
+def stop_command(*pids: int) -> str:
+    """The shell command that stops services started by embedded_stack (each leads a process group): a
+    TERM to each whole group. The worker's main process finishes its running tasks (warm shutdown) and
+    its pool processes wait for it (worker/groupterm.py); the API finishes its requests."""
+    return "kill -TERM " + " ".join(f"-{pid}" for pid in pids)
+
+
 def zip_photos(photos: list[Path], dst: Path) -> Path:
     with zipfile.ZipFile(dst, "w") as zf:
         for p in photos:
@@ -138,7 +145,7 @@ def run_demo(a) -> int:
         print(f"\nthe web page: {url}/  (sign in with the demo token: {token_value})")
         if a.keep_running:
             print(f"API and worker keep running (pids {api.pid}, {worker.pid}); stop them with "
-                  f"kill -TERM -{api.pid} -{worker.pid}")
+                  f"{stop_command(api.pid, worker.pid)}")
         elif sys.stdin.isatty():
             try:
                 input("the page works until you press Enter here, which stops the API and the worker ")

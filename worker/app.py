@@ -36,6 +36,7 @@ from core import logs  # noqa: E402
 from core.config import Settings  # noqa: E402
 from core.queue import configure_celery  # noqa: E402
 from db.session import dispose_after_fork  # noqa: E402
+from worker.groupterm import take_term_from_the_parent_only  # noqa: E402
 from worker.taskbase import WardrobeTask  # noqa: E402
 
 log = logging.getLogger("wardrobe.worker")
@@ -100,6 +101,7 @@ def task_segmenter(s: Settings):
 
 @worker_process_init.connect
 def _init_process(**_kwargs) -> None:
+    take_term_from_the_parent_only()  # before any thread starts: they inherit its signal mask
     s = configure()
     bootup(s)
     dispose_after_fork()
