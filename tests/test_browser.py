@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import time
 import uuid
 import zipfile
 from pathlib import Path
@@ -216,8 +217,12 @@ window.fetch = async (input, init) => {
     const r = await realFetch(url, init);
     const ms = window.__slow(url);
     if (ms) await new Promise((res) => setTimeout(res, ms));
+    // the page reads the body and draws it in the microtasks that follow: the request stays pending
+    // until its body is read and one task later, so waiting for 0 needs no guessed sleep after it
+    const json = r.json.bind(r);
+    r.json = () => { window.__pending++; return json().finally(() => setTimeout(() => window.__pending--, 0)); };
     return r;
-  } finally { window.__pending--; }
+  } finally { setTimeout(() => window.__pending--, 0); }
 };
 }"""
 
@@ -239,8 +244,7 @@ def _gallery_ids(page) -> list[str]:
 
 
 def _settle(page) -> None:
-    page.wait_for_function("window.__pending === 0")
-    page.wait_for_timeout(100)  # the last response drawn
+    page.wait_for_function("window.__pending === 0")  # every response read and drawn (SLOW_FETCH)
 
 
 def _load_all(page) -> None:
@@ -341,7 +345,9 @@ def failed_photo_once_across_reconnects(page, url: str) -> None:
         page.goto("about:blank")
         page.goto(url + "/#/")  # the newest job is running: the page follows it
         page.wait_for_function("document.querySelectorAll('#job-errors li').length > 0")
+        deadline = time.monotonic() + 60  # generous: a busy machine
         while len(streams) < 3:  # two reconnects, each sending the failed photo again
+            assert time.monotonic() < deadline, f"{len(streams)} stream(s) opened in 60 s, not 3"
             page.wait_for_timeout(200)
         page.wait_for_timeout(300)
         assert page.locator("#job-errors li").all_inner_texts() == ["broken.jpg: not an image"]

@@ -103,10 +103,13 @@ def test_sigterm_on_a_busy_worker_finishes_its_task_once(make_user, rt, settings
         at_term = wait_for(lambda: (d := job_state(job_id).photos_done) % 4 and d, 60,
                            "a segment task half done", interval=0.05, on_fail=first.tail)
         os.kill(first.p.pid, signal.SIGTERM)  # the main process only, as the kubelet does
-        assert first.p.wait(30) == 0, first.tail()
+        assert first.p.wait(120) == 0, first.tail()
         after = job_state(job_id).photos_done
-        # the task it held was finished before it left, and it took no other
-        assert after == (at_term // 4 + 1) * 4, (at_term, after, first.tail())
+        # the task it held was finished before it left, none was left half done, and it took no other.
+        # On a busy machine the task may end between the read and the signal, and the worker may have
+        # started the next one by then: that one is finished too (it was held when the TERM came).
+        held = (at_term // 4 + 1) * 4
+        assert after % 4 == 0 and held <= after <= held + 4, (at_term, after, first.tail())
         assert re.search(r"[Ww]arm shutdown", first.tail(20000)), first.tail()
         assert job_state(job_id).status == "running"  # the rest is still waiting in the queue
 

@@ -181,6 +181,39 @@ def test_a_worker_runs_the_job_and_delivers_its_event(wh_client, make_user, sett
     assert req["headers"]["webhook-id"] == deliveries(wh_client, token, ep["id"])[0]["id"]
 
 
+def test_a_real_worker_retries_a_500_until_the_200(wh_client, make_user, settings, receiver, tmp_path):
+    """Retries through real processes (issue 36): the endpoint answers 500, then 200. A `wardrobe worker
+    --beat` runs the job, sends the event, records the 500, and its beat's sweep sends the retry when due;
+    the same webhook-id arrives twice, the delivery ends delivered with both attempts listed."""
+    from core.queue import enqueue_ingest, make_celery
+    from tests.procs import Proc, RedisServer, have, service_env, wait_for
+
+    if not have("redis-server"):
+        pytest.skip("redis-server is not installed")
+    _, token = make_user()
+    ep = register(wh_client, token, receiver.url)
+    receiver.answers = [500]
+    broker = RedisServer(tmp_path).start()
+    env = service_env(settings, broker.url, WARDROBE_SEGMENTER="fake", WARDROBE_WEBHOOK_ALLOW_PRIVATE="true",
+                      WARDROBE_WEBHOOK_RETRY_SCHEDULE="1", WARDROBE_WEBHOOK_SWEEP_INTERVAL=1)
+    worker = Proc(["worker", "--queues", "ingest,segment,webhooks", "--concurrency", "1", "--beat"], env,
+                  tmp_path / "worker.log").start()
+    try:
+        job_id = upload(wh_client, token, 2)
+        enqueue_ingest(make_celery(replace(settings, broker_url=broker.url)), job_id)
+        wait_for(lambda: len(receiver.requests) >= 2, 120, "the event and its retry", on_fail=worker.tail)
+        wait_for(lambda: deliveries(wh_client, token, ep["id"])[0]["status"] == "delivered", 30, "the retry recorded",
+                 on_fail=worker.tail)
+    finally:
+        worker.kill()
+        broker.kill()
+    first, second = receiver.requests
+    assert first["headers"]["webhook-id"] == second["headers"]["webhook-id"]
+    assert verified(ep["secret"], second)["type"] == "job.succeeded" and verified(ep["secret"], second)["data"]["id"] == job_id
+    (d,) = deliveries(wh_client, token, ep["id"])
+    assert [(a["attempt"], a["status_code"]) for a in d["attempts"]] == [(1, 500), (2, 200)]
+
+
 def test_a_500_is_retried_with_the_same_webhook_id(wh_client, make_user, wh_settings, receiver, queue):
     from worker.webhooks import deliver, sweep
 
@@ -584,7 +617,8 @@ def test_an_endpoint_that_trickles_its_answer_is_cut_at_the_attempts_time(wh_set
         server.close()
     took = time.monotonic() - t0
     assert out.status_code is None and "within 1 s" in out.error, out
-    assert took < 3.0, took
+    # the trickle lasts 30 s (150 bytes, 0.2 s apart): cut long before, with room for a busy machine
+    assert took < 15.0, took
 
 
 def test_address_rule():
