@@ -14,6 +14,7 @@ the fork may import psycopg (`wardrobe serve` exec's gunicorn; the app is not pr
 Imported only by gunicorn (`--worker-class api.server_gevent.JsonGeventWorker`)."""
 from __future__ import annotations
 
+from gunicorn import util
 from gunicorn.workers.ggevent import GeventWorker
 
 import api.server  # noqa: F401 - gunicorn's own errors in JSON
@@ -34,6 +35,12 @@ class JsonGeventWorker(GeventWorker):
         if not waits_cooperatively():
             self.log.error("psycopg was imported before gevent patched the process: a database wait blocks "
                            "every connection of this worker")
+
+    def handle_error(self, req, client, addr, exc):
+        super().handle_error(req, client, addr, exc)
+        # the rest of a refused request (a 9 KB request line) may still be unread: closing now would
+        # send a reset that drops the answer at the client. Half-close and drain first, as gthread does.
+        util.close_graceful(client)
 
     def handle(self, listener, client, addr):
         client.setblocking(1)
