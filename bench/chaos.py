@@ -148,6 +148,10 @@ def main() -> int:
     ap.add_argument("--photos", type=int, default=60, help="photos per zip")
     ap.add_argument("--delay-ms", type=int, default=300, help="the stand-in segmenter's time per photo")
     ap.add_argument("--storage-down", type=float, default=8.0, help="seconds storage is cut off")
+    ap.add_argument("--slow-clients", type=float, default=20.0,
+                    help="seconds of the slow-client phase (bench/slowclients.py) at the end, direct and through nginx "
+                         "where it is installed; 0: none")
+    ap.add_argument("--only-slow-clients", action="store_true", help="the slow-client phase alone, no faults")
     ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "chaos.json"))
     a = ap.parse_args()
 
@@ -178,6 +182,7 @@ def main() -> int:
         rt = bootup(settings)
         with session_scope() as s:
             tokens = [create_user(s, f"chaos-{i}")[1] for i in range(2 * a.jobs)]
+            slow_tokens = [create_user(s, f"chaos-slow-{i}")[1] for i in range(5)]
         port = int(subprocess.check_output([sys.executable, "-c", "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); "
                                             "print(s.getsockname()[1])"], text=True))
         procs = {
@@ -203,6 +208,10 @@ def main() -> int:
                 if time.monotonic() - t0 > 120:
                     raise SystemExit("the API and two workers did not come up\n" + logs())
                 time.sleep(0.5)
+            if a.only_slow_clients:
+                report["slow_clients"] = slow_client_phases(port, slow_tokens, a.slow_clients, tmp)
+                report["ok"] = all(r["ok"] for r in report["slow_clients"])
+                return finish(report, a, tmp)
             run = Run(url, tokens)
             zips = [photos_zip(a.photos, seed=k) for k in range(a.jobs)]
 
@@ -306,17 +315,54 @@ def main() -> int:
                 f"{done['deleted']} deleted in {done['seconds']} s; {len(left)} left, every one named by a row: "
                 f"{left == named}; {len(named - left)} named objects missing; {len(zips_left)} zips left")
             ok &= not (named - left) and left == named and not zips_left and dry["unreferenced"] == done["unreferenced"]
+            if a.slow_clients > 0:
+                report["slow_clients"] = slow_client_phases(port, slow_tokens, a.slow_clients, tmp)
+                ok &= all(r["ok"] for r in report["slow_clients"])
             report["ok"] = bool(ok)
         finally:
             for p in procs.values():
                 p.kill()
             redis.kill()
             proxy.close()
+    return finish(report, a, tmp)
+
+
+def finish(report: dict, a, tmp: Path) -> int:
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(stamp(report, "bench.chaos"), indent=2) + "\n")
-    log(f"{'OK' if report.get('ok') else 'FAILED'}: none lost, none doubled" if report.get("ok") else "FAILED")
+    what = "the slow-client phase" if a.only_slow_clients else "none lost, none doubled"
+    log(f"OK: {what}" if report.get("ok") else "FAILED")
     log(f"written {a.out}; logs in {tmp}")
     return 0 if report.get("ok") else 1
+
+
+def slow_client_phases(port: int, tokens: list[str], seconds: float, tmp: Path) -> list[dict]:
+    """200 half-open connections and 20 slow uploads against the API, then the same through nginx (the
+    deployed site, deploy/nginx) when nginx is installed: /healthz and /v1/jobs p99 while they hold on.
+    The target: p99 under 1 s and no failed probe."""
+    from bench.slowclients import phase, start_nginx
+    from tests.conftest import free_port
+
+    out = []
+    nport = free_port()
+    nginx = start_nginx(tmp / "nginx", nport, f"127.0.0.1:{port}")
+    try:
+        for via, target in [("direct", port)] + ([("nginx", nport)] if nginx else []):
+            log(f"slow clients ({via}): 200 half-open connections, 20 slow uploads, {seconds:g} s of probes")
+            got = phase(target, tokens, 200, 20, seconds)
+            ok = all(got[k]["p99_s"] < 1.0 and got[k]["failed"] == 0 for k in ("healthz", "jobs"))
+            out.append({"via": via, "ok": ok, **got})
+            log(f"  /healthz p50 {got['healthz']['p50_s']} s, p99 {got['healthz']['p99_s']} s, {got['healthz']['failed']} "
+                f"failed of {got['healthz']['requests']}; /v1/jobs p50 {got['jobs']['p50_s']} s, p99 {got['jobs']['p99_s']} s, "
+                f"{got['jobs']['failed']} failed of {got['jobs']['requests']}; slow uploads sending: "
+                f"{got['slow_uploads_sending']}")
+        if not nginx:
+            log("  nginx is not installed: the phase ran without the proxy only (apt-get install nginx-light)")
+    finally:
+        if nginx:
+            nginx.terminate()
+            nginx.wait(10)
+    return out
 
 
 if __name__ == "__main__":

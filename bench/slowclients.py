@@ -41,20 +41,22 @@ def half_open(port: int, n: int) -> list[socket.socket]:
     return socks
 
 
-def slow_upload(port: int, token: str, stop: threading.Event, size: int = 1 << 20) -> None:
-    """One resumable upload whose chunk announces `size` bytes and sends 16 a second until stopped."""
+def slow_upload(port: int, token: str, stop: threading.Event, started: list, size: int = 1 << 20) -> None:
+    """One upload that announces `size` bytes and sends 16 a second until stopped: a resumable chunk
+    (PATCH) where the storage takes chunks (folder storage), else a plain POST /v1/uploads (S3)."""
     url = f"http://127.0.0.1:{port}"
+    head = f"Host: x\r\nAuthorization: Bearer {token}\r\nContent-Length: {size}\r\n"
     try:
         r = requests.post(f"{url}/v1/upload-sessions", json={"filename": "slow.zip", "size": size},
                           headers={"Authorization": f"Bearer {token}"}, timeout=PROBE_TIMEOUT)
-        if r.status_code != 201:
-            return
-        path = r.headers.get("Location") or f"/v1/upload-sessions/{r.json()['id']}"
-        path = path.replace(url, "")
+        if r.status_code == 201 and r.json().get("mode") == "chunked":
+            line = (f"PATCH {r.headers['Location']} HTTP/1.1\r\n{head}Tus-Resumable: 1.0.0\r\n"
+                    "Content-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\n\r\n")
+        else:
+            line = f"POST /v1/uploads HTTP/1.1\r\n{head}Content-Type: application/zip\r\n\r\n"
         s = socket.create_connection(("127.0.0.1", port), timeout=10)
-        s.sendall((f"PATCH {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nTus-Resumable: 1.0.0\r\n"
-                   f"Content-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\n"
-                   f"Content-Length: {size}\r\n\r\n").encode())
+        s.sendall(line.encode())
+        started.append(line.split(" ", 1)[0])
         while not stop.wait(1.0):
             s.sendall(b"x" * 16)
         s.close()
@@ -93,14 +95,16 @@ def phase(port: int, tokens: list[str], half: int = 200, uploads: int = 20, seco
     tokens[0]'s client probes; all closed after."""
     stop = threading.Event()
     socks: list[socket.socket] = []
-    threads = [threading.Thread(target=slow_upload, args=(port, tokens[1 + k % (len(tokens) - 1)], stop), daemon=True)
-               for k in range(uploads)]
+    started: list[str] = []
+    threads = [threading.Thread(target=slow_upload, args=(port, tokens[1 + k % (len(tokens) - 1)], stop, started),
+                                daemon=True) for k in range(uploads)]
     try:
         for t in threads:
             t.start()
         socks = half_open(port, half)
         time.sleep(1.0)
         out = probe(port, tokens[0], seconds)
+        out["slow_uploads_sending"] = {m: started.count(m) for m in sorted(set(started))}
     finally:
         stop.set()
         for s in socks:
@@ -184,6 +188,7 @@ def main() -> int:
                     for via, target in targets:
                         print(f"[{time.strftime('%H:%M:%S')}] {server} {via}: {a.half_open} half-open, {a.uploads} slow uploads",
                               flush=True)
+                        probe(target, tokens[0], 2)  # warm-up: the app's first requests load it
                         quiet = probe(target, tokens[0], 5)
                         got = phase(target, tokens, a.half_open, a.uploads, a.seconds)
                         row = {"server": server, "via": via, "quiet": quiet, "under_attack": got}

@@ -46,10 +46,11 @@ def test_metrics_scraped_from_the_api_and_a_worker(make_user, settings, redis_se
     try:
         wait_port(api_port, 60)
         base = f"http://127.0.0.1:{api_port}"
-        # one request per connection: gunicorn's two processes both answer some of them
+        # one request per connection: gunicorn's two processes both answer some of them (60 s: each process
+        # loads the app as it starts, which on a busy machine outlasts a short timeout)
         for _ in range(30):
-            assert requests.get(base + "/healthz", headers={"Connection": "close"}, timeout=10).status_code == 200
-        assert requests.get(base + "/v1/items", timeout=10).status_code == 401
+            assert requests.get(base + "/healthz", headers={"Connection": "close"}, timeout=60).status_code == 200
+        assert requests.get(base + "/v1/items", timeout=60).status_code == 401
         r = requests.post(base + "/v1/uploads", headers=auth(token), files={"file": ("p.zip", photos_zip(8, seed=11))}, timeout=30)
         assert r.status_code == 202, r.text
         job_id = r.json()["id"]
