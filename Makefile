@@ -6,7 +6,8 @@
 # make quality - garments found, right class, extra and second items, mask IoU and edge F on the val photos
 # make bench-api - poll/catalogue latency at 200 requests/s and the upload's memory
 # make bench-scale - the control plane's ceiling: real API, workers (1-8 processes), PostgreSQL, Redis, S3, an instant stand-in model
-# make chaos  - kill -9 a busy pool process, PostgreSQL backends terminated, storage cut off, Redis restarted empty: counted against a fault-free run
+# make chaos  - kill -9 a busy pool process, PostgreSQL backends terminated, storage cut off, Redis restarted empty: counted against a fault-free run; then 200 half-open connections and 20 slow uploads, direct and through nginx
+# make soak   - 30 minutes (SOAK_MINUTES) of uploads, polls, streams, exports, deletes and retries with a fault every 3 minutes: errors, p99, RSS, lost/doubled, stored files without a row
 # make gpu-kit  - var/gpu-kit: Ultralytics' wheels and the shared CCP data, shrunk, for the GPU machine
 # make vendor - re-vendor the page's browser libraries from npm (client-zip, Swagger UI for /docs)
 # make docs   - the documentation site (MkDocs, docs/) into site/, with --strict: a broken link fails
@@ -109,6 +110,13 @@ bench-report: venv
 chaos: venv
 	bash scripts/services.sh
 	$(PY) -m bench.chaos
+
+# a long mixed load with a fault every few minutes (bench/soak.py; real processes, the fake model); writes bench/out/soak.json
+SOAK_MINUTES ?= 30
+.PHONY: soak
+soak: venv
+	bash scripts/services.sh
+	$(PY) -m bench.soak --minutes $(SOAK_MINUTES)
 
 .PHONY: gpu-kit gpu-train
 
