@@ -111,7 +111,7 @@ chaos: venv
 	bash scripts/services.sh
 	$(PY) -m bench.chaos
 
-# a long mixed load with a fault every few minutes (bench/soak.py; real processes, the fake model); writes bench/out/soak.json
+# a long mixed load with a fault every few minutes (bench/soak.py; real processes, the stand-in model); writes bench/out/soak.json
 SOAK_MINUTES ?= 30
 .PHONY: soak
 soak: venv

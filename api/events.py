@@ -272,7 +272,7 @@ def job_events(job_id: str):
     if refused:
         raise ApiError(503, "too_many_streams", "this server has as many live streams open as it serves: "
                        "poll GET /v1/jobs/<id> instead, or try again shortly", {"Retry-After": "5"})
-    sock = request.environ.get("gunicorn.socket") or request.environ.get("werkzeug.socket")
+    sock = request.environ.get("gunicorn.socket")  # `wardrobe serve`; other servers: noticed at the next write
     try:
         frames = _Held(stream_with_context(_stream(jid, g.user_id, cursor, item_body, sock)), slots, g.user_id)
     except BaseException:

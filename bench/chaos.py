@@ -341,7 +341,7 @@ def slow_client_phases(port: int, tokens: list[str], seconds: float, tmp: Path) 
     deployed site, deploy/nginx) when nginx is installed: /healthz and /v1/jobs p99 while they hold on.
     The target: p99 under 1 s and no failed probe."""
     from bench.slowclients import phase, start_nginx
-    from tests.conftest import free_port
+    from bench.scratch import free_port
 
     out = []
     nport = free_port()

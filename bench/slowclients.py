@@ -134,7 +134,7 @@ def start_nginx(prefix: Path, listen: int, upstream: str) -> subprocess.Popen | 
     conf = nginx_conf(prefix, listen, upstream)
     proc = subprocess.Popen([binary, "-p", str(prefix), "-c", str(conf)], stdout=subprocess.DEVNULL,
                             stderr=open(prefix / "logs" / "stderr.log", "wb"), start_new_session=True)
-    from tests.conftest import wait_port
+    from bench.scratch import wait_port
 
     wait_port(listen, 15)
     return proc
@@ -150,9 +150,8 @@ def main() -> int:
     ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "slowclients.json"))
     a = ap.parse_args()
 
-    from tests.conftest import free_port, wait_port
-    from tests.procs import Proc, RedisServer
-    from tests.scratch import scratch_database
+    from bench.procs import Proc, RedisServer
+    from bench.scratch import free_port, scratch_database, wait_port
 
     tmp = Path(tempfile.mkdtemp(prefix="wardrobe-slow-"))
     report: dict = {"cpus": os.cpu_count(), "loadavg_at_start": os.getloadavg()[0], "runs": []}

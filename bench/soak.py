@@ -2,8 +2,9 @@
 
 Real processes on this machine: the API (`wardrobe serve`, 2 processes), two Celery workers (one with
 --beat: the stale-job sweep, the garbage sweep, the webhook sweep), a private Redis, a scratch
-PostgreSQL database, moto's S3 server behind a TCP proxy that can cut it off. The fake segmenter
-(two items per photo, WARDROBE_FAKE_DELAY_MS per photo), so a lost or doubled photo or item shows.
+PostgreSQL database, moto's S3 server behind a TCP proxy that can cut it off. The benchmark's stand-in
+segmenter (bench.standin.TimedSegmenter: five garments a photo, --delay-ms each), so a lost or doubled
+photo or item shows.
 
 For --minutes (30): users upload zips, poll their jobs and items, follow live streams, ask for
 exports, delete ended jobs' data and retry failed jobs. Every --fault-every seconds one fault, in
@@ -33,6 +34,8 @@ from pathlib import Path
 import requests
 
 from bench.chaos import PG_ADMIN, ROOT, busy_children, log, photos_zip
+
+PER_PHOTO = 5  # the stand-in's garments per photo
 
 
 class Load:
@@ -164,12 +167,12 @@ def main() -> int:
     ap.add_argument("--fault-every", type=float, default=180.0, help="seconds between faults")
     ap.add_argument("--upload-every", type=float, default=4.0, help="mean seconds between uploads")
     ap.add_argument("--users", type=int, default=4)
-    ap.add_argument("--delay-ms", type=int, default=100, help="the fake segmenter's time per photo")
+    ap.add_argument("--delay-ms", type=int, default=100, help="the stand-in segmenter's time per photo")
     ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "soak.json"))
     a = ap.parse_args()
 
-    from tests.procs import Proc, RedisServer, TcpProxy
-    from tests.scratch import free_port, scratch_database, scratch_s3
+    from bench.procs import Proc, RedisServer, TcpProxy
+    from bench.scratch import free_port, scratch_database, scratch_s3
 
     tmp = Path(tempfile.mkdtemp(prefix="wardrobe-soak-"))
     report: dict = {"minutes": a.minutes, "fault_every_s": a.fault_every, "faults": [], "cpus": os.cpu_count(),
@@ -180,7 +183,7 @@ def main() -> int:
         env = {k: v for k, v in os.environ.items() if not k.startswith("WARDROBE_")}
         env.update(WARDROBE_DATABASE_URL=db_url, WARDROBE_BROKER_URL=redis.url, WARDROBE_STORAGE_URL="s3://wardrobe-soak",
                    WARDROBE_S3_ENDPOINT_URL=f"http://127.0.0.1:{proxy.port}", WARDROBE_DATA_DIR=str(tmp / "data"),
-                   WARDROBE_SEGMENTER="fake", WARDROBE_FAKE_DELAY_MS=str(a.delay_ms), WARDROBE_SEGMENT_CHUNK="4",
+                   WARDROBE_SEGMENTER="bench.standin:TimedSegmenter", BENCH_STANDIN_DELAY_MS=str(a.delay_ms), WARDROBE_SEGMENT_CHUNK="4",
                    WARDROBE_LOG_LEVEL="WARNING", WARDROBE_MAX_UPLOADS_PER_HOUR="0", WARDROBE_MAX_UPLOADS_IN_FLIGHT="0",
                    WARDROBE_STALE_AFTER="30", WARDROBE_REAP_INTERVAL="5", TMPDIR=str(tmp))
         os.environ.update({k: v for k, v in env.items() if k.startswith("WARDROBE_")})
@@ -318,9 +321,9 @@ def settle(load: Load, rt, procs) -> dict:
                                                  .group_by(Item.photo_id)).all()]
             if job.status == "succeeded":
                 out["photos_lost"] += max(0, n - done)
-                out["items_lost"] += sum(max(0, 2 - c) for c in per_photo) + 2 * max(0, n - len(per_photo))
+                out["items_lost"] += sum(max(0, PER_PHOTO - c) for c in per_photo) + PER_PHOTO * max(0, n - len(per_photo))
             out["photos_doubled"] += max(0, done - n)
-            out["items_doubled"] += sum(max(0, c - 2) for c in per_photo)
+            out["items_doubled"] += sum(max(0, c - PER_PHOTO) for c in per_photo)
     dry = sweep(rt, dry_run=True, grace=0)
     out["stored_without_row"] = dry["unreferenced"]
     sweep(rt, grace=0)  # what the --beat worker's next pass does

@@ -18,6 +18,7 @@ from db.models import Item
 from db.session import session_scope
 from tests.conftest import free_port
 from tests.procs import Proc, RedisServer, have, service_env, wait_for
+from tests.fakes import FAKE_SEGMENTER
 from tests.test_failures import photos_zip
 
 pytestmark = pytest.mark.skipif(not have("redis-server"), reason="redis-server is not installed")
@@ -60,7 +61,7 @@ def test_a_stream_resumes_with_last_event_id_after_the_api_restarts(settings, ma
     _, token = make_user()
     h = {"Authorization": f"Bearer {token}"}
     redis = RedisServer(tmp_path).start()
-    env = service_env(settings, redis.url, WARDROBE_SEGMENTER="fake", WARDROBE_FAKE_DELAY_MS=300,
+    env = service_env(settings, redis.url, WARDROBE_SEGMENTER=FAKE_SEGMENTER, WARDROBE_FAKE_DELAY_MS=300,
                       WARDROBE_SEGMENT_CHUNK=2, WARDROBE_EVENTS_POLL=0.3)
     port = free_port()
     api = Proc(["serve", "--port", str(port), "--workers", "1"], env, tmp_path / "api.log").start()

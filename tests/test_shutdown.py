@@ -7,6 +7,7 @@ import signal
 import subprocess
 import time
 
+from tests.fakes import FAKE_SEGMENTER
 from tests.procs import Proc, RedisServer, wait_for
 from tests.test_failures import assert_exactly_once, final, job_state, photos_zip, start_job, worker_env
 
@@ -69,7 +70,7 @@ def test_the_demos_stop_command_stops_the_embedded_api_and_worker(tmp_path, monk
     from cli.demo import embedded_stack, stop_command
     from tests.conftest import free_port
 
-    monkeypatch.setenv("WARDROBE_SEGMENTER", "fake")
+    monkeypatch.setenv("WARDROBE_SEGMENTER", FAKE_SEGMENTER)
     with embedded_stack(tmp_path / "data", free_port(), keep_running=True, pass_env=("WARDROBE_SEGMENTER",)) as (
             url, _token, procs):
         pass

@@ -157,3 +157,42 @@ def test_through_nginx_streams_pass_at_once_and_half_open_clients_stop_there(set
         nginx.terminate()
         nginx.wait(10)
         api.kill()
+
+
+def test_a_closed_stream_gives_its_slot_back_within_seconds(settings, make_user, client, tmp_path):
+    """Issue 36: a closed stream's slot came back only at the server's next write (a keep-alive, 10-20 s
+    later). A real `wardrobe serve` with one stream a process and keep-alives a minute apart: once the
+    first client closes its stream, a second is let in within seconds (30 s allowed: a busy machine),
+    where before it was refused with 503 until the next keep-alive."""
+    from tests.conftest import example_photos, zip_bytes
+    from tests.procs import wait_for
+    from tests.test_api import upload
+
+    _, token = make_user()
+    h = {"Authorization": f"Bearer {token}"}
+    job_id = upload(client, token, zip_bytes(example_photos(1))).get_json()["id"]  # queued: no worker here
+    port = free_port()
+    env = service_env(settings, settings.broker_url, WARDROBE_EVENTS_MAX_STREAMS=1, WARDROBE_EVENTS_HEARTBEAT=120,
+                      WARDROBE_EVENTS_POLL=0.5)
+    api = Proc(["serve", "--port", str(port), "--workers", "1"], env, tmp_path / "api.log").start()
+    url = f"http://127.0.0.1:{port}/v1/jobs/{job_id}/events"
+    try:
+        wait_port(port, 60)
+        assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=60).status_code == 200
+        first = requests.get(url, headers=h, stream=True, timeout=60)
+        assert first.status_code == 200
+        next(line for line in first.iter_lines(decode_unicode=True) if line.startswith("event:"))
+        busy = requests.get(url, headers=h, timeout=30)
+        assert busy.status_code == 503 and busy.json()["error"]["code"] == "too_many_streams", busy.text
+        first.close()
+        t0 = time.monotonic()
+
+        def let_in() -> bool:
+            r = requests.get(url, headers=h, stream=True, timeout=30)
+            r.close()
+            return r.status_code == 200
+
+        wait_for(let_in, 30, "a new stream let in after the first closed", interval=0.5, on_fail=api.tail)
+        print(f"slot back {time.monotonic() - t0:.1f} s after the client closed")
+    finally:
+        api.kill()

@@ -194,7 +194,7 @@ def test_a_real_worker_retries_a_500_until_the_200(wh_client, make_user, setting
     ep = register(wh_client, token, receiver.url)
     receiver.answers = [500]
     broker = RedisServer(tmp_path).start()
-    env = service_env(settings, broker.url, WARDROBE_SEGMENTER="fake", WARDROBE_WEBHOOK_ALLOW_PRIVATE="true",
+    env = service_env(settings, broker.url, WARDROBE_SEGMENTER=FAKE_SEGMENTER, WARDROBE_WEBHOOK_ALLOW_PRIVATE="true",
                       WARDROBE_WEBHOOK_RETRY_SCHEDULE="1", WARDROBE_WEBHOOK_SWEEP_INTERVAL=1)
     worker = Proc(["worker", "--queues", "ingest,segment,webhooks", "--concurrency", "1", "--beat"], env,
                   tmp_path / "worker.log").start()
