@@ -206,7 +206,9 @@ def main() -> int:
             redis.kill()
     report["loadavg_at_end"] = os.getloadavg()[0]
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(report, indent=2) + "\n")
+    from bench.provenance import stamp
+
+    Path(a.out).write_text(json.dumps(stamp(report, "bench.slowclients"), indent=2) + "\n")
     print(f"written {a.out}; logs in {tmp}")
     return 0
 

@@ -34,6 +34,7 @@ from pathlib import Path
 import requests
 
 from bench.chaos import PG_ADMIN, ROOT, busy_children, log, photos_zip
+from bench.provenance import stamp
 
 PER_PHOTO = 5  # the stand-in's garments per photo
 
@@ -287,7 +288,7 @@ def main() -> int:
     report["loadavg_at_end"] = os.getloadavg()[0]
     print_report(report)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(report, indent=2) + "\n")
+    Path(a.out).write_text(json.dumps(stamp(report, "bench.soak"), indent=2) + "\n")
     log(f"written {a.out}; logs in {tmp}")
     return 0 if report.get("ok") else 1
 
