@@ -137,9 +137,7 @@ def cmd_reap(a) -> int:
     return 0
 
 
-def add_parsers(sub) -> None:
-    from core.queue import QUEUES
-
+def _add_serve_parser(sub) -> None:
     s = sub.add_parser("serve", help="run the API (gunicorn)")
     s.add_argument("--host", default=os.environ.get("WARDROBE_HOST", "127.0.0.1"),
                    help="address to listen on (WARDROBE_HOST; default 127.0.0.1, this machine only)")
@@ -159,6 +157,12 @@ def add_parsers(sub) -> None:
     s.add_argument("--connections", type=int, default=1000,
                    help="with gevent: connections per worker process at most (idle, slow and streaming included)")
     s.set_defaults(fn=cmd_serve)
+
+
+def add_parsers(sub) -> None:
+    from core.queue import QUEUES
+
+    _add_serve_parser(sub)
 
     s = sub.add_parser("worker", help="run a Celery worker")
     s.add_argument("--queues", default=",".join(QUEUES), help=f"comma-separated: {', '.join(QUEUES)} (default: all)")
