@@ -113,6 +113,9 @@ def list_items():
         params["after_key"], params["after_id"] = (decode_confidence_cursor if review else decode_cursor)(cursor)
     # plain rows, not ORM objects: a page of 50 items is read-only, and skipping the identity
     # map and instrumentation roughly halves the time spent per request
+    # a token not yet cached was looked up on the request's session: its connection goes back to
+    # the pool first, or the request would hold two (one idle in a transaction beside the page's)
+    deps.close_db()
     rows = read_all(page_statement(tuple(filters), review, bool(cursor)), params)
     more = len(rows) > limit
     rows = rows[:limit]

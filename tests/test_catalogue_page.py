@@ -170,3 +170,30 @@ def test_json_responses_are_the_encoders_bytes_and_a_newline(app, obj):
         # what Flask made before: the provider's text (compact) and a newline, encoded
         assert resp.get_data() == (app.json.dumps(obj, separators=(",", ":")) + "\n").encode()
         assert resp.mimetype == "application/json"
+
+
+def test_a_page_holds_one_database_connection_at_a_time(client, make_user, rt):
+    """A token not yet cached is looked up on the request's session; its connection goes back to the
+    pool before the page's statement takes one (it was held, idle in a transaction, beside it: two
+    connections a request, which a process's pool of threads can run out of)."""
+    uid, token = make_user()  # a new token: not in this process's cache
+    seed(uid, 3)
+    out = {"now": 0, "most": 0}
+
+    def checkout(*_):
+        out["now"] += 1
+        out["most"] = max(out["most"], out["now"])
+
+    def checkin(*_):
+        out["now"] -= 1
+
+    pool = engine().pool
+    event.listen(pool, "checkout", checkout)
+    event.listen(pool, "checkin", checkin)
+    try:
+        resp = client.get("/v1/items?limit=5", headers=auth(token))
+    finally:
+        event.remove(pool, "checkout", checkout)
+        event.remove(pool, "checkin", checkin)
+    assert resp.status_code == 200 and len(resp.get_json()["items"]) == 3
+    assert out["most"] == 1, out
