@@ -237,3 +237,16 @@ def test_the_review_default_is_where_items_stop_being_mostly_right():
     assert review_threshold(items, accuracy=0.6) == 0.5
     assert review_threshold(items, accuracy=0.3) == 0.3
     assert review_threshold([], accuracy=0.6) == 0.5  # nothing measured: the built-in default
+
+
+def test_the_thresholds_written_keep_the_items_they_were_chosen_on():
+    """make quality records confidences to 4 places; a threshold rounded to 3 could land above the
+    item it was chosen at (0.2836 -> 0.284), so the served thresholds dropped a garment the val
+    figures counted as found."""
+    from training.thresholds import choose
+
+    items = [(0, c, "right") for c in (0.9, 0.7, 0.5, 0.2836)] + [(0, 0.2, "extra")] * 3
+    r = choose(items, photos=10, budget=0.0, min_items=5)
+    t = r["per_class"][0]
+    assert sum(1 for _k, c, o in items if c >= t and o == "right") == r["val_found_items"] == 4
+    assert sum(1 for _k, c, o in items if c >= t and o == "extra") == 0

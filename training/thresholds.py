@@ -64,8 +64,10 @@ def choose(items: list[tuple[int, float, str]], photos: int, budget: float, min_
         else:
             lo_lam = mid
     chosen, found, unwanted, pooled = result
-    return {"per_class": {int(c): round(float(t), 3) for c, t in sorted(chosen.items())},
-            "pooled": round(float(pooled), 3), "budget_unwanted_per_photo": budget,
+    # each threshold is an item's own confidence (or `hi`): kept as it is, since rounding it up would
+    # drop that item from what is served while the val figures below count it
+    return {"per_class": {int(c): float(t) for c, t in sorted(chosen.items())},
+            "pooled": float(pooled), "budget_unwanted_per_photo": budget,
             "val_found_items": found, "val_unwanted_per_photo": round(unwanted / max(1, photos), 3)}
 
 
