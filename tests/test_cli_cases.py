@@ -115,15 +115,34 @@ def test_short_ids_from_cutout_file_names(catalogue, client):
     r = wardrobe("item", target["id"][:8].upper(), url=url, token=token)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["id"] == target["id"]
-    # a prefix that several items share: which ones, and no deletion
-    ids = [i["id"] for i in items]
-    shared = next((p for n in (1, 2) for p in {i[:n] for i in ids} if sum(i.startswith(p) for i in ids) > 1), None)
-    if shared is not None:
-        assert "give more characters" in one_line(wardrobe("delete", shared, url=url, token=token))
+    # a prefix that two items share (a second item made with the target's first 8 characters):
+    # which ones, and nothing deleted
+    twin = _item_sharing_prefix(target)
+    line = one_line(wardrobe("delete", target["id"][:8], url=url, token=token))
+    assert "2 items have ids starting" in line and "give more characters" in line, line
+    assert client.get(f"/v1/items/{twin}", headers=auth(token)).status_code == 200
+    assert client.get(f"/v1/items/{target['id']}", headers=auth(token)).status_code == 200
     assert "no item of yours" in one_line(wardrobe("delete", "ffffffff0", url=url, token=token))
-    r = wardrobe("delete", target["id"][:8], url=url, token=token)
+    r = wardrobe("delete", target["id"][:13], url=url, token=token)
     assert r.returncode == 0 and target["id"] in r.stdout, r.stderr
     assert client.get(f"/v1/items/{target['id']}", headers=auth(token)).status_code == 404
+    assert client.get(f"/v1/items/{twin}", headers=auth(token)).status_code == 200
+
+
+def _item_sharing_prefix(item: dict) -> str:
+    """A copy of `item` in the database under an id with the same first 8 characters (and a different
+    ninth group onwards); its id."""
+    import uuid
+
+    from db.models import Item
+    from db.session import session_scope
+
+    twin_id = uuid.UUID(item["id"][:9] + ("0000" if item["id"][9:13] != "0000" else "1111") + item["id"][13:])
+    with session_scope() as s:
+        src = s.get(Item, uuid.UUID(item["id"]))
+        cols = {c.key: getattr(src, c.key) for c in Item.__table__.columns if c.key not in ("id", "instance_index")}
+        s.add(Item(**cols, id=twin_id, instance_index=src.instance_index + 100))
+    return str(twin_id)
 
 
 def test_items_by_colour_and_needing_review(catalogue, client):
