@@ -99,14 +99,8 @@ def mask_polygons(mask: np.ndarray, box: Letterbox, photo_hw: tuple[int, int], m
                   epsilon: float = 0.7) -> list[np.ndarray]:
     """Outer contours of one model-resolution mask, unrefined, mapped into photo pixels as Ultralytics'
     scale_coords maps them (the letterbox undone, clipped to the photo)."""
-    contours, _ = cv2.findContours(mask.astype(np.uint8, copy=False), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     out = []
-    for c in contours:
-        if cv2.contourArea(c) < min_area:
-            continue
-        c = cv2.approxPolyDP(c, epsilon, True).reshape(-1, 2).astype(np.float32)
-        if len(c) < 3:
-            continue
+    for c in trace(mask, 0, 0, min_area, epsilon):
         c[:, 0] = ((c[:, 0] - box.pad_x) / np.float32(box.gain_x)).clip(0, photo_hw[1])
         c[:, 1] = ((c[:, 1] - box.pad_y) / np.float32(box.gain_y)).clip(0, photo_hw[0])
         out.append(c)
