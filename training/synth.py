@@ -33,6 +33,8 @@ def _garments(labelled: Path, split: str) -> list[tuple[Path, int, np.ndarray]]:
     """(photo, class, ring in pixels) for every labelled garment of the split big enough to paste."""
     from PIL import Image
 
+    from training.yolo_labels import read_yolo_rings
+
     out = []
     for img in sorted((labelled / "images" / split).iterdir()):
         label = labelled / "labels" / split / (img.stem + ".txt")
@@ -40,15 +42,11 @@ def _garments(labelled: Path, split: str) -> list[tuple[Path, int, np.ndarray]]:
             continue
         with Image.open(img) as im:
             w, h = im.size
-        for line in label.read_text().splitlines():
-            parts = line.split()
-            if len(parts) < 7:
-                continue
-            ring = np.asarray(parts[1:], dtype=np.float64).reshape(-1, 2) * (w, h)
+        for cls, ring in read_yolo_rings(label, w, h):
             x, y = ring[:, 0], ring[:, 1]
             area = 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
             if area >= MIN_AREA_SHARE * w * h:
-                out.append((img, int(parts[0]), ring))
+                out.append((img, cls, ring))
     return out
 
 

@@ -6,20 +6,24 @@ from pathlib import Path
 import numpy as np
 
 
-def read_yolo_masks(label_file: Path, width: int, height: int) -> list[tuple[int, np.ndarray]]:
-    """A YOLO-seg label file's instances as (class, bool mask)."""
-    from segmentation.masks import rasterize
-
+def read_yolo_rings(label_file: Path, width: int, height: int) -> list[tuple[int, np.ndarray]]:
+    """A YOLO-seg label file's instances as (class, polygon in pixels); none where there is no file."""
     out = []
     if not label_file.exists():
         return out
     for line in label_file.read_text().splitlines():
         parts = line.split()
-        if len(parts) < 7:
+        if len(parts) < 7:  # a class and at least three points
             continue
-        ring = np.asarray(parts[1:], dtype=np.float64).reshape(-1, 2) * (width, height)
-        out.append((int(parts[0]), rasterize([ring], width, height) > 0))
+        out.append((int(parts[0]), np.asarray(parts[1:], dtype=np.float64).reshape(-1, 2) * (width, height)))
     return out
+
+
+def read_yolo_masks(label_file: Path, width: int, height: int) -> list[tuple[int, np.ndarray]]:
+    """A YOLO-seg label file's instances as (class, bool mask)."""
+    from segmentation.masks import rasterize
+
+    return [(c, rasterize([ring], width, height) > 0) for c, ring in read_yolo_rings(label_file, width, height)]
 
 
 def load_rgb(path: Path) -> np.ndarray:
