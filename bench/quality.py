@@ -73,10 +73,9 @@ def measure(client, photos: list[Path], labels: dict, alone: bool = False) -> di
 def alone_photos(labels_json: Path, images: Path, count: int, tmp: Path) -> tuple[list[Path], dict]:
     """`count` photos of garments on their own, synthesized from the val split's garments only
     (training/synth.py), and their labels as load_labels gives them."""
-    import numpy as np
-
     from training.fashionpedia import import_split
     from training.synth import synthesize_split
+    from training.yolo_labels import read_yolo_rings
 
     val = tmp / "val-yolo"
     import_split(labels_json, images, val, "val")
@@ -88,11 +87,8 @@ def alone_photos(labels_json: Path, images: Path, count: int, tmp: Path) -> tupl
 
         with Image.open(img) as im:
             w, h = im.size
-        garments = []
-        for line in (out / "labels" / (img.stem + ".txt")).read_text().splitlines():
-            parts = line.split()
-            ring = (np.asarray(parts[1:], dtype=np.float64).reshape(-1, 2) * (w, h)).reshape(-1)
-            garments.append((int(parts[0]), [ring.tolist()]))
+        garments = [(c, [ring.reshape(-1).tolist()])
+                    for c, ring in read_yolo_rings(out / "labels" / (img.stem + ".txt"), w, h)]
         photos.append(img)
         labels[img.name] = LabelledPhoto(img.name, w, h, garments)
     return photos, labels
