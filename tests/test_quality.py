@@ -250,3 +250,15 @@ def test_the_thresholds_written_keep_the_items_they_were_chosen_on():
     t = r["per_class"][0]
     assert sum(1 for _k, c, o in items if c >= t and o == "right") == r["val_found_items"] == 4
     assert sum(1 for _k, c, o in items if c >= t and o == "extra") == 0
+
+
+def test_an_item_on_a_band_edge_is_counted_in_one_band():
+    """0.2 + 0.1 is 0.30000000000000004 in floating point: an item at 0.3 (make quality records
+    four places) fell in both the 0.2 and the 0.3 band, and its mistakes lowered the band below."""
+    from training.thresholds import review_threshold
+
+    items = [(0, 0.35, "right")] * 7 + [(0, 0.3, "extra")] * 3  # 0.3-0.4: 70 % right
+    items += [(0, 0.25, "right")] * 4  # 0.2-0.3: all right
+    assert review_threshold(items, accuracy=0.6) == 0.2
+    # and the top band holds a confidence of 1.0
+    assert review_threshold([(0, 1.0, "extra")] * 3 + [(0, 0.95, "right")], accuracy=0.6) == 0.5

@@ -76,10 +76,14 @@ def review_threshold(items: list[tuple[int, float, str]], accuracy: float = 0.6,
     """The deployment's default review threshold: the lowest confidence from which items are right
     (a found garment, the right class) at least `accuracy` of the time in every band of `step` above
     it; below it an item is more often wrong than a user should have to find by chance."""
-    bands = [round(step * k, 4) for k in range(int(1 / step))]
+    n = round(1 / step)
+    bands = [round(step * k, 4) for k in range(n)]
+    # each item in one band by its index (lo + step in floating point puts 0.3 in two bands); the top band holds 1.0
+    index = [(min(int(conf / step + 1e-9), n - 1), o) for _c, conf, o in items]
     chosen = None
-    for lo in reversed(bands):
-        band = [o for _c, conf, o in items if lo <= conf < lo + step]
+    for k in reversed(range(n)):
+        lo = bands[k]
+        band = [o for i, o in index if i == k]
         if band and sum(o == "right" for o in band) / len(band) < accuracy:
             break
         if band:
