@@ -119,11 +119,18 @@ def cmd_thresholds(a) -> int:
     from training.ship import update_card
     from training.thresholds import choose, review_threshold
 
-    q = json.loads(Path(a.quality_json).read_text())
-    if "items_scored" not in q:
-        print(f"error: {a.quality_json} has no items_scored (made by an older make quality)", file=sys.stderr)
+    try:
+        q = json.loads(Path(a.quality_json).read_text())
+    except ValueError as e:
+        raise SystemExit(f"{a.quality_json} is not make quality's JSON ({e})") from None
+    if not isinstance(q, dict) or "items_scored" not in q or not isinstance(q.get("photos"), int):
+        print(f"error: {a.quality_json} has no items_scored and photos (made by an older make quality?)", file=sys.stderr)
         return 2
-    items = [(int(k), float(c), o) for k, c, o in q["items_scored"]]
+    try:
+        items = [(int(k), float(c), str(o)) for k, c, o in q["items_scored"]]
+    except (TypeError, ValueError) as e:
+        raise SystemExit(f"{a.quality_json}: items_scored holds something other than [class, confidence, outcome] "
+                         f"({e})") from None
     chosen = choose(items, q["photos"], a.budget)
     named = {NAMES[c]: t for c, t in chosen["per_class"].items()}
     # the review default from the items the thresholds keep

@@ -262,3 +262,18 @@ def test_an_item_on_a_band_edge_is_counted_in_one_band():
     assert review_threshold(items, accuracy=0.6) == 0.2
     # and the top band holds a confidence of 1.0
     assert review_threshold([(0, 1.0, "extra")] * 3 + [(0, 0.95, "right")], accuracy=0.6) == 0.5
+
+
+@pytest.mark.parametrize("text", ["not json", '{"items_scored": []}', '[1, 2]', '{"photos": 3, "items_scored": [[0, 0.5]]}'])
+def test_wardrobe_thresholds_on_a_file_that_is_not_make_qualitys_says_so(tmp_path, text):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    bad = tmp_path / "quality.json"
+    bad.write_text(text)
+    r = subprocess.run([sys.executable, "-m", "cli.main", "thresholds", str(bad)], cwd=ROOT, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and str(bad) in r.stderr, r.stderr
