@@ -34,6 +34,7 @@ from bench.provenance import stamp
 from bench.scratch import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
+START_SECONDS = 30  # how long a server may take to answer /healthz before it is stopped
 PG_ADMIN = os.environ.get("WARDROBE_BENCH_PG_ADMIN", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
@@ -119,21 +120,28 @@ class Server:
         self.proc = subprocess.Popen([sys.executable, "-m", "cli.main", "serve", "--port", str(self.port), "--workers",
                                       str(workers), "--threads", str(threads)], env=env, cwd=tree,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        for _ in range(300):
+        deadline = time.monotonic() + START_SECONDS
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
             try:
-                c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
                 c.request("GET", "/healthz")
                 if c.getresponse().status == 200:
                     return
             except OSError:
                 time.sleep(0.1)
+            finally:
+                c.close()
+        self.stop()  # the caller never gets this server to stop: its processes go now
         raise RuntimeError(f"the {name} server did not answer /healthz")
 
     def pids(self) -> list[int]:
         return [self.proc.pid] + children(self.proc.pid)
 
     def stop(self) -> None:
-        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass  # the group has gone already
         self.proc.wait(30)
 
 
