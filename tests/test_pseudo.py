@@ -136,3 +136,11 @@ def test_tags_correct_a_body_garments_class_when_one_tagged_class_of_its_kind_is
     # two unfound tagged upper-body classes: which one is unknown, so no relabel
     kept, relabels = by_tags([shirt], {2, 16})
     assert kept == [] and relabels == []
+
+
+def test_a_threshold_keeps_every_garment_of_its_score():
+    """Garments of one score are kept or dropped together: the precision is judged over all of them,
+    not over those that happen to sort first."""
+    scored = [(0, 0.9, True)] * 3 + [(0, 0.5, True), (0, 0.5, False), (0, 0.5, False)]
+    t = choose_thresholds(scored, precision=0.75, min_support=5)["per_class"][0]
+    assert t["threshold"] == 0.9 and t["val_precision"] >= 0.75, t

@@ -131,6 +131,8 @@ def choose_thresholds(scored: list[tuple[int, float, bool]], precision: float, m
         hits = 0
         for i, (_, s, ok) in enumerate(rows, 1):
             hits += ok
+            if i < len(rows) and rows[i][1] == s:
+                continue  # a threshold at s keeps every garment of score s: judge them together
             if hits / i >= precision and s >= floor:
                 best = s
         return best
