@@ -51,7 +51,7 @@ class ApiClient:
                 err = r.json()["error"]
                 code, msg = err["code"], f"{err['code']}: {err['message']}"
             except Exception:  # noqa: BLE001
-                msg = r.text[:300]
+                msg = " ".join(r.text[:300].split())  # another server's error page: its words on one line
             raise ApiRefused(r.status_code, code, f"HTTP {r.status_code} {msg}")
         return r
 
@@ -67,21 +67,30 @@ class ApiClient:
         except requests.RequestException as e:
             raise SystemExit(f"error: {self.url}: {type(e).__name__}: {e}") from None
 
+    def _json(self, r: requests.Response):
+        """The answer's JSON; one line where it is none (the address is some other web server)."""
+        try:
+            return r.json()
+        except ValueError:
+            raise SystemExit(f"the answer to {r.request.method} {r.url} is not JSON (HTTP {r.status_code}, "
+                             f"{r.headers.get('Content-Type') or 'no content type'}): is {self.url} the wardrobe "
+                             "API? (--url or WARDROBE_URL)") from None
+
     def get(self, path: str, **params) -> dict:
-        return self._send("GET", path, headers=self._headers(), params=params, timeout=self.timeout).json()
+        return self._json(self._send("GET", path, headers=self._headers(), params=params, timeout=self.timeout))
 
     def delete(self, path: str) -> dict | None:
         r = self._send("DELETE", path, headers=self._headers(), timeout=self.timeout)
-        return r.json() if r.content else None
+        return self._json(r) if r.content else None
 
     def get_bytes(self, path: str) -> bytes:
         return self._send("GET", path, headers=self._headers(), timeout=self.timeout).content
 
     def post(self, path: str, **kw) -> dict:
-        return self._send("POST", path, headers=self._headers(), timeout=self.timeout, **kw).json()
+        return self._json(self._send("POST", path, headers=self._headers(), timeout=self.timeout, **kw))
 
     def patch(self, path: str, **kw) -> dict:
-        return self._send("PATCH", path, headers=self._headers(), timeout=self.timeout, **kw).json()
+        return self._json(self._send("PATCH", path, headers=self._headers(), timeout=self.timeout, **kw))
 
     def download(self, path: str, dst: Path, progress: bool = True, total: int | None = None) -> int:
         """Stream a file answer into `dst` (written beside it, then renamed: never half a file there)."""
@@ -159,7 +168,7 @@ class ApiClient:
         with open(zip_path, "rb") as f:
             r = self._send("POST", "/v1/uploads", data=_Reader(f), headers=headers, timeout=max(self.timeout, 600))
         end_bar()
-        return r.json()
+        return self._json(r)
 
     def wait(self, job_id: str, progress: bool = True, poll: float = 0.5, timeout: float = 3600,
              worker_wait: float = 10) -> dict:

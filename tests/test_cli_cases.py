@@ -203,3 +203,33 @@ def test_an_error_after_a_progress_bar_starts_its_own_line(tmp_path, capsys):
 def test_help_says_where_the_token_and_address_come_from():
     r = wardrobe("--help")
     assert r.returncode == 0 and "WARDROBE_TOKEN" in r.stdout and "WARDROBE_URL" in r.stdout
+
+
+def test_an_address_that_is_not_the_api_is_one_line():
+    """WARDROBE_URL pointing at another web server: a page of HTML where JSON was expected (a traceback
+    before), and its HTML error page (printed over many lines before)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Other(BaseHTTPRequestHandler):
+        def do_GET(self):
+            status = 200 if self.path.startswith("/v1/items") else 404
+            body = b"<html>\n<body>\n<p>Some other site</p>\n</body>\n</html>\n"
+            self.send_response(status)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_):
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Other)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    url = f"127.0.0.1:{srv.server_address[1]}"
+    try:
+        line = one_line(wardrobe("items", url=url, token="wdr_x"))
+        assert "not JSON" in line and url in line, line
+        line = one_line(wardrobe("jobs", url=url, token="wdr_x"))
+        assert "HTTP 404" in line and "Some other site" in line, line
+    finally:
+        srv.shutdown()
