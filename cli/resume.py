@@ -86,6 +86,14 @@ def _api(c: ApiClient, method: str, path: str, **kw) -> requests.Response:
                      f"{method} {path}")
 
 
+def _error_code(r: requests.Response) -> str | None:
+    """The API's error code in a refusal; None in anything else (another server's error page)."""
+    try:
+        return r.json()["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 def _read(path: Path, offset: int, n: int) -> bytes:
     with open(path, "rb") as f:
         f.seek(offset)
@@ -134,7 +142,7 @@ def _send_chunks(c: ApiClient, path: Path, sess: dict, progress: bool) -> int:
         data = _read(path, offset, min(CHUNK, size - offset))
         r = _api(c, "PATCH", where, data=data,
                  headers={"Upload-Offset": str(offset), "Content-Type": "application/offset+octet-stream"})
-        if r.status_code == 409 and r.json()["error"]["code"] == "append_in_progress":
+        if r.status_code == 409 and _error_code(r) == "append_in_progress":
             time.sleep(0.5)  # the cut chunk's request is still being wound up on the server
             r = _api(c, "HEAD", where)
         if r.status_code >= 400 and not (r.status_code == 409 and "Upload-Offset" in r.headers):
@@ -154,7 +162,7 @@ def _resume_or_create(c: ApiClient, path: Path, key: str, state: dict) -> dict |
     if entry.get("session"):
         r = _api(c, "GET", f"/v1/upload-sessions/{entry['session']}")
         if r.status_code == 200:
-            sess = r.json()
+            sess = c._json(r)
             print(f"resuming upload session {sess['id']}: {sess['offset']} of {sess['size']} bytes already there",
                   file=sys.stderr)
             return sess
@@ -162,9 +170,9 @@ def _resume_or_create(c: ApiClient, path: Path, key: str, state: dict) -> dict |
             c._check(r)  # 404: expired, or the server forgot it: a new session
     sha = _sha256(path)
     r = _api(c, "POST", "/v1/upload-sessions", json={"filename": path.name, "size": path.stat().st_size, "sha256": sha})
-    if r.status_code == 404 and r.json().get("error", {}).get("code") == "not_found":
+    if r.status_code == 404 and _error_code(r) == "not_found":
         return None  # an API without resumable uploads
-    sess = c._check(r).json()
+    sess = c._json(c._check(r))
     state[key] = {"session": sess["id"], "mode": sess["mode"], "created_at": sess["created_at"]}
     _save_state(state)
     return sess

@@ -205,7 +205,7 @@ def test_help_says_where_the_token_and_address_come_from():
     assert r.returncode == 0 and "WARDROBE_TOKEN" in r.stdout and "WARDROBE_URL" in r.stdout
 
 
-def test_an_address_that_is_not_the_api_is_one_line():
+def test_an_address_that_is_not_the_api_is_one_line(tmp_path):
     """WARDROBE_URL pointing at another web server: a page of HTML where JSON was expected (a traceback
     before), and its HTML error page (printed over many lines before)."""
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -220,6 +220,8 @@ def test_an_address_that_is_not_the_api_is_one_line():
             self.end_headers()
             self.wfile.write(body)
 
+        do_POST = do_GET
+
         def log_message(self, *_):
             pass
 
@@ -230,6 +232,11 @@ def test_an_address_that_is_not_the_api_is_one_line():
         line = one_line(wardrobe("items", url=url, token="wdr_x"))
         assert "not JSON" in line and url in line, line
         line = one_line(wardrobe("jobs", url=url, token="wdr_x"))
+        assert "HTTP 404" in line and "Some other site" in line, line
+        zipped = tmp_path / "photos.zip"
+        zipped.write_bytes(zip_bytes(example_photos(1)))
+        line = one_line(wardrobe("upload", str(zipped), "--resumable", "always", url=url, token="wdr_x",
+                                 env={"HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path)}))
         assert "HTTP 404" in line and "Some other site" in line, line
     finally:
         srv.shutdown()
