@@ -16,9 +16,12 @@ KINDS = {
     "chaos": ("make chaos", "faults during real jobs, counted against a fault-free run"),
     "scale": ("make bench-scale", "the control plane's ceiling with an instant stand-in model"),
     "lean": ("python -m bench.lean", "the lean CPU worker against the Ultralytics path"),
+    "soak": ("make soak", "a long run under load, one fault every few minutes"),
+    "slowclients": ("python -m bench.slowclients", "the API beside half-open and slow clients"),
 }
 # kinds measured with no model, or a stand-in for it: the model version does not apply
-NO_MODEL = {"api": "no model in the path", "chaos": "the fake segmenter", "scale": "an instant stand-in"}
+NO_MODEL = {"api": "no model in the path", "chaos": "a stand-in segmenter", "scale": "an instant stand-in",
+            "soak": "a stand-in segmenter", "slowclients": "no model in the path"}
 
 
 @dataclass
