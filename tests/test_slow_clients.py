@@ -15,20 +15,12 @@ import pytest
 import requests
 import yaml
 
+from bench.slowclients import half_open
 from tests.conftest import ROOT, free_port, wait_port
 from tests.procs import Proc, service_env
 
 TEMPLATE = ROOT / "deploy" / "nginx" / "wardrobe.conf.template"
 NGINX = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if Path(p).exists()), None)
-
-
-def _half_open(port: int, n: int) -> list[socket.socket]:
-    socks = []
-    for _ in range(n):
-        s = socket.create_connection(("127.0.0.1", port), timeout=10)
-        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-a: ")
-        socks.append(s)
-    return socks
 
 
 def _slow_chunk(port: int, token: str) -> socket.socket:
@@ -59,7 +51,7 @@ def test_half_open_and_slow_clients_leave_the_api_answering(settings, make_user,
         wait_port(port, 60)
         assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=60).status_code == 200  # the app is loaded
         held += [_slow_chunk(port, token) for _ in range(12)]
-        held += _half_open(port, 60)
+        held += half_open(port, 60)
         time.sleep(0.5)
         for _ in range(3):
             assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=30).status_code == 200
@@ -148,7 +140,7 @@ def test_through_nginx_streams_pass_at_once_and_half_open_clients_stop_there(set
         r = requests.patch(base + r.headers["Location"], data=b"z" * 100, timeout=30, headers=h | {
             "Content-Type": "application/offset+octet-stream", "Upload-Offset": "0", "Tus-Resumable": "1.0.0"})
         assert r.status_code == 204 and r.headers["Upload-Offset"] == "100", (r.status_code, r.text)
-        held += _half_open(nport, 60)
+        held += half_open(nport, 60)
         for _ in range(3):
             assert requests.get(f"{base}/healthz", timeout=30).status_code == 200
     finally:
