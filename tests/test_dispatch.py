@@ -69,7 +69,8 @@ def test_an_ended_job_s_zip_goes_after_the_commit_with_retention_zero(make_user,
     from db.session import session_scope
     from services.bootup import bootup
 
-    now_zero = bootup(replace(settings, upload_retention=0), force=True)
+    # a job that fails before its zip is read keeps the zip for a retry (upload_retry_retention): both zero here
+    now_zero = bootup(replace(settings, upload_retention=0, upload_retry_retention=0), force=True)
     try:
         uid, _ = make_user()
         key = f"uploads/{uuid.uuid4()}.zip"
