@@ -33,3 +33,11 @@ def serve_conf_per_class(weights: str | os.PathLike) -> dict[int, float]:
 
     per_class = read_card(weights).get("serve_conf_per_class") or {}
     return {BY_NAME[name].id: float(t) for name, t in per_class.items() if name in BY_NAME}
+
+
+def served_thresholds(weights: str | os.PathLike, conf: float) -> tuple[float, dict[int, float]]:
+    """(the item threshold, per-class thresholds) a worker serves: a deployment's `conf`
+    (WARDROBE_CONF) for every class when it sets one, else the card's, per class where it has them."""
+    if conf:
+        return conf, {}
+    return serve_conf(weights), serve_conf_per_class(weights)

@@ -29,7 +29,7 @@ import numpy as np
 
 from core.config import Settings
 from segmentation import yolo_decode as yd
-from segmentation.segmenter import Candidates, Detection, outline
+from segmentation.segmenter import Candidates, Detection, outline, predict_conf
 
 log = logging.getLogger("wardrobe.segmenter")
 
@@ -205,7 +205,7 @@ class LeanSegmenter:
         out: list[Candidates | None] = []
         for i, photo in enumerate(photos):
             # below the item threshold only to offer other classes for the items found (alternatives)
-            rows = yd.non_max_suppression(det[i], ir.classes, min(s.conf, s.alternatives_conf, *self.class_conf.values()),
+            rows = yd.non_max_suppression(det[i], ir.classes, predict_conf(s, self.class_conf),
                                           s.iou, s.max_det)
             if not len(rows):
                 out.append(None)

@@ -129,13 +129,12 @@ class YoloSegmenter:
             raise FileNotFoundError(f"model weights not found at {path} (set WARDROBE_MODEL)")
         t0 = time.perf_counter()
         self.version = model_version(path)
-        from segmentation.card import serve_conf, serve_conf_per_class, serve_imgsz
+        from segmentation.card import served_thresholds, serve_imgsz
 
         self.imgsz = settings.imgsz or serve_imgsz(path)
-        # per-class thresholds from the card, unless the deployment sets one threshold for all
-        self.class_conf = {} if settings.conf else serve_conf_per_class(path)
-        # the served settings measured for these weights (make quality), unless the deployment sets its own
-        self.settings = settings = dataclasses.replace(settings, conf=settings.conf or serve_conf(path))
+        # the thresholds measured for these weights (make quality), unless the deployment sets its own
+        conf, self.class_conf = served_thresholds(path, settings.conf)
+        self.settings = settings = dataclasses.replace(settings, conf=conf)
         self.half = self.device.startswith("cuda")
         self.batch = settings.batch_size or auto_batch(self.device, self.imgsz)
         digest = weights_digest(path)
@@ -181,7 +180,7 @@ class YoloSegmenter:
         results = self.model.predict(
             bgr,
             # below the item threshold only to offer other classes for the items found (alternatives)
-            conf=min(s.conf, s.alternatives_conf, *self.class_conf.values()),
+            conf=predict_conf(s, self.class_conf),
             imgsz=self.imgsz,
             iou=s.iou,
             max_det=s.max_det,
@@ -212,6 +211,12 @@ class Candidates:
     classes: np.ndarray
     masks: np.ndarray
     photo_hw: tuple[int, int]
+
+
+def predict_conf(s: Settings, class_conf: Mapping[int, float]) -> float:
+    """The least confidence the model's own filter keeps: below every item threshold, down to where
+    a detection can still offer its class as an alternative."""
+    return min(s.conf, s.alternatives_conf, *class_conf.values())
 
 
 def refine_radius(bbox, radius: int, share: float = 0.0) -> int:
@@ -269,6 +274,7 @@ def one_per_garment(c: Candidates, s: Settings, class_conf: Mapping[int, float] 
     most confident first: each item is its group's most confident detection at or above its
     class's threshold (`class_conf`, else `s.conf`); the group's other classes (detections merged into it, and less confident ones down
     to `s.alternatives_conf` lying on it) are its alternatives, best first, at most 3."""
+    thresholds = class_conf or {}
     order = np.argsort(-c.confs, kind="stable")
     areas = c.masks.reshape(len(c.masks), -1).sum(1)
     kept: list[int] = []
@@ -286,7 +292,7 @@ def one_per_garment(c: Candidates, s: Settings, class_conf: Mapping[int, float] 
     for i in order:
         home = next((k for k in kept if same_garment(i, k)), None)
         if home is None:
-            if c.confs[i] >= (class_conf or {}).get(int(c.classes[i]), s.conf):
+            if c.confs[i] >= thresholds.get(int(c.classes[i]), s.conf):
                 kept.append(i)
                 alts[i] = {}
             continue

@@ -30,7 +30,7 @@ def lean_plan(settings: Settings) -> tuple[Path, int, str, float, dict[int, floa
     the lean path, else None: the served settings as `YoloSegmenter` takes them from the card. Raises
     ModelError where neither path can serve (no Ultralytics, and no int8 model to run)."""
     from segmentation.backends import int8_model_dir, openvino_available, resolve_backend, shipped_int8_model
-    from segmentation.card import serve_conf, serve_conf_per_class, serve_imgsz
+    from segmentation.card import served_thresholds, serve_imgsz
     from segmentation.segmenter import model_version, pick_device, weights_digest
 
     if settings.segmenter != "yolo":
@@ -48,8 +48,7 @@ def lean_plan(settings: Settings) -> tuple[Path, int, str, float, dict[int, floa
         if int8 is None:
             raise ModelError(f"{int8_model_dir(weights, imgsz)}: no int8 model made from {weights.name} at imgsz {imgsz} "
                              "(make one: wardrobe export-model --int8)")
-        return (int8, imgsz, model_version(weights), settings.conf or serve_conf(weights),
-                {} if settings.conf else serve_conf_per_class(weights))
+        return (int8, imgsz, model_version(weights), *served_thresholds(weights, settings.conf))
     if not full:
         raise ModelError(f"{weights}: backend {backend} on {device} needs torch and Ultralytics (pip install "
                          f"'wardrobe[worker,gpu]'); this install serves only the int8 model at "
