@@ -164,7 +164,7 @@ def main() -> int:
         os.environ.update({k: v for k, v in env.items() if k.startswith("WARDROBE_")})
         subprocess.run([sys.executable, "-m", "cli.main", "migrate"], env=env, cwd=ROOT, check=True, capture_output=True)
         from core.config import Settings
-        from db.bootup import bootup
+        from services.bootup import bootup
         from db.session import session_scope
         from db.users import create_user
 

@@ -191,7 +191,7 @@ def main() -> int:
         subprocess.run([sys.executable, "-m", "cli.main", "migrate"], env=env, cwd=ROOT, check=True, capture_output=True)
         from core.config import Settings
         from core.queue import make_celery
-        from db.bootup import bootup
+        from services.bootup import bootup
         from db.session import session_scope
         from db.users import create_user
 
