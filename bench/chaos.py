@@ -156,7 +156,7 @@ def main() -> int:
     a = ap.parse_args()
 
     from bench.scratch import scratch_database, scratch_s3
-    from bench.procs import Proc, RedisServer, TcpProxy
+    from bench.procs import Proc, RedisServer, TcpProxy, wait_ready
 
     tmp = Path(tempfile.mkdtemp(prefix="wardrobe-chaos-"))
     report: dict = {"jobs": a.jobs, "photos_per_job": a.photos, "standin_delay_ms": a.delay_ms, "faults": []}
@@ -198,16 +198,7 @@ def main() -> int:
 
         try:
             url = f"http://127.0.0.1:{port}"
-            t0 = time.monotonic()
-            while True:
-                try:
-                    if requests.get(f"{url}/readyz", timeout=2).json().get("workers", {}).get("answering", 0) >= 2:
-                        break
-                except (requests.RequestException, ValueError):
-                    pass
-                if time.monotonic() - t0 > 120:
-                    raise SystemExit("the API and two workers did not come up\n" + logs())
-                time.sleep(0.5)
+            wait_ready(url, 2, 120, logs)
             if a.only_slow_clients:
                 report["slow_clients"] = slow_client_phases(port, slow_tokens, a.slow_clients, tmp)
                 report["ok"] = all(r["ok"] for r in report["slow_clients"])

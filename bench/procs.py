@@ -8,11 +8,30 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
+from typing import Callable
 
 from bench.scratch import free_port, wait_port
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def wait_ready(url: str, workers: int, timeout: float, detail: Callable[[], str] = lambda: "") -> None:
+    """Until the API at `url` answers /readyz with at least `workers` Celery workers answering; exits
+    the benchmark with `detail()` (e.g. the processes' log tails) after `timeout` seconds."""
+    import requests
+
+    t0 = time.monotonic()
+    while True:
+        try:
+            if requests.get(f"{url}/readyz", timeout=5).json().get("workers", {}).get("answering", 0) >= workers:
+                return
+        except (requests.RequestException, ValueError):
+            pass
+        if time.monotonic() - t0 > timeout:
+            raise SystemExit(f"the API and {workers} workers did not come up\n{detail()}".rstrip())
+        time.sleep(0.5)
 
 
 class Proc:

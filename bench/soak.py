@@ -172,7 +172,7 @@ def main() -> int:
     ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "soak.json"))
     a = ap.parse_args()
 
-    from bench.procs import Proc, RedisServer, TcpProxy
+    from bench.procs import Proc, RedisServer, TcpProxy, wait_ready
     from bench.scratch import free_port, scratch_database, scratch_s3
 
     tmp = Path(tempfile.mkdtemp(prefix="wardrobe-soak-"))
@@ -208,16 +208,7 @@ def main() -> int:
         load = Load(f"http://127.0.0.1:{port}", tokens)
         threads = []
         try:
-            t0 = time.monotonic()
-            while True:
-                try:
-                    if requests.get(f"{load.url}/readyz", timeout=5).json().get("workers", {}).get("answering", 0) >= 2:
-                        break
-                except (requests.RequestException, ValueError):
-                    pass
-                if time.monotonic() - t0 > 180:
-                    raise SystemExit("the API and two workers did not come up")
-                time.sleep(1)
+            wait_ready(load.url, 2, 180)
             time.sleep(5)  # each process settled: the RSS baseline
             rss = lambda: {"api": group_rss(procs["api"].p.pid),  # noqa: E731
                            "workers": sum(group_rss(procs[n].p.pid) for n in ("worker-a", "worker-b"))}
