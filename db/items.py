@@ -3,14 +3,49 @@ transaction (each photo once), near-duplicates flagged against what the user alr
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass, fields
 
 import numpy as np
-from sqlalchemy import delete, func, insert, inspect, select, tuple_, update
+from sqlalchemy import delete, func, insert, select, tuple_, update
 
 from core import metrics
 from db import jobstate, quota
 from db.models import Item, Job, Photo, PhotoStatus, utcnow
 from db.session import session_scope
+
+
+@dataclass(slots=True)
+class NewItem:
+    """One garment the worker found on a photo, as it hands it to commit_photos: plain values, one
+    per column of the items row it becomes (the rest take their defaults). No ORM object is built
+    for it: the rows go in as one multi-row INSERT."""
+
+    id: uuid.UUID
+    user_id: uuid.UUID
+    photo_id: uuid.UUID
+    job_id: uuid.UUID
+    instance_index: int
+    class_id: int
+    category: str
+    supercategory: str
+    confidence: float
+    bbox: list
+    polygons: list
+    area_fraction: float
+    model_version: str
+    cutout_key: str
+    cutout_content_type: str
+    cutout_width: int
+    cutout_height: int
+    cutout_bytes: int
+    colors: list | None = None
+    color: str | None = None
+    phash: int | None = None  # signed, as stored
+    alternatives: list | None = None
+    duplicate_of: uuid.UUID | None = None  # set by flag_near_duplicates
+
+    def row(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 def _lock_active_job(s, job_id: uuid.UUID) -> bool:
@@ -33,7 +68,7 @@ def _remember(bucket: tuple[list, list, list], item_id, phash: int, bbox) -> Non
     ratios.append(_aspect(bbox))
 
 
-def flag_near_duplicates(s, user_id: uuid.UUID, batch: list[tuple[uuid.UUID, list[Item]]]) -> None:
+def flag_near_duplicates(s, user_id: uuid.UUID, batch: list[tuple[uuid.UUID, list[NewItem]]]) -> None:
     """Mark items that look like one the user already has (same class and colour, cut-outs
     a few hash bits apart, a box of similar shape) as near-duplicates of the closest such item.
     Items of the same photo (a pair of shoes) are never duplicates of each other; earlier photos
@@ -75,15 +110,7 @@ def flag_near_duplicates(s, user_id: uuid.UUID, batch: list[tuple[uuid.UUID, lis
             _remember(known[(item.class_id, item.color)], item.id, item.phash, item.bbox)
 
 
-_ITEM_COLUMNS = frozenset(c.key for c in Item.__table__.columns)
-
-
-def _row(item: Item) -> dict:
-    """The values set on an (unsaved) Item, as an INSERT row; unset columns take their defaults."""
-    return {k: v for k, v in inspect(item).dict.items() if k in _ITEM_COLUMNS}
-
-
-def commit_photos(job_id: uuid.UUID, user_id: uuid.UUID, batch: list[tuple[uuid.UUID, list[Item]]]) -> set[uuid.UUID]:
+def commit_photos(job_id: uuid.UUID, user_id: uuid.UUID, batch: list[tuple[uuid.UUID, list[NewItem]]]) -> set[uuid.UUID]:
     """Write a batch of photos' items and mark them done, each photo once, in one transaction.
     Photos that are no longer pending (a second delivery of the task, a cancelled or deleted job) are
     skipped: their items' cut-outs are named by no row, and the caller deletes them. Returns the
@@ -104,7 +131,7 @@ def commit_photos(job_id: uuid.UUID, user_id: uuid.UUID, batch: list[tuple[uuid.
         replaced = s.scalar(select(func.coalesce(func.sum(Item.cutout_bytes), 0)).where(Item.photo_id.in_(pending)))
         s.execute(delete(Item).where(Item.photo_id.in_(pending)).execution_options(synchronize_session=False))
         flag_near_duplicates(s, user_id, todo)
-        rows = [_row(item) for _, items in todo for item in items]
+        rows = [item.row() for _, items in todo for item in items]
         if rows:
             # one multi-row INSERT: the unit of work's per-object bookkeeping cost more than the rows
             s.execute(insert(Item), rows)

@@ -26,8 +26,7 @@ from core.storage import ObjectNotFound, StorageError, keys
 from core.taxonomy import by_id
 from db import photos
 from core.runtime import Runtime
-from db.items import commit_photos
-from db.models import Item
+from db.items import NewItem, commit_photos
 from segmentation.segmenter import Segmenter
 from worker.colors import dhash, dominant_colors, small_rgba
 from worker.cutouts import make_cutout
@@ -72,11 +71,11 @@ def load(rt: Runtime, jid: uuid.UUID, pid, uid, key) -> Loaded | None:
 
 
 def _item(item_id: uuid.UUID, jid: uuid.UUID, photo: Loaded, det, cut, index: int, key: str, version: str,
-          thumb) -> Item:
+          thumb) -> NewItem:
     cls = by_id(det.class_id)
     colors = dominant_colors(thumb)
     h = dhash(thumb)
-    return Item(
+    return NewItem(
         id=item_id, colors=colors, color=colors[0]["name"] if colors else None,
         phash=h - (1 << 64) if h >= (1 << 63) else h,
         user_id=photo.user_id, photo_id=photo.id, job_id=jid, instance_index=index,
@@ -100,14 +99,14 @@ class Timings:
 
 
 def items_for(rt: Runtime, jid: uuid.UUID, photo: Loaded, dets, version: str, t: Timings,
-              uploads: list[Future]) -> list[Item]:
+              uploads: list[Future]) -> list[NewItem]:
     """Cut-outs, colours and hashes for one photo's detections. The cut-outs' uploads are started
     on the I/O threads and added to `uploads`, not waited for: the caller waits before it writes
     the rows that name them. Adds the CPU seconds of each stage to `t` (cutout: mask and encoding;
     features: colours and hash)."""
     clock = time.thread_time  # this thread's CPU time: the cost, whatever else runs beside it
     settings = rt.settings
-    items: list[Item] = []
+    items: list[NewItem] = []
     for det in dets:
         t0 = clock()
         cut = make_cutout(photo.rgb, det, settings.cutout_format, settings.cutout_quality, settings.cutout_max_side)
@@ -129,7 +128,7 @@ class _Segmentation:
 
     def __init__(self, jid: uuid.UUID, user_id: uuid.UUID, rt: Runtime, segmenter: Segmenter, t: Timings):
         self.jid, self.user_id, self.rt, self.segmenter, self.t = jid, user_id, rt, segmenter, t
-        self.unwritten: list[tuple[uuid.UUID, list[Item]]] = []
+        self.unwritten: list[tuple[uuid.UUID, list[NewItem]]] = []
         self.uploads: list[Future] = []  # their cut-outs on the way to storage
         self.last_flush = time.perf_counter()
 
