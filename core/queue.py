@@ -1,13 +1,15 @@
 """The Celery app's shape, shared by the API (which only sends) and the workers.
 
 The API sends tasks by name, so it never imports the worker (or torch).
-Messages carry ids only.
+Messages carry ids only, and in their headers the request id of the API request (or the task) that
+sent them, so the worker's lines for that work name it (worker.taskbase binds it).
 """
 from __future__ import annotations
 
 from celery import Celery
 from kombu import Queue
 
+from core import logs
 from core.config import Settings
 
 INGEST_TASK = "wardrobe.ingest"
@@ -121,18 +123,25 @@ def configure_celery(app: Celery, settings: Settings) -> Celery:
     return app
 
 
+def _headers() -> dict:
+    """The sender's request id (core.logs: bound by an API request, or by the task that sends more work)."""
+    rid = logs.bound().get("request_id")
+    return {"request_id": rid} if rid else {}
+
+
 def enqueue_ingest(app: Celery, job_id) -> None:
-    app.send_task(INGEST_TASK, args=[str(job_id)], queue=INGEST_QUEUE)
+    app.send_task(INGEST_TASK, args=[str(job_id)], queue=INGEST_QUEUE, headers=_headers())
 
 
 def enqueue_segment(app: Celery, job_id, photo_ids) -> None:
-    app.send_task(SEGMENT_TASK, args=[str(job_id), [str(p) for p in photo_ids]], queue=SEGMENT_QUEUE)
+    app.send_task(SEGMENT_TASK, args=[str(job_id), [str(p) for p in photo_ids]], queue=SEGMENT_QUEUE,
+                  headers=_headers())
 
 
 def enqueue_export(app: Celery, export_id) -> None:
-    app.send_task(EXPORT_TASK, args=[str(export_id)], queue=EXPORT_QUEUE)
+    app.send_task(EXPORT_TASK, args=[str(export_id)], queue=EXPORT_QUEUE, headers=_headers())
 
 
 def enqueue_webhook(app: Celery, delivery_id) -> None:
     # no retrying a broker that is down: the row says the delivery is due, and the sweep sends it
-    app.send_task(WEBHOOK_TASK, args=[str(delivery_id)], queue=WEBHOOK_QUEUE, retry=False)
+    app.send_task(WEBHOOK_TASK, args=[str(delivery_id)], queue=WEBHOOK_QUEUE, retry=False, headers=_headers())

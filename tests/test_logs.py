@@ -119,15 +119,17 @@ def test_responses_carry_a_request_id_and_the_requests_lines_name_it(app, make_u
 
 
 def test_a_worker_logging_to_a_file_writes_json_lines_naming_the_job(client, make_user, settings, tmp_path):
-    from db.models import Job
+    from sqlalchemy import select
+
+    from db.models import Job, Photo
     from db.session import session_scope
     from tests.procs import Proc, service_env, wait_for
 
-    _, token = make_user()
+    uid, token = make_user()
     r = redis.Redis.from_url(REDIS_URL)
     r.delete("ingest", "segment")
     resp = client.post("/v1/uploads", data={"file": (io.BytesIO(zip_bytes(example_photos(2))), "photos.zip")},
-                       headers=auth(token), content_type="multipart/form-data")
+                       headers=auth(token) | {"X-Request-ID": "req-worker-1"}, content_type="multipart/form-data")
     assert resp.status_code == 202, resp.get_data(as_text=True)
     job_id = resp.get_json()["id"]
     logfile = tmp_path / "worker.jsonl"
@@ -148,3 +150,27 @@ def test_a_worker_logging_to_a_file_writes_json_lines_naming_the_job(client, mak
     assert lines and all({"event", "level", "logger", "timestamp"} <= set(line) for line in lines)
     ours = [line for line in lines if line.get("job_id") == job_id]
     assert {line.get("task") for line in ours} >= {"ingest", "segment"}, ours
+    # the upload's request id, carried by the ingest message and on by the segment messages ingest sent
+    assert all(line.get("request_id") == "req-worker-1" for line in ours if line.get("task")), ours
+    assert all(line.get("user_id") == str(uid) for line in ours if line.get("task")), ours
+    with session_scope() as s:
+        photo_ids = {str(p) for p in s.scalars(select(Photo.id).where(Photo.job_id == uuid.UUID(job_id)))}
+    assert len(photo_ids) == 2
+    assert {line.get("photo_id") for line in ours if line.get("task") == "segment"} >= photo_ids, ours
+
+
+def test_a_task_sent_from_an_api_request_carries_its_request_id(client, make_user):
+    """In the message's headers (the worker binds it: the test above); a request that brought none gets the id
+    it is answered with."""
+    _, token = make_user()
+    r = redis.Redis.from_url(REDIS_URL)
+    r.delete("ingest")
+    sent = []
+    for given in ({"X-Request-ID": "req-upload-7"}, {}):
+        resp = client.post("/v1/uploads", data={"file": (io.BytesIO(zip_bytes(example_photos(1))), "p.zip")},
+                           headers=auth(token) | given, content_type="multipart/form-data")
+        assert resp.status_code == 202, resp.get_data(as_text=True)
+        sent.append(resp.headers["X-Request-ID"])
+    messages = [json.loads(m) for m in reversed(r.lrange("ingest", 0, -1))]  # kombu pushes on the left
+    assert [m["headers"]["task"] for m in messages] == ["wardrobe.ingest"] * 2
+    assert [m["headers"].get("request_id") for m in messages] == sent and sent[0] == "req-upload-7"

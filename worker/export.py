@@ -26,6 +26,7 @@ from typing import IO, Iterator
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import select
 
+from core import logs
 from core.storage import ObjectNotFound, Storage, StorageError, keys
 from core.taxonomy import CLASSES
 from db import coco, exports, quota
@@ -269,6 +270,11 @@ def run(eid: uuid.UUID, rt: Runtime, progress_every: int = PROGRESS_EVERY) -> di
             return None
         photos_total, items_total = exports.totals(s, user_id)
         exports.progress(s, eid, 0, 0, photos_total, items_total)
+    with logs.adding(user_id=user_id):  # a field of every line the build logs
+        return _build(eid, user_id, photos_total, rt, progress_every)
+
+
+def _build(eid: uuid.UUID, user_id: uuid.UUID, photos_total: int, rt: Runtime, progress_every: int) -> dict | None:
     t0 = time.monotonic()
     with tempfile.NamedTemporaryFile(prefix="wardrobe-export-", suffix=".zip") as tmp:
         try:

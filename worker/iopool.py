@@ -2,7 +2,17 @@
 model, and an inline stand-in for the post-processing thread (WARDROBE_POST_OVERLAP=off)."""
 from __future__ import annotations
 
+import contextvars
 from concurrent.futures import Future, ThreadPoolExecutor
+
+
+class ContextPool(ThreadPoolExecutor):
+    """Each call runs in a copy of its submitter's context: the log fields the task bound (core.logs:
+    contextvars, which a plain pool's threads do not see) are on the lines its photos log."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        return super().submit(contextvars.copy_context().run, fn, *args, **kwargs)
+
 
 _io_pool: ThreadPoolExecutor | None = None
 
@@ -11,7 +21,7 @@ def io_pool() -> ThreadPoolExecutor:
     """Threads for storage round trips and decoding ahead of the model: shared by the process's tasks."""
     global _io_pool
     if _io_pool is None:
-        _io_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="wardrobe-io")
+        _io_pool = ContextPool(max_workers=8, thread_name_prefix="wardrobe-io")
     return _io_pool
 
 
@@ -33,4 +43,4 @@ class Inline:
 
 def post_pool(overlap: bool):
     """One thread beside the model for post-processing, or the inline stand-in."""
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="wardrobe-post") if overlap else Inline()
+    return ContextPool(max_workers=1, thread_name_prefix="wardrobe-post") if overlap else Inline()

@@ -151,7 +151,7 @@ def reap_exports(rt: Runtime, send_export: Callable, stale_after: int | None = N
         ids = [eid for eid in ids if str(eid) not in known]
     for eid in ids:
         log.warning("export %s has not moved for %ss and has no message left in the broker: re-sending it", eid, wait,
-                    extra=fields(task="reap"))
+                    extra=fields(export_id=eid, task="reap"))
         with session_scope() as s:
             exports.touch(s, eid)
         send_export(eid)

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from core import metrics
+from core import logs, metrics
 from core.storage import ObjectNotFound, StorageError, keys
 from core.taxonomy import by_id
 from db import photos
@@ -156,6 +156,9 @@ class _Segmentation:
         # a task's photos are all one job's, one user's
         batch, self.unwritten[:] = self.unwritten[:], []
         committed = commit_photos(self.jid, self.user_id, batch) if batch else set()
+        for pid, items in batch:
+            if pid in committed:
+                log.info("photo %s: %d items", pid, len(items), extra=logs.fields(photo_id=pid))
         self.forget_cutouts([item.cutout_key for pid, items in batch if pid not in committed for item in items])
         done = len(committed)
         t.add("commit", time.thread_time() - c_start)
@@ -219,7 +222,11 @@ def run(jid: uuid.UUID, photo_ids: Sequence[uuid.UUID], rt: Runtime, segmenter: 
     seconds by stage."""
     rows = photos.pending_photos(jid, list(photo_ids))
     if rows is None:
+        log.info("segmented 0 of %d photos", len(photo_ids))
         return 0
-    loading = [io_pool().submit(load, rt, jid, pid, uid, key) for pid, uid, key in rows]
     user_id = rows[0][1] if rows else None
-    return _Segmentation(jid, user_id, rt, segmenter, timings or Timings()).run(loading)
+    with logs.adding(user_id=user_id):  # on every line its photos log, on whichever thread (worker.iopool)
+        loading = [io_pool().submit(load, rt, jid, pid, uid, key) for pid, uid, key in rows]
+        done = _Segmentation(jid, user_id, rt, segmenter, timings or Timings()).run(loading)
+        log.info("segmented %d of %d photos", done, len(photo_ids))
+        return done

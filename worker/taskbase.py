@@ -2,7 +2,8 @@
 
 - Ids are parsed once, here: a task names its leading arguments that are ids (`ids=("job_id",)`;
   a list of ids is a list of UUIDs), and its body gets UUIDs. Messages carry them as strings.
-- Every line the task logs carries its ids and its name as fields (core.logs).
+- Every line the task logs carries its ids and its name as fields (core.logs), and the request id
+  the message carries in its headers (core.queue: the API request's, or the task's that sent it).
 - Retries are Celery's own: a task with `autoretry_for` is retried with exponential backoff and
   full jitter (2 s, 4 s, 8 s ... at most 60 s, each a random time up to that), up to
   WARDROBE_TASK_MAX_RETRIES times (set by worker.app.configure).
@@ -53,7 +54,8 @@ class WardrobeTask(Task):
 
     def log_fields(self, args) -> dict:
         named = {name: value for name, value in zip(self.ids, args) if name in logs.FIELDS}
-        return {"task": self.name.rsplit(".", 1)[-1], **named}
+        request_id = self.request.get("request_id") if self.request is not None else None
+        return {"task": self.name.rsplit(".", 1)[-1], "request_id": request_id, **named}
 
     def __call__(self, *args, **kwargs):
         # not super().__call__: that pushes a request of its own, without the delivery's retries count

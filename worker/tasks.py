@@ -59,9 +59,7 @@ def segment(job_id: uuid.UUID, photo_ids: list[uuid.UUID]) -> int:
     from worker.app import task_segmenter
 
     rt = runtime()
-    done = segmenting.run(job_id, photo_ids, rt, task_segmenter(rt.settings))
-    log.info("segmented %d of %d photos", done, len(photo_ids))
-    return done
+    return segmenting.run(job_id, photo_ids, rt, task_segmenter(rt.settings))
 
 
 @app.task(name=EXPORT_TASK, autoretry_for=RETRIED, ids=("export_id",), give_up=_export_failed)
