@@ -128,9 +128,19 @@ def photos_done(ids: list[str]) -> int:
 
 
 def busy_children(app, parents: set[int]) -> list[int]:
-    """Pool processes of our workers that are running a task now (Celery's inspect says which)."""
+    """Pool processes of our workers that are running a task now (Celery's inspect says which). A
+    fresh broker connection each time: a pooled one may be to a Redis the run has since restarted.
+    None busy while the broker cannot be reached."""
+    from kombu.exceptions import OperationalError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
     pids = []
-    for tasks in (app.control.inspect(timeout=2).active() or {}).values():
+    try:
+        with app.connection_for_read() as conn:
+            active = app.control.inspect(timeout=2, connection=conn).active() or {}
+    except (OperationalError, RedisConnectionError, OSError):
+        return pids
+    for tasks in active.values():
         for t in tasks:
             pid = t.get("worker_pid")
             try:
