@@ -47,6 +47,15 @@ def cmd_train(a) -> int:
     return 0
 
 
+def cmd_soup(a) -> int:
+    from training.soup import soup
+
+    made = soup([Path(p) for p in a.checkpoints], Path(a.out),
+                [float(v) for v in a.weights.split(",")] if a.weights else None)
+    print(json.dumps({"out": a.out, **made}, indent=2))
+    return 0
+
+
 def cmd_evaluate(a) -> int:
     from training.evaluate import evaluate, print_table
 
@@ -230,6 +239,12 @@ def _add_checks_and_shipping(sub, default_model) -> None:
     s.add_argument("--device", help="cpu, 0 (the first GPU) ...")
     s.add_argument("--json", help="write the report here")
     s.set_defaults(fn=cmd_evaluate)
+
+    s = sub.add_parser("soup", help="average checkpoints fine-tuned from the same weights into one (a weight soup)")
+    s.add_argument("checkpoints", nargs="+", help="two or more .pt of one architecture (e.g. the shipped and a student)")
+    s.add_argument("--out", required=True, help="the averaged checkpoint (evaluate it, then ship it like best.pt)")
+    s.add_argument("--weights", help="comma-separated, one per checkpoint (default: uniform)")
+    s.set_defaults(fn=cmd_soup)
 
     s = sub.add_parser("predict", help="segment one photo and draw masks and labels")
     s.add_argument("photo")
