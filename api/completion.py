@@ -27,6 +27,7 @@ from core.storage import ObjectNotFound, StorageError, keys
 from db import upload_sessions
 from db.models import Job, UploadMode, UploadSession, utcnow
 from db.upload_sessions import ASSEMBLED, COMPLETED, OPEN, part_count, part_length
+from services import objects
 
 log = logging.getLogger("wardrobe.api.uploads")
 
@@ -88,7 +89,7 @@ def _refuse(sess: UploadSession, err: ApiError):
     """The zip is refused for good: its bytes and its session go, and the client hears why."""
     s = deps.db()
     try:
-        upload_sessions.drop_bytes(deps.storage(), sess)
+        objects.drop_bytes(deps.storage(), sess)
     except StorageError as e:  # no session names them any more: the sweeper removes them after its grace
         log.error("could not remove the bytes of refused upload session %s: %s", sess.id, e)
     s.delete(sess)

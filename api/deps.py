@@ -137,8 +137,10 @@ def parse_uuid(value: str, what: str, not_found: bool = True) -> uuid.UUID:
 
 def purge(purge_fn, row_id, not_found: str, still_running: str):
     """Delete one of the user's ended jobs or photos with `purge_fn` (db.retention), then its
-    objects: 204; 404 when it is not the user's; 409 while its job is queued or running."""
+    objects (services.dispatch, after the commit): 204; 404 when it is not the user's; 409 while its
+    job is queued or running."""
     from db import retention
+    from services import dispatch
 
     s = db()
     try:
@@ -148,8 +150,7 @@ def purge(purge_fn, row_id, not_found: str, still_running: str):
         raise ApiError(409, "job_active", still_running) from None
     if purged is None:
         raise ApiError(404, "not_found", not_found)
-    s.commit()
-    retention.delete_objects(storage(), purged)
+    dispatch.commit(s)
     return "", 204
 
 

@@ -13,7 +13,7 @@ One resource, two modes, chosen by the storage (the session's `mode`):
 POST .../complete checks the whole (size, the zip's central directory, the declared SHA-256 where the
 bytes are local) and makes the job (api.uploads.commit_job); completing again answers the same job.
 A refused zip loses its bytes and its session; a quota refusal keeps both, to complete later. The
-sessions expire (WARDROBE_UPLOAD_SESSION_TTL); the sweeper (db.sweeper) drops what they held.
+sessions expire (WARDROBE_UPLOAD_SESSION_TTL); the sweeper (services.sweeper) drops what they held.
 """
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ from core.storage import AppendInProgress, ObjectNotFound, OffsetMismatch, keys
 from db import upload_sessions
 from db.models import UploadMode, UploadSession, utcnow
 from db.upload_sessions import COMPLETED, OPEN, part_count, part_length
+from services import objects
 
 bp = Blueprint("resumable", __name__)
 
@@ -196,7 +197,7 @@ def create_session():
     except BaseException:
         s.rollback()
         if sess.multipart_id:
-            upload_sessions.drop_bytes(storage, sess)
+            objects.drop_bytes(storage, sess)
         raise
     resp = _session_response(sess, 201)
     resp.headers["Location"] = f"/v1/upload-sessions/{sess.id}"
@@ -292,7 +293,7 @@ def delete_session(session_id: str):
     sess = _find(session_id, lock=True)
     if sess.status == COMPLETED:
         raise ApiError(409, "upload_completed", f"this upload is completed: it is job {sess.job_id}")
-    upload_sessions.drop_bytes(deps.storage(), sess)  # storage down: 503, the session stays
+    objects.drop_bytes(deps.storage(), sess)  # storage down: 503, the session stays
     s.delete(sess)
     s.commit()
     return "", 204

@@ -297,7 +297,7 @@ def main() -> int:
                 f"{report['pool_timeouts']} 'Timed out waiting for UP message'")
 
             # the sweeper: what the faults left behind
-            from db.sweeper import sweep
+            from services.sweeper import sweep
 
             objects_before = {o.key for o in rt.storage.list("users/")}
             dry = sweep(rt, dry_run=True, grace=0)

@@ -291,7 +291,7 @@ def settle(load: Load, rt, procs) -> dict:
 
     from db.models import Item, Job, Photo
     from db.session import session_scope
-    from db.sweeper import sweep
+    from services.sweeper import sweep
 
     ids = [uuid.UUID(j) for j in load.jobs if j not in load.deleted]
     deadline = time.monotonic() + 600

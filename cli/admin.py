@@ -12,31 +12,35 @@ def delete_user(settings, name: str) -> int:
     from sqlalchemy import select
 
     from db import retention
-    from services.bootup import bootup
     from db.models import User
-    from db.session import session_scope
+    from db.session import new_session
+    from services import dispatch
+    from services.bootup import bootup
 
-    rt = bootup(settings)
-    with session_scope() as s:
+    bootup(settings)
+    s = new_session()
+    try:
         uid = s.scalar(select(User.id).where(User.name == name))
         if uid is None:
             print(f"error: no user {name!r}", file=sys.stderr)
             return 2
         purged = retention.purge_user(s, uid)
-    retention.delete_user_objects(rt.storage, uid, purged)
-    left = " (storage refused: the sweeper removes them later)" if purged.objects_left else ""
+        acted = dispatch.commit(s)  # then their objects go
+    finally:
+        s.close()
+    left = " (storage refused: the sweeper removes them later)" if acted.objects_left else ""
     print(f"deleted user {name} ({uid}): {purged.jobs} jobs, {purged.photos} photos, {purged.items} items, "
-          f"{purged.objects} stored objects{left}; API processes forget the user's tokens within "
+          f"{acted.objects} stored objects{left}; API processes forget the user's tokens within "
           f"WARDROBE_TOKEN_CACHE_SECONDS", file=sys.stderr)
     return 0
 
 
 def gc(settings, dry_run: bool, grace: int | None) -> int:
-    """One sweep (db.sweeper); the counts as JSON on stdout, the log line on stderr."""
+    """One sweep (services.sweeper); the counts as JSON on stdout, the log line on stderr."""
     import logging
 
     from services.bootup import bootup
-    from db.sweeper import sweep
+    from services.sweeper import sweep
 
     rt = bootup(settings)
     logging.getLogger("wardrobe.gc").setLevel(logging.INFO)

@@ -1,6 +1,6 @@
 """What a state transition did, beyond its rows: the events a unit of work collects for the service
-layer to act on once it has committed (services.dispatch: delete an ended job's zip, send the task
-messages of new webhook deliveries). db/ persists and says what happened; it never sends or deletes.
+layer to act on once it has committed (services.dispatch: delete an ended job's zip and the objects of
+deleted rows, send the task messages of new webhook deliveries). db/ persists and says what happened; it never sends or deletes.
 
 A transition records its events on the session (`record`), keyed by the transaction they belong to;
 whoever commits takes that transaction's events after the commit (`take`) and hands them to the
@@ -33,7 +33,21 @@ class WebhooksDue:
     delivery_ids: tuple[uuid.UUID, ...]
 
 
-Event = JobEnded | WebhooksDue
+@dataclass(frozen=True)
+class ObjectsUnreferenced:
+    """Rows were deleted (a photo, a job): the stored objects they named go once that is committed."""
+
+    keys: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class UserDeleted:
+    """A user's rows were deleted: everything stored under their prefix goes once that is committed."""
+
+    user_id: uuid.UUID
+
+
+Event = JobEnded | WebhooksDue | ObjectsUnreferenced | UserDeleted
 
 
 def record(s: Session, *events: Event) -> None:

@@ -1,23 +1,21 @@
 """What is kept, and deleting it: an ended job's zip, a photo, a job's data, a user.
 
-Rows go first, in one transaction; the objects they named are deleted after the commit. An object
-whose deletion fails (storage down) is named by no row any more: the sweeper (db.sweeper) removes it
-after its grace period, so a failed delete never leaves data reachable, only bytes for a while.
+Rows go here, in one transaction, which records what they named (db.events: ObjectsUnreferenced,
+UserDeleted); the service layer deletes those objects after the commit (services.dispatch). An object
+whose deletion fails (storage down) is named by no row any more: the sweeper (services.sweeper) removes
+it after its grace period, so a failed delete never leaves data reachable, only bytes for a while.
 """
 from __future__ import annotations
 
-import logging
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from core.storage import Storage, StorageError, keys
+from core.objects import keys
 from db import events, jobcounts, quota
 from db.models import Item, Job, JobStatus, Photo, User
-
-log = logging.getLogger("wardrobe.retention")
 
 ACTIVE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
 
@@ -41,15 +39,11 @@ def job_ended(s: Session, job_id: uuid.UUID) -> None:
 
 @dataclass
 class Purged:
+    """The rows deleted (their objects: the events recorded beside them)."""
+
     jobs: int = 0
     photos: int = 0
     items: int = 0
-    objects: int = 0  # objects asked to be deleted after the commit
-    objects_left: int = 0  # of which storage refused: the sweeper's
-    keys: list[str] = field(default_factory=list, repr=False)
-
-    def as_dict(self) -> dict:
-        return {k: getattr(self, k) for k in ("jobs", "photos", "items", "objects", "objects_left")}
 
 
 def _photo_keys(user_id: uuid.UUID, rows) -> list[str]:
@@ -60,19 +54,8 @@ def _photo_keys(user_id: uuid.UUID, rows) -> list[str]:
     return out
 
 
-def delete_objects(storage: Storage, purged: Purged) -> Purged:
-    """After the commit: delete the objects the deleted rows named."""
-    purged.objects = len(purged.keys)
-    try:
-        storage.delete_many(purged.keys)
-    except StorageError as e:
-        purged.objects_left = len(purged.keys)
-        log.warning("%d objects of deleted rows stay until the sweeper's next pass: %s", len(purged.keys), e)
-    return purged
-
-
 def purge_photo(s: Session, user_id: uuid.UUID, photo_id: uuid.UUID) -> Purged | None:
-    """Delete one of the user's photos with its items (the rows; commit, then delete_objects).
+    """Delete one of the user's photos with its items (the rows; their objects after the commit).
     None when the user has no such photo; StillRunning while its job is."""
     row = s.execute(select(Photo.storage_key, Photo.entry_index, Photo.stored_bytes, Job).join(Job, Job.id == Photo.job_id)
                     .where(Photo.id == photo_id, Photo.user_id == user_id).with_for_update(of=Job)).first()
@@ -84,7 +67,8 @@ def purge_photo(s: Session, user_id: uuid.UUID, photo_id: uuid.UUID) -> Purged |
     out = Purged(photos=1)
     cutouts = s.execute(select(Item.cutout_key, Item.cutout_bytes).where(Item.photo_id == photo_id)).all()
     out.items = len(cutouts)
-    out.keys = _photo_keys(user_id, [(photo_id, row.storage_key)]) + [k for k, _ in cutouts]
+    events.record(s, events.ObjectsUnreferenced(
+        tuple(_photo_keys(user_id, [(photo_id, row.storage_key)]) + [k for k, _ in cutouts])))
     s.execute(delete(Photo).where(Photo.id == photo_id))  # items go with it (ON DELETE CASCADE)
     quota.add(s, user_id, -((row.stored_bytes or 0) + sum(n or 0 for _, n in cutouts)))
     # The photo leaves its job: out of its counts (a retry would otherwise wait for it for ever) and
@@ -108,7 +92,8 @@ def purge_job(s: Session, user_id: uuid.UUID, job_id: uuid.UUID) -> Purged | Non
     photos = s.execute(select(Photo.id, Photo.storage_key, Photo.stored_bytes).where(Photo.job_id == job_id)).all()
     cutouts = s.execute(select(Item.cutout_key, Item.cutout_bytes).where(Item.job_id == job_id)).all()
     out = Purged(jobs=1, photos=len(photos), items=len(cutouts))
-    out.keys = _photo_keys(user_id, [(p, k) for p, k, _ in photos]) + [k for k, _ in cutouts] + [job.upload_key]
+    events.record(s, events.ObjectsUnreferenced(
+        tuple(_photo_keys(user_id, [(p, k) for p, k, _ in photos]) + [k for k, _ in cutouts] + [job.upload_key])))
     s.execute(delete(Job).where(Job.id == job_id))  # photos, items, idempotency keys: ON DELETE CASCADE
     quota.add(s, user_id, -(sum(n or 0 for _, _, n in photos) + sum(n or 0 for _, n in cutouts)))
     return out
@@ -116,18 +101,10 @@ def purge_job(s: Session, user_id: uuid.UUID, job_id: uuid.UUID) -> Purged | Non
 
 def purge_user(s: Session, user_id: uuid.UUID) -> Purged:
     """Delete a user and everything of theirs: tokens, jobs (active ones too: their workers then find
-    nothing to write to), photos, items. Their objects: delete_user_objects after the commit."""
+    nothing to write to), photos, items. Their objects: everything under their prefix, after the commit."""
     out = Purged(jobs=s.query(Job).filter(Job.user_id == user_id).count(),
                  photos=s.query(Photo).filter(Photo.user_id == user_id).count(),
                  items=s.query(Item).filter(Item.user_id == user_id).count())
     s.execute(delete(User).where(User.id == user_id))
+    events.record(s, events.UserDeleted(user_id))
     return out
-
-
-def delete_user_objects(storage: Storage, user_id: uuid.UUID, purged: Purged) -> Purged:
-    try:
-        purged.objects = storage.delete_prefix(f"users/{user_id}/")
-    except StorageError as e:
-        purged.objects_left = -1
-        log.warning("the objects of deleted user %s stay until the sweeper's next pass: %s", user_id, e)
-    return purged

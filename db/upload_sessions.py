@@ -1,12 +1,11 @@
 """Resumable upload sessions (api/resumable.py): finding one of a user's, counting their open ones,
-what they hold in storage, and dropping expired ones with their bytes (run by db.sweeper).
+what they hold in storage, and the expired ones (their bytes deleted by services.sweeper).
 
 A session holds bytes until it completes: S3 parts under its multipart upload (or, once assembled,
 the whole object at its job's key), or a partial file under `users/<user>/incoming/` on folder storage.
 """
 from __future__ import annotations
 
-import logging
 import math
 import uuid
 from datetime import datetime, timezone
@@ -14,11 +13,8 @@ from datetime import datetime, timezone
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from core.storage import Storage, StorageError
-from db.models import UploadMode, UploadSession, UploadSessionStatus, utcnow
+from db.models import UploadSession, UploadSessionStatus, utcnow
 from db.session import lock_row
-
-log = logging.getLogger("wardrobe.uploads")
 
 OPEN = UploadSessionStatus.OPEN.value
 ASSEMBLED = UploadSessionStatus.ASSEMBLED.value
@@ -69,49 +65,19 @@ def open_totals(s: Session, user_id: uuid.UUID) -> tuple[int, int]:
     return int(n), int(size)
 
 
-def drop_bytes(storage: Storage, sess: UploadSession) -> None:
-    """Delete what an unfinished session holds in storage (StorageError when storage refuses)."""
-    if sess.status == COMPLETED:
-        return  # the bytes are its job's zip now
-    if sess.multipart_id:
-        storage.abort_multipart(sess.object_key, sess.multipart_id)
-    if sess.status == ASSEMBLED or sess.mode == UploadMode.CHUNKED.value:
-        storage.delete(sess.object_key)
+def expiring(s: Session, now: datetime) -> list[UploadSession]:
+    """A batch of sessions past their expiry, locked until the transaction ends, skipping rows a
+    complete holds: one that began just before the expiry finishes (or finds the session expired)
+    before the sweeper deletes its bytes; a later pass takes the row."""
+    return list(s.scalars(select(UploadSession).where(UploadSession.expires_at <= now)
+                          .order_by(UploadSession.expires_at).limit(BATCH).with_for_update(skip_locked=True)))
 
 
-def expire(s: Session, storage: Storage, now: datetime | None = None, dry_run: bool = False) -> dict:
-    """Sessions past their expiry: unfinished ones lose their bytes, every one its row (a completed
-    one's purpose, answering a repeated complete with its job, ends with it). A session whose bytes
-    storage would not delete keeps its row for the next pass."""
-    now = now or utcnow()
-    counts = {"expired": 0, "dropped": 0, "errors": 0}
-    while True:
-        # Locked, skipping rows a complete holds: one that began just before the expiry finishes (or
-        # finds the session expired) before its bytes can go; the next pass takes the row.
-        rows = list(s.scalars(select(UploadSession).where(UploadSession.expires_at <= now)
-                              .order_by(UploadSession.expires_at).limit(BATCH).with_for_update(skip_locked=True)))
-        if not rows:
-            break
-        counts["expired"] += len(rows)
-        if dry_run:
-            counts["dropped"] += sum(1 for r in rows if r.status in UNFINISHED)
-            break
-        gone = []
-        for r in rows:
-            try:
-                drop_bytes(storage, r)
-            except StorageError as e:
-                counts["errors"] += 1
-                log.warning("gc: the bytes of expired upload session %s stay for the next pass: %s", r.id, e)
-                continue
-            counts["dropped"] += r.status in UNFINISHED
-            gone.append(r.id)
-        if gone:
-            s.execute(delete(UploadSession).where(UploadSession.id.in_(gone)))
-        s.commit()
-        if len(gone) < len(rows):
-            break  # storage refuses: the rest wait for the next pass
-    return counts
+def forget(s: Session, session_ids: list[uuid.UUID]) -> None:
+    """Expired sessions whose bytes are gone: their rows go (a completed one's purpose, answering a
+    repeated complete with its job, ends with it)."""
+    if session_ids:
+        s.execute(delete(UploadSession).where(UploadSession.id.in_(session_ids)))
 
 
 def keys_of_jobs(s: Session, job_ids: list[uuid.UUID]) -> set[str]:

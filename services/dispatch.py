@@ -6,23 +6,33 @@ retention)."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
 from core.config import Settings
-from core.runtime import current
+from core.runtime import Runtime, current
 from db import events, quota
+from services import objects
 
 log = logging.getLogger("wardrobe.dispatch")
 
 _apps: dict[str, object] = {}
 
 
-def commit(s: Session) -> None:
-    """Commit the session's transaction, then act on its events (the API's sessions)."""
+@dataclass
+class Acted:
+    """What acting on a transaction's events deleted (the deleted rows' objects)."""
+
+    objects: int = 0  # stored objects deleted, or asked to be
+    objects_left: int = 0  # of which storage refused, the sweeper's (a user's prefix: -1, uncounted)
+
+
+def commit(s: Session) -> Acted:
+    """Commit the session's transaction, then act on its events (the API's sessions, the CLI's)."""
     tx = s.get_transaction()
     s.commit()
-    dispatch(events.take(s, tx))
+    return dispatch(events.take(s, tx))
 
 
 def sender(settings: Settings):
@@ -36,20 +46,45 @@ def sender(settings: Settings):
     return lambda delivery_id: enqueue_webhook(app, delivery_id)
 
 
-def dispatch(done: list[events.Event]) -> None:
+def dispatch(done: list[events.Event]) -> Acted:
     rt = current()
+    acted = Acted()
     if not done or rt is None:
-        return
+        return acted
+    _delete_zips(rt, done)
+    _delete_objects(rt, done, acted)
+    _send_webhooks(rt, [d for e in done if isinstance(e, events.WebhooksDue) for d in e.delivery_ids])
+    return acted
+
+
+def _delete_zips(rt: Runtime, done: list[events.Event]) -> None:
     st = rt.settings
     # a zip kept 0 s goes now (a job cut short keeps its own for a retry); later retentions are the sweeper's
     zips = [e.upload_key for e in done if isinstance(e, events.JobEnded) and e.upload_key
             and quota.zip_retention(e.status, e.ingest_finished, st.upload_retention, st.upload_retry_retention) == 0]
-    deliveries = [d for e in done if isinstance(e, events.WebhooksDue) for d in e.delivery_ids]
     if zips:
         try:
             rt.storage.delete_many(zips)
         except Exception as e:  # noqa: BLE001 - the sweeper deletes it later
             log.warning("could not delete the zip of %d ended job(s) yet (the sweeper will): %s", len(zips), e)
+
+
+def _delete_objects(rt: Runtime, done: list[events.Event], acted: Acted) -> None:
+    """The objects of deleted photos, jobs and users."""
+    keys = [k for e in done if isinstance(e, events.ObjectsUnreferenced) for k in e.keys]
+    if keys:
+        acted.objects += len(keys)
+        acted.objects_left += objects.delete_keys(rt.storage, keys)
+    for e in done:
+        if isinstance(e, events.UserDeleted):
+            n = objects.delete_user(rt.storage, e.user_id)
+            if n is None:
+                acted.objects_left = -1
+            else:
+                acted.objects += n
+
+
+def _send_webhooks(rt: Runtime, deliveries: list) -> None:
     if deliveries:
         try:
             send = sender(rt.settings)

@@ -339,7 +339,7 @@ def test_a_finished_export_expires_after_its_retention_and_stray_zips_are_swept(
     from dataclasses import replace
 
     from core.objects import keys
-    from db.sweeper import sweep
+    from services.sweeper import sweep
 
     uid, token = make_user()
     h = auth(token)

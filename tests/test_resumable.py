@@ -396,7 +396,7 @@ def test_a_quota_refused_at_complete_keeps_the_bytes_for_a_later_complete(serve,
     from core.storage import keys
     from db.models import Job
     from db.session import session_scope
-    from db.sweeper import sweep
+    from services.sweeper import sweep
 
     data = _photos_zip()
     for local in (False, True):
@@ -446,7 +446,7 @@ def test_a_completed_sessions_zip_follows_its_jobs_retention(serve, make_user):
     session (alive until its expiry, a day) kept it past WARDROBE_UPLOAD_RETENTION."""
     from core.storage import keys
     from services.bootup import bootup
-    from db.sweeper import sweep
+    from services.sweeper import sweep
 
     data = _photos_zip()
     client, _, runtime = serve(upload_retention=-1)  # kept for ever while the job runs and ends
@@ -507,9 +507,9 @@ def test_the_sweeper_leaves_a_session_that_a_complete_holds(serve, make_user):
     job's assembled zip)."""
     from sqlalchemy import select
 
-    from db import upload_sessions
     from db.models import UploadSession, utcnow
     from db.session import session_scope
+    from services.sweeper import expire_sessions
 
     client, _, runtime = serve(local=True)
     _, token = make_user()
@@ -521,8 +521,7 @@ def test_the_sweeper_leaves_a_session_that_a_complete_holds(serve, make_user):
         done = {}
 
         def expire_pass():
-            with session_scope() as s:
-                done.update(upload_sessions.expire(s, runtime.storage, now=utcnow() + timedelta(days=2)))
+            done.update(expire_sessions(runtime, now=utcnow() + timedelta(days=2)))
 
         sweeper = threading.Thread(target=expire_pass)
         sweeper.start()
@@ -535,7 +534,7 @@ def test_the_sweeper_leaves_a_session_that_a_complete_holds(serve, make_user):
 
 def test_the_sweeper_keeps_live_sessions_and_drops_expired_ones(serve, make_user, tmp_path, big_zip):
     from core.storage import keys
-    from db.sweeper import sweep
+    from services.sweeper import sweep
 
     client, _, runtime = serve()
     uid, token = make_user()

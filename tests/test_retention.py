@@ -20,7 +20,7 @@ from core.storage import LocalStorage, keys
 from services.bootup import Runtime, bootup
 from db.models import Item, Job, Photo, User
 from db.session import session_scope
-from db.sweeper import sweep
+from services.sweeper import sweep
 from tests.conftest import ROOT, auth, example_photos, jpeg_bytes, zip_bytes
 from tests.helpers import run_job
 

@@ -90,6 +90,28 @@ def test_db_persists_and_ids_are_parsed_once():
             assert "uuid.UUID(str(" not in text, path
 
 
+STORAGE_CALLS = {"delete", "delete_many", "delete_prefix", "put_bytes", "put_file", "get_bytes", "download_to", "list",
+                 "abort_multipart", "drop_partial", "stale_partials", "append", "complete_multipart", "exists"}
+
+
+def test_db_touches_no_storage():
+    """db/ says what to delete (events, or the keys it returns); the service layer deletes them after the
+    commit (services.dispatch, services.objects, services.sweeper). No storage, boto or runtime in db/."""
+    for path in sorted((ROOT / "db").rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                modules = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                assert not [m for m in modules if m.split(".")[0] in ("boto3", "botocore")
+                            or m in ("core.storage", "core.s3", "core.localstore")], (path, modules)
+                names = {a.name for a in node.names}
+                assert not names & {"Storage", "open_storage", "S3Storage", "LocalStorage", "Runtime"}, (path, names)
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in STORAGE_CALLS:
+                owner = node.func.value
+                name = owner.id if isinstance(owner, ast.Name) else getattr(owner, "attr", "")
+                assert name != "storage", f"{path.relative_to(ROOT)}:{node.lineno}: storage.{node.func.attr}"
+
+
 def test_test_doubles_live_in_tests_and_a_worker_loads_one_by_name(monkeypatch):
     import dataclasses
 
@@ -99,9 +121,9 @@ def test_test_doubles_live_in_tests_and_a_worker_loads_one_by_name(monkeypatch):
     from core.config import SettingError
     from tests.fakes import FAKE_SEGMENTER, FakeSegmenter
 
-    for pkg in ("api", "worker", "segmentation", "training", "cli", "db", "core"):
+    for pkg in ("api", "worker", "segmentation", "training", "cli", "db", "services", "core", "bench"):
         for path in (ROOT / pkg).rglob("*.py"):
-            assert not re.search(r"^class Fake", path.read_text(), re.M), path
+            assert not re.search(r"^\s*class Fake", path.read_text(), re.M), path
     assert "fake" not in {f.name.split("_")[0] for f in dataclasses.fields(Settings)}
     monkeypatch.setattr(segmenter, "_segmenter", None)
     monkeypatch.setenv("WARDROBE_FAKE_DELAY_MS", "7")

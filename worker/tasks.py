@@ -79,8 +79,8 @@ def reap_stale_jobs() -> int:
 
 @app.task(name=GC_TASK)
 def collect_garbage() -> dict:
-    """Delete unreferenced objects, zips past their retention and stale temp files: see db.sweeper."""
-    from db.sweeper import sweep
+    """Delete unreferenced objects, zips past their retention and stale temp files: see services.sweeper."""
+    from services.sweeper import sweep
 
     return sweep(runtime())
 

@@ -21,8 +21,11 @@ Other keys are counted (`unknown`) and left alone.
 Succeeded exports finished longer ago than WARDROBE_EXPORT_RETENTION go first too: the row becomes
 `expired`, then its zip is deleted (db.exports.expire_due).
 
+db/ says what is unreferenced or due (db.references, db.upload_sessions, db.exports); only this
+module lists and deletes stored objects.
+
 Resumable upload sessions past their expiry (WARDROBE_UPLOAD_SESSION_TTL) go first, with their bytes
-(db.upload_sessions.expire); an upload's zip that an unexpired session assembled is kept until its job exists.
+(expire_sessions); an upload's zip that an unexpired session assembled is kept until its job exists.
 
 Stale temp files: a folder store's half-written objects (`.tmp-*`), an S3 bucket's unfinished multipart
 uploads (but those of unexpired upload sessions: a client may resume them for a day), and this machine's
@@ -32,82 +35,23 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import tempfile
 import time
-import uuid
-from collections import Counter, defaultdict
-from datetime import datetime, timezone
+from collections import Counter
+from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import select
-
+from core.runtime import Runtime
 from core.storage import StorageError, StoredObject
 from db import exports, upload_sessions
-from core.runtime import Runtime
-from db.models import Item, Job, Photo, User
-from db.quota import zip_kept
+from db.models import utcnow
+from db.references import unreferenced
 from db.session import session_scope
+from services.objects import drop_bytes
 
 log = logging.getLogger("wardrobe.gc")
 
-_KEY = re.compile(r"^users/([0-9a-f-]{36})/(uploads|photos|originals|cutouts|incoming|exports)/([0-9a-f-]{36})"
-                  r"(?:\.zip|\.jpg|\.part|/[^/]+)?$")
-BATCH = 500
 TEMP_PREFIX = "wardrobe-"  # the API's and the ingest worker's temp files
-
-
-def _uuid(text: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(text)
-    except ValueError:
-        return None
-
-
-def _unreferenced(objs: list[StoredObject], settings, counts: Counter) -> list[StoredObject]:
-    """Of these old-enough objects, the ones no row keeps."""
-    by_kind: dict[str, list[tuple[StoredObject, uuid.UUID, uuid.UUID]]] = defaultdict(list)
-    for o in objs:
-        m = _KEY.match(o.key)
-        user, owner = (_uuid(m.group(1)), _uuid(m.group(3))) if m else (None, None)
-        if user is None or owner is None:
-            counts["unknown"] += 1
-            continue
-        by_kind[m.group(2)].append((o, user, owner))
-    now = datetime.now(timezone.utc)
-    out: list[StoredObject] = []
-    with session_scope() as s:
-        users = {u for kind in by_kind.values() for _, u, _ in kind}
-        live_users = set(s.scalars(select(User.id).where(User.id.in_(users)))) if users else set()
-        for kind, rows in by_kind.items():
-            owners = list({o for _, u, o in rows if u in live_users})
-            kept: set[str] = set()
-            for i in range(0, len(owners), BATCH):
-                part = owners[i:i + BATCH]
-                if kind == "uploads":
-                    for key, status, finished, ingested in s.execute(
-                            select(Job.upload_key, Job.status, Job.finished_at, Job.ingest_finished)
-                            .where(Job.id.in_(part))):
-                        if zip_kept(status, finished, ingested, settings, now):
-                            kept.add(key)
-                    kept |= upload_sessions.keys_of_jobs(s, part)  # assembled by a session, its job not made yet
-                elif kind == "incoming":
-                    kept |= upload_sessions.keys_of_sessions(s, part)
-                elif kind == "exports":
-                    kept |= {str(i) for i in exports.keeping_zips(s, part)}
-                elif kind == "photos":
-                    kept.update(k for k in s.scalars(select(Photo.storage_key).where(Photo.id.in_(part))) if k)
-                elif kind == "originals":
-                    kept.update(str(p) for p in s.scalars(select(Photo.id).where(Photo.id.in_(part))))
-                else:
-                    kept.update(s.scalars(select(Item.cutout_key).where(Item.photo_id.in_(part))))
-            for o, user, owner in rows:
-                ref = str(owner) if kind in ("originals", "exports") else o.key
-                if user not in live_users or ref not in kept:
-                    counts[kind] += 1
-                    counts["bytes"] += o.size
-                    out.append(o)
-    return out
 
 
 def _open_files() -> set[str] | None:
@@ -147,10 +91,38 @@ def _stale_temp_files(older_than: float, tmpdir: str | None = None) -> list[Path
     return [p for p in candidates if str(p) not in held]
 
 
+def expire_sessions(rt: Runtime, now: datetime | None = None, dry_run: bool = False) -> dict:
+    """Upload sessions past their expiry: unfinished ones lose their bytes, every one its row. A session
+    whose bytes storage would not delete keeps its row for the next pass; one a complete holds is
+    skipped (db.upload_sessions.expiring), its bytes untouched."""
+    now = now or utcnow()
+    counts = {"expired": 0, "dropped": 0, "errors": 0}
+    with session_scope() as s:
+        while rows := upload_sessions.expiring(s, now):
+            counts["expired"] += len(rows)
+            if dry_run:
+                counts["dropped"] += sum(1 for r in rows if r.status in upload_sessions.UNFINISHED)
+                break
+            gone = []
+            for r in rows:
+                try:
+                    drop_bytes(rt.storage, r)  # under the row's lock: no complete begins meanwhile
+                except StorageError as e:
+                    counts["errors"] += 1
+                    log.warning("gc: the bytes of expired upload session %s stay for the next pass: %s", r.id, e)
+                    continue
+                counts["dropped"] += r.status in upload_sessions.UNFINISHED
+                gone.append(r.id)
+            upload_sessions.forget(s, gone)
+            s.commit()
+            if len(gone) < len(rows):
+                break  # storage refuses: the rest wait for the next pass
+    return counts
+
+
 def _expire(rt: Runtime, dry_run: bool, counts: Counter) -> dict:
     """Upload sessions and exports past their time: rows expired, their bytes deleted."""
-    with session_scope() as s:
-        expired = upload_sessions.expire(s, rt.storage, dry_run=dry_run)
+    expired = expire_sessions(rt, dry_run=dry_run)
     counts["errors"] += expired["errors"]
     with session_scope() as s:
         due = exports.expire_due(s, rt.settings.export_retention, dry_run=dry_run)
@@ -169,7 +141,7 @@ def _objects(rt: Runtime, cutoff: float, dry_run: bool, counts: Counter) -> None
     old: list[StoredObject] = []
 
     def settle() -> None:
-        doomed = _unreferenced(old, rt.settings, counts)  # rows read after the objects were listed
+        doomed = unreferenced(old, rt.settings, counts)  # rows read after the objects were listed
         old.clear()
         if doomed and not dry_run:
             try:
