@@ -227,6 +227,15 @@ def add_parsers(sub) -> None:
     s.set_defaults(fn=cmd_train)
 
     _add_checks_and_shipping(sub, DEFAULT_MODEL)
+    _add_soup(sub)
+
+
+def _add_soup(sub) -> None:
+    s = sub.add_parser("soup", help="average checkpoints fine-tuned from the same weights into one (a weight soup)")
+    s.add_argument("checkpoints", nargs="+", help="two or more .pt of one architecture (e.g. the shipped and a student)")
+    s.add_argument("--out", required=True, help="the averaged checkpoint (evaluate it, then ship it like best.pt)")
+    s.add_argument("--weights", help="comma-separated, one per checkpoint (default: uniform)")
+    s.set_defaults(fn=cmd_soup)
 
 
 def _add_checks_and_shipping(sub, default_model) -> None:
@@ -239,12 +248,6 @@ def _add_checks_and_shipping(sub, default_model) -> None:
     s.add_argument("--device", help="cpu, 0 (the first GPU) ...")
     s.add_argument("--json", help="write the report here")
     s.set_defaults(fn=cmd_evaluate)
-
-    s = sub.add_parser("soup", help="average checkpoints fine-tuned from the same weights into one (a weight soup)")
-    s.add_argument("checkpoints", nargs="+", help="two or more .pt of one architecture (e.g. the shipped and a student)")
-    s.add_argument("--out", required=True, help="the averaged checkpoint (evaluate it, then ship it like best.pt)")
-    s.add_argument("--weights", help="comma-separated, one per checkpoint (default: uniform)")
-    s.set_defaults(fn=cmd_soup)
 
     s = sub.add_parser("predict", help="segment one photo and draw masks and labels")
     s.add_argument("photo")
