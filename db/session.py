@@ -15,7 +15,7 @@ from sqlalchemy import create_engine, event, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from db import events
+from db import events, interrupts
 
 _engine: Engine | None = None
 _factory: sessionmaker | None = None
@@ -43,7 +43,10 @@ def make_engine(url: str) -> Engine:
         kw["json_deserializer"] = orjson.loads
     except ImportError:
         pass
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10, pool_recycle=1800, **kw)
+    eng = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10, pool_recycle=1800, **kw)
+    if eng.dialect.driver == "psycopg":
+        interrupts.guard(eng)  # a statement cut off by a time limit: cancelled, its connection dropped
+    return eng
 
 
 def configure(url: str) -> Engine:

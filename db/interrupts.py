@@ -1,0 +1,67 @@
+"""A statement cut off by an exception from outside the database (a Celery soft time limit, a gevent
+timeout): the query is cancelled on the server and its connection is discarded, and the exception that
+cut it off is what the caller sees.
+
+Left to SQLAlchemy and psycopg alone, an exception raised while psycopg waits for the server (the soft
+limit's signal handler raises in the middle of a query) leaves the connection ACTIVE: the rollback that
+follows fails with "another command is already in progress", that OperationalError replaces the soft
+limit (so `except SoftTimeLimitExceeded` never sees it, and a job's error reads as a database fault),
+and the connection is closed on the client side only. The server's backend goes on with the statement,
+holding the transaction's row locks, until the statement ends: the retry, the next task in the same
+process, then waits on those locks and is cut off in turn (tests/test_time_limits.py). psycopg cancels
+the query itself for KeyboardInterrupt only.
+"""
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+log = logging.getLogger("wardrobe.db")
+
+CANCEL_TIMEOUT = 5.0  # seconds: a cancel is a round trip to the server, within a soft limit's grace
+
+
+def _cancel_if_active(raw) -> bool:
+    """Cancel the statement in flight on a psycopg connection, if there is one (then True)."""
+    from psycopg.pq import TransactionStatus
+
+    if raw is None or raw.closed or raw.info.transaction_status != TransactionStatus.ACTIVE:
+        return False
+    try:
+        raw.cancel_safe(timeout=CANCEL_TIMEOUT)
+    except Exception as e:  # noqa: BLE001 - the server is gone too: closing the connection is all there is
+        log.warning("cancelling an interrupted statement failed: %s", e)
+    return True
+
+
+def guard(engine: Engine) -> None:
+    """Install the handling on a psycopg engine (db.session.make_engine)."""
+    import psycopg
+
+    @event.listens_for(engine, "handle_error")
+    def _interrupted(ctx) -> None:  # noqa: ANN001
+        if isinstance(ctx.original_exception, psycopg.Error) or ctx.connection is None or ctx.connection.invalidated:
+            return
+        if _cancel_if_active(ctx.connection.connection.dbapi_connection):
+            # treated as a lost connection: SQLAlchemy discards this one (not the whole pool) before the
+            # rollback, so the rollback raises nothing and the interrupt is what propagates
+            ctx.is_disconnect = True
+            ctx.invalidate_pool_on_disconnect = False
+
+    ping = engine.dialect.do_ping
+
+    def do_ping(raw) -> bool:  # noqa: ANN001
+        # The pool's check before a checkout switches autocommit on and back in a `finally`; cut off
+        # mid-ping, switching back raises ProgrammingError ("connection in transaction status ACTIVE")
+        # over the interrupt. The pool discards the connection either way; the interrupt goes up.
+        try:
+            return ping(raw)
+        except psycopg.Error as e:
+            cause = e.__context__
+            if cause is not None and not isinstance(cause, psycopg.Error) and _cancel_if_active(raw):
+                raise cause from None
+            raise
+
+    engine.dialect.do_ping = do_ping
