@@ -247,10 +247,15 @@ def _settle(page) -> None:
     page.wait_for_function("window.__pending === 0")  # every response read and drawn (SLOW_FETCH)
 
 
-def _load_all(page) -> None:
-    while page.is_visible("#more"):
+def _load_all(page, pages: int = 50) -> None:
+    """Click "Load more" until it is gone: at most `pages` times (the tests load a few pages; a button
+    that never goes away fails here instead of looping until the suite's timeout)."""
+    for _ in range(pages):
+        if not page.is_visible("#more"):
+            return
         page.click("#more")
         _settle(page)
+    raise AssertionError(f'"Load more" still shown after {pages} pages')
 
 
 def filter_race(page, url: str, auth: dict) -> None:
