@@ -36,8 +36,8 @@ SHARED = ROOT.parent / "shared" / "datasets" / "ccp-fashionpedia"
 
 
 class StageSeconds:
-    """The segment bodies' timings (worker.segment.Timings): seconds by stage, added up into `seconds`
-    (a dict the caller may pass in and read back)."""
+    """The benchmark's observer of a segment call's stages (worker.segment.Stages): seconds by stage,
+    added up into `seconds` (a dict the caller may pass in and read back), in place of the metrics."""
 
     def __init__(self, seconds: dict | None = None):
         self.seconds = seconds if seconds is not None else {}
@@ -310,7 +310,7 @@ def run_pipeline(settings, photos_dir: Path, paths: list[Path], segmenter) -> di
     timings: dict = {}
     t1 = time.perf_counter()
     for ids in chunks:
-        segment.run(job_id, ids, rt, segmenter, timings=StageSeconds(timings))
+        segment.run(job_id, ids, rt, segmenter, stages=StageSeconds(timings))
     t_segment = time.perf_counter() - t1
     total = t_ingest + t_segment
     cpu = _process_cpu() - cpu0

@@ -60,6 +60,10 @@ TASK_CPU = _metric("Counter", "wardrobe_task_cpu_seconds", "CPU seconds of the p
 INFER_SECONDS = _metric("Histogram", "wardrobe_model_inference_seconds", "The model's time per forward pass (one batch)",
                         buckets=INFER_BUCKETS)
 INFER_PHOTOS = _metric("Counter", "wardrobe_model_photos", "Photos through the model")
+# a sum, not a histogram: stages are timed per batch, per flush or per garment, so only their totals compare
+SEGMENT_STAGE_SECONDS = _metric("Counter", "wardrobe_segment_stage_seconds",
+                                "Seconds segment tasks spent by stage: load, infer, post, store (wall clock); "
+                                "post_cpu, cutout, features, commit (the post thread's CPU)", ("stage",))
 REAPER_RESENDS = _metric("Counter", "wardrobe_reaper_resends", "Jobs whose lost work the stale-job sweep sent again")
 # Both
 ERRORS = _metric("Counter", "wardrobe_errors",

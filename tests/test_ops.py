@@ -76,6 +76,7 @@ def test_metrics_scraped_from_the_api_and_a_worker(make_user, settings, redis_se
         assert value(w, "wardrobe_task_duration_seconds_count", task="wardrobe.ingest", state="SUCCESS") == 1
         assert value(w, "wardrobe_task_duration_seconds_count", task="wardrobe.segment", state="SUCCESS") == 2
         assert value(w, "wardrobe_task_cpu_seconds_total", task="wardrobe.segment") > 0
+        assert all(value(w, "wardrobe_segment_stage_seconds_total", stage=st) > 0 for st in ("load", "infer", "post", "commit"))
     finally:
         worker.stop()
         api.stop()

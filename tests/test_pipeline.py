@@ -171,6 +171,39 @@ def test_segment_redelivered_after_commit_writes_nothing(make_user, rt):
     assert job_row(job_id).items_found == 4
 
 
+STAGES = ("load", "infer", "post", "store", "post_cpu", "cutout", "features", "commit")
+
+
+def stage_seconds() -> dict:
+    from prometheus_client import REGISTRY
+
+    return {st: REGISTRY.get_sample_value("wardrobe_segment_stage_seconds_total", {"stage": st}) or 0.0
+            for st in STAGES}
+
+
+def test_segment_stages_go_to_the_metrics_unless_an_observer_is_passed(make_user, rt):
+    uid, _ = make_user()
+    job_id = new_job(rt, uid, zip_bytes(example_photos(4)))
+    chunks = []
+    ingest.run(job_id, rt, send_segment=lambda j, ids: chunks.append(list(ids)))
+    before = stage_seconds()
+    assert segment.run(job_id, chunks[0][:2], rt, FakeSegmenter()) == 2
+    after = stage_seconds()
+    assert all(after[st] > before[st] for st in STAGES), (before, after)
+
+    class Observer:
+        def __init__(self):
+            self.seen: dict[str, float] = {}
+
+        def add(self, stage, seconds):
+            self.seen[stage] = self.seen.get(stage, 0.0) + seconds
+
+    mine = Observer()
+    assert segment.run(job_id, chunks[0][2:], rt, FakeSegmenter(), stages=mine) == 2
+    assert set(mine.seen) == set(STAGES) and mine.seen["infer"] > 0
+    assert stage_seconds() == after  # the benchmark's figures stay out of the process's metrics
+
+
 def test_ingest_redelivered_midway_resumes_without_duplicates(make_user, rt):
     """A first ingest that died after storing some photos: the second stores only the rest."""
     uid, _ = make_user()

@@ -15,7 +15,7 @@ import time
 import uuid
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Protocol, Sequence
 
 import cv2
 import numpy as np
@@ -89,16 +89,25 @@ def _item(item_id: uuid.UUID, jid: uuid.UUID, photo: Loaded, det, cut, index: in
     )
 
 
-class Timings:
-    """Where a segment call's time goes, by stage (load, infer, post, post_cpu, cutout, features,
-    commit, store). This one records nothing; the benchmark passes one that adds them up
-    (bench.pipeline.StageSeconds)."""
+class Stages(Protocol):
+    """Where a segment call's time goes: `add` is told each stage's seconds as they pass. Wall-clock:
+    load (waiting for photos), infer (the model), post (post-processing, which overlaps the model),
+    store (waiting for cut-out uploads); this thread's CPU: post_cpu, and within it cutout (mask and
+    encoding), features (colours and hash), commit. Called from the loop's thread and the post
+    thread, never for the same stage from both."""
+
+    def add(self, stage: str, seconds: float) -> None: ...
+
+
+class StageMetrics:
+    """The worker's observer: the seconds, added up by stage, in the process's metrics
+    (wardrobe_segment_stage_seconds_total{stage}). The benchmark passes its own."""
 
     def add(self, stage: str, seconds: float) -> None:
-        return None
+        metrics.SEGMENT_STAGE_SECONDS.labels(stage).inc(max(0.0, seconds))
 
 
-def items_for(rt: Runtime, jid: uuid.UUID, photo: Loaded, dets, version: str, t: Timings,
+def items_for(rt: Runtime, jid: uuid.UUID, photo: Loaded, dets, version: str, t: Stages,
               uploads: list[Future]) -> list[NewItem]:
     """Cut-outs, colours and hashes for one photo's detections. The cut-outs' uploads are started
     on the I/O threads and added to `uploads`, not waited for: the caller waits before it writes
@@ -126,7 +135,7 @@ def items_for(rt: Runtime, jid: uuid.UUID, photo: Loaded, dets, version: str, t:
 class _Segmentation:
     """One delivery's photos through the model. `unwritten` and `uploads` are the post thread's."""
 
-    def __init__(self, jid: uuid.UUID, user_id: uuid.UUID, rt: Runtime, segmenter: Segmenter, t: Timings):
+    def __init__(self, jid: uuid.UUID, user_id: uuid.UUID, rt: Runtime, segmenter: Segmenter, t: Stages):
         self.jid, self.user_id, self.rt, self.segmenter, self.t = jid, user_id, rt, segmenter, t
         self.unwritten: list[tuple[uuid.UUID, list[NewItem]]] = []
         self.uploads: list[Future] = []  # their cut-outs on the way to storage
@@ -214,12 +223,9 @@ class _Segmentation:
 
 
 def run(jid: uuid.UUID, photo_ids: Sequence[uuid.UUID], rt: Runtime, segmenter: Segmenter,
-        timings: Timings | None = None) -> int:
-    """Segment the pending photos among photo_ids; returns how many this call committed.
-
-    `timings`, when given (the benchmark's bench.pipeline.StageSeconds), adds up seconds spent waiting for photos,
-    in the model, and in post-processing (which overlaps the model), and post-processing's CPU
-    seconds by stage."""
+        stages: Stages | None = None) -> int:
+    """Segment the pending photos among photo_ids; returns how many this call committed. Each
+    stage's seconds go to `stages` (the benchmark's adds them up), by default to the metrics."""
     rows = photos.pending_photos(jid, list(photo_ids))
     if rows is None:
         log.info("segmented 0 of %d photos", len(photo_ids))
@@ -227,6 +233,6 @@ def run(jid: uuid.UUID, photo_ids: Sequence[uuid.UUID], rt: Runtime, segmenter: 
     user_id = rows[0][1] if rows else None
     with logs.adding(user_id=user_id):  # on every line its photos log, on whichever thread (worker.iopool)
         loading = [io_pool().submit(load, rt, jid, pid, uid, key) for pid, uid, key in rows]
-        done = _Segmentation(jid, user_id, rt, segmenter, timings or Timings()).run(loading)
+        done = _Segmentation(jid, user_id, rt, segmenter, stages or StageMetrics()).run(loading)
         log.info("segmented %d of %d photos", done, len(photo_ids))
         return done
