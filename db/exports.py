@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -164,3 +164,14 @@ def stale(s: Session, older_than: float) -> list[uuid.UUID]:
 
 def touch(s: Session, export_id: uuid.UUID) -> None:
     s.execute(update(Export).where(Export.id == export_id).values(updated_at=utcnow()))
+
+
+def newest_ready(s: Session, user_id: uuid.UUID) -> Export | None:
+    """The user's newest succeeded export (GET /v1/export)."""
+    return s.scalar(select(Export).where(Export.user_id == user_id, Export.status == ExportStatus.SUCCEEDED.value)
+                    .order_by(Export.finished_at.desc(), Export.id.desc()).limit(1))
+
+
+def delete_row(s: Session, export_id: uuid.UUID) -> None:
+    """The export's row gone (its zip deleted first: services.exports)."""
+    s.execute(delete(Export).where(Export.id == export_id))

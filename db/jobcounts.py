@@ -24,3 +24,8 @@ def item_deleted(s: Session, job_id: uuid.UUID) -> None:
     """One of the job's items is being deleted: one fewer found (in SQL, so that a worker adding the
     job's other photos' items at the same time loses nothing)."""
     s.execute(update(Job).where(Job.id == job_id).values(items_found=case((Job.items_found > 0, Job.items_found - 1), else_=0)))
+
+
+def by_status(s: Session) -> list[tuple[str, int]]:
+    """How many jobs are in each status (the API's /metrics)."""
+    return [(status, n) for status, n in s.execute(select(Job.status, func.count()).group_by(Job.status))]

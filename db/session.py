@@ -11,7 +11,7 @@ import functools
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
-from sqlalchemy import create_engine, event, select, update
+from sqlalchemy import create_engine, event, select, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -127,3 +127,8 @@ def lock_row(s: Session, model, row_id) -> None:
         s.execute(update(model).where(model.id == row_id).values(id=model.id))
     else:
         s.scalar(select(model.id).where(model.id == row_id).with_for_update())
+
+
+def ping(s: Session) -> None:
+    """One round trip to the database (the API's /readyz); raises when it does not answer."""
+    s.execute(text("SELECT 1"))

@@ -52,3 +52,13 @@ def user_for_token(s: Session, token: str) -> uuid.UUID | None:
     if row is None or not hmac.compare_digest(row.token_hash, digest):
         return None
     return row.user_id
+
+
+def find(s: Session, user_id: uuid.UUID) -> User | None:
+    """The user, None once deleted (an API process caches a token's user for a few seconds)."""
+    return s.get(User, user_id)
+
+
+def review_below(s: Session, user_id: uuid.UUID) -> float | None:
+    """The user's own review threshold; None: the deployment's default."""
+    return s.scalar(select(User.review_below).where(User.id == user_id))
