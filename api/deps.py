@@ -8,15 +8,15 @@ import time
 import uuid
 
 from flask import current_app, g, request
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api import signing
 from api.errors import ApiError
 from core import logs
-from db.models import User
+from db import owned, users
 from db.session import new_session
 from db.users import hash_token, user_for_token
+from services.context import Ctx
 
 log = logging.getLogger("wardrobe.api")
 
@@ -55,6 +55,11 @@ def settings():
 
 def celery():
     return current_app.extensions["celery"]
+
+
+def ctx() -> Ctx:
+    """This request's resources as a service takes them (services.context), for the signed-in user."""
+    return Ctx(db(), settings(), storage(), celery(), g.user_id)
 
 
 class TokenCache:
@@ -120,7 +125,7 @@ def require_user(view):
 def review_below() -> float:
     """The signed-in user's review threshold: their own, else the deployment's default."""
     if "review_below" not in g:
-        own = db().scalar(select(User.review_below).where(User.id == g.user_id))
+        own = users.review_below(db(), g.user_id)
         g.review_below = settings().review_below if own is None else own
     return g.review_below
 
@@ -135,23 +140,13 @@ def parse_uuid(value: str, what: str, not_found: bool = True) -> uuid.UUID:
         raise ApiError(400, "invalid_parameter", f"{what} must be a UUID") from None
 
 
-def purge(purge_fn, row_id, not_found: str, still_running: str):
-    """Delete one of the user's ended jobs or photos with `purge_fn` (db.retention), then its
-    objects (services.dispatch, after the commit): 204; 404 when it is not the user's; 409 while its
-    job is queued or running."""
-    from db import retention
-    from services import dispatch
-
-    s = db()
-    try:
-        purged = purge_fn(s, g.user_id, row_id)
-    except retention.StillRunning:
-        s.rollback()
-        raise ApiError(409, "job_active", still_running) from None
-    if purged is None:
-        raise ApiError(404, "not_found", not_found)
-    dispatch.commit(s)
-    return "", 204
+def own(model, row_id: str, what: str):
+    """The signed-in user's row of `model` named by a path id (a job, item, photo, export, webhook);
+    404 `no such <what>` when the id is not a UUID, names no row, or names another user's."""
+    row = owned.owned(db(), model, parse_uuid(row_id, what), g.user_id)
+    if row is None:
+        raise ApiError(404, "not_found", f"no such {what}")
+    return row
 
 
 # --- signed URLs: what an <img> or a plain link can carry instead of the Authorization header --------
@@ -170,7 +165,7 @@ def signed_by(owner: uuid.UUID) -> bool:
 def signed_row(model, row_id: uuid.UUID, what: str):
     """The row (with a user_id) that this request's signed URL names; 404 for no such row or a
     wrong or expired signature, alike."""
-    row = db().get(model, row_id)
+    row = owned.by_id(db(), model, row_id)
     if row is None or not signed_by(row.user_id):
         raise ApiError(404, "not_found", f"no such {what}, or the link expired")
     return row

@@ -6,16 +6,14 @@ import logging
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from services.errors import Refused
+
 log = logging.getLogger("wardrobe.api")
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, headers: dict | None = None):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.headers = headers or {}
+# One class: what a service refuses (services.errors) the API answers as it is, and the routes'
+# own refusals are the same thing.
+ApiError = Refused
 
 
 MAX_MESSAGE = 300  # characters: a message may quote what the client sent, never all of it
@@ -50,7 +48,7 @@ def error_response(status: int, code: str, message: str, headers: dict | None = 
     return resp
 
 
-_HTTP_CODES = {
+HTTP_CODES = {
     400: "bad_request",
     401: "unauthorized",
     404: "not_found",
@@ -80,7 +78,7 @@ def register(app: Flask) -> None:
     def _http_error(e: HTTPException):
         from flask import request
 
-        code = _HTTP_CODES.get(e.code or 500, "http_error")
+        code = HTTP_CODES.get(e.code or 500, "http_error")
         message = e.description or e.name
         if e.code == 413:
             limit = request.max_content_length

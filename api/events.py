@@ -28,13 +28,13 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 from flask import Blueprint, Response, current_app, g, request, stream_with_context
-from sqlalchemy import and_, select
 
 from api import deps
+from api.bodies import full_job_body, item_body
 from api.errors import ApiError
 from api.serializers import job_body
-from db import jobstate
-from db.models import Item, ItemStatus, Job, Photo, PhotoStatus
+from db import jobfeed, jobstate, owned
+from db.models import Job
 from db.session import session_scope
 
 bp = Blueprint("events", __name__)
@@ -55,12 +55,12 @@ class _Feed:
         self.newest = since
         self.sent: dict[uuid.UUID, datetime] = {}
 
-    def condition(self, ts_col, id_col):
+    def window(self) -> tuple[datetime | None, list[uuid.UUID]]:
+        """Where the next look starts (None: from the first), and the ids sent since then."""
         if self.newest is None:
-            return True
-        cond = ts_col > self.newest - MARGIN
-        recent = [i for i, t in self.sent.items() if t > self.newest - MARGIN]
-        return and_(cond, id_col.not_in(recent)) if recent else cond
+            return None, []
+        since = self.newest - MARGIN
+        return since, [i for i, t in self.sent.items() if t > since]
 
     def took(self, row_id: uuid.UUID, ts: datetime) -> None:
         self.sent[row_id] = ts
@@ -200,7 +200,7 @@ def _stream(job_id: uuid.UUID, user_id: uuid.UUID, cursor: _Cursor, item_body, s
     while True:
         frames = []
         with session_scope() as s:
-            job = s.scalar(select(Job).where(Job.id == job_id, Job.user_id == user_id))
+            job = owned.owned(s, Job, job_id, user_id)
             if job is None:  # its data was deleted meanwhile
                 yield _frame("end", {"id": str(job_id), "status": "deleted"})
                 return
@@ -209,15 +209,8 @@ def _stream(job_id: uuid.UUID, user_id: uuid.UUID, cursor: _Cursor, item_body, s
             if state != seen:
                 more = True
                 while more:  # items and failures up to now, in pages
-                    items = list(s.scalars(select(Item).where(
-                        Item.job_id == job_id, Item.status == ItemStatus.OK.value,
-                        cursor.items.condition(Item.created_at, Item.id))
-                        .order_by(Item.created_at, Item.id).limit(BATCH)))
-                    failed = list(s.scalars(select(Photo).where(
-                        Photo.job_id == job_id, Photo.status == PhotoStatus.FAILED.value,
-                        Photo.processed_at.is_not(None), Photo.error_code.is_distinct_from("cancelled"),
-                        cursor.failed.condition(Photo.processed_at, Photo.id))
-                        .order_by(Photo.processed_at, Photo.id).limit(BATCH)))
+                    items = jobfeed.items(s, job_id, *cursor.items.window(), BATCH)
+                    failed = jobfeed.failed_photos(s, job_id, *cursor.failed.window(), BATCH)
                     for it in items:
                         cursor.items.took(it.id, it.created_at)
                         frames.append(_frame("item", item_body(it), cursor.encode()))
@@ -231,8 +224,6 @@ def _stream(job_id: uuid.UUID, user_id: uuid.UUID, cursor: _Cursor, item_body, s
                 seen = state
             ended = job.status not in jobstate.ACTIVE
             if ended:
-                from api.jobs import full_job_body
-
                 frames.append(_frame("end", full_job_body(job)))
         if frames:
             yield "".join(frames)
@@ -257,10 +248,8 @@ def job_events(job_id: str):
     s = deps.db()
     cursor = _Cursor.decode(request.headers.get("Last-Event-ID") or request.args.get("last_event_id"),
                             aware=s.get_bind().dialect.name != "sqlite")
-    if s.scalar(select(Job.id).where(Job.id == jid, Job.user_id == g.user_id)) is None:
+    if owned.owned(s, Job, jid, g.user_id) is None:
         raise ApiError(404, "not_found", "no such job")
-    from api.items import item_body
-
     deps.review_below()  # read now, kept in g for the stream's item bodies
     s.rollback()  # the stream reads in sessions of its own; hold no transaction while it is open
     slots = _slots()

@@ -6,21 +6,17 @@ ready one.
 """
 from __future__ import annotations
 
-import logging
-
 from flask import Blueprint, Response, g, jsonify, request
-from sqlalchemy import delete, select
 
 from api import deps
 from api.errors import ApiError
 from api.paging import newest_first
-from api.serializers import _ts
-from core.queue import enqueue_export
 from core.storage import ObjectNotFound, StorageError
-from db import exports, quota
+from db import exports
+from db.jobview import iso
 from db.models import Export, ExportStatus
+from services import exports as export_service
 
-log = logging.getLogger("wardrobe.api.exports")
 bp = Blueprint("exports", __name__)
 RETRY_AFTER = 2  # seconds a client is told to wait before polling an export in the making
 
@@ -37,13 +33,13 @@ def export_body(e: Export, retention: int, sign=None) -> dict:
     return {
         "id": str(e.id),
         "status": e.status,
-        "created_at": _ts(e.created_at),
-        "started_at": _ts(e.started_at),
-        "finished_at": _ts(e.finished_at),
+        "created_at": iso(e.created_at),
+        "started_at": iso(e.started_at),
+        "finished_at": iso(e.finished_at),
         "progress": {"photos_total": e.photos_total, "photos_done": e.photos_done, "items_total": e.items_total,
                      "items_done": e.items_done, "percent": percent},
         "size_bytes": e.size_bytes,
-        "expires_at": _ts(exports.expires_at(e, retention)),  # when its zip is deleted (WARDROBE_EXPORT_RETENTION)
+        "expires_at": iso(exports.expires_at(e, retention)),  # when its zip is deleted (WARDROBE_EXPORT_RETENTION)
         "error": {"code": e.error_code, "message": e.error_message or ""} if e.error_code else None,
         "links": {"self": f"/v1/exports/{e.id}", "download": f"/v1/exports/{e.id}/download"}
         | ({"download_signed": sign(f"/v1/exports/{e.id}/download")}
@@ -59,34 +55,11 @@ def _answer(e: Export, status: int = 200):
     return resp
 
 
-def _own(export_id: str) -> Export:
-    eid = deps.parse_uuid(export_id, "export")
-    e = deps.db().scalar(select(Export).where(Export.id == eid, Export.user_id == g.user_id))
-    if e is None:
-        raise ApiError(404, "not_found", "no such export")
-    return e
-
-
 @bp.post("/v1/exports")
 @deps.require_user
 def create_export():
     """202 with the queued export; while one of the user's is queued or running, that one (202 too)."""
-    s = deps.db()
-    settings = deps.settings()
-    if settings.max_stored_bytes > 0 and exports.active(s, g.user_id) is None:
-        used = quota.used(s, g.user_id, settings)  # full already: the zip (a copy of the catalogue) cannot fit
-        if used >= settings.max_stored_bytes:
-            raise ApiError(413, "storage_quota_exceeded", f"you store {used} bytes already: " + quota.refused_message(settings))
-    e, created = exports.create(s, g.user_id)
-    if created:
-        try:
-            enqueue_export(deps.celery(), e.id)  # only after the commit: the worker must find the row
-        except Exception as exc:  # noqa: BLE001 - the broker is down
-            log.error("enqueue of export %s failed: %s", e.id, exc)
-            exports.fail(s, e.id, "queue_unavailable", "the export could not be queued; start another")
-            s.commit()
-            raise ApiError(503, "queue_unavailable", "the job queue is unavailable; try again shortly",
-                           {"Retry-After": "5"}) from None
+    e = export_service.start(deps.ctx())
     resp = _answer(e, 202)
     resp.headers["Location"] = f"/v1/exports/{e.id}"
     return resp
@@ -95,8 +68,7 @@ def create_export():
 @bp.get("/v1/exports")
 @deps.require_user
 def list_exports():
-    rows, next_cursor = newest_first(deps.db(), select(Export).where(Export.user_id == g.user_id), Export,
-                                     request.args, deps.settings())
+    rows, next_cursor = newest_first(deps.db(), Export, request.args, deps.settings(), user_id=g.user_id)
     retention = deps.settings().export_retention
     sign = deps.signer()
     return jsonify({"exports": [export_body(e, retention, sign) for e in rows], "next_cursor": next_cursor})
@@ -105,7 +77,7 @@ def list_exports():
 @bp.get("/v1/exports/<export_id>")
 @deps.require_user
 def get_export(export_id: str):
-    return _answer(_own(export_id))
+    return _answer(deps.own(Export, export_id, "export"))
 
 
 def _download(e: Export) -> Response:
@@ -143,7 +115,7 @@ def download_export(export_id: str):
 
 @deps.require_user
 def _download_authed(export_id: str):
-    return _download(_own(export_id))
+    return _download(deps.own(Export, export_id, "export"))
 
 
 @bp.delete("/v1/exports/<export_id>")
@@ -151,16 +123,7 @@ def _download_authed(export_id: str):
 def delete_export(export_id: str):
     """204. The zip goes first: storage down answers 503 and the export stays, so no zip is left behind
     unnamed. An export in the making stops at its task's next progress write."""
-    e = _own(export_id)
-    if e.storage_key:
-        try:
-            deps.storage().delete(e.storage_key)
-        except StorageError:
-            raise ApiError(503, "storage_unavailable", "storage is unavailable; try again shortly",
-                           {"Retry-After": "5"}) from None
-    s = deps.db()
-    s.execute(delete(Export).where(Export.id == e.id))
-    s.commit()
+    export_service.delete(deps.ctx(), deps.own(Export, export_id, "export"))
     return "", 204
 
 
@@ -169,8 +132,7 @@ def delete_export(export_id: str):
 def newest_export():
     """303 to the download of the user's newest succeeded export; 404 (with where to start one) when none."""
     s = deps.db()
-    e = s.scalar(select(Export).where(Export.user_id == g.user_id, Export.status == ExportStatus.SUCCEEDED.value)
-                 .order_by(Export.finished_at.desc(), Export.id.desc()).limit(1))
+    e = exports.newest_ready(s, g.user_id)
     if e is None:
         running = exports.active(s, g.user_id)
         if running is not None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 import time
 
 from flask import Blueprint, jsonify
-from sqlalchemy import text
 
 from api import deps
+from db.session import ping
 
 bp = Blueprint("health", __name__)
 WORKER_PING_S = 0.5  # how long /readyz waits for workers to answer a ping
@@ -42,7 +42,7 @@ def healthz():
 def readyz():
     checks = {}
     try:
-        deps.db().execute(text("SELECT 1"))
+        ping(deps.db())
         checks["database"] = "ok"
     except Exception as e:  # noqa: BLE001
         checks["database"] = f"error: {type(e).__name__}"

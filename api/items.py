@@ -4,10 +4,9 @@ from __future__ import annotations
 import math
 
 from flask import Blueprint, Response, g, jsonify, request
-from sqlalchemy import select
 
 from api import deps
-from api.catalogue import page_statement
+from api.bodies import item_body
 from api.errors import ApiError, json_object
 from api.paging import (decode_confidence_cursor, decode_cursor, encode_confidence_cursor, encode_cursor,
                         page_limit)
@@ -15,9 +14,9 @@ from api.serializers import item_body as _item_body
 from core.palette import COLOR_NAMES
 from core.storage import ObjectNotFound, StorageError
 from core.taxonomy import CLASSES, SUPERCATEGORIES, find_class
-from db import jobcounts
-from db.models import Item, ItemStatus, Photo, utcnow
-from db.session import read_all
+from db import catalogue as pages, owned
+from db.models import Item, Photo
+from services import catalogue
 
 
 def _flag(args, name: str) -> bool:
@@ -36,19 +35,7 @@ def _tristate(args, name: str) -> bool | None:
     return _flag(args, name) if args.get(name) is not None else None
 
 
-def item_body(item: Item) -> dict:
-    return _item_body(item, deps.signer(), review_below=deps.review_below())
-
-
 bp = Blueprint("items", __name__)
-
-
-def _own_item(item_id: str) -> Item:
-    iid = deps.parse_uuid(item_id, "item")
-    item = deps.db().scalar(select(Item).where(Item.id == iid, Item.user_id == g.user_id))
-    if item is None:
-        raise ApiError(404, "not_found", "no such item")
-    return item
 
 
 def _stream(key: str, content_type: str) -> Response:
@@ -67,7 +54,7 @@ def _stream(key: str, content_type: str) -> Response:
 @deps.require_user
 def list_items():
     args = request.args
-    # the statement for this combination of filters is built once (api/catalogue.py); the
+    # the statement for this combination of filters is built once (db/catalogue.py); the
     # request's values go in as parameters
     limit = page_limit(args, deps.settings())
     params = {"user_id": g.user_id, "review_default": deps.settings().review_below, "limit": limit + 1}
@@ -111,12 +98,10 @@ def list_items():
     if cursor := args.get("cursor"):
         # the review list is paged on (confidence, id), the others on (created_at, id)
         params["after_key"], params["after_id"] = (decode_confidence_cursor if review else decode_cursor)(cursor)
-    # plain rows, not ORM objects: a page of 50 items is read-only, and skipping the identity
-    # map and instrumentation roughly halves the time spent per request
-    # a token not yet cached was looked up on the request's session: its connection goes back to
+    # plain rows, not ORM objects (db.catalogue.page); a token not yet cached was looked up on the request's session: its connection goes back to
     # the pool first, or the request would hold two (one idle in a transaction beside the page's)
     deps.close_db()
-    rows = read_all(page_statement(tuple(filters), review, bool(cursor)), params)
+    rows = pages.page(tuple(filters), review, bool(cursor), params)
     more = len(rows) > limit
     rows = rows[:limit]
     next_key = (lambda r: encode_confidence_cursor(r.confidence, r.id)) if review else \
@@ -129,7 +114,7 @@ def list_items():
 @bp.get("/v1/items/<item_id>")
 @deps.require_user
 def get_item(item_id: str):
-    return jsonify(item_body(_own_item(item_id)))
+    return jsonify(item_body(deps.own(Item, item_id, "item")))
 
 
 @bp.get("/v1/items/<item_id>/cutout")
@@ -142,7 +127,7 @@ def get_cutout(item_id: str):
 
 @deps.require_user
 def _get_cutout_authed(item_id: str):
-    item = _own_item(item_id)
+    item = deps.own(Item, item_id, "item")
     return _stream(item.cutout_key, item.cutout_content_type)
 
 
@@ -151,7 +136,7 @@ def _get_cutout_authed(item_id: str):
 def correct_item(item_id: str):
     """Correct the model: a new category (by name or class_id), or "not a garment". Sending the
     item's current class confirms it. Any of these marks the item reviewed (it no longer needs review)."""
-    item = _own_item(item_id)
+    item = deps.own(Item, item_id, "item")
     body = json_object('{"category": NAME} or {"class_id": N} or {"not_garment": true}',
                        {"category", "class_id", "not_garment"}, nonempty=True)
     new_class = None
@@ -168,37 +153,14 @@ def correct_item(item_id: str):
         new_class = CLASSES[cid]
     if "not_garment" in body and not isinstance(body["not_garment"], bool):
         raise ApiError(400, "invalid_body", "not_garment must be true or false")
-    s = deps.db()
-    # the item's own class again is a confirmation: the model was right (or the user's earlier
-    # choice was); either way corrected_at below marks the item reviewed
-    if new_class is not None and new_class.id != item.class_id:
-        if item.original_class_id is None:
-            item.original_class_id = item.class_id
-        elif new_class.id == item.original_class_id:
-            item.original_class_id = None  # back to the model's class: no longer a correction
-        item.class_id, item.category, item.supercategory = new_class.id, new_class.name, new_class.supercategory
-    if "not_garment" in body:
-        item.status = ItemStatus.NOT_GARMENT.value if body["not_garment"] else ItemStatus.OK.value
-    elif new_class is not None:
-        item.status = ItemStatus.OK.value  # naming its class says it is a garment after all
-    item.corrected_at = utcnow()
-    s.commit()
+    catalogue.correct_item(deps.ctx(), item, new_class, body.get("not_garment"))
     return jsonify(item_body(item))
 
 
 @bp.delete("/v1/items/<item_id>")
 @deps.require_user
 def delete_item(item_id: str):
-    item = _own_item(item_id)
-    key = item.cutout_key
-    s = deps.db()
-    jobcounts.item_deleted(s, item.job_id)
-    s.delete(item)
-    s.commit()
-    try:
-        deps.storage().delete(key)
-    except StorageError:
-        pass  # the row is gone; an orphaned cut-out is harmless and unreachable
+    catalogue.delete_item(deps.ctx(), deps.own(Item, item_id, "item"))
     return "", 204
 
 
@@ -215,7 +177,7 @@ def get_photo(photo_id: str):
 
 @deps.require_user
 def _get_photo_authed(pid):
-    photo = deps.db().scalar(select(Photo).where(Photo.id == pid, Photo.user_id == g.user_id))
+    photo = owned.owned(deps.db(), Photo, pid, g.user_id)
     if photo is None or not photo.storage_key:
         raise ApiError(404, "not_found", "no such photo")
     return _stream(photo.storage_key, "image/jpeg")
@@ -225,10 +187,8 @@ def _get_photo_authed(pid):
 @deps.require_user
 def delete_photo(photo_id: str):
     """Delete a photo of an ended job with its items and their cut-outs (204). 409 while its job is going."""
-    from db import retention
-
-    return deps.purge(retention.purge_photo, deps.parse_uuid(photo_id, "photo"), "no such photo",
-                      "the photo's job is still queued or running: cancel it or wait for it to end")
+    catalogue.purge_photo(deps.ctx(), deps.parse_uuid(photo_id, "photo"))
+    return "", 204
 
 
 @bp.get("/v1/categories")

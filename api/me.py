@@ -4,12 +4,12 @@ from __future__ import annotations
 import math
 
 from flask import Blueprint, g
-from sqlalchemy import func, select
 
 from api import deps
-from api.catalogue import needs_review_filter
 from api.errors import ApiError, json_object
-from db.models import Item, User
+from db import catalogue, users
+from db.models import User
+from services import accounts
 
 bp = Blueprint("me", __name__)
 
@@ -17,8 +17,7 @@ bp = Blueprint("me", __name__)
 def _me_body(user: User) -> dict:
     default = deps.settings().review_below
     review_below = default if user.review_below is None else user.review_below
-    waiting = deps.db().scalar(select(func.count()).select_from(Item).where(
-        Item.user_id == user.id, needs_review_filter(review_below)))
+    waiting = catalogue.needing_review(deps.db(), user.id, review_below)
     return {
         "id": str(user.id),
         "name": user.name,
@@ -30,7 +29,7 @@ def _me_body(user: User) -> dict:
 
 
 def _me() -> User:
-    user = deps.db().get(User, g.user_id)
+    user = users.find(deps.db(), g.user_id)
     if user is None:  # deleted since the token was cached
         raise ApiError(401, "unauthorized", "the API token is not valid")
     return user
@@ -55,6 +54,5 @@ def update_me():
             raise ApiError(422, "invalid_review_below", "review_below must be a number from 0 to 1, or null for the default")
         value = float(value)
     user = _me()
-    user.review_below = value
-    deps.db().commit()
+    accounts.set_review_below(deps.db(), user, value)
     return _me_body(user)

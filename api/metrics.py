@@ -60,9 +60,8 @@ class SystemCollector:
 
     def collect(self):
         from prometheus_client.core import GaugeMetricFamily
-        from sqlalchemy import func, select
 
-        from db.models import Job
+        from db.jobcounts import by_status
 
         depth = GaugeMetricFamily("wardrobe_queue_depth", "Messages waiting in each Celery queue (Redis list length)",
                                   labels=["queue"])
@@ -90,7 +89,7 @@ class SystemCollector:
         try:
             s = self.session_factory()
             try:
-                for status, n in s.execute(select(Job.status, func.count()).group_by(Job.status)):
+                for status, n in by_status(s):
                     jobs.add_metric([status], n)
             finally:
                 s.close()

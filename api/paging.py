@@ -10,6 +10,7 @@ import uuid
 from datetime import datetime
 
 from api.errors import ApiError
+from db import owned
 
 
 def encode_cursor(created_at: datetime, row_id: uuid.UUID) -> str:
@@ -55,15 +56,12 @@ def page_limit(args, settings) -> int:
     return n
 
 
-def newest_first(session, q, model, args, settings) -> tuple[list, str | None]:
-    """One page of `q` (rows of `model`, which has created_at and id), newest first, after the request's
-    `cursor`, at most its `limit`; and the cursor of the next page (None on the last)."""
+def newest_first(session, model, args, settings, **where) -> tuple[list, str | None]:
+    """One page of the rows of `model` matching `where` (db.owned.newest_first), newest first, after the
+    request's `cursor`, at most its `limit`; and the cursor of the next page (None on the last)."""
     limit = page_limit(args, settings)
     cursor = args.get("cursor")
-    if cursor:
-        ts, last_id = decode_cursor(cursor)
-        q = q.where((model.created_at < ts) | ((model.created_at == ts) & (model.id < last_id)))
-    rows = list(session.scalars(q.order_by(model.created_at.desc(), model.id.desc()).limit(limit + 1)))
+    rows = owned.newest_first(session, model, limit + 1, decode_cursor(cursor) if cursor else None, **where)
     more = len(rows) > limit
     rows = rows[:limit]
     return rows, encode_cursor(rows[-1].created_at, rows[-1].id) if more else None

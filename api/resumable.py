@@ -11,30 +11,28 @@ One resource, two modes, chosen by the storage (the session's `mode`):
   offset is 409); the API appends them to a partial file. A cut chunk keeps exactly the bytes that
   arrived: the offset says where to go on.
 POST .../complete checks the whole (size, the zip's central directory, the declared SHA-256 where the
-bytes are local) and makes the job (api.uploads.commit_job); completing again answers the same job.
+bytes are local) and makes the job (services.completion, with services.uploads as POST /v1/uploads);
+completing again answers the same job.
 A refused zip loses its bytes and its session; a quota refusal keeps both, to complete later. The
 sessions expire (WARDROBE_UPLOAD_SESSION_TTL); the sweeper (services.sweeper) drops what they held.
 """
 from __future__ import annotations
 
-import math
 import re
-import uuid
 from datetime import timedelta
 
 from flask import Blueprint, current_app, g, jsonify, request
 
 from api import deps
+from api.bodies import accepted
 from api.errors import ApiError, json_object
-from api.completion import complete_upload
-from api.serializers import _ts, _utc
-from api.uploads import _user_lock, check_quota, clean_name
-from core.s3 import MAX_PARTS, MIN_PART_SIZE
-from core.storage import AppendInProgress, ObjectNotFound, OffsetMismatch, keys
+from core.storage import AppendInProgress, ObjectNotFound, OffsetMismatch
 from db import upload_sessions
+from db.jobview import iso, utc
 from db.models import UploadMode, UploadSession, utcnow
 from db.upload_sessions import COMPLETED, OPEN, part_count, part_length
-from services import objects
+from services import completion, resumable
+from services.uploads import clean_name
 
 bp = Blueprint("resumable", __name__)
 
@@ -44,7 +42,6 @@ CHUNK_TYPES = {"application/offset+octet-stream", "application/octet-stream"}
 PART_URL_TTL = 3600  # seconds a presigned part URL is valid (at most until the session expires)
 MAX_URLS = 1000  # part URLs per request
 SHA256 = re.compile(r"[0-9a-fA-F]{64}")
-MiB = 1024 * 1024
 
 
 # --- the tus protocol's headers ----------------------------------------------------------------------------------
@@ -93,7 +90,7 @@ def _body(sess: UploadSession, offset: int, parts: list[dict] | None) -> dict:
     base = f"/v1/upload-sessions/{sess.id}"
     out = {
         "id": str(sess.id), "mode": sess.mode, "status": sess.status, "filename": sess.filename, "size": sess.size,
-        "sha256": sess.sha256, "offset": offset, "created_at": _ts(sess.created_at), "expires_at": _ts(sess.expires_at),
+        "sha256": sess.sha256, "offset": offset, "created_at": iso(sess.created_at), "expires_at": iso(sess.expires_at),
         "job_id": str(sess.job_id) if sess.status == COMPLETED else None,
     }
     links = {"self": base, "complete": f"{base}/complete"}
@@ -111,7 +108,7 @@ def _body(sess: UploadSession, offset: int, parts: list[dict] | None) -> dict:
 def _http_date(v) -> str:
     from email.utils import format_datetime
 
-    return format_datetime(_utc(v), usegmt=True)
+    return format_datetime(utc(v), usegmt=True)
 
 
 def _session_response(sess: UploadSession, status: int = 200):
@@ -149,57 +146,14 @@ def _create_body(settings) -> tuple[str, int, str | None]:
     return clean_name(name), size, sha.lower() if sha else None
 
 
-def _part_size(settings, size: int) -> int:
-    """The configured part size, at least S3's least, and large enough for S3's 10,000 parts."""
-    least = math.ceil(size / MAX_PARTS / MiB) * MiB
-    return max(settings.upload_part_size, MIN_PART_SIZE, least)
-
-
-def _room_for_one_more(s, settings, size: int) -> None:
-    """The user's quotas with this upload and their open sessions counted (their bytes will be kept)."""
-    open_n, open_bytes = upload_sessions.open_totals(s, g.user_id)
-    if settings.max_upload_sessions > 0 and open_n >= settings.max_upload_sessions:
-        raise ApiError(429, "too_many_upload_sessions",
-                       f"you have {open_n} open upload sessions, the most is {settings.max_upload_sessions}: complete "
-                       "or delete one (DELETE /v1/upload-sessions/<id>)", {"Retry-After": "60"})
-    check_quota(s, settings, g.user_id, size + open_bytes)
-
-
 @bp.post("/v1/upload-sessions")
 @deps.require_user
 def create_session():
-    settings, storage, s = deps.settings(), deps.storage(), deps.db()
-    name, size, sha = _create_body(settings)
-    if not (storage.multipart or storage.appendable):
-        raise ApiError(501, "not_implemented", "this storage takes no resumable uploads: POST /v1/uploads")
-    _user_lock(s, g.user_id)  # counted and added at once
-    same = upload_sessions.open_for(s, g.user_id, size, sha, S3 if storage.multipart else CHUNKED) if sha else None
-    if same is not None:
-        # The same bytes have an open session: that one (200), not a second. A client whose create was
-        # answered but whose answer was lost (a reset, a gateway's 504) retries it: one session, not several
-        # holding quota and the open-session limit for a day.
-        resp = _session_response(same, 200)
-        resp.headers["Location"] = f"/v1/upload-sessions/{same.id}"
-        return resp
-    _room_for_one_more(s, settings, size)
-    now = utcnow()
-    sess = UploadSession(id=uuid.uuid4(), user_id=g.user_id, filename=name, size=size, sha256=sha, job_id=uuid.uuid4(),
-                         status=OPEN, created_at=now, expires_at=now + timedelta(seconds=settings.upload_session_ttl))
-    if storage.multipart:
-        sess.mode, sess.part_size = S3, _part_size(settings, size)
-        sess.object_key = keys.upload(g.user_id, sess.job_id)  # where the job will find its zip
-        sess.multipart_id = storage.create_multipart(sess.object_key, "application/zip")
-    else:
-        sess.mode, sess.object_key = CHUNKED, keys.incoming(g.user_id, sess.id)
-    s.add(sess)
-    try:
-        s.commit()
-    except BaseException:
-        s.rollback()
-        if sess.multipart_id:
-            objects.drop_bytes(storage, sess)
-        raise
-    resp = _session_response(sess, 201)
+    ctx = deps.ctx()
+    name, size, sha = _create_body(ctx.settings)
+    sess, created = resumable.open_session(ctx, name, size, sha)
+    # the same bytes' open session answers 200 (services.resumable.open_session), a new one 201
+    resp = _session_response(sess, 201 if created else 200)
     resp.headers["Location"] = f"/v1/upload-sessions/{sess.id}"
     return resp
 
@@ -242,7 +196,7 @@ def part_urls(session_id: str):
     parts = [{"number": n, "size": part_length(sess, n),
               "url": storage.presign_part(sess.object_key, sess.multipart_id, n, part_length(sess, n), ttl, endpoint)}
              for n in _part_numbers(sess)]
-    return {"parts": parts, "expires_at": _ts(utcnow() + timedelta(seconds=ttl))}
+    return {"parts": parts, "expires_at": iso(utcnow() + timedelta(seconds=ttl))}
 
 
 def _upload_offset() -> int:
@@ -289,13 +243,7 @@ def append_chunk(session_id: str):
 @deps.require_user
 def delete_session(session_id: str):
     """Abort: the parts or chunks received are deleted (tus termination)."""
-    s = deps.db()
-    sess = _find(session_id, lock=True)
-    if sess.status == COMPLETED:
-        raise ApiError(409, "upload_completed", f"this upload is completed: it is job {sess.job_id}")
-    objects.drop_bytes(deps.storage(), sess)  # storage down: 503, the session stays
-    s.delete(sess)
-    s.commit()
+    resumable.abort(deps.ctx(), _find(session_id, lock=True))
     return "", 204
 
 
@@ -303,4 +251,4 @@ def delete_session(session_id: str):
 @deps.require_user
 def complete_session(session_id: str):
     """The job (202), made once: completing again answers the same job."""
-    return complete_upload(_find(session_id, lock=True))
+    return accepted(completion.complete(deps.ctx(), _find(session_id, lock=True)))

@@ -8,16 +8,14 @@ from db.jobview import iso, job_links, job_summary, processed, utc
 from db.models import Item, ItemStatus, Job, JobStatus, Photo
 
 
-_utc, _ts = utc, iso  # the routes' names for them (api.exports, api.resumable)
-
 
 def _pace(job: Job, processed: int, now: datetime | None = None) -> tuple[float | None, int | None]:
     """Photos per second since the job started, and, while it runs, the seconds left at that pace.
     Neither before there is a pace to speak of: a photo processed and a second gone."""
     if job.started_at is None or processed == 0:
         return None, None
-    end = _utc(job.finished_at) if job.finished_at else (now or datetime.now(timezone.utc))
-    elapsed = (end - _utc(job.started_at)).total_seconds()
+    end = utc(job.finished_at) if job.finished_at else (now or datetime.now(timezone.utc))
+    elapsed = (end - utc(job.started_at)).total_seconds()
     if elapsed < 1.0:
         return None, None
     rate = processed / elapsed
@@ -55,7 +53,7 @@ def _cutout_size(item: Item) -> list[int]:
 
 def needs_review(item: Item, review_below: float) -> bool:
     """Kept in the catalogue, never corrected or confirmed by a user, and less certain than the
-    user's threshold. The list route's SQL filter says the same (api/catalogue.py: needs_review_filter)."""
+    user's threshold. The list route's SQL filter says the same (db/catalogue.py: needs_review_filter)."""
     return item.status == ItemStatus.OK.value and item.corrected_at is None and item.confidence < review_below
 
 
@@ -77,13 +75,6 @@ def alternatives_body(item: Item) -> list[dict]:
         if len(out) == 3:
             break
     return out
-
-
-# the columns item_body reads: all a catalogue page selects (api/catalogue.py)
-ITEM_BODY_COLUMNS = ("id", "photo_id", "job_id", "class_id", "category", "supercategory", "confidence", "bbox",
-                     "polygons", "area_fraction", "model_version", "cutout_content_type", "cutout_width",
-                     "cutout_height", "color", "colors", "duplicate_of", "status", "original_class_id",
-                     "corrected_at", "alternatives", "created_at")
 
 
 def item_body(item: Item, sign=None, *, review_below: float) -> dict:
@@ -117,7 +108,7 @@ def item_body(item: Item, sign=None, *, review_below: float) -> dict:
         "reviewed": item.corrected_at is not None,
         "needs_review": needs_review(item, review_below),
         "alternatives": alternatives_body(item),
-        "created_at": _ts(item.created_at),
+        "created_at": iso(item.created_at),
     }
     if sign is not None:
         body["cutout_signed_url"] = sign(cutout_url)

@@ -11,7 +11,7 @@ import json
 from gunicorn import util
 from gunicorn.workers.gthread import ThreadWorker
 
-from api.errors import _HTTP_CODES, MAX_MESSAGE
+from api.errors import HTTP_CODES, MAX_MESSAGE
 
 _MESSAGES = {
     414: "the request line (method, path and query) is longer than 4094 bytes",
@@ -24,7 +24,7 @@ def write_json_error(sock, status_int: int, reason: str, mesg: str) -> None:
     message = _MESSAGES.get(status_int) or mesg or reason
     if len(message) > MAX_MESSAGE:  # gunicorn's message may quote the request line
         message = message[: MAX_MESSAGE - 1] + "…"
-    body = json.dumps({"error": {"code": _HTTP_CODES.get(status_int, "bad_request"), "message": message}}).encode()
+    body = json.dumps({"error": {"code": HTTP_CODES.get(status_int, "bad_request"), "message": message}}).encode()
     head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\n\r\n").encode("latin1")
     util.write_nonblock(sock, head + body)

@@ -7,6 +7,7 @@ from flask import Blueprint, jsonify, send_from_directory
 
 from api import deps
 from api.errors import ApiError, json_object
+from services import accounts
 
 STATIC = Path(__file__).resolve().parent / "static"
 bp = Blueprint("web", __name__, static_folder=str(STATIC), static_url_path="/static")
@@ -51,22 +52,12 @@ def config():
 @bp.post("/v1/users")
 def signup():
     """Create a user from the page, when the server allows sign-up (off by default)."""
-    from sqlalchemy.exc import IntegrityError
-
-    from db.users import create_user
-
     if not deps.settings().allow_signup:
         raise ApiError(403, "signup_disabled", "this server does not allow sign-up; ask its operator for a token")
     name = json_object('{"name": NAME}', {"name"}).get("name")
     if not isinstance(name, str) or not name.strip() or len(name) > 200 or not name.isprintable():
         raise ApiError(400, "invalid_body", "send {\"name\": NAME} with 1-200 printable characters")
-    s = deps.db()
-    try:
-        user, token = create_user(s, name.strip())
-        s.commit()
-    except (ValueError, IntegrityError):
-        s.rollback()
-        raise ApiError(409, "name_taken", "that name is taken") from None
+    user, token = accounts.signup(deps.db(), name.strip())
     resp = jsonify({"user_id": str(user.id), "name": user.name, "token": token})
     resp.status_code = 201
     return resp

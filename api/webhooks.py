@@ -2,16 +2,15 @@
 from __future__ import annotations
 
 from flask import Blueprint, g, jsonify, request
-from sqlalchemy import delete, select
 
 from api import deps
 from api.errors import ApiError, json_object, short
 from api.paging import newest_first
-from core.urlguard import UrlRefused, check_url, reaches_private
-from db import webhooks
+from core.urlguard import UrlRefused, check_url
+from db import webhook_endpoints, webhooks
 from db.jobview import iso
-from db.models import User, WebhookAttempt, WebhookDelivery, WebhookEndpoint
-from db.session import lock_row
+from db.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from services import webhooks as endpoints
 
 bp = Blueprint("webhooks", __name__)
 
@@ -47,14 +46,6 @@ def delivery_body(d: WebhookDelivery, attempts: list[WebhookAttempt]) -> dict:
     }
 
 
-def _own_endpoint(webhook_id: str) -> WebhookEndpoint:
-    eid = deps.parse_uuid(webhook_id, "webhook")
-    ep = deps.db().scalar(select(WebhookEndpoint).where(WebhookEndpoint.id == eid, WebhookEndpoint.user_id == g.user_id))
-    if ep is None:
-        raise ApiError(404, "not_found", "no such webhook")
-    return ep
-
-
 def _checked_url(value) -> str:
     if not isinstance(value, str):
         raise ApiError(400, "invalid_url", "url must be a string: the http(s) URL to send events to")
@@ -62,13 +53,6 @@ def _checked_url(value) -> str:
         return check_url(value, allow_private=deps.settings().webhook_allow_private)
     except UrlRefused as e:
         raise ApiError(400, "invalid_url", str(e)) from None
-
-
-def _private_ok(url: str) -> bool:
-    """A URL at a private address, accepted because this API allows them: recorded on the endpoint,
-    so that the workers that send (which may not have WARDROBE_WEBHOOK_ALLOW_PRIVATE set) send to it
-    as this API said they would, rather than refusing every delivery as "loopback"."""
-    return deps.settings().webhook_allow_private and reaches_private(url)
 
 
 def _events(value) -> list[str]:
@@ -90,16 +74,7 @@ def create_webhook():
     body = json_object('{"url": "https://...", "events": [...]}', {"url", "events"})
     events = _events(body.get("events"))
     url = _checked_url(body.get("url"))
-    settings = deps.settings()
-    s = deps.db()
-    lock_row(s, User, g.user_id)  # the count and the insert, one request of the user's at a time
-    if webhooks.count_endpoints(s, g.user_id) >= settings.webhook_max_endpoints:
-        raise ApiError(409, "too_many_webhooks",
-                       f"a user has at most {settings.webhook_max_endpoints} webhooks: delete one first")
-    ep = webhooks.create_endpoint(s, g.user_id, url, events)
-    ep.private_ok = _private_ok(url)
-    secret = ep.secret
-    s.commit()
+    ep, secret = endpoints.create(deps.ctx(), url, events)
     resp = jsonify(endpoint_body(ep, secret))
     resp.status_code = 201
     resp.headers["Location"] = f"/v1/webhooks/{ep.id}"
@@ -109,15 +84,14 @@ def create_webhook():
 @bp.get("/v1/webhooks")
 @deps.require_user
 def list_webhooks():
-    rows, next_cursor = newest_first(deps.db(), select(WebhookEndpoint).where(WebhookEndpoint.user_id == g.user_id),
-                                     WebhookEndpoint, request.args, deps.settings())
+    rows, next_cursor = newest_first(deps.db(), WebhookEndpoint, request.args, deps.settings(), user_id=g.user_id)
     return {"webhooks": [endpoint_body(e) for e in rows], "next_cursor": next_cursor}
 
 
 @bp.get("/v1/webhooks/<webhook_id>")
 @deps.require_user
 def get_webhook(webhook_id: str):
-    return endpoint_body(_own_endpoint(webhook_id))
+    return endpoint_body(deps.own(WebhookEndpoint, webhook_id, "webhook"))
 
 
 @bp.patch("/v1/webhooks/<webhook_id>")
@@ -126,23 +100,17 @@ def update_webhook(webhook_id: str):
     """{"url": ..., "events": [...], "enabled": true|false}, any of them. Turning an endpoint back on
     (after it answered 410 Gone, or after the user turned it off) clears why it was off; events that
     ended while it was off are not sent. The secret stays."""
-    ep = _own_endpoint(webhook_id)
+    ep = deps.own(WebhookEndpoint, webhook_id, "webhook")
     body = json_object('{"url": "https://...", "events": [...], "enabled": true}', {"url", "events", "enabled"})
     if not body:
         raise ApiError(400, "invalid_body", "send at least one of url, events, enabled")
     if "enabled" in body and not isinstance(body["enabled"], bool):
         raise ApiError(400, "invalid_body", "enabled must be true or false")
-    if "events" in body:
-        if body["events"] is None:
-            raise ApiError(400, "invalid_events", "events must be a non-empty list")
-        ep.events = _events(body["events"])
-    if "url" in body:
-        ep.url = _checked_url(body["url"])
-        ep.private_ok = _private_ok(ep.url)
-    if "enabled" in body:
-        webhooks.set_enabled(ep, body["enabled"])
-    s = deps.db()
-    s.commit()
+    if "events" in body and body["events"] is None:
+        raise ApiError(400, "invalid_events", "events must be a non-empty list")
+    events = _events(body["events"]) if "events" in body else None
+    url = _checked_url(body["url"]) if "url" in body else None
+    endpoints.update(deps.ctx(), ep, url, events, body.get("enabled"))
     return endpoint_body(ep)
 
 
@@ -150,10 +118,7 @@ def update_webhook(webhook_id: str):
 @deps.require_user
 def delete_webhook(webhook_id: str):
     """204; its deliveries go with it (none pending is sent afterwards)."""
-    ep = _own_endpoint(webhook_id)
-    s = deps.db()
-    s.execute(delete(WebhookEndpoint).where(WebhookEndpoint.id == ep.id))
-    s.commit()
+    endpoints.delete(deps.ctx(), deps.own(WebhookEndpoint, webhook_id, "webhook"))
     return "", 204
 
 
@@ -161,13 +126,8 @@ def delete_webhook(webhook_id: str):
 @deps.require_user
 def list_deliveries(webhook_id: str):
     """The endpoint's events, newest first, each with every attempt at sending it."""
-    ep = _own_endpoint(webhook_id)
+    ep = deps.own(WebhookEndpoint, webhook_id, "webhook")
     s = deps.db()
-    rows, next_cursor = newest_first(s, select(WebhookDelivery).where(WebhookDelivery.endpoint_id == ep.id),
-                                     WebhookDelivery, request.args, deps.settings())
-    attempts: dict = {d.id: [] for d in rows}
-    if rows:
-        for a in s.scalars(select(WebhookAttempt).where(WebhookAttempt.delivery_id.in_(list(attempts)))
-                           .order_by(WebhookAttempt.delivery_id, WebhookAttempt.attempt)):
-            attempts[a.delivery_id].append(a)
+    rows, next_cursor = newest_first(s, WebhookDelivery, request.args, deps.settings(), endpoint_id=ep.id)
+    attempts = webhook_endpoints.attempts(s, [d.id for d in rows])
     return {"deliveries": [delivery_body(d, attempts[d.id]) for d in rows], "next_cursor": next_cursor}

@@ -50,7 +50,7 @@ def test_mutated_zips_never_raise_unhandled(mutations):
 def test_upload_check_refuses_cleanly(tmp_path_factory, mutations):
     """The API's cheap zip check on mutated zips: accepted, or an ApiError (a 4xx), nothing else."""
     from api.errors import ApiError
-    from api.uploads import check_zip
+    from services.uploads import check_zip
     from core.config import Settings
 
     data = bytearray(SEED_ZIP)

@@ -224,7 +224,7 @@ def test_the_zip_check_reads_only_the_end_of_an_s3_object(serve, big_zip):
         names = [i.filename for i in zipfile.ZipFile(f).infolist()]
         assert len(names) == 6
         assert f.raw.fetched < 600 * 1024 < len(big_zip) // 10 and f.raw.requests <= 4
-    from api.uploads import check_zip
+    from services.uploads import check_zip
 
     with runtime.storage.open_reader("users/x/big.zip") as f:
         assert check_zip(f, runtime.settings) == 6

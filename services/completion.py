@@ -1,6 +1,7 @@
 """Completing a resumable upload (POST /v1/upload-sessions/<id>/complete, api/resumable.py): the bytes
-made whole, checked as POST /v1/uploads checks them, and the job made by the same step
-(api.uploads.commit_job), its ingest queued after the commit (api.uploads.enqueue_job).
+made whole (S3: the multipart upload's parts assembled), checked as POST /v1/uploads checks them, and
+the job made by the same step (services.uploads.commit_job), its ingest queued after the commit
+(services.uploads.enqueue_job).
 
 The session's row is locked (SELECT ... FOR UPDATE) from the start: two completes at once make one
 job, and the second answers it. A zip refused (422, 413: the same codes as POST /v1/uploads) loses
@@ -17,42 +18,40 @@ from __future__ import annotations
 import hashlib
 import logging
 
-from flask import g
-from sqlalchemy import delete
-
-from api import deps
-from api.errors import ApiError
-from api.uploads import _accepted, check_zip, commit_job, enqueue_job
 from core.storage import ObjectNotFound, StorageError, keys
-from db import upload_sessions
+from db import upload_sessions, uploads
 from db.models import Job, UploadMode, UploadSession, utcnow
 from db.upload_sessions import ASSEMBLED, COMPLETED, OPEN, part_count, part_length
 from services import objects
+from services.context import Ctx
+from services.errors import Refused
+from services.uploads import check_zip, commit_job, enqueue_job
 
-log = logging.getLogger("wardrobe.api.uploads")
+log = logging.getLogger("wardrobe.uploads")
 
 S3 = UploadMode.S3_MULTIPART.value
 
 
-def complete_upload(sess: UploadSession):
-    s, settings, storage = deps.db(), deps.settings(), deps.storage()
+def complete(ctx: Ctx, sess: UploadSession) -> Job:
+    """The session's job, queued: made now, or the one an earlier complete made. `sess` is locked."""
+    s, settings, storage = ctx.s, ctx.settings, ctx.storage
     if sess.status == COMPLETED:
-        return _existing(sess)
+        return _existing(ctx, sess)
     if sess.mode == S3 and sess.status == OPEN:
-        _assemble(sess)  # committed: the lock is let go, so take it again
-        sess = upload_sessions.find(s, g.user_id, sess.id, lock=True)
+        _assemble(ctx, sess)  # committed: the lock is let go, so take it again
+        sess = upload_sessions.find(s, ctx.user_id, sess.id, lock=True)
         if sess is None:
-            raise ApiError(404, "not_found", "no such upload session (or it expired)")
+            raise Refused(404, "not_found", "no such upload session (or it expired)")
         if sess.status == COMPLETED:
-            return _existing(sess)  # another complete made the job meanwhile
-    size = _whole_size(sess)
+            return _existing(ctx, sess)  # another complete made the job meanwhile
+    size = _whole_size(ctx, sess)
     try:
         with storage.open_reader(sess.object_key) as f:
             check_zip(f, settings)  # S3: ranged reads of the zip's end and central directory only
-        sha = _sha256(sess)
-    except ApiError as e:
-        _refuse(sess, e)
-    final = keys.upload(g.user_id, sess.job_id)
+        sha = _sha256(ctx, sess)
+    except Refused as e:
+        _refuse(ctx, sess, e)
+    final = keys.upload(ctx.user_id, sess.job_id)
     if sess.object_key != final:
         storage.rename(sess.object_key, final)  # chunked: the partial file becomes the job's zip
     partial = sess.object_key
@@ -64,103 +63,102 @@ def complete_upload(sess: UploadSession):
 
     def take_back() -> None:
         """The job could not be queued: it is unmade and the session is as it was, bytes included."""
-        s.execute(delete(Job).where(Job.id == sess.job_id))
+        uploads.delete_job(s, sess.job_id)
         sess.status, sess.object_key, sess.completed_at = before, partial, None
-        _put_back(final, partial)
+        _put_back(ctx, final, partial)
 
     try:
-        job = commit_job(s, settings, sess.job_id, final, sess.filename, size, sha, also=mark_completed)
+        job = commit_job(ctx, sess.job_id, final, sess.filename, size, sha, also=mark_completed)
     except BaseException:
         s.rollback()
-        _put_back(final, partial)
+        _put_back(ctx, final, partial)
         raise
-    enqueue_job(s, job.id, take_back=take_back)
-    return _accepted(job)
+    enqueue_job(ctx, job.id, take_back=take_back)
+    return job
 
 
-def _existing(sess: UploadSession):
-    job = deps.db().get(Job, sess.job_id)
+def _existing(ctx: Ctx, sess: UploadSession) -> Job:
+    job = uploads.find_job(ctx.s, sess.job_id)
     if job is None:
-        raise ApiError(404, "not_found", "this upload's job was deleted")
-    return _accepted(job)
+        raise Refused(404, "not_found", "this upload's job was deleted")
+    return job
 
 
-def _refuse(sess: UploadSession, err: ApiError):
+def _refuse(ctx: Ctx, sess: UploadSession, err: Refused):
     """The zip is refused for good: its bytes and its session go, and the client hears why."""
-    s = deps.db()
     try:
-        objects.drop_bytes(deps.storage(), sess)
+        objects.drop_bytes(ctx.storage, sess)
     except StorageError as e:  # no session names them any more: the sweeper removes them after its grace
         log.error("could not remove the bytes of refused upload session %s: %s", sess.id, e)
-    s.delete(sess)
-    s.commit()
+    ctx.s.delete(sess)
+    ctx.s.commit()
     raise err
 
 
-def _assemble(sess: UploadSession) -> None:
+def _assemble(ctx: Ctx, sess: UploadSession) -> None:
     """S3: the parts, all there and each of its length, completed into one object at the job's key."""
-    s, storage, limit = deps.db(), deps.storage(), deps.settings().max_upload_bytes
+    storage, limit = ctx.storage, ctx.settings.max_upload_bytes
     try:
         parts = {p.number: p for p in storage.list_parts(sess.object_key, sess.multipart_id)}
     except ObjectNotFound:
         sess.multipart_id = None  # aborted behind our back: nothing to drop
-        _refuse(sess, ApiError(404, "not_found", "this upload's parts are gone from storage; start a new session"))
+        _refuse(ctx, sess, Refused(404, "not_found", "this upload's parts are gone from storage; start a new session"))
     received = sum(p.size for p in parts.values())
     if received > limit:
-        _refuse(sess, ApiError(413, "payload_too_large", f"the parts add up to {received} bytes, over the limit of "
-                                                         f"{limit} bytes"))
+        _refuse(ctx, sess, Refused(413, "payload_too_large", f"the parts add up to {received} bytes, over the limit "
+                                                             f"of {limit} bytes"))
     count = part_count(sess)
     missing = [n for n in range(1, count + 1) if n not in parts]
     if missing:
-        raise ApiError(409, "upload_incomplete", f"{len(missing)} of {count} parts are not received yet, the first "
-                                                 f"{missing[0]}: GET the session for the list")
+        raise Refused(409, "upload_incomplete", f"{len(missing)} of {count} parts are not received yet, the first "
+                                                f"{missing[0]}: GET the session for the list")
     wrong = [n for n in range(1, count + 1) if parts[n].size != part_length(sess, n)]
     if wrong:
-        raise ApiError(409, "part_size_mismatch", f"parts {', '.join(map(str, wrong[:10]))} are not of their length "
-                                                  "(part_size, the last the rest): PUT them again")
+        raise Refused(409, "part_size_mismatch", f"parts {', '.join(map(str, wrong[:10]))} are not of their length "
+                                                 "(part_size, the last the rest): PUT them again")
     storage.complete_multipart(sess.object_key, sess.multipart_id, [parts[n] for n in range(1, count + 1)])
     sess.multipart_id, sess.status = None, ASSEMBLED
-    s.commit()
+    ctx.s.commit()
 
 
-def _whole_size(sess: UploadSession) -> int:
+def _whole_size(ctx: Ctx, sess: UploadSession) -> int:
     """The object's real size: all received (chunked), within the limit, the size declared."""
-    storage, limit = deps.storage(), deps.settings().max_upload_bytes
+    limit = ctx.settings.max_upload_bytes
     try:
-        size = storage.size(sess.object_key)
+        size = ctx.storage.size(sess.object_key)
     except ObjectNotFound:
         if sess.mode == S3:  # assembled, then removed behind our back
-            _refuse(sess, ApiError(404, "not_found", "this upload's bytes are gone from storage; start a new session"))
+            _refuse(ctx, sess, Refused(404, "not_found", "this upload's bytes are gone from storage; start a new session"))
         size = 0
     if sess.mode != S3 and size < sess.size:
-        raise ApiError(409, "upload_incomplete", f"{size} of {sess.size} bytes are received: PATCH the rest "
-                                                 f"from Upload-Offset {size}")
+        raise Refused(409, "upload_incomplete", f"{size} of {sess.size} bytes are received: PATCH the rest "
+                                                f"from Upload-Offset {size}")
     if size > limit:
-        _refuse(sess, ApiError(413, "payload_too_large", f"the upload is {size} bytes, over the limit of {limit}"))
+        _refuse(ctx, sess, Refused(413, "payload_too_large", f"the upload is {size} bytes, over the limit of {limit}"))
     if size != sess.size:
-        _refuse(sess, ApiError(422, "size_mismatch", f"the upload is {size} bytes, not the {sess.size} declared"))
+        _refuse(ctx, sess, Refused(422, "size_mismatch", f"the upload is {size} bytes, not the {sess.size} declared"))
     return size
 
 
-def _sha256(sess: UploadSession) -> str:
+def _sha256(ctx: Ctx, sess: UploadSession) -> str:
     if sess.mode == S3:
         return sess.sha256 or ""  # as declared: hashing would mean reading the whole object back
     digest = hashlib.sha256()
-    with deps.storage().open_reader(sess.object_key) as f:
+    with ctx.storage.open_reader(sess.object_key) as f:
         while chunk := f.read(1024 * 1024):
             digest.update(chunk)
     sha = digest.hexdigest()
     if sess.sha256 and sess.sha256 != sha:
-        raise ApiError(422, "checksum_mismatch", f"the bytes received hash to {sha}, not the sha256 declared")
+        raise Refused(422, "checksum_mismatch", f"the bytes received hash to {sha}, not the sha256 declared")
     return sha
 
 
-def _put_back(final: str, partial: str) -> None:
+def _put_back(ctx: Ctx, final: str, partial: str) -> None:
     """The job was not made (a quota, storage, the broker, the database): the chunks go back where the
     session finds them (S3: the assembled object is at the job's key already)."""
     if final == partial:
         return
     try:
-        deps.storage().rename(final, partial)
+        ctx.storage.rename(final, partial)
     except StorageError as e:
         log.error("could not move %s back to %s: %s", final, partial, e)
