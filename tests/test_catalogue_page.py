@@ -1,4 +1,4 @@
-"""The catalogue page's cost and its answers (api/catalogue.py, api/items.py: list_items): one SQL
+"""The catalogue page's cost and its answers (db/catalogue.py, api/items.py: list_items): one SQL
 statement a page whatever its size and filters, run outside a transaction; keyset paging through
 ties; the list's item bodies the same as the item route's; the signed URLs and the JSON bytes.
 On real PostgreSQL; items are written straight into their tables."""
