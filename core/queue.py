@@ -115,12 +115,22 @@ def configure_celery(app: Celery, settings: Settings) -> Celery:
         task_ignore_result=True,
         result_backend=None,
         worker_hijack_root_logger=False,
-        beat_schedule={"reap-stale-jobs": {"task": REAP_TASK, "schedule": float(settings.reap_interval)}}
-        | ({"collect-garbage": {"task": GC_TASK, "schedule": float(settings.gc_interval)}} if settings.gc_interval > 0 else {})
-        | {"sweep-webhooks": {"task": WEBHOOK_SWEEP_TASK, "schedule": float(settings.webhook_sweep_interval)}},
+        beat_schedule=_periodic(settings),
         worker_send_task_events=False,
     )
     return app
+
+
+def _periodic(settings: Settings) -> dict:
+    """The --beat worker's sweeps. Each message expires after its own interval: a sweep still queued
+    behind busy pools when the next is sent is superseded by it, so sweeps never pile up and take the
+    pool slots from the jobs they watch over."""
+    every = {REAP_TASK: settings.reap_interval, WEBHOOK_SWEEP_TASK: settings.webhook_sweep_interval}
+    if settings.gc_interval > 0:
+        every[GC_TASK] = settings.gc_interval
+    names = {REAP_TASK: "reap-stale-jobs", GC_TASK: "collect-garbage", WEBHOOK_SWEEP_TASK: "sweep-webhooks"}
+    return {names[task]: {"task": task, "schedule": float(s), "options": {"expires": float(s)}}
+            for task, s in every.items()}
 
 
 def soft_time_limit(hard: int) -> int:

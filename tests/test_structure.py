@@ -38,6 +38,8 @@ def test_registered_celery_tasks_are_pinned():
     assert beat["reap-stale-jobs"]["task"] == "wardrobe.reap_stale_jobs"
     assert beat["collect-garbage"]["task"] == "wardrobe.collect_garbage"
     assert beat["collect-garbage"]["schedule"] == float(Settings.from_env().gc_interval) > 0
+    # a sweep still queued when the next is sent is dropped: sweeps never pile up in the pool slots
+    assert all(e["options"]["expires"] == e["schedule"] > 0 for e in beat.values())
     for name in ("wardrobe.ingest", "wardrobe.segment", "wardrobe.export"):
         t = app.tasks[name]
         assert t.acks_late and t.reject_on_worker_lost

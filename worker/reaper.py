@@ -20,6 +20,7 @@ import base64
 import json
 import logging
 import re
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Callable
 
@@ -57,7 +58,10 @@ def _live_jobs(app, timeout: float = 2.0) -> set[str] | None:
     """Jobs of the tasks live workers are running, hold reserved, or hold scheduled (a retry waiting
     out its countdown); None when no worker answered."""
     insp = app.control.inspect(timeout=timeout)
-    replies = [r for r in (insp.active(), insp.reserved(), insp.scheduled()) if r]
+    # each broadcast waits out its whole timeout for replies (it cannot know how many workers there
+    # are): the three side by side take one timeout, not three, of the pool slot the sweep holds
+    with ThreadPoolExecutor(3) as pool:
+        replies = [r for r in pool.map(lambda ask: ask(), (insp.active, insp.reserved, insp.scheduled)) if r]
     if not replies:
         return None
     jobs: set[str] = set()
