@@ -167,7 +167,8 @@ def cmd_ship(a) -> int:
     card = ship(Path(a.best), Path(a.out), preset=a.preset, data=a.data_desc, hardware=a.hardware,
                 eval_json=Path(a.eval_json) if a.eval_json else None, results_csv=Path(a.results_csv) if a.results_csv else None,
                 serve_imgsz=a.serve_imgsz, previous_card=Path(a.previous_card) if a.previous_card else None,
-                serve_conf=a.serve_conf, quality_json=Path(a.quality_json) if a.quality_json else None)
+                serve_conf=a.serve_conf, quality_json=Path(a.quality_json) if a.quality_json else None,
+                pseudo_report=Path(a.pseudo_report) if a.pseudo_report else None)
     print(json.dumps(card, indent=2))
     return 0
 
@@ -295,4 +296,5 @@ def _add_checks_and_shipping(sub, default_model) -> None:
     s.add_argument("--previous-card", help="the card of the weights this run continued from (epochs add up)")
     s.add_argument("--serve-conf", type=float, help="the item threshold the workers use (chosen from make quality)")
     s.add_argument("--quality-json", help="make quality's report at the served settings, for the card")
+    s.add_argument("--pseudo-report", help="a student's data: pseudo_report.json from wardrobe pseudo-label")
     s.set_defaults(fn=cmd_ship)

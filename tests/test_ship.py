@@ -130,3 +130,30 @@ def test_an_epoch_checkpoint_of_an_unvalidated_epoch_records_no_validation(tmp_p
     assert card["training"]["best_epoch_val"]["mAP50(M)"] == 0.36  # epoch 3 was validated
     card, _ = ship_run_file(tmp_path / "first", "epoch0.pt", rows)
     assert card["training"]["best_epoch_val"] is None
+
+
+def test_a_student_s_card_records_its_teacher_round_and_data(tmp_path):
+    """Shipped with `--pseudo-report`, the card says what the student saw; a student taught by the model it
+    continued from is one round further than that model."""
+    from training.ship import ship
+
+    previous = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())
+    report = {"teacher": {"version": previous["version"], "sizes": [384], "mirrored": True},
+              "thresholds": {"precision_target": 0.75}, "labelled": {"train": 804, "val": 100},
+              "pseudo": {"photos": 794, "photos_kept": 354, "instances": 1605, "photos_dropped": {"x": 440}},
+              "synth_train": {"photos": 400}}
+    path = tmp_path / "pseudo_report.json"
+    path.write_text(json.dumps(report))
+    out = tmp_path / "models" / "w.pt"
+    card = ship(DEFAULT_MODEL, out, preset="cpu-student-384", data="ccp + pseudo", hardware="2-core CPU",
+                previous_card=DEFAULT_MODEL.with_suffix(".json"), pseudo_report=path)
+    w = card["weak_supervision"]
+    assert w["round"] == (previous.get("weak_supervision") or {}).get("round", 0) + 1
+    assert w["teacher"]["version"] == previous["version"] and w["pseudo_photos"] == 354 and w["synthesized_photos"] == 400
+    assert "804 labelled + 354 pseudo-labelled (1605 instances, of 794 tagged) + 400 synthesized" in \
+        (out.parent / "README.md").read_text()
+    report["teacher"]["version"] = "someone-else"
+    path.write_text(json.dumps(report))
+    other = ship(DEFAULT_MODEL, tmp_path / "m2" / "w.pt", preset="cpu-student-384", data="d", hardware="h",
+                 previous_card=DEFAULT_MODEL.with_suffix(".json"), pseudo_report=path)
+    assert other["weak_supervision"]["round"] == 1

@@ -84,10 +84,11 @@ def _training_runs(previous: dict | None, card: dict, preset: str, hardware: str
 
 def ship(best: Path, out: Path, preset: str, data: str, hardware: str, eval_json: Path | None = None,
          results_csv: Path | None = None, serve_imgsz: int | None = None, previous_card: Path | None = None,
-         serve_conf: float | None = None, quality_json: Path | None = None) -> dict:
+         serve_conf: float | None = None, quality_json: Path | None = None, pseudo_report: Path | None = None) -> dict:
     """Write `best` as the shipped weights with their card. `previous_card`: the card of the weights
     this run continued from (the card then counts every run's epochs); `serve_conf`: the item
-    threshold chosen from `quality_json` (make quality's report at the served settings)."""
+    threshold chosen from `quality_json` (make quality's report at the served settings);
+    `pseudo_report`: `wardrobe pseudo-label`'s report of the data it trained on (teacher, counts)."""
     previous = json.loads(previous_card.read_text()) if previous_card else None
     # read before the weights are replaced, so a results.csv that does not fit them stops the ship
     training = _results_summary(results_csv, checkpoint_epoch(best)) if results_csv else None
@@ -134,9 +135,30 @@ def ship(best: Path, out: Path, preset: str, data: str, hardware: str, eval_json
     card["epochs"] = runs[-1]["epochs"]
     card["epochs_total"] = sum(int(r["epochs"] or 0) for r in runs)
     _add_reports(card, quality_json, eval_json)
+    if pseudo_report:
+        card["weak_supervision"] = weak_supervision(json.loads(pseudo_report.read_text()), previous)
     out.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
     (out.parent / "README.md").write_text(card_markdown(card))
     return card
+
+
+def weak_supervision(report: dict, previous: dict | None) -> dict:
+    """What the card says of a student's data: its teacher, the round (one more than the teacher's own
+    round when the teacher is the model it continued from), and the labelled, pseudo-labelled and
+    synthesized photos it saw."""
+    teacher = report.get("teacher") or {}
+    before = (previous or {}).get("weak_supervision") or {}
+    same = previous is not None and teacher.get("version") == previous.get("version")
+    pseudo, synth = report.get("pseudo") or {}, report.get("synth_train") or {}
+    return {
+        "round": (before.get("round", 0) if same else 0) + 1,
+        "teacher": {k: teacher.get(k) for k in ("version", "sizes", "mirrored")},
+        "pseudo_precision_target": (report.get("thresholds") or {}).get("precision_target"),
+        "labelled_train_photos": (report.get("labelled") or {}).get("train"),
+        "pseudo_photos": pseudo.get("photos_kept"), "pseudo_photos_tagged": pseudo.get("photos"),
+        "pseudo_instances": pseudo.get("instances"), "pseudo_photos_dropped": pseudo.get("photos_dropped"),
+        "synthesized_photos": synth.get("photos"),
+    }
 
 
 def _add_reports(card: dict, quality_json: Path | None, eval_json: Path | None) -> None:
@@ -176,6 +198,14 @@ def update_card(weights: Path, serve_conf: float | None = None, quality_json: Pa
     return card
 
 
+def _weak_row(w: dict | None) -> list[str]:
+    if not w:
+        return []
+    return [f"| weak supervision | round {w['round']}, teacher {w['teacher'].get('version')}: {w['labelled_train_photos']} "
+            f"labelled + {w['pseudo_photos']} pseudo-labelled ({w['pseudo_instances']} instances, of "
+            f"{w['pseudo_photos_tagged']} tagged) + {w['synthesized_photos']} synthesized single-garment photos |"]
+
+
 def card_markdown(card: dict) -> str:
     """models/README.md: the card as a person reads it."""
     v = card.get("val_metrics", {})
@@ -188,6 +218,7 @@ def card_markdown(card: dict) -> str:
         "| | |",
         "|---|---|",
         f"| data | {card['data']} |",
+        *_weak_row(card.get("weak_supervision")),
         f"| preset | {card['preset']} (imgsz {card['imgsz']}, batch {card['batch']}, seed {card['seed']}) |",
         f"| epochs | {t.get('epochs_run', card['epochs'])} run, best epoch {t.get('best_epoch', '?')}"
         f"{', ' + str(card['epochs_total']) + ' in all' if card.get('epochs_total') else ''} |",
