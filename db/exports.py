@@ -10,7 +10,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from db.models import Export, ExportStatus, Item, Photo, PhotoStatus, utcnow
+from db.models import Export, ExportStatus, Item, Job, Photo, PhotoStatus, utcnow
 
 ACTIVE = (ExportStatus.QUEUED.value, ExportStatus.RUNNING.value)
 
@@ -59,6 +59,22 @@ def totals(s: Session, user_id: uuid.UUID) -> tuple[int, int]:
     items = s.scalar(select(func.count()).select_from(Item).join(Photo, Photo.id == Item.photo_id)
                      .where(Item.user_id == user_id, Photo.status == PhotoStatus.DONE.value))
     return photos or 0, items or 0
+
+
+def status(s: Session, export_id: uuid.UUID) -> str | None:
+    """The export's status now; None when it is gone (deleted)."""
+    return s.scalar(select(Export.status).where(Export.id == export_id))
+
+
+def done_of_total(s: Session, export_id: uuid.UUID) -> tuple[int, int | None] | None:
+    """(photos_done, photos_total) of the export; None when it is gone."""
+    row = s.execute(select(Export.photos_done, Export.photos_total).where(Export.id == export_id)).first()
+    return None if row is None else (row.photos_done, row.photos_total)
+
+
+def uploaded_at(s: Session, user_id: uuid.UUID) -> dict[uuid.UUID, datetime]:
+    """When each of the user's jobs was uploaded, by job id (an export names each photo's upload time)."""
+    return dict(s.execute(select(Job.id, Job.created_at).where(Job.user_id == user_id)).all())
 
 
 def progress(s: Session, export_id: uuid.UUID, photos_done: int, items_done: int, photos_total: int | None = None,

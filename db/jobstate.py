@@ -5,6 +5,7 @@ or finish a job twice. A transition that ends a job has its zip deleted once the
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 
 from sqlalchemy import case, select, update
 from sqlalchemy.orm import Session
@@ -203,3 +204,14 @@ def retry(s: Session, job_id: uuid.UUID, zip_available: bool) -> int:
         error_code=None, error_message=None, **jobcounts.recount(s, job_id),
     ).execution_options(synchronize_session=False))
     return len(again)
+
+
+def stale(s: Session, older_than: float) -> list[uuid.UUID]:
+    """Jobs queued or running that have not moved for `older_than` seconds (the reaper's candidates)."""
+    cutoff = utcnow() - timedelta(seconds=older_than)
+    return list(s.scalars(select(Job.id).where(Job.status.in_(ACTIVE), Job.updated_at < cutoff)))
+
+
+def touch(s: Session, job_id: uuid.UUID) -> None:
+    """The job moved now (the reaper re-sent its work): not a candidate again for `stale_after`."""
+    s.execute(update(Job).where(Job.id == job_id).values(updated_at=utcnow()))

@@ -92,6 +92,16 @@ def test_db_persists_and_ids_are_parsed_once():
             assert "uuid.UUID(str(" not in text, path
 
 
+def test_the_worker_queries_through_db():
+    """worker -> db: the task bodies call db/ functions; no query is built in worker/ (sqlalchemy's
+    exceptions may be caught there)."""
+    for path in sorted((ROOT / "worker").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                modules = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                assert not [m for m in modules if m.split(".")[0] == "sqlalchemy" and m != "sqlalchemy.exc"], (path, modules)
+
+
 STORAGE_CALLS = {"delete", "delete_many", "delete_prefix", "put_bytes", "put_file", "get_bytes", "download_to", "list",
                  "abort_multipart", "drop_partial", "stale_partials", "append", "complete_multipart", "exists"}
 

@@ -24,14 +24,13 @@ from datetime import timezone
 from typing import IO, Iterator
 
 from celery.exceptions import SoftTimeLimitExceeded
-from sqlalchemy import select
 
 from core import logs
 from core.storage import ObjectNotFound, Storage, StorageError, keys
 from core.taxonomy import CLASSES
 from db import coco, exports, quota
 from core.runtime import Runtime
-from db.models import Export, ExportStatus, Item, ItemStatus, Job, Photo, utcnow
+from db.models import ExportStatus, Item, ItemStatus, Photo, utcnow
 from db.session import session_scope
 
 log = logging.getLogger("wardrobe.export")
@@ -163,7 +162,7 @@ class Builder:
         with zipfile.ZipFile(out, "w", allowZip64=True) as zf, spool() as images, spool() as anns, spool() as rejected:
             zf.writestr(_entry("README.txt", zipfile.ZIP_DEFLATED), README.format(version=FORMAT_VERSION))
             with session_scope() as s:
-                uploaded = dict(s.execute(select(Job.id, Job.created_at).where(Job.user_id == self.user_id)).all())
+                uploaded = exports.uploaded_at(s, self.user_id)
             for photos, items_by_photo in coco.photo_pages(self.user_id):
                 for photo in photos:
                     self._photo(zf, photo, items_by_photo.get(photo.id, []), uploaded.get(photo.job_id), images, anns, rejected)
@@ -220,8 +219,8 @@ class Builder:
 
 def _stored_after_deletion(storage: Storage, export_id: uuid.UUID, key: str) -> None:
     with session_scope() as s:
-        row = s.get(Export, export_id)
-    if row is None:  # deleted while its zip was being stored: the zip must not outlive it
+        gone = exports.status(s, export_id) is None
+    if gone:  # deleted while its zip was being stored: the zip must not outlive it
         storage.delete(key)
 
 
@@ -236,10 +235,10 @@ def _over_quota(eid: uuid.UUID, rt: Runtime, size: int) -> None:
 def _timed_out(eid: uuid.UUID, rt: Runtime, doing: str) -> None:
     """No retry: each run starts the zip over, so the next would run out of time as well."""
     with session_scope() as s:
-        row = s.execute(select(Export.photos_done, Export.photos_total).where(Export.id == eid)).first()
-        if row is None:
+        counts = exports.done_of_total(s, eid)
+        if counts is None:
             return  # deleted meanwhile: nothing to fail
-        message = (f"the export ran out of time {doing}, after {row.photos_done} of {row.photos_total} photos: "
+        message = (f"the export ran out of time {doing}, after {counts[0]} of {counts[1]} photos: "
                    f"a worker's task may take {rt.settings.task_time_limit} s (WARDROBE_TASK_TIME_LIMIT)")
         exports.fail(s, eid, "export_timed_out", message)
     log.warning("export %s: %s", eid, message)
@@ -293,7 +292,7 @@ def _build(eid: uuid.UUID, user_id: uuid.UUID, photos_total: int, rt: Runtime, p
             return None
         size = os.fstat(tmp.fileno()).st_size
         with session_scope() as s:
-            if s.scalar(select(Export.status).where(Export.id == eid)) != ExportStatus.RUNNING.value:
+            if exports.status(s, eid) != ExportStatus.RUNNING.value:
                 return None  # deleted, or another run finished it, while this one built the zip
             room = exports.make_room(s, eid, user_id, size, rt.settings)
             s.rollback()  # only a look before the zip is stored: the finish below decides

@@ -21,16 +21,12 @@ import json
 import logging
 import re
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
 from typing import Callable
-
-from sqlalchemy import select, update
 
 from core.logs import fields
 from core.queue import QUEUES
-from db import exports
+from db import exports, jobstate
 from core.runtime import Runtime
-from db.models import Job, JobStatus, utcnow
 from db.session import session_scope
 
 log = logging.getLogger("wardrobe.reaper")
@@ -105,10 +101,8 @@ def broker_jobs(app) -> set[str] | None:
 
 
 def _stale(cutoff_seconds: float) -> list:
-    cutoff = utcnow() - timedelta(seconds=cutoff_seconds)
     with session_scope() as s:
-        return list(s.scalars(select(Job.id).where(
-            Job.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value]), Job.updated_at < cutoff)))
+        return jobstate.stale(s, cutoff_seconds)
 
 
 def reap(rt: Runtime, send_ingest: Callable, stale_after: int | None = None, in_broker: JobsInBroker | None = None) -> int:
@@ -131,7 +125,7 @@ def reap(rt: Runtime, send_ingest: Callable, stale_after: int | None = None, in_
         log.warning("job %s has not moved for %ss and has no work left in the broker: re-sending its work", jid, wait,
                     extra=fields(job_id=jid, task="reap"))
         with session_scope() as s:
-            s.execute(update(Job).where(Job.id == jid).values(updated_at=utcnow()))
+            jobstate.touch(s, jid)
         send_ingest(jid)
     return len(ids)
 
