@@ -138,9 +138,7 @@ def commit_photos(job_id: uuid.UUID, user_id: uuid.UUID, batch: list[tuple[uuid.
         s.execute(update(Photo).where(Photo.id.in_(pending))
                   .values(status=PhotoStatus.DONE.value, processed_at=utcnow()).execution_options(synchronize_session=False))
         s.flush()
-        jobstate.add_progress(s, job_id, done=len(todo), items=sum(len(items) for _, items in todo))
-        s.flush()
-        jobstate.maybe_finish(s, job_id)
+        jobstate.progress_and_finish(s, job_id, done=len(todo), items=sum(len(items) for _, items in todo))
         quota.add(s, user_id, sum(r.get("cutout_bytes") or 0 for r in rows) - (replaced or 0))  # the user's row last
     metrics.PHOTOS.labels("done", "").inc(len(todo))  # after the commit: counted once, as the catalogue has them
     metrics.ITEMS.inc(len(rows))

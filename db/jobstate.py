@@ -27,7 +27,7 @@ def mark_running(s: Session, job_id: uuid.UUID) -> bool:
     return s.scalar(select(Job.status).where(Job.id == job_id)) == JobStatus.RUNNING.value
 
 
-def add_progress(s: Session, job_id: uuid.UUID, done: int = 0, failed: int = 0, items: int = 0, duplicate: int = 0) -> None:
+def _count(s: Session, job_id: uuid.UUID, done: int, failed: int, items: int, duplicate: int) -> None:
     s.execute(
         update(Job)
         .where(Job.id == job_id)
@@ -39,11 +39,10 @@ def add_progress(s: Session, job_id: uuid.UUID, done: int = 0, failed: int = 0, 
             updated_at=utcnow(),
         )
     )
-    webhooks.job_progressed(s, job_id)  # job.progress to the endpoints that opted in, at most every few seconds
 
 
-def maybe_finish(s: Session, job_id: uuid.UUID) -> str | None:
-    """Finish a running job whose every photo is done or failed; returns the final status if this call finished it."""
+def _finish(s: Session, job_id: uuid.UUID) -> str | None:
+    """running -> its final status when every photo is done or failed (and its zip to go); the status, or None."""
     final = case(
         (Job.photos_failed == 0, JobStatus.SUCCEEDED.value),
         (Job.photos_done + Job.photos_duplicate > 0, JobStatus.PARTIALLY_SUCCEEDED.value),
@@ -60,11 +59,36 @@ def maybe_finish(s: Session, job_id: uuid.UUID) -> str | None:
         .values(status=final, finished_at=utcnow(), updated_at=utcnow())
         .execution_options(synchronize_session=False)
     )
-    if res.rowcount:
-        retention.job_ended(s, job_id)
+    if not res.rowcount:
+        return None
+    retention.job_ended(s, job_id)
+    return s.scalar(select(Job.status).where(Job.id == job_id))
+
+
+def add_progress(s: Session, job_id: uuid.UUID, done: int = 0, failed: int = 0, items: int = 0, duplicate: int = 0) -> None:
+    _count(s, job_id, done, failed, items, duplicate)
+    webhooks.job_progressed(s, job_id)  # job.progress to the endpoints that opted in, at most every few seconds
+
+
+def maybe_finish(s: Session, job_id: uuid.UUID) -> str | None:
+    """Finish a running job whose every photo is done or failed; returns the final status if this call finished it."""
+    ended = _finish(s, job_id)
+    if ended is not None:
         webhooks.job_ended(s, job_id)
-        return s.scalar(select(Job.status).where(Job.id == job_id))
-    return None
+    return ended
+
+
+def progress_and_finish(s: Session, job_id: uuid.UUID, done: int = 0, failed: int = 0, items: int = 0) -> str | None:
+    """add_progress then maybe_finish as one transition, with one webhook write: the end event when
+    these photos were the job's last (a progress event would only be dropped by it), else a
+    progress event. Returns the final status if this call finished the job."""
+    _count(s, job_id, done, failed, items, 0)
+    ended = _finish(s, job_id)
+    if ended is None:
+        webhooks.job_progressed(s, job_id)
+    else:
+        webhooks.job_ended(s, job_id)
+    return ended
 
 
 def fail(s: Session, job_id: uuid.UUID, code: str, message: str) -> bool:

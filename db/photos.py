@@ -193,8 +193,6 @@ def mark_photos_failed(job_id: uuid.UUID, photo_ids: Sequence[uuid.UUID], code: 
             .execution_options(synchronize_session=False)
         )
         if res.rowcount:
-            jobstate.add_progress(s, job_id, failed=res.rowcount)
-            s.flush()
-            jobstate.maybe_finish(s, job_id)
+            jobstate.progress_and_finish(s, job_id, failed=res.rowcount)
     if res.rowcount:
         metrics.PHOTOS.labels("failed", code).inc(res.rowcount)

@@ -138,7 +138,7 @@ def _cancel(s: Session, ids: list[uuid.UUID], now: datetime) -> None:
 
 
 def job_progressed(s: Session, job_id: uuid.UUID, interval: float | None = None) -> int:
-    """Called where a running job's counts move (db.jobstate.add_progress), in that transaction.
+    """Called where a running job's counts move (db.jobstate.add_progress, progress_and_finish), in that transaction.
     For each endpoint that opted in to job.progress: a delivery not yet sent takes the latest counts
     (coalesced); one waiting for a retry is cancelled for a new one due at its retry's time; else a
     new one is written, due no sooner than `interval` seconds after the last one for this job and

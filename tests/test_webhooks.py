@@ -151,6 +151,27 @@ def test_a_finished_job_sends_one_signed_event(wh_client, make_user, rt, wh_sett
     assert attempt["duration_ms"] >= 0 and attempt["at"]
 
 
+def test_a_job_s_last_photos_write_its_end_event_and_no_progress_it_would_drop(wh_client, make_user, rt, receiver,
+                                                                               queue):
+    """The commit of a job's last photos is one transition with one webhook write: the end event.
+    Before, it wrote a progress event due now, deleted it again for the end event in the same
+    transaction, and sent a task message naming the deleted row."""
+    from sqlalchemy import select
+
+    from db.models import WebhookDelivery
+    from db.session import session_scope
+
+    _, token = make_user()
+    register(wh_client, token, receiver.url, events=["job.progress", "job.succeeded"])
+    job_id = upload(wh_client, token, 1)
+    run_job(rt, job_id)
+    with session_scope() as s:
+        rows = {str(i): t for i, t in s.execute(select(WebhookDelivery.id, WebhookDelivery.event_type)
+                                                .where(WebhookDelivery.job_id == uuid.UUID(job_id)))}
+    assert list(rows.values()) == ["job.succeeded"]
+    assert queue() == list(rows)  # every message names a row: none for a progress event dropped unsent
+
+
 def test_a_worker_runs_the_job_and_delivers_its_event(wh_client, make_user, settings, receiver, tmp_path):
     """The deployed shape: a `wardrobe worker` process (fake segmenter) ends the job, queues the event
     after the commit and, on its `webhooks` queue, sends it to the receiver."""
