@@ -87,6 +87,9 @@ class Settings:
     merge_box_iou: float = 0.7
     merge_mask_overlap: float = 0.7
     alternatives_conf: float = 0.1  # detections down to this confidence can offer their class as an alternative (lower costs predict time: make bench)
+    # a photo none of whose detections reaches its class's threshold keeps its most confident one from
+    # this confidence up (0: off): one garment photographed alone, its item then marked for review
+    keep_one_conf: float = 0.1
     mask_refine_radius: int = 16  # guided-filter radius in photo pixels (0: masks traced as the model gives them)
     mask_refine_share: float = 0.0  # >0: a thin garment's radius is this share of its box's short side, if smaller (measured worse: 0)
     mask_refine_eps: float = 1e-3

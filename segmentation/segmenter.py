@@ -215,8 +215,8 @@ class Candidates:
 
 def predict_conf(s: Settings, class_conf: Mapping[int, float]) -> float:
     """The least confidence the model's own filter keeps: below every item threshold, down to where
-    a detection can still offer its class as an alternative."""
-    return min(s.conf, s.alternatives_conf, *class_conf.values())
+    a detection can still offer its class as an alternative or be a photo's one item."""
+    return min(s.conf, s.alternatives_conf, *class_conf.values(), *([s.keep_one_conf] if s.keep_one_conf > 0 else []))
 
 
 def refine_radius(bbox, radius: int, share: float = 0.0) -> int:
@@ -273,8 +273,19 @@ def one_per_garment(c: Candidates, s: Settings, class_conf: Mapping[int, float] 
     """Merge detections of one garment across classes. Returns (index, alternatives) per item,
     most confident first: each item is its group's most confident detection at or above its
     class's threshold (`class_conf`, else `s.conf`); the group's other classes (detections merged into it, and less confident ones down
-    to `s.alternatives_conf` lying on it) are its alternatives, best first, at most 3."""
-    thresholds = class_conf or {}
+    to `s.alternatives_conf` lying on it) are its alternatives, best first, at most 3. A photo with
+    no item at its thresholds keeps its most confident detection from `s.keep_one_conf` up: a garment
+    photographed alone on a bed or a hanger is what the street photos the thresholds were chosen
+    on taught the model least, and an item to review beats an empty photo."""
+    kept = _grouped(c, s, class_conf or {})
+    if not kept and s.keep_one_conf > 0 and len(c.confs) and float(c.confs.max()) >= s.keep_one_conf:
+        kept = _grouped(c, s, class_conf or {}, force=int(np.argmax(c.confs)))
+    return kept
+
+
+def _grouped(c: Candidates, s: Settings, thresholds: Mapping[int, float], force: int | None = None,
+             ) -> list[tuple[int, list[tuple[int, float]]]]:
+    """one_per_garment's groups; `force`, a detection kept whatever its class's threshold."""
     order = np.argsort(-c.confs, kind="stable")
     areas = c.masks.reshape(len(c.masks), -1).sum(1)
     kept: list[int] = []
@@ -292,7 +303,7 @@ def one_per_garment(c: Candidates, s: Settings, class_conf: Mapping[int, float] 
     for i in order:
         home = next((k for k in kept if same_garment(i, k)), None)
         if home is None:
-            if c.confs[i] >= thresholds.get(int(c.classes[i]), s.conf):
+            if c.confs[i] >= thresholds.get(int(c.classes[i]), s.conf) or i == force:
                 kept.append(i)
                 alts[i] = {}
             continue

@@ -50,6 +50,21 @@ def test_low_confidence_detections_only_offer_alternatives():
     assert one_per_garment(c, S) == [(0, [(7, 0.2)])]
 
 
+def test_a_photo_with_nothing_at_its_thresholds_keeps_its_most_confident_detection():
+    """One garment photographed alone: the model is less sure of it than of garments on a person. The
+    photo keeps its best detection (with what lies on it as alternatives) rather than no item."""
+    alone = _cands([((5, 5, 30, 40), 0.15, 2), ((6, 5, 30, 41), 0.12, 7), ((35, 45, 45, 60), 0.2, 5)])
+    keep = Settings(conf=0.25, alternatives_conf=0.05, keep_one_conf=0.1)
+    assert one_per_garment(alone, keep) == [(2, [])]  # the bag, not the less confident top
+    assert one_per_garment(alone, Settings(conf=0.25, alternatives_conf=0.05, keep_one_conf=0.0)) == []
+    assert one_per_garment(alone, Settings(conf=0.25, alternatives_conf=0.05, keep_one_conf=0.3)) == []  # below the floor
+    top = _cands([((5, 5, 30, 40), 0.18, 2), ((6, 5, 30, 41), 0.12, 7)])
+    assert one_per_garment(top, keep) == [(0, [(7, 0.12)])]
+    # a photo with an item at its thresholds keeps only what passes them
+    c = _cands([((5, 5, 30, 40), 0.9, 2), ((35, 45, 45, 60), 0.2, 5)])
+    assert one_per_garment(c, keep) == [(0, [])]
+
+
 def test_letterbox_resample_maps_the_mask_back_onto_the_photo():
     # a 100 x 50 photo letterboxed into 32 x 64 (gain 0.64, 4 rows of padding top and bottom)
     box = Letterbox.of((40, 64), (50, 100))
