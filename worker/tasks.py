@@ -5,6 +5,7 @@ work (Celery's autoretry with backoff and jitter), and, when one fails for good,
 `give_up`, which closes its rows."""
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 
@@ -73,8 +74,11 @@ def reap_stale_jobs() -> int:
     from worker.reaper import broker_jobs, reap, reap_exports
 
     rt = runtime()
-    return (reap(rt, send_ingest=lambda j: enqueue_ingest(app, j), in_broker=lambda: broker_jobs(app))
-            + reap_exports(rt, send_export=lambda e: enqueue_export(app, e), in_broker=lambda: broker_jobs(app)))
+    # one look into the broker a sweep, asked only when something is stale: it asks the live workers
+    # what they hold, which waits out a broadcast's timeout
+    in_broker = functools.cache(lambda: broker_jobs(app))
+    return (reap(rt, send_ingest=lambda j: enqueue_ingest(app, j), in_broker=in_broker)
+            + reap_exports(rt, send_export=lambda e: enqueue_export(app, e), in_broker=in_broker))
 
 
 @app.task(name=GC_TASK)
