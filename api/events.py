@@ -18,20 +18,20 @@ the slot comes back within `events_poll`, not at the next keep-alive write.
 """
 from __future__ import annotations
 
-import base64
 import json
 from select import select as readable_now
 import socket
 import threading
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from flask import Blueprint, Response, current_app, g, request, stream_with_context
 
-from api import deps
+from api import deps, formats
 from api.bodies import full_job_body, item_body
 from api.errors import ApiError
+from api.paging import from_micros, micros
 from api.serializers import job_body
 from db import jobfeed, jobstate, owned
 from db.models import Job
@@ -78,42 +78,25 @@ class _Cursor:
         self.items, self.failed = _Feed(item), _Feed(failed)
 
     def encode(self) -> str:
-        stamps = [None if f.newest is None else _utc(f.newest).isoformat() for f in (self.items, self.failed)]
-        return base64.urlsafe_b64encode(json.dumps(stamps).encode()).decode().rstrip("=")
+        return "_".join("-" if f.newest is None else str(micros(f.newest)) for f in (self.items, self.failed))
 
     @classmethod
     def decode(cls, token: str | None, aware: bool) -> "_Cursor":
-        """The cursor of an id this server sent; 400 for anything else. `aware`: whether the database gives
-        its stamps with their zone (PostgreSQL: UTC) or without (SQLite), as the encoded ones then are.
-        A stamp of another kind, another zone or out of range would break the stream once it is open
-        (comparing naive with aware stamps, or MARGIN before year 1), after its 200 was sent."""
-        if not token:
+        """The cursor of an id as the document states them (api/formats.py: two stamps in microseconds, `-`
+        for none); 400 for anything else. `aware`: whether the database gives its stamps with their zone
+        (PostgreSQL: UTC) or without (SQLite), as the stream compares them with the rows' own. Every id of
+        that form is a place in the stream: its stamps lie between 1970 and 5138."""
+        if token is None:
             return cls()
-        try:
-            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-            item, failed = (None if v is None else _stamp(v, aware) for v in json.loads(raw))
-            return cls(item, failed)
-        except Exception:  # noqa: BLE001 - anything undecodable is the client's mistake
-            raise ApiError(400, "invalid_last_event_id", "Last-Event-ID is not an id this stream sent") from None
+        if not formats.matches(formats.EVENT_ID, token):
+            raise ApiError(400, "invalid_last_event_id", "Last-Event-ID is not an id this stream sent")
+        item, failed = (None if v == "-" else _stamp(int(v), aware) for v in token.split("_"))
+        return cls(item, failed)
 
 
-EARLIEST, LATEST = datetime(2000, 1, 1), datetime(9000, 1, 1)  # no row of this catalogue is stamped outside
-
-
-def _utc(ts: datetime) -> datetime:
-    """A stamp as ids carry it: in UTC whatever the database session's zone (naive on SQLite)."""
-    return ts if ts.tzinfo is None else ts.astimezone(timezone.utc)
-
-
-def _stamp(value, aware: bool) -> datetime:
-    if not isinstance(value, str):
-        raise ValueError("not a stamp")
-    ts = datetime.fromisoformat(value)
-    if (ts.tzinfo is not None) != aware or (aware and ts.utcoffset() != timedelta(0)):
-        raise ValueError("a stamp of another zone than the server's")
-    if not EARLIEST <= ts.replace(tzinfo=None) < LATEST:
-        raise ValueError("a stamp out of range")
-    return ts
+def _stamp(n: int, aware: bool) -> datetime:
+    ts = from_micros(n)
+    return ts if aware else ts.replace(tzinfo=None)
 
 
 def _frame(event: str, data: dict, event_id: str | None = None) -> str:
@@ -246,8 +229,11 @@ def _stream(job_id: uuid.UUID, user_id: uuid.UUID, cursor: _Cursor, item_body, s
 def job_events(job_id: str):
     jid = deps.parse_uuid(job_id, "job")
     s = deps.db()
-    cursor = _Cursor.decode(request.headers.get("Last-Event-ID") or request.args.get("last_event_id"),
-                            aware=s.get_bind().dialect.name != "sqlite")
+    aware = s.get_bind().dialect.name != "sqlite"
+    # both checked when both are sent (the header is the one followed): neither may be an id the stream never sent
+    query = _Cursor.decode(request.args.get("last_event_id"), aware)
+    header = request.headers.get("Last-Event-ID")
+    cursor = query if header is None else _Cursor.decode(header, aware)
     if owned.owned(s, Job, jid, g.user_id) is None:
         raise ApiError(404, "not_found", "no such job")
     deps.review_below()  # read now, kept in g for the stream's item bodies

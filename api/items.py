@@ -8,6 +8,7 @@ from flask import Blueprint, Response, g, jsonify, request
 from api import deps
 from api.bodies import item_body
 from api.errors import ApiError, json_object
+from api.formats import whole_number
 from api.paging import (decode_confidence_cursor, decode_cursor, encode_confidence_cursor, encode_cursor,
                         page_limit)
 from api.serializers import item_body as _item_body
@@ -95,13 +96,13 @@ def list_items():
         filters.append("min_confidence")
         params["min_confidence"] = v
     review = _tristate(args, "needs_review")
-    if cursor := args.get("cursor"):
+    if (cursor := args.get("cursor")) is not None:
         # the review list is paged on (confidence, id), the others on (created_at, id)
         params["after_key"], params["after_id"] = (decode_confidence_cursor if review else decode_cursor)(cursor)
     # plain rows, not ORM objects (db.catalogue.page); a token not yet cached was looked up on the request's session: its connection goes back to
     # the pool first, or the request would hold two (one idle in a transaction beside the page's)
     deps.close_db()
-    rows = pages.page(tuple(filters), review, bool(cursor), params)
+    rows = pages.page(tuple(filters), review, cursor is not None, params)
     more = len(rows) > limit
     rows = rows[:limit]
     next_key = (lambda r: encode_confidence_cursor(r.confidence, r.id)) if review else \
@@ -145,8 +146,8 @@ def correct_item(item_id: str):
         if new_class is None:
             raise ApiError(422, "unknown_category", f"unknown category {body['category']!r}; see /v1/categories")
     if "class_id" in body:
-        cid = body["class_id"]
-        if not isinstance(cid, int) or isinstance(cid, bool) or not 0 <= cid < len(CLASSES):
+        cid = whole_number(body["class_id"])  # 3.0 is 3, as JSON Schema counts integers
+        if cid is None or not 0 <= cid < len(CLASSES):
             raise ApiError(422, "unknown_category", "class_id must be an integer from 0 to 22")
         if new_class is not None and new_class.id != cid:
             raise ApiError(422, "conflicting_fields", "category and class_id name different classes")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, g, jsonify, request
 
-from api import deps
+from api import deps, formats
 from api.bodies import accepted, full_job_body
 from api.errors import ApiError
 from api.paging import newest_first, page_limit
@@ -65,15 +65,12 @@ def list_job_photos(job_id: str):
 
 
 def _zip_position(cursor: str) -> int:
-    """A photos cursor: an entry's position in the zip. Anything else, a number too large for the
-    column included (the database refuses to bind it: a 500 before), is not one this API returned."""
-    try:
-        after = int(cursor)
-    except ValueError:
-        after = -1
-    if not 0 <= after < 2**31:
+    """A photos cursor: an entry's position in the zip, as the document states it (api/formats.py: up to
+    nine digits, so that the int32 column can hold it; a larger number made the database refuse to bind
+    it, a 500 before). Anything else is not one this API returned."""
+    if not formats.matches(formats.ZIP_POSITION, cursor):
         raise ApiError(400, "invalid_cursor", "the cursor is not one this API returned")
-    return after
+    return int(cursor)
 
 
 @bp.delete("/v1/jobs/<job_id>/data")

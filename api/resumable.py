@@ -26,6 +26,8 @@ from flask import Blueprint, current_app, g, jsonify, request
 from api import deps
 from api.bodies import accepted
 from api.errors import ApiError, json_object
+from api.formats import whole_number
+from core.s3 import MAX_PARTS
 from core.storage import AppendInProgress, ObjectNotFound, OffsetMismatch
 from db import upload_sessions
 from db.jobview import iso, utc
@@ -41,7 +43,9 @@ TUS_VERSION = "1.0.0"
 CHUNK_TYPES = {"application/offset+octet-stream", "application/octet-stream"}
 PART_URL_TTL = 3600  # seconds a presigned part URL is valid (at most until the session expires)
 MAX_URLS = 1000  # part URLs per request
+MAX_OFFSET = 2**63 - 1  # the largest Upload-Offset (an int64, as tus clients send it)
 SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+MAX_NAME = 512  # characters of a filename (as services.uploads.clean_name keeps them)
 
 
 # --- the tus protocol's headers ----------------------------------------------------------------------------------
@@ -134,13 +138,13 @@ def _find(session_id: str, lock: bool = False) -> UploadSession:
 
 def _create_body(settings) -> tuple[str, int, str | None]:
     body = json_object('{"filename": ..., "size": bytes, "sha256": optional hex}', {"filename", "size", "sha256"})
-    size, name, sha = body.get("size"), body.get("filename"), body.get("sha256")
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ApiError(400, "invalid_body", "size must be the zip's length in bytes, at least 1")
+    size, name, sha = whole_number(body.get("size")), body.get("filename"), body.get("sha256")
+    if size is None or size < 1:  # 1744.0 is 1744, as JSON Schema counts integers
+        raise ApiError(400, "invalid_body", "size must be the zip's length in bytes, an integer of at least 1")
     if size > settings.max_upload_bytes:
         raise ApiError(413, "payload_too_large", f"the upload is larger than the limit of {settings.max_upload_bytes} bytes")
-    if name is not None and not isinstance(name, str):
-        raise ApiError(400, "invalid_body", "filename must be a string")
+    if name is not None and not (isinstance(name, str) and len(name) <= MAX_NAME):
+        raise ApiError(400, "invalid_body", f"filename must be a string of at most {MAX_NAME} characters")
     if sha is not None and not (isinstance(sha, str) and SHA256.fullmatch(sha)):
         raise ApiError(400, "invalid_body", "sha256 must be 64 hexadecimal digits")
     return clean_name(name), size, sha.lower() if sha else None
@@ -176,10 +180,10 @@ def _part_numbers(sess: UploadSession) -> list[int]:
         offset, parts = _received(sess)
         return _body(sess, offset, parts)["missing_parts"][:MAX_URLS]
     count = part_count(sess)
-    if not isinstance(numbers, list) or not 1 <= len(numbers) <= MAX_URLS or not all(
-            isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= count for n in numbers):
+    wanted = [whole_number(n) for n in numbers] if isinstance(numbers, list) else []
+    if not 1 <= len(wanted) <= MAX_URLS or not all(n is not None and 1 <= n <= count for n in wanted):
         raise ApiError(400, "invalid_body", f"numbers must be 1 to {MAX_URLS} part numbers from 1 to {count}")
-    return sorted(set(numbers))
+    return sorted(set(wanted))
 
 
 @bp.post("/v1/upload-sessions/<session_id>/parts")
@@ -201,9 +205,21 @@ def part_urls(session_id: str):
 
 def _upload_offset() -> int:
     raw = request.headers.get("Upload-Offset", "")
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or int(raw) > MAX_OFFSET:
         raise ApiError(400, "invalid_upload_offset", "send Upload-Offset: the bytes received so far (HEAD the session)")
     return int(raw)
+
+
+def _offset_mismatch(offset: int, received: int) -> ApiError:
+    return ApiError(409, "offset_mismatch", f"Upload-Offset is {offset} but {received} bytes are received: "
+                                            f"send from {received}", {"Upload-Offset": str(received)})
+
+
+def _received_chunks(key: str) -> int:
+    try:
+        return deps.storage().size(key)
+    except ObjectNotFound:
+        return 0  # no chunk yet
 
 
 @bp.patch("/v1/upload-sessions/<session_id>")
@@ -224,13 +240,16 @@ def append_chunk(session_id: str):
     if length is None:
         raise ApiError(411, "length_required", "send the chunk with a Content-Length")
     if offset + length > size:
+        # a chunk sent from another offset is out of step (409, tus) whatever its length: only one sent from
+        # the right offset runs past the session's length
+        if offset != (received := _received_chunks(key)):
+            raise _offset_mismatch(offset, received)
         raise ApiError(413, "beyond_upload_length", f"the session's upload is {size} bytes long; this chunk ends at "
                                                      f"{offset + length}")
     try:
         received = deps.storage().append(key, offset, request.stream, length)
     except OffsetMismatch as e:
-        raise ApiError(409, "offset_mismatch", f"Upload-Offset is {offset} but {e.offset} bytes are received: "
-                                               f"send from {e.offset}", {"Upload-Offset": str(e.offset)}) from None
+        raise _offset_mismatch(offset, e.offset) from None
     except AppendInProgress:
         raise ApiError(409, "append_in_progress", "another chunk of this upload is arriving now") from None
     resp = current_app.response_class(status=204)

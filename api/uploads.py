@@ -13,7 +13,7 @@ from urllib.parse import unquote
 
 from flask import Blueprint, request
 
-from api import deps
+from api import deps, formats
 from api.bodies import accepted
 from api.errors import ApiError
 from services import uploads
@@ -40,8 +40,9 @@ def _spool_to(dst, src, limit: int) -> tuple[int, str]:
 
 def _idempotency_key() -> str | None:
     idem_key = request.headers.get("Idempotency-Key")
-    if idem_key is not None and not (1 <= len(idem_key) <= 200 and idem_key.isprintable()):
-        raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key must be 1-200 printable characters")
+    if idem_key is not None and not formats.matches(formats.IDEMPOTENCY_KEY, idem_key):
+        raise ApiError(400, "invalid_idempotency_key",
+                       "Idempotency-Key must be 1-200 visible ASCII characters (spaces only between them)")
     return idem_key
 
 

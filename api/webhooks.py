@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from flask import Blueprint, g, jsonify, request
 
-from api import deps
+from api import deps, formats
 from api.errors import ApiError, json_object, short
 from api.paging import newest_first
 from core.urlguard import UrlRefused, check_url
@@ -49,6 +49,11 @@ def delivery_body(d: WebhookDelivery, attempts: list[WebhookAttempt]) -> dict:
 def _checked_url(value) -> str:
     if not isinstance(value, str):
         raise ApiError(400, "invalid_url", "url must be a string: the http(s) URL to send events to")
+    if len(value) > formats.WEBHOOK_URL_MAX or not formats.matches(formats.WEBHOOK_URL, value):
+        # the document's pattern (api/formats.py): what the address check below may then still refuse is
+        # what no pattern can say (where the name resolves to)
+        raise ApiError(400, "invalid_url", f"url must be an http(s) URL of at most {formats.WEBHOOK_URL_MAX} ASCII "
+                                           "characters, with a host and no user name or password")
     try:
         return check_url(value, allow_private=deps.settings().webhook_allow_private)
     except UrlRefused as e:
