@@ -78,19 +78,19 @@ class _Cursor:
         self.items, self.failed = _Feed(item), _Feed(failed)
 
     def encode(self) -> str:
-        return "_".join("-" if f.newest is None else str(micros(f.newest)) for f in (self.items, self.failed))
+        return "i{}f{}".format(*("" if f.newest is None else micros(f.newest) for f in (self.items, self.failed)))
 
     @classmethod
     def decode(cls, token: str | None, aware: bool) -> "_Cursor":
-        """The cursor of an id as the document states them (api/formats.py: two stamps in microseconds, `-`
-        for none); 400 for anything else. `aware`: whether the database gives its stamps with their zone
+        """The cursor of an id as the document states them (api/formats.py: `i` and `f`, each followed by a
+        stamp in microseconds or by nothing); 400 for anything else. `aware`: whether the database gives its stamps with their zone
         (PostgreSQL: UTC) or without (SQLite), as the stream compares them with the rows' own. Every id of
         that form is a place in the stream: its stamps lie between 1970 and 5138."""
         if token is None:
             return cls()
         if not formats.matches(formats.EVENT_ID, token):
             raise ApiError(400, "invalid_last_event_id", "Last-Event-ID is not an id this stream sent")
-        item, failed = (None if v == "-" else _stamp(int(v), aware) for v in token.split("_"))
+        item, failed = (_stamp(int(v), aware) if v else None for v in token[1:].split("f"))
         return cls(item, failed)
 
 

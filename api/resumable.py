@@ -179,10 +179,12 @@ def _part_numbers(sess: UploadSession) -> list[int]:
     if numbers is None:
         offset, parts = _received(sess)
         return _body(sess, offset, parts)["missing_parts"][:MAX_URLS]
-    count = part_count(sess)
     wanted = [whole_number(n) for n in numbers] if isinstance(numbers, list) else []
-    if not 1 <= len(wanted) <= MAX_URLS or not all(n is not None and 1 <= n <= count for n in wanted):
-        raise ApiError(400, "invalid_body", f"numbers must be 1 to {MAX_URLS} part numbers from 1 to {count}")
+    if not 1 <= len(wanted) <= MAX_URLS or not all(n is not None and 1 <= n <= MAX_PARTS for n in wanted):
+        raise ApiError(400, "invalid_body", f"numbers must be 1 to {MAX_URLS} part numbers from 1 to {MAX_PARTS}")
+    count = part_count(sess)
+    if beyond := [n for n in wanted if n > count]:  # a number S3 would take, past this upload's own parts
+        raise ApiError(409, "no_such_part", f"this upload has {count} parts; part {beyond[0]} is beyond them")
     return sorted(set(wanted))
 
 

@@ -111,6 +111,27 @@ def _operation(path: str, method: str, op: dict) -> list[str]:
     return lines + [""]
 
 
+def _inline(spec: dict, node):
+    """A parameter, response or body given as a `$ref` to the document's components, as the component itself
+    (named schemas stay references: they are linked to their own section)."""
+    ref = node.get("$ref", "") if isinstance(node, dict) else ""
+    if not ref.startswith("#/components/") or ref.startswith("#/components/schemas/"):
+        return node
+    out = spec
+    for part in ref[2:].split("/"):
+        out = out[part]
+    return out
+
+
+def _inlined(spec: dict, op: dict) -> dict:
+    op = dict(op)
+    op["parameters"] = [_inline(spec, p) for p in op.get("parameters") or []]
+    op["responses"] = {code: _inline(spec, r) for code, r in (op.get("responses") or {}).items()}
+    if op.get("requestBody"):
+        op["requestBody"] = _inline(spec, op["requestBody"])
+    return op
+
+
 def _group(path: str) -> str:
     """Operations are grouped by the path's first segment after /v1 (jobs, items, ...)."""
     parts = [p for p in path.split("/") if p]
@@ -126,7 +147,7 @@ def render(spec: dict, source: str = "api/openapi.yaml") -> str:
     for path, item in paths.items():
         for method in METHODS:
             if method in item:
-                groups.setdefault(_group(path), []).append((path, method, item[method]))
+                groups.setdefault(_group(path), []).append((path, method, _inlined(spec, item[method])))
     count = sum(len(ops) for ops in groups.values())
     lines = [
         "# API reference",
