@@ -1,8 +1,9 @@
 """What the OpenAPI document (api/openapi.yaml) states as a pattern, one regular expression each, and
-the checks the routes make with them: a value the document's pattern matches is one the route takes,
-and one it does not match is refused with a 400 before anything else looks at it. Each pattern is
-written once here and once in the document; tests/test_openapi.py holds the two equal and draws values
-from each pattern to show that the route's parser takes every one.
+the checks the routes make with them: a value the document's pattern does not match is refused with a 400
+before anything else looks at it, and one it matches is one the route's parser takes (a webhook URL's host
+must then still resolve to public addresses: no pattern says that). Each pattern is written once here and
+once in the document; tests/test_openapi.py holds the two equal and draws values from each pattern to show
+that the route's parser takes every one.
 
 The patterns keep to what ECMA-262 (the document's dialect) and Python read alike: anchors, classes,
 groups and counted repeats. `fullmatch` reads `$` as the document does (no trailing newline)."""
