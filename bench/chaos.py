@@ -45,12 +45,16 @@ PG_ADMIN = os.environ.get("WARDROBE_TEST_PG_ADMIN", "postgresql+psycopg://postgr
 
 
 def photos_zip(n: int, seed: int) -> bytes:
+    """n small photos, each different from every other photo of this zip and of every other seed's
+    (below 16,384): the same photo uploaded twice by one user is a `duplicate`, not a new photo."""
     from PIL import Image
 
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         for i in range(n):
-            im = Image.new("RGB", (96 + i % 5, 72), ((seed * 53 + i * 37) % 256, (i * 11) % 256, (seed * 17 + i) % 256))
+            # the colour repeats every 256 seeds: the height tells those apart
+            im = Image.new("RGB", (96 + i % 5, 72 + (seed // 256) % 64),
+                           ((seed * 53 + i * 37) % 256, (i * 11) % 256, (seed * 17 + i) % 256))
             out = io.BytesIO()
             im.save(out, "JPEG")
             zf.writestr(f"p{i:03d}.jpg", out.getvalue())

@@ -302,18 +302,21 @@ def settle(load: Load, rt, procs) -> dict:
             break
         time.sleep(2)
     out = {"jobs": len(load.jobs), "jobs_deleted": len(load.deleted), "jobs_still_active": active,
-           "statuses": {}, "photos_lost": 0, "photos_doubled": 0, "items_lost": 0, "items_doubled": 0}
+           "statuses": {}, "photos_duplicate": 0, "photos_lost": 0, "photos_doubled": 0, "items_lost": 0, "items_doubled": 0}
     with session_scope() as s:
         for jid in ids:
             job = s.get(Job, jid)
             n = load.jobs[str(jid)][1]
             out["statuses"][job.status] = out["statuses"].get(job.status, 0) + 1
             done = s.scalar(select(func.count()).select_from(Photo).where(Photo.job_id == jid, Photo.status == "done"))
+            # a photo this user already has is recorded as a duplicate of it, not segmented again
+            dup = s.scalar(select(func.count()).select_from(Photo).where(Photo.job_id == jid, Photo.status == "duplicate"))
+            out["photos_duplicate"] += dup
             per_photo = [c for _, c in s.execute(select(Item.photo_id, func.count()).where(Item.job_id == jid)
                                                  .group_by(Item.photo_id)).all()]
             if job.status == "succeeded":
-                out["photos_lost"] += max(0, n - done)
-                out["items_lost"] += sum(max(0, PER_PHOTO - c) for c in per_photo) + PER_PHOTO * max(0, n - len(per_photo))
+                out["photos_lost"] += max(0, n - done - dup)
+                out["items_lost"] += sum(max(0, PER_PHOTO - c) for c in per_photo) + PER_PHOTO * max(0, n - dup - len(per_photo))
             out["photos_doubled"] += max(0, done - n)
             out["items_doubled"] += sum(max(0, c - PER_PHOTO) for c in per_photo)
     dry = sweep(rt, dry_run=True, grace=0)
@@ -334,7 +337,8 @@ def print_report(r: dict) -> None:
         log(f"  RSS {part}: {a / 2**20:.0f} MiB at the start, {b / 2**20:.0f} MiB at the end "
             f"({(b - a) / a * 100 if a else 0:+.1f} %)")
     log(f"  jobs {r.get('jobs')} ({r.get('jobs_deleted')} deleted), statuses {r.get('statuses')}, still active "
-        f"{r.get('jobs_still_active')}; photos lost {r.get('photos_lost')}, doubled {r.get('photos_doubled')}; items lost "
+        f"{r.get('jobs_still_active')}; photos lost {r.get('photos_lost')} (duplicates of a user's own: "
+        f"{r.get('photos_duplicate')}), doubled {r.get('photos_doubled')}; items lost "
         f"{r.get('items_lost')}, doubled {r.get('items_doubled')}; stored without a row {r.get('stored_without_row')}, "
         f"after one sweep {r.get('stored_without_row_after_a_sweep')}")
     log(f"  faults: {[f['fault'] for f in r['faults']]}; load average {r['loadavg_at_start']:.1f} at the start, "
