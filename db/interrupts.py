@@ -42,15 +42,26 @@ def guard(engine: Engine) -> None:
 
     @event.listens_for(engine, "handle_error")
     def _interrupted(ctx) -> None:  # noqa: ANN001
-        if isinstance(ctx.original_exception, psycopg.Error) or ctx.connection is None or ctx.connection.invalidated:
+        if (isinstance(ctx.original_exception, psycopg.Error) or ctx.connection is None or ctx.connection.closed
+                or ctx.connection.invalidated):
             return
-        if _cancel_if_active(ctx.connection.connection.dbapi_connection):
+        try:
+            raw = ctx.connection.connection.dbapi_connection
+        except Exception:  # noqa: BLE001 - whatever went wrong here must not stand in for the original error
+            return
+        if _cancel_if_active(raw):
             # treated as a lost connection: SQLAlchemy discards this one (not the whole pool) before the
             # rollback, so the rollback raises nothing and the interrupt is what propagates
             ctx.is_disconnect = True
             ctx.invalidate_pool_on_disconnect = False
 
     ping = engine.dialect.do_ping
+    try:
+        from billiard.exceptions import SoftTimeLimitExceeded
+
+        interrupts: tuple[type, ...] = (SoftTimeLimitExceeded,)
+    except ImportError:  # no Celery where this runs: no soft time limit either
+        interrupts = ()
 
     def do_ping(raw) -> bool:  # noqa: ANN001
         # The pool's check before a checkout switches autocommit on and back in a `finally`; cut off
@@ -60,7 +71,11 @@ def guard(engine: Engine) -> None:
             return ping(raw)
         except psycopg.Error as e:
             cause = e.__context__
-            if cause is not None and not isinstance(cause, psycopg.Error) and _cancel_if_active(raw):
+            # only an interrupt (Celery's soft limit, or a BaseException such as KeyboardInterrupt): a ping
+            # run inside a caller's `except` block has that error as its context too, and it must not
+            # replace the ping's own
+            interrupt = cause is not None and (isinstance(cause, interrupts) or not isinstance(cause, Exception))
+            if interrupt and _cancel_if_active(raw):
                 raise cause from None
             raise
 
