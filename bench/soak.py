@@ -308,9 +308,10 @@ def settle(load: Load, rt, procs) -> dict:
             job = s.get(Job, jid)
             n = load.jobs[str(jid)][1]
             out["statuses"][job.status] = out["statuses"].get(job.status, 0) + 1
-            done = s.scalar(select(func.count()).select_from(Photo).where(Photo.job_id == jid, Photo.status == "done"))
+            by_status = dict(s.execute(select(Photo.status, func.count()).where(Photo.job_id == jid)
+                                       .group_by(Photo.status)).all())
             # a photo this user already has is recorded as a duplicate of it, not segmented again
-            dup = s.scalar(select(func.count()).select_from(Photo).where(Photo.job_id == jid, Photo.status == "duplicate"))
+            done, dup = by_status.get("done", 0), by_status.get("duplicate", 0)
             out["photos_duplicate"] += dup
             per_photo = [c for _, c in s.execute(select(Item.photo_id, func.count()).where(Item.job_id == jid)
                                                  .group_by(Item.photo_id)).all()]
