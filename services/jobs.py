@@ -6,14 +6,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InvalidRequestError
 
 from core.queue import enqueue_ingest
 from db import jobphotos, jobstate, quota
 from db.models import Job, Photo, PhotoStatus, utcnow
 from services import dispatch
 from services.context import Ctx
-from services.errors import Refused, unavailable
+from services.errors import Refused, not_found, unavailable
 
 log = logging.getLogger("wardrobe.jobs")
 MAX_ERRORS = 500  # failed (and duplicate) photos a job's body lists
@@ -61,7 +61,16 @@ def cancel(ctx: Ctx, job: Job) -> None:
         s.rollback()
         raise Refused(409, "job_finished", f"the job has already {_ENDED.get(job.status, 'ended')}")
     dispatch.commit(s)
-    s.refresh(job)
+    _read_again(s, job)
+
+
+def _read_again(s, job: Job) -> None:
+    """`job` as it is after the commit; 404 when it went in between (the user purged the job the
+    moment it ended, or deleted their account): what a GET would answer now."""
+    try:
+        s.refresh(job)
+    except InvalidRequestError:  # its row is gone
+        raise not_found("job") from None
 
 
 def retry(ctx: Ctx, job: Job) -> int:
@@ -86,5 +95,5 @@ def retry(ctx: Ctx, job: Job) -> int:
         jobstate.fail(s, job.id, "queue_unavailable", "the retry could not be queued; retry again")
         dispatch.commit(s)
         raise unavailable("queue_unavailable", "the job queue is unavailable; try again shortly") from None
-    s.refresh(job)
+    _read_again(s, job)
     return again

@@ -253,6 +253,36 @@ def test_cancel_job(client, make_user, rt):
     assert_error(client.delete(f"/v1/jobs/{job_id}", headers=h), 409, "job_finished")
 
 
+def test_cancel_answers_404_when_the_job_is_purged_the_moment_it_ended(client, make_user):
+    """A 500 schemathesis found (two workers at once): DELETE /v1/jobs/<id> commits the cancel, and
+    the same user's DELETE /v1/jobs/<id>/data purges the now-ended job before the cancel reads it
+    again. The purge lands exactly there: it runs, in its own session, once the cancel commits."""
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    from db import retention
+    from db.session import session_scope
+
+    uid, token = make_user()
+    job_id = upload(client, token, zip_bytes(example_photos(1))).get_json()["id"]
+    purged = []
+
+    def purge_once(session):
+        if purged:
+            return
+        with session_scope() as other:
+            purged.append(retention.purge_job(other, uid, uuid.UUID(job_id)))
+
+    event.listen(Session, "after_commit", purge_once)
+    try:
+        resp = client.delete(f"/v1/jobs/{job_id}", headers=auth(token))
+    finally:
+        event.remove(Session, "after_commit", purge_once)
+    assert purged and purged[0] is not None and purged[0].jobs == 1  # the job went between commit and re-read
+    assert_error(resp, 404, "not_found")
+    assert_error(client.get(f"/v1/jobs/{job_id}", headers=auth(token)), 404, "not_found")
+
+
 def test_health_ready_and_openapi(client, app):
     assert client.get("/healthz").get_json() == {"status": "ok"}
     ready = client.get("/readyz")
