@@ -263,20 +263,51 @@ def test_streams_per_process_are_capped(app, live_server, make_user, client):
         assert r.status_code == 200
 
 
-@pytest.mark.parametrize("stamps", [["0001-01-01T00:00:00", None], ["0001-01-01T00:00:00+00:00", None],
-                                    ["2026-12-07T10:00:00+02:00", None], [None, "2026-12-07T08:00:00"],
-                                    ["9999-12-31T23:59:59.999999+00:00", None], [17, None], ["x", None, None]])
-def test_a_crafted_last_event_id_is_a_400_not_a_broken_stream(client, make_user, rt, stamps):
-    """Issue 36 #8: base64url of ["0001-01-01T00:00:00", null], or a stamp with an offset, was taken: the
-    stream answered 200 and broke after 13 bytes (OverflowError / TypeError in the log)."""
+def _old_id(stamps) -> str:
+    """An id in the format streams sent before: base64url of the stamps as JSON."""
     import base64
 
+    return base64.urlsafe_b64encode(json.dumps(stamps).encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize("crafted", [
+    _old_id(["0001-01-01T00:00:00", None]), _old_id(["2026-12-07T10:00:00+02:00", None]),  # issue 36 #8's
+    "i-1f", "i1f-1", "i123456789012345678f", "if123456789012345678", "i1f2f3", "f1i2", "i1.5f", "i f", "", "I1F2"])
+def test_a_crafted_last_event_id_is_a_400_not_a_broken_stream(client, make_user, crafted):
+    """Issue 36 #8: base64url of ["0001-01-01T00:00:00", null], or a stamp with an offset, was taken: the
+    stream answered 200 and broke after 13 bytes (OverflowError / TypeError in the log). Ids are
+    `i<µs>f<µs>` now; anything else, the old format included, is a 400 before the stream starts."""
     _, token = make_user()
     job_id = upload(client, token, zip_bytes(example_photos(1))).get_json()["id"]
-    crafted = base64.urlsafe_b64encode(json.dumps(stamps).encode()).decode().rstrip("=")
     r = client.get(f"/v1/jobs/{job_id}/events", headers=auth(token) | {"Last-Event-ID": crafted})
     assert r.status_code == 400, r.get_data(as_text=True)[:300]
     assert r.get_json()["error"]["code"] == "invalid_last_event_id"
+
+
+@pytest.mark.parametrize("edge", ["if", "i0f0", "i0f", "f".join(["i" + "9" * 17, "9" * 17])])
+def test_every_id_of_the_format_is_a_place_in_the_stream(client, make_user, rt, edge):
+    """The id's extremes (nothing sent yet, 1970, the year 5138) read as places in the stream: it runs to
+    its end, sending what came after them (all of the job's garments after 1970, none after 5138)."""
+    _, token = make_user()
+    job_id = upload(client, token, zip_bytes(example_photos(2))).get_json()["id"]
+    run_job(rt, job_id)
+    r = client.get(f"/v1/jobs/{job_id}/events", headers=auth(token) | {"Last-Event-ID": edge})
+    assert r.status_code == 200
+    events = read_events(_Lines(r))
+    assert "progress" in [e["event"] for e in events] and events[-1]["event"] == "end"
+    items = [e for e in events if e["event"] == "item"]
+    found = events[-1]["data"]["progress"]["items_found"]
+    assert found > 0 and len(items) == (0 if "9" * 17 in edge else found)
+
+
+class _Lines:
+    """A Flask test response read as requests' streamed one (read_events wants iter_lines)."""
+
+    def __init__(self, resp):
+        self.resp = resp
+
+    def iter_lines(self, decode_unicode: bool = True):
+        yield from self.resp.get_data(as_text=True).split("\n")
 
 
 def test_one_user_takes_only_their_share_of_the_streams(app, live_server, make_user, client):
