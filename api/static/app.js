@@ -216,6 +216,9 @@ async function streamJob(id, ctrl, onEvent) {
     const headers = { Authorization: "Bearer " + state.token };
     if (lastId) headers["Last-Event-ID"] = lastId;
     const r = await fetch(`/v1/jobs/${id}/events`, { headers, signal: ctrl.signal });
+    // an id this server no longer takes (its format changed with a deploy): the stream from the start
+    // (the page already skips the items and failed photos it has shown)
+    if (r.status === 400 && lastId) { lastId = null; continue; }
     if (!r.ok) throw new Error("HTTP " + r.status);
     const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
     let buf = "";
