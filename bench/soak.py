@@ -11,9 +11,10 @@ exports, delete ended jobs' data and retry failed jobs. Every --fault-every seco
 turn: kill -9 a pool process, every PostgreSQL backend terminated, storage cut off for 8 s, Redis
 killed and started again empty. Then the load stops, every job must end, and the run prints:
 requests and errors by route and status, p50/p99 per route, API and worker RSS (each whole process
-group) at the start and the end, photos and items lost or doubled (jobs not deleted), and stored
-objects no row names (the sweeper's dry run, grace 0). Writes bench/out/soak.json. Loads go to
-127.0.0.1 only.
+group) at the start, each minute and the end, and its growth since the warm-up (--warmup-minutes: by
+then each process has run its first tasks, so what grows after is what a long run keeps adding),
+photos and items lost or doubled (jobs not deleted), and stored objects no row names (the sweeper's
+dry run, grace 0). Writes bench/out/soak.json. Loads go to 127.0.0.1 only.
 """
 from __future__ import annotations
 
@@ -157,6 +158,11 @@ def group_rss(pgid: int) -> int:
     return total
 
 
+def warm_sample(samples: list[dict], after_s: float) -> dict | None:
+    """The first RSS sample taken once the warm-up is over (None: the run was shorter)."""
+    return next((s for s in samples if s["at_s"] >= after_s), None)
+
+
 def percentile(v: list[float], q: float) -> float:
     v = sorted(v)
     return round(v[min(len(v) - 1, int(q * len(v)))], 3) if v else float("nan")
@@ -169,6 +175,8 @@ def main() -> int:
     ap.add_argument("--upload-every", type=float, default=4.0, help="mean seconds between uploads")
     ap.add_argument("--users", type=int, default=4)
     ap.add_argument("--delay-ms", type=int, default=100, help="the stand-in segmenter's time per photo")
+    ap.add_argument("--warmup-minutes", type=float, default=3.0,
+                    help="RSS growth is also given from the sample this far in (each process has run its first tasks)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "soak.json"))
     a = ap.parse_args()
 
@@ -226,8 +234,13 @@ def main() -> int:
                       "Redis restarted empty"]
             k = 0
             next_fault = time.monotonic() + a.fault_every
+            start, next_sample = time.monotonic(), time.monotonic() + 60
+            report["rss_samples"] = []
             while time.monotonic() < end:
                 time.sleep(1)
+                if time.monotonic() >= next_sample:  # the curve tells a leak (a slope) from warming up (a step)
+                    next_sample += 60
+                    report["rss_samples"].append({"at_s": round(time.monotonic() - start)} | rss())
                 if time.monotonic() < next_fault:
                     continue
                 next_fault += a.fault_every
@@ -266,6 +279,7 @@ def main() -> int:
             log(f"load stopped: {sum(load.counts.values())} requests; waiting for every job to end")
             report.update(settle(load, rt, procs))
             report["rss_end"] = rss()
+            report["rss_warm"] = warm_sample(report["rss_samples"], a.warmup_minutes * 60)
         finally:
             load.stop.set()
             for p in procs.values():
@@ -333,10 +347,16 @@ def print_report(r: dict) -> None:
     log(f"requests by route and status: {json.dumps(r['requests'])}")
     for route, v in r["latency"].items():
         log(f"  {route}: {v['n']} requests, p50 {v['p50_s']} s, p99 {v['p99_s']} s")
+    warm = r.get("rss_warm") or {}
     for part in ("api", "workers"):
         a, b = r.get("rss_start", {}).get(part, 0), r.get("rss_end", {}).get(part, 0)
+        w = warm.get(part, 0)
         log(f"  RSS {part}: {a / 2**20:.0f} MiB at the start, {b / 2**20:.0f} MiB at the end "
-            f"({(b - a) / a * 100 if a else 0:+.1f} %)")
+            f"({(b - a) / a * 100 if a else 0:+.1f} %)"
+            + (f"; {w / 2**20:.0f} MiB after the warm-up ({warm['at_s']} s), {(b - w) / w * 100:+.1f} % since" if w else ""))
+        curve = [round(s[part] / 2**20) for s in r.get("rss_samples", [])]
+        if curve:
+            log(f"    each minute (MiB): {curve}")
     log(f"  jobs {r.get('jobs')} ({r.get('jobs_deleted')} deleted), statuses {r.get('statuses')}, still active "
         f"{r.get('jobs_still_active')}; photos lost {r.get('photos_lost')} (duplicates of a user's own: "
         f"{r.get('photos_duplicate')}), doubled {r.get('photos_doubled')}; items lost "

@@ -39,3 +39,12 @@ def test_the_load_s_zips_never_repeat_a_photo():
     seen = [hashes(s) for s in (1, 2, 257, 513, 1025)]
     assert all(len(h) == 4 for h in seen)
     assert len(set().union(*seen)) == 4 * len(seen)
+
+
+def test_the_soak_measures_growth_from_the_first_sample_after_the_warm_up():
+    from bench.soak import warm_sample
+
+    samples = [{"at_s": 60, "workers": 1}, {"at_s": 120, "workers": 2}, {"at_s": 181, "workers": 3}]
+    assert warm_sample(samples, 180) == samples[2]
+    assert warm_sample(samples, 120) == samples[1]
+    assert warm_sample(samples, 240) is None  # a run shorter than its warm-up has no such figure
