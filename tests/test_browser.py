@@ -2,6 +2,7 @@
 against the real API, a real worker with the real model, PostgreSQL, Redis and moto."""
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import time
@@ -323,6 +324,25 @@ def filter_race(page, url: str, auth: dict) -> None:
     assert _gallery_ids(page) == before
 
 
+@contextlib.contextmanager
+def following(page, url: str, job: dict, events):
+    """The page opened with `job` as the user's newest, running, so it follows the job's stream, whose
+    requests `events(route)` answers; the routes are taken away afterwards."""
+    import json
+
+    listing = lambda route: route.fulfill(status=200, content_type="application/json",  # noqa: E731
+                                          body=json.dumps({"jobs": [job], "next_cursor": None}))
+    page.route("**/v1/jobs?limit=1", listing)
+    page.route(f"**/v1/jobs/{job['id']}/events", events)
+    try:
+        page.goto("about:blank")
+        page.goto(url + "/#/")  # the newest job is running: the page follows it
+        yield
+    finally:
+        page.unroute("**/v1/jobs?limit=1")
+        page.unroute(f"**/v1/jobs/{job['id']}/events")
+
+
 def failed_photo_once_across_reconnects(page, url: str) -> None:
     """A job's event stream ends every WARDROBE_EVENTS_MAX_SECONDS and the page reconnects; the
     server then sends the last half-minute's failed photos again (clients dedupe by id). The page
@@ -343,13 +363,7 @@ def failed_photo_once_across_reconnects(page, url: str) -> None:
                 f"id: c1\nevent: photo_failed\ndata: {json.dumps(failed)}\n\n")  # then the stream ends
         route.fulfill(status=200, headers={"Content-Type": "text/event-stream"}, body=body)
 
-    listing = lambda route: route.fulfill(status=200, content_type="application/json",
-                                          body=json.dumps({"jobs": [job], "next_cursor": None}))
-    page.route("**/v1/jobs?limit=1", listing)
-    page.route(f"**/v1/jobs/{job_id}/events", events)
-    try:
-        page.goto("about:blank")
-        page.goto(url + "/#/")  # the newest job is running: the page follows it
+    with following(page, url, job, events):
         page.wait_for_function("document.querySelectorAll('#job-errors li').length > 0")
         deadline = time.monotonic() + 60  # generous: a busy machine
         while len(streams) < 3:  # two reconnects, each sending the failed photo again
@@ -357,9 +371,6 @@ def failed_photo_once_across_reconnects(page, url: str) -> None:
             page.wait_for_timeout(200)
         page.wait_for_timeout(300)
         assert page.locator("#job-errors li").all_inner_texts() == ["broken.jpg: not an image"]
-    finally:
-        page.unroute("**/v1/jobs?limit=1")
-        page.unroute(f"**/v1/jobs/{job_id}/events")
 
 
 def stream_restarts_when_its_last_id_is_refused(page, url: str) -> None:
@@ -387,22 +398,13 @@ def stream_restarts_when_its_last_id_is_refused(page, url: str) -> None:
             body = f"event: progress\ndata: {json.dumps(job)}\n\nevent: end\ndata: {json.dumps(ended)}\n\n"
             route.fulfill(status=200, headers={"Content-Type": "text/event-stream"}, body=body)
 
-    listing = lambda route: route.fulfill(status=200, content_type="application/json",
-                                          body=json.dumps({"jobs": [job], "next_cursor": None}))
-    page.route("**/v1/jobs?limit=1", listing)
-    page.route(f"**/v1/jobs/{job_id}/events", events)
-    try:
-        page.goto("about:blank")
-        page.goto(url + "/#/")
+    with following(page, url, job, events):
         try:
             page.wait_for_function("document.querySelector('#job').dataset.status === 'succeeded'", timeout=30_000)
         except Exception:  # noqa: BLE001 - said below, with what the page asked for
             pass
         assert page.inner_text("#job-status") == "succeeded", asked
         assert asked == [None, "old-format", None]
-    finally:
-        page.unroute("**/v1/jobs?limit=1")
-        page.unroute(f"**/v1/jobs/{job_id}/events")
 
 
 def expired_card_images_are_renewed(page, url: str) -> None:

@@ -157,3 +157,23 @@ def test_a_student_s_card_records_its_teacher_round_and_data(tmp_path):
     other = ship(DEFAULT_MODEL, tmp_path / "m2" / "w.pt", preset="cpu-student-384", data="d", hardware="h",
                  previous_card=DEFAULT_MODEL.with_suffix(".json"), pseudo_report=path)
     assert other["weak_supervision"]["round"] == 1
+
+
+def test_a_weight_soup_s_card_names_what_it_averaged_and_the_run_s_last_epoch(tmp_path):
+    """A soup of the shipped weights and a run's last.pt (`wardrobe soup`) shipped with that run's
+    results.csv: the card says it is a soup, of what, and takes the run's last epoch, not its best."""
+    from training.ship import ship
+    from training.soup import soup
+
+    made = tmp_path / "soup.pt"
+    soup([DEFAULT_MODEL, DEFAULT_MODEL], made)
+    csv = results_csv(tmp_path, [(1, 60, 0.30, 0.18, 0.33, 0.20, 2.1, 1.4), (2, 120, 0.41, 0.25, 0.44, 0.27, 2.0, 1.3),
+                                 (3, 180, 0.38, 0.23, 0.40, 0.24, 2.0, 1.3)])
+    out = tmp_path / "models" / "w.pt"
+    card = ship(made, out, preset="cpu-student-384", data="d", hardware="h", results_csv=csv,
+                previous_card=DEFAULT_MODEL.with_suffix(".json"))
+    assert card["soup"] == {"of": [str(DEFAULT_MODEL)] * 2, "weights": [0.5, 0.5]}
+    assert card["training"]["best_epoch"] == 3 and card["training"]["best_epoch_val"]["mAP50(M)"] == 0.38
+    assert f"| weight soup | 0.5 x `{DEFAULT_MODEL}` + 0.5 x `{DEFAULT_MODEL}` |" in (out.parent / "README.md").read_text()
+    plain = ship(DEFAULT_MODEL, tmp_path / "m2" / "w.pt", preset="p", data="d", hardware="h", results_csv=csv)
+    assert "soup" not in plain and plain["training"]["best_epoch"] == 2

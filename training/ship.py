@@ -36,15 +36,17 @@ def _validated(rows: list[dict], i: int) -> bool:
     return any(float(rows[i][k]) != float(before[k]) for k in METRICS)
 
 
-def _results_summary(results_csv: Path, epoch: int | None = None) -> dict:
+def _results_summary(results_csv: Path, epoch: int | None = None, last: bool = False) -> dict:
     """`best_epoch`: the epoch whose weights ship, `epoch` when given, else the one Ultralytics'
-    fitness picks for best.pt (the first to reach it: the validated one). `best_epoch_val` is that
-    epoch's validation, None when it was not validated."""
+    fitness picks for best.pt (the first to reach it: the validated one), the last with `last` (a soup
+    of the run's last.pt). `best_epoch_val` is that epoch's validation, None when it was not validated."""
     with open(results_csv) as f:
         rows = [{k.strip(): v.strip() for k, v in r.items()} for r in csv.DictReader(f)]
     if not rows:
         return {}
-    if epoch is not None:
+    if last:
+        i = len(rows) - 1
+    elif epoch is not None:
         i = next((i for i, r in enumerate(rows) if int(r["epoch"]) == epoch), None)
         if i is None:  # the checkpoint is not from this run
             raise SystemExit(f"{results_csv} has no row for epoch {epoch}")
@@ -90,11 +92,14 @@ def ship(best: Path, out: Path, preset: str, data: str, hardware: str, eval_json
     threshold chosen from `quality_json` (make quality's report at the served settings);
     `pseudo_report`: `wardrobe pseudo-label`'s report of the data it trained on (teacher, counts)."""
     previous = json.loads(previous_card.read_text()) if previous_card else None
-    # read before the weights are replaced, so a results.csv that does not fit them stops the ship
-    training = _results_summary(results_csv, checkpoint_epoch(best)) if results_csv else None
     prepare_ultralytics()
     import torch
     from ultralytics.utils.torch_utils import strip_optimizer
+
+    # a weight soup (`wardrobe soup`) of the previous weights and a run's last.pt: the run's last epoch
+    souped = torch.load(best, map_location="cpu", weights_only=False).get("soup")
+    # read before the weights are replaced, so a results.csv that does not fit them stops the ship
+    training = _results_summary(results_csv, checkpoint_epoch(best), last=bool(souped)) if results_csv else None
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp.pt")
@@ -124,6 +129,8 @@ def ship(best: Path, out: Path, preset: str, data: str, hardware: str, eval_json
         "train_precision": "bf16 autocast" if args.get("amp") == "bf16" else ("fp16 AMP" if args.get("amp") else "fp32"),
         "shipped_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    if souped:
+        card["soup"] = {"of": souped["from"], "weights": souped["weights"]}
     if serve_conf:
         card["serve_conf"] = serve_conf
     if training is not None:
@@ -219,6 +226,8 @@ def card_markdown(card: dict) -> str:
         "|---|---|",
         f"| data | {card['data']} |",
         *_weak_row(card.get("weak_supervision")),
+        *([f"| weight soup | {' + '.join(f'{w:g} x `{p}`' for p, w in zip(card['soup']['of'], card['soup']['weights']))} |"]
+          if card.get("soup") else []),
         f"| preset | {card['preset']} (imgsz {card['imgsz']}, batch {card['batch']}, seed {card['seed']}) |",
         f"| epochs | {t.get('epochs_run', card['epochs'])} run, best epoch {t.get('best_epoch', '?')}"
         f"{', ' + str(card['epochs_total']) + ' in all' if card.get('epochs_total') else ''} |",
