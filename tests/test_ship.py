@@ -172,8 +172,11 @@ def test_a_weight_soup_s_card_names_what_it_averaged_and_the_run_s_last_epoch(tm
     out = tmp_path / "models" / "w.pt"
     card = ship(made, out, preset="cpu-student-384", data="d", hardware="h", results_csv=csv,
                 previous_card=DEFAULT_MODEL.with_suffix(".json"))
-    assert card["soup"] == {"of": [str(DEFAULT_MODEL)] * 2, "weights": [0.5, 0.5]}
+    version = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())["version"]
+    assert card["soup"] == {"of": [version] * 2, "weights": [0.5, 0.5]}  # the previous weights, by their version
     assert card["training"]["best_epoch"] == 3 and card["training"]["best_epoch_val"]["mAP50(M)"] == 0.38
-    assert f"| weight soup | 0.5 x `{DEFAULT_MODEL}` + 0.5 x `{DEFAULT_MODEL}` |" in (out.parent / "README.md").read_text()
+    assert f"| weight soup | 0.5 x `{version}` + 0.5 x `{version}` |" in (out.parent / "README.md").read_text()
+    other = ship(made, tmp_path / "m3" / "w.pt", preset="p", data="d", hardware="h")  # no previous card: paths
+    assert other["soup"]["of"] == [str(DEFAULT_MODEL)] * 2
     plain = ship(DEFAULT_MODEL, tmp_path / "m2" / "w.pt", preset="p", data="d", hardware="h", results_csv=csv)
     assert "soup" not in plain and plain["training"]["best_epoch"] == 2

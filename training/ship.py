@@ -98,6 +98,9 @@ def ship(best: Path, out: Path, preset: str, data: str, hardware: str, eval_json
 
     # a weight soup (`wardrobe soup`) of the previous weights and a run's last.pt: the run's last epoch
     souped = torch.load(best, map_location="cpu", weights_only=False).get("soup")
+    if souped:  # an ingredient that is the previous weights is named by its version (the ship may replace its file)
+        souped = {"of": [previous["version"] if previous and Path(p).is_file() and sha256(Path(p)) == previous.get("sha256")
+                         else p for p in souped["from"]], "weights": souped["weights"]}
     # read before the weights are replaced, so a results.csv that does not fit them stops the ship
     training = _results_summary(results_csv, checkpoint_epoch(best), last=bool(souped)) if results_csv else None
 
@@ -130,7 +133,7 @@ def ship(best: Path, out: Path, preset: str, data: str, hardware: str, eval_json
         "shipped_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     if souped:
-        card["soup"] = {"of": souped["from"], "weights": souped["weights"]}
+        card["soup"] = souped
     if serve_conf:
         card["serve_conf"] = serve_conf
     if training is not None:
