@@ -178,5 +178,5 @@ def test_a_weight_soup_s_card_names_what_it_averaged_and_the_run_s_last_epoch(tm
     assert f"| weight soup | 0.5 x `{version}` + 0.5 x `{version}` |" in (out.parent / "README.md").read_text()
     other = ship(made, tmp_path / "m3" / "w.pt", preset="p", data="d", hardware="h")  # no previous card: paths
     assert other["soup"]["of"] == [str(DEFAULT_MODEL)] * 2
-    plain = ship(DEFAULT_MODEL, tmp_path / "m2" / "w.pt", preset="p", data="d", hardware="h", results_csv=csv)
-    assert "soup" not in plain and plain["training"]["best_epoch"] == 2
+    plain = ship(out, tmp_path / "m2" / "w.pt", preset="p", data="d", hardware="h", results_csv=csv)
+    assert "soup" not in plain and plain["training"]["best_epoch"] == 2  # the shipped soup's file is plain weights

@@ -109,6 +109,8 @@ def ship(best: Path, out: Path, preset: str, data: str, hardware: str, eval_json
     shutil.copyfile(best, tmp)
     strip_optimizer(str(tmp))  # EMA weights, fp16, no optimizer state
     ckpt = torch.load(tmp, map_location="cpu", weights_only=False)
+    if ckpt.pop("soup", None) is not None:  # the card says it; a copy of the shipped file is no soup
+        torch.save(ckpt, tmp)
     args = ckpt.get("train_args", {})
     tmp.replace(out)
     digest = sha256(out)
