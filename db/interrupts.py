@@ -40,8 +40,23 @@ def guard(engine: Engine) -> None:
     """Install the handling on a psycopg engine (db.session.make_engine)."""
     import psycopg
 
+    try:
+        from billiard.exceptions import SoftTimeLimitExceeded
+
+        interrupts: tuple[type, ...] = (SoftTimeLimitExceeded,)
+    except ImportError:  # no Celery where this runs: no soft time limit either
+        interrupts = ()
+
     @event.listens_for(engine, "handle_error")
-    def _interrupted(ctx) -> None:  # noqa: ANN001
+    def _interrupted(ctx):  # noqa: ANN001, ANN202
+        _discard_if_cut_off(ctx)
+        if interrupts and isinstance(ctx.original_exception, interrupts):
+            # cut off while SQLAlchemy prepared the statement (no cursor yet), SQLAlchemy wraps the soft
+            # limit in a StatementError: what it raises instead is the soft limit itself
+            return ctx.original_exception
+        return None
+
+    def _discard_if_cut_off(ctx) -> None:  # noqa: ANN001
         if (isinstance(ctx.original_exception, psycopg.Error) or ctx.connection is None or ctx.connection.closed
                 or ctx.connection.invalidated):
             return
@@ -56,12 +71,6 @@ def guard(engine: Engine) -> None:
             ctx.invalidate_pool_on_disconnect = False
 
     ping = engine.dialect.do_ping
-    try:
-        from billiard.exceptions import SoftTimeLimitExceeded
-
-        interrupts: tuple[type, ...] = (SoftTimeLimitExceeded,)
-    except ImportError:  # no Celery where this runs: no soft time limit either
-        interrupts = ()
 
     def do_ping(raw) -> bool:  # noqa: ANN001
         # The pool's check before a checkout switches autocommit on and back in a `finally`; cut off

@@ -78,3 +78,25 @@ def test_a_soft_limit_in_a_query_leaves_the_next_task_a_working_connection(make_
 def _scalar(sql: str):
     with engine().connect() as c:
         return c.execute(text(sql)).scalar()
+
+
+def test_a_soft_limit_while_a_statement_is_prepared_is_the_soft_limit(rt):
+    """The soft limit can fall while SQLAlchemy prepares a statement (its parameters processed, before
+    psycopg sends anything): SQLAlchemy wrapped it in a StatementError there, so `except
+    SoftTimeLimitExceeded` missed it and the job's error read as a database fault (about one cut-off in a
+    hundred in the soak). The engine's error hook lets the interrupt through as itself."""
+    from billiard.exceptions import SoftTimeLimitExceeded
+    from sqlalchemy import String, bindparam, select
+    from sqlalchemy.types import TypeDecorator
+
+    class FallsHere(TypeDecorator):  # the limit's signal, at the moment the parameter is processed
+        impl = String
+        cache_ok = True
+
+        def process_bind_param(self, value, dialect):
+            raise SoftTimeLimitExceeded()
+
+    with engine().connect() as c:
+        with pytest.raises(SoftTimeLimitExceeded):
+            c.execute(select(bindparam("x", "v", type_=FallsHere())))
+    assert _scalar("SELECT 1") == 1  # the pool still gives a working connection
