@@ -36,10 +36,15 @@ esac
 step 3 "the project and its extras (Ultralytics, OpenVINO, Flask, Celery, test tools)"
 $PIP install -e '.[api,worker,gpu,training,openvino,dev]' | grep -E '^(Collecting|Successfully)' || true
 "$VENV/bin/python" -c "import cli.main, flask, celery, ultralytics" || { echo "error: the project did not install" >&2; exit 1; }
-step 4 "Chromium for the browser test (only where missing)"
-# Debian's Chromium for the browser test (Playwright's own browser download does not work here).
-if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  (apt-get install -y -qq chromium >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }) \
-    || echo "warning: could not install chromium; the browser test will be skipped" >&2
-fi
+step 4 "Chromium and nginx for the browser and proxy tests (only where missing)"
+# Debian's Chromium for the browser test (Playwright's own browser download does not work here), and
+# Debian's nginx for the tests of the deployed proxy site (tests/test_slow_clients.py runs its own)
+apt_for_tests() {  # $1: the package, $2: a file it installs, $3: the tests skipped without it
+  if [ ! -x "$2" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    (apt-get install -y -qq "$1" >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq "$1" >/dev/null; }) \
+      || echo "warning: could not install $1; $3 will be skipped" >&2
+  fi
+}
+apt_for_tests chromium /usr/bin/chromium "the browser test"
+apt_for_tests nginx-light /usr/sbin/nginx "the nginx tests"
 echo "[install] done ($(date +%H:%M:%S))" >&2
