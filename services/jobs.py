@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy.exc import IntegrityError, InvalidRequestError
+from sqlalchemy.exc import IntegrityError
 
 from core.queue import enqueue_ingest
 from db import jobphotos, jobstate, quota
@@ -65,12 +65,10 @@ def cancel(ctx: Ctx, job: Job) -> None:
 
 
 def _read_again(s, job: Job) -> None:
-    """`job` as it is after the commit; 404 when it went in between (the user purged the job the
-    moment it ended, or deleted their account): what a GET would answer now."""
-    try:
-        s.refresh(job)
-    except InvalidRequestError:  # its row is gone
-        raise not_found("job") from None
+    """`job` as it is after the commit; 404 when its row went in between (the user purged the job
+    the moment it ended, or deleted their account)."""
+    if s.get(Job, job.id, populate_existing=True) is None:
+        raise not_found("job")
 
 
 def retry(ctx: Ctx, job: Job) -> int:
