@@ -50,7 +50,7 @@ def guard(engine: Engine) -> None:
     @event.listens_for(engine, "handle_error")
     def _interrupted(ctx):  # noqa: ANN001, ANN202
         _discard_if_cut_off(ctx)
-        if interrupts and isinstance(ctx.original_exception, interrupts):
+        if interrupts and isinstance(ctx.original_exception, interrupts) and ctx.sqlalchemy_exception is not None:
             # cut off while SQLAlchemy prepared the statement (no cursor yet), SQLAlchemy wraps the soft
             # limit in a StatementError: what it raises instead is the soft limit itself
             return ctx.original_exception
