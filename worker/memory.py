@@ -16,7 +16,7 @@ from celery.signals import task_postrun
 def _malloc_trim():
     try:
         return ctypes.CDLL(None).malloc_trim  # the process's own C library
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):  # (TypeError: Windows has no process-wide C library)
         return None
 
 
