@@ -217,8 +217,12 @@ async function streamJob(id, ctrl, onEvent) {
     if (lastId) headers["Last-Event-ID"] = lastId;
     const r = await fetch(`/v1/jobs/${id}/events`, { headers, signal: ctrl.signal });
     // an id this server no longer takes (its format changed with a deploy): the stream from the start
-    // (the page already skips the items and failed photos it has shown)
-    if (r.status === 400 && lastId) { lastId = null; continue; }
+    // (cards already shown are skipped by id, failed photos by failedSeen)
+    if (r.status === 400 && lastId) {
+      const body = await r.json().catch(() => null);
+      if (body && body.error && body.error.code === "invalid_last_event_id") { lastId = null; continue; }
+      throw new Error("HTTP 400");
+    }
     if (!r.ok) throw new Error("HTTP " + r.status);
     const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
     let buf = "";
