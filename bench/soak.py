@@ -12,7 +12,8 @@ turn: kill -9 a pool process, every PostgreSQL backend terminated, storage cut o
 killed and started again empty. Then the load stops, every job must end, and the run prints:
 requests and errors by route and status, p50/p99 per route, API and worker RSS (each whole process
 group) at the start, each minute and the end, and its growth since the warm-up (--warmup-minutes: by
-then each process has run its first tasks, so what grows after is what a long run keeps adding),
+then each process has run its first tasks, so what grows after is what a long run keeps adding; both
+samples are taken under load, the end after the settle is idle),
 photos and items lost or doubled (jobs not deleted), and stored objects no row names (the sweeper's
 dry run, grace 0). Writes bench/out/soak.json. Loads go to 127.0.0.1 only.
 """
@@ -239,7 +240,7 @@ def main() -> int:
             while time.monotonic() < end:
                 time.sleep(1)
                 if time.monotonic() >= next_sample:  # the curve tells a leak (a slope) from warming up (a step)
-                    next_sample += 60
+                    next_sample = time.monotonic() + 60
                     report["rss_samples"].append({"at_s": round(time.monotonic() - start)} | rss())
                 if time.monotonic() < next_fault:
                     continue
@@ -348,12 +349,14 @@ def print_report(r: dict) -> None:
     for route, v in r["latency"].items():
         log(f"  {route}: {v['n']} requests, p50 {v['p50_s']} s, p99 {v['p99_s']} s")
     warm = r.get("rss_warm") or {}
+    loaded = (r.get("rss_samples") or [{}])[-1]  # the last sample under load: the end is measured idle, after the settle
     for part in ("api", "workers"):
         a, b = r.get("rss_start", {}).get(part, 0), r.get("rss_end", {}).get(part, 0)
-        w = warm.get(part, 0)
+        w, last = warm.get(part, 0), loaded.get(part, 0)
         log(f"  RSS {part}: {a / 2**20:.0f} MiB at the start, {b / 2**20:.0f} MiB at the end "
             f"({(b - a) / a * 100 if a else 0:+.1f} %)"
-            + (f"; {w / 2**20:.0f} MiB after the warm-up ({warm['at_s']} s), {(b - w) / w * 100:+.1f} % since" if w else ""))
+            + (f"; under load {w / 2**20:.0f} MiB after the warm-up ({warm['at_s']} s), {last / 2**20:.0f} MiB at "
+               f"the last sample ({loaded['at_s']} s): {(last - w) / w * 100:+.1f} %" if w and last else ""))
         curve = [round(s[part] / 2**20) for s in r.get("rss_samples", [])]
         if curve:
             log(f"    each minute (MiB): {curve}")
