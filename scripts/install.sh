@@ -46,5 +46,9 @@ apt_for_tests() {  # $1: the package, $2: a file it installs, $3: the tests skip
   fi
 }
 apt_for_tests chromium /usr/bin/chromium "the browser test"
-apt_for_tests nginx-light /usr/sbin/nginx "the nginx tests"
+if [ ! -x /usr/sbin/nginx ]; then
+  apt_for_tests nginx-light /usr/sbin/nginx "the nginx tests"
+  # where systemd runs, the package starts a system nginx on port 80: the tests start their own
+  if [ -x /usr/sbin/nginx ] && command -v systemctl >/dev/null; then systemctl disable --now nginx >/dev/null 2>&1 || true; fi
+fi
 echo "[install] done ($(date +%H:%M:%S))" >&2
