@@ -162,21 +162,33 @@ def test_a_student_s_card_records_its_teacher_round_and_data(tmp_path):
 def test_a_weight_soup_s_card_names_what_it_averaged_and_the_run_s_last_epoch(tmp_path):
     """A soup of the shipped weights and a run's last.pt (`wardrobe soup`) shipped with that run's
     results.csv: the card says it is a soup, of what, and takes the run's last epoch, not its best."""
+    import pytest
+
     from training.ship import ship
     from training.soup import soup
 
+    run = tmp_path / "run" / "weights"
+    run.mkdir(parents=True)
+    for name in ("last.pt", "epoch0.pt"):  # files of their own (not copies of the previous weights' bytes)
+        soup([DEFAULT_MODEL, DEFAULT_MODEL], run / name)
     made = tmp_path / "soup.pt"
-    soup([DEFAULT_MODEL, DEFAULT_MODEL], made)
+    soup([DEFAULT_MODEL, run / "last.pt"], made)
     csv = results_csv(tmp_path, [(1, 60, 0.30, 0.18, 0.33, 0.20, 2.1, 1.4), (2, 120, 0.41, 0.25, 0.44, 0.27, 2.0, 1.3),
                                  (3, 180, 0.38, 0.23, 0.40, 0.24, 2.0, 1.3)])
     out = tmp_path / "models" / "w.pt"
     card = ship(made, out, preset="cpu-student-384", data="d", hardware="h", results_csv=csv,
                 previous_card=DEFAULT_MODEL.with_suffix(".json"))
     version = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())["version"]
-    assert card["soup"] == {"of": [version] * 2, "weights": [0.5, 0.5]}  # the previous weights, by their version
+    assert card["soup"] == {"of": [version, str(run / "last.pt")], "weights": [0.5, 0.5]}  # the previous weights by version
     assert card["training"]["best_epoch"] == 3 and card["training"]["best_epoch_val"]["mAP50(M)"] == 0.38
-    assert f"| weight soup | 0.5 x `{version}` + 0.5 x `{version}` |" in (out.parent / "README.md").read_text()
+    assert f"| weight soup | 0.5 x `{version}` + 0.5 x `{run / 'last.pt'}` |" in (out.parent / "README.md").read_text()
     other = ship(made, tmp_path / "m3" / "w.pt", preset="p", data="d", hardware="h")  # no previous card: paths
-    assert other["soup"]["of"] == [str(DEFAULT_MODEL)] * 2
+    assert other["soup"]["of"] == [str(DEFAULT_MODEL), str(run / "last.pt")]
+    # of a run's first epoch and a copy: that epoch; of two copies: which epoch is unknown, refused
+    soup([run / "epoch0.pt", DEFAULT_MODEL], made)
+    assert ship(made, tmp_path / "m4" / "w.pt", preset="p", data="d", hardware="h", results_csv=csv)["training"]["best_epoch"] == 1
+    soup([DEFAULT_MODEL, DEFAULT_MODEL], made)
+    with pytest.raises(SystemExit, match="which epoch"):
+        ship(made, tmp_path / "m5" / "w.pt", preset="p", data="d", hardware="h", results_csv=csv)
     plain = ship(out, tmp_path / "m2" / "w.pt", preset="p", data="d", hardware="h", results_csv=csv)
     assert "soup" not in plain and plain["training"]["best_epoch"] == 2  # the shipped soup's file is plain weights

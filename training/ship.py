@@ -36,10 +36,27 @@ def _validated(rows: list[dict], i: int) -> bool:
     return any(float(rows[i][k]) != float(before[k]) for k in METRICS)
 
 
+def _soup_epoch(results_csv: Path, ingredients: list[str]) -> int:
+    """The epoch of results.csv a soup holds: that of its ingredient from the run (last.pt: the last
+    row, best.pt: the one Ultralytics' fitness picks, epochN.pt: N; of two, the later)."""
+    epochs = []
+    for p in map(Path, ingredients):
+        if p.name == "last.pt":
+            epochs.append(_results_summary(results_csv, last=True)["best_epoch"])
+        elif p.name == "best.pt":
+            epochs.append(_results_summary(results_csv)["best_epoch"])
+        elif checkpoint_epoch(p) is not None:
+            epochs.append(checkpoint_epoch(p))
+    if not epochs:
+        raise SystemExit(f"none of the soup's checkpoints {ingredients} is a run's last.pt, best.pt or epochN.pt: "
+                         f"which epoch of {results_csv} it holds is unknown (ship it without --results-csv)")
+    return max(epochs)
+
+
 def _results_summary(results_csv: Path, epoch: int | None = None, last: bool = False) -> dict:
     """`best_epoch`: the epoch whose weights ship, `epoch` when given, else the one Ultralytics'
-    fitness picks for best.pt (the first to reach it: the validated one), the last with `last` (a soup
-    of the run's last.pt). `best_epoch_val` is that epoch's validation, None when it was not validated."""
+    fitness picks for best.pt (the first to reach it: the validated one), the last with `last`.
+    `best_epoch_val` is that epoch's validation, None when it was not validated."""
     with open(results_csv) as f:
         rows = [{k.strip(): v.strip() for k, v in r.items()} for r in csv.DictReader(f)]
     if not rows:
@@ -96,13 +113,15 @@ def ship(best: Path, out: Path, preset: str, data: str, hardware: str, eval_json
     import torch
     from ultralytics.utils.torch_utils import strip_optimizer
 
-    # a weight soup (`wardrobe soup`) of the previous weights and a run's last.pt: the run's last epoch
+    # a weight soup (`wardrobe soup`), e.g. of the previous weights and a run's last.pt
     souped = torch.load(best, map_location="cpu", weights_only=False).get("soup")
     if souped:  # an ingredient that is the previous weights is named by its version (the ship may replace its file)
-        souped = {"of": [previous["version"] if previous and Path(p).is_file() and sha256(Path(p)) == previous.get("sha256")
-                         else p for p in souped["from"]], "weights": souped["weights"]}
+        souped = {"from": souped["from"], "weights": souped["weights"],
+                  "of": [previous["version"] if previous and Path(p).is_file() and sha256(Path(p)) == previous.get("sha256")
+                         else p for p in souped["from"]]}
     # read before the weights are replaced, so a results.csv that does not fit them stops the ship
-    training = _results_summary(results_csv, checkpoint_epoch(best), last=bool(souped)) if results_csv else None
+    epoch = _soup_epoch(results_csv, souped["from"]) if souped and results_csv else checkpoint_epoch(best)
+    training = _results_summary(results_csv, epoch) if results_csv else None
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp.pt")
@@ -135,7 +154,7 @@ def ship(best: Path, out: Path, preset: str, data: str, hardware: str, eval_json
         "shipped_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     if souped:
-        card["soup"] = souped
+        card["soup"] = {"of": souped["of"], "weights": souped["weights"]}
     if serve_conf:
         card["serve_conf"] = serve_conf
     if training is not None:
