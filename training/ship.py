@@ -36,6 +36,18 @@ def _validated(rows: list[dict], i: int) -> bool:
     return any(float(rows[i][k]) != float(before[k]) for k in METRICS)
 
 
+def _soup(ckpt: dict, previous: dict | None) -> dict | None:
+    """What a weight soup (`wardrobe soup`, e.g. of the previous weights and a run's last.pt) averaged:
+    `from` as written, `of` with the previous weights named by their version (the ship may replace that
+    file), `weights`. None for weights that are no soup."""
+    made = ckpt.get("soup")
+    if not made:
+        return None
+    return {"from": made["from"], "weights": made["weights"],
+            "of": [previous["version"] if previous and Path(p).is_file() and sha256(Path(p)) == previous.get("sha256")
+                   else p for p in made["from"]]}
+
+
 def _soup_epoch(results_csv: Path, ingredients: list[str]) -> int:
     """The epoch of results.csv a soup holds: that of its ingredient from the run (last.pt: the last
     row, best.pt: the one Ultralytics' fitness picks, epochN.pt: N; of two, the later)."""
@@ -111,27 +123,14 @@ def ship(best: Path, out: Path, preset: str, data: str, hardware: str, eval_json
     previous = json.loads(previous_card.read_text()) if previous_card else None
     prepare_ultralytics()
     import torch
-    from ultralytics.utils.torch_utils import strip_optimizer
 
-    # a weight soup (`wardrobe soup`), e.g. of the previous weights and a run's last.pt
-    souped = torch.load(best, map_location="cpu", weights_only=False).get("soup")
-    if souped:  # an ingredient that is the previous weights is named by its version (the ship may replace its file)
-        souped = {"from": souped["from"], "weights": souped["weights"],
-                  "of": [previous["version"] if previous and Path(p).is_file() and sha256(Path(p)) == previous.get("sha256")
-                         else p for p in souped["from"]]}
+    souped = _soup(torch.load(best, map_location="cpu", weights_only=False), previous)
     # read before the weights are replaced, so a results.csv that does not fit them stops the ship
     epoch = _soup_epoch(results_csv, souped["from"]) if souped and results_csv else checkpoint_epoch(best)
     training = _results_summary(results_csv, epoch) if results_csv else None
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp.pt")
-    shutil.copyfile(best, tmp)
-    strip_optimizer(str(tmp))  # EMA weights, fp16, no optimizer state
-    ckpt = torch.load(tmp, map_location="cpu", weights_only=False)
-    if ckpt.pop("soup", None) is not None:  # the card says it; a copy of the shipped file is no soup
-        torch.save(ckpt, tmp)
+    ckpt = _write_weights(best, out)
     args = ckpt.get("train_args", {})
-    tmp.replace(out)
     digest = sha256(out)
     card = {
         "version": f"wardrobe-yolov8s-seg-{datetime.now(timezone.utc):%Y%m%d}-{digest[:8]}",
@@ -171,6 +170,23 @@ def ship(best: Path, out: Path, preset: str, data: str, hardware: str, eval_json
     out.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
     (out.parent / "README.md").write_text(card_markdown(card))
     return card
+
+
+def _write_weights(best: Path, out: Path) -> dict:
+    """`best` written to `out` as shipped: EMA weights in fp16, no optimizer state, no soup marker (the
+    card says it; a copy of the shipped file is no soup). Returns the checkpoint written."""
+    import torch
+    from ultralytics.utils.torch_utils import strip_optimizer
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp.pt")
+    shutil.copyfile(best, tmp)
+    strip_optimizer(str(tmp))
+    ckpt = torch.load(tmp, map_location="cpu", weights_only=False)
+    if ckpt.pop("soup", None) is not None:
+        torch.save(ckpt, tmp)
+    tmp.replace(out)
+    return ckpt
 
 
 def weak_supervision(report: dict, previous: dict | None) -> dict:
