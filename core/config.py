@@ -107,6 +107,7 @@ class Settings:
     task_max_retries: int = 5
     visibility_timeout: int = 7200  # must exceed task_time_limit: redelivery after a lost worker
     worker_concurrency: int = 0  # 0 = number of cores
+    worker_max_memory_mb: int = 0  # a pool process above this RSS is replaced after its task (0: never)
     reap_interval: int = 15  # seconds between sweeps for stale jobs (workers started with --beat)
     stale_after: int = 60  # a queued/running job that has not moved for this long, with no work left in the broker, gets it re-sent
     worker_metrics_port: int = 0  # a worker answers GET /metrics on this port (its main process; 0: not at all)

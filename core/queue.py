@@ -107,6 +107,8 @@ def configure_celery(app: Celery, settings: Settings) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
+        # a bound on a pool process's memory, whatever grows in it (Celery takes KiB; None: no bound)
+        worker_max_memory_per_child=settings.worker_max_memory_mb * 1024 or None,
         broker_transport_options=transport_options,
         broker_connection_retry_on_startup=True,
         task_time_limit=settings.task_time_limit,

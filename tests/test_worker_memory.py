@@ -46,3 +46,17 @@ def test_every_task_ends_with_it():
     from worker import memory
 
     assert any(r() is memory._after_task for _, r in task_postrun.receivers)
+
+
+@pytest.mark.parametrize("mb, kib", [(0, None), (512, 512 * 1024)])
+def test_a_pool_process_s_memory_bound_is_celery_s(settings, mb, kib):
+    """WARDROBE_WORKER_MAX_MEMORY_MB reaches Celery as worker_max_memory_per_child (KiB; None: no bound)."""
+    from dataclasses import replace
+
+    from celery import Celery
+
+    from core.queue import configure_celery
+
+    app = Celery("t")
+    configure_celery(app, replace(settings, worker_max_memory_mb=mb))
+    assert app.conf.worker_max_memory_per_child == kib
