@@ -17,7 +17,7 @@ from __future__ import annotations
 from gunicorn import util
 from gunicorn.workers.ggevent import GeventWorker
 
-import api.server  # noqa: F401 - gunicorn's own errors in JSON
+import api.server  # gunicorn's own errors in JSON, and freeze_loaded
 
 
 class JsonGeventWorker(GeventWorker):
@@ -32,6 +32,7 @@ class JsonGeventWorker(GeventWorker):
 
         self.idle = Settings.from_env().client_idle_timeout
         super().load_wsgi()
+        api.server.freeze_loaded()
         if not waits_cooperatively():
             self.log.error("psycopg was imported before gevent patched the process: a database wait blocks "
                            "every connection of this worker")
