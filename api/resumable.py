@@ -72,22 +72,18 @@ def _tus_headers(resp):
 
 def _received(sess: UploadSession) -> tuple[int, list[dict] | None]:
     """Bytes received so far, and (S3) the parts the bucket holds."""
-    storage = deps.storage()
     if sess.status != OPEN:  # all there: assembled or completed
         if sess.mode != S3:
             return sess.size, None
         return sess.size, [{"number": n, "size": part_length(sess, n), "etag": None} for n in range(1, part_count(sess) + 1)]
     if sess.mode == S3:
         try:
-            parts = storage.list_parts(sess.object_key, sess.multipart_id)
+            parts = deps.storage().list_parts(sess.object_key, sess.multipart_id)
         except ObjectNotFound:
             parts = []  # aborted behind our back: complete says so
         listed = [{"number": p.number, "size": p.size, "etag": p.etag} for p in parts]
         return sum(p.size for p in parts), listed
-    try:
-        return storage.size(sess.object_key), None
-    except ObjectNotFound:
-        return 0, None  # no chunk yet
+    return _received_chunks(sess.object_key), None
 
 
 def _body(sess: UploadSession, offset: int, parts: list[dict] | None) -> dict:
@@ -218,6 +214,7 @@ def _offset_mismatch(offset: int, received: int) -> ApiError:
 
 
 def _received_chunks(key: str) -> int:
+    """Bytes of a chunked-mode upload received so far."""
     try:
         return deps.storage().size(key)
     except ObjectNotFound:
