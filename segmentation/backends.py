@@ -105,6 +105,17 @@ def openvino_model(weights: Path, imgsz: int, cache_dir: Path, digest: str) -> P
     return target
 
 
+def openvino_cpu_config(threads: int) -> dict:
+    """How a worker process compiles its model for OpenVINO's CPU plugin: one request at a time on
+    `threads` threads. OpenVINO pins its threads to cores by default, choosing them as if its process
+    were alone: the worker's processes of one thread each were all pinned to the first core, and two
+    of them ran the model no faster than one. Pinned only where this process's threads cover every
+    core it may run on."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": int(threads),
+            "ENABLE_CPU_PINNING": int(threads) >= cores}
+
+
 def limit_openvino_threads(yolo, model_dir: Path, threads: int) -> bool:
     """Recompile a loaded OpenVINO model to use `threads` inference threads (Ultralytics leaves it
     at all cores, which makes two worker processes on two cores fight)."""
@@ -114,6 +125,5 @@ def limit_openvino_threads(yolo, model_dir: Path, threads: int) -> bool:
     core = backend.ov.Core()
     xml = next(Path(model_dir).glob("*.xml"))
     ov_model = core.read_model(model=str(xml), weights=xml.with_suffix(".bin"))
-    backend.ov_compiled_model = backend.compile_model(
-        ov_model, config={"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": int(threads)})
+    backend.ov_compiled_model = backend.compile_model(ov_model, config=openvino_cpu_config(threads))
     return True

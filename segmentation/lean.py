@@ -29,6 +29,7 @@ import numpy as np
 
 from core.config import Settings
 from segmentation import yolo_decode as yd
+from segmentation.backends import openvino_cpu_config
 from segmentation.segmenter import Candidates, Detection, outline, predict_conf
 
 log = logging.getLogger("wardrobe.segmenter")
@@ -149,8 +150,7 @@ class LeanSegmenter:
             self._model = core.read_model(model=str(self.ir.xml), weights=str(self.ir.xml.with_suffix(".bin")))
         except RuntimeError as e:
             raise ModelError(f"{self.ir.xml}: OpenVINO cannot read it ({str(e).splitlines()[0]})") from None
-        self._compile = lambda m: core.compile_model(m, "CPU", {"PERFORMANCE_HINT": "LATENCY",
-                                                                "INFERENCE_NUM_THREADS": int(self.threads)})
+        self._compile = lambda m: core.compile_model(m, "CPU", openvino_cpu_config(self.threads))
         # As Ultralytics does: OpenVINO's CPU plugin crashes running an int8 model with dynamic shapes on
         # AMX CPUs, so there it runs compiled for each input shape, and every photo is letterboxed to imgsz.
         self._per_shape = self.ir.dynamic and _amx_int8() and any(

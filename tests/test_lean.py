@@ -32,8 +32,8 @@ def _rgb(path: Path) -> np.ndarray:
 
 
 def _settings(**kw) -> Settings:
-    return Settings.from_env(model=str(DEFAULT_MODEL), segmenter="yolo", device="cpu", threads=1,
-                             worker_concurrency=1, **kw)
+    return Settings.from_env(**{"model": str(DEFAULT_MODEL), "segmenter": "yolo", "device": "cpu", "threads": 1,
+                                "worker_concurrency": 1, **kw})
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +89,25 @@ def test_a_batch_of_photos_of_two_sizes_matches_too(both):
     for c, r in zip(ours, theirs):
         assert c.classes.tolist() == r.boxes.cls.numpy().astype(int).tolist()
         assert np.abs(c.confs - r.boxes.conf.numpy()).max() <= 0.01
+
+
+@needs_openvino
+def test_a_worker_process_with_fewer_threads_than_cores_leaves_its_threads_unpinned(both):
+    """OpenVINO pins its threads to cores as if its process were alone: each of the worker's
+    one-thread processes took the first core, and two ran the model no faster than one. Both paths
+    compile unpinned where the process has fewer threads than cores, pinned where it has them all."""
+    from segmentation.lean import LeanSegmenter
+    from segmentation.serving import lean_plan
+
+    cores = len(os.sched_getaffinity(0))
+    if cores < 2:
+        pytest.skip("one core: a process of one thread has them all")
+    lean, ultra = both  # one thread each
+    assert lean.threads == 1 and lean._compiled[()].get_property("ENABLE_CPU_PINNING") is False
+    assert ultra.model.predictor.model.backend.ov_compiled_model.get_property("ENABLE_CPU_PINNING") is False
+    s = _settings(backend="openvino-int8", threads=cores)
+    whole = LeanSegmenter(s, *lean_plan(s))
+    assert whole._compiled[()].get_property("ENABLE_CPU_PINNING") is True
 
 
 @needs_openvino
