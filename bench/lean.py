@@ -16,6 +16,7 @@ that environment and of this one. Prints the figures and the ratios lean / Ultra
 `-n` photos: the bare backend in that layout (the worker's segmenter, model and decoding only:
 bench.pipeline.time_bare_layout) against real worker processes on PostgreSQL and Redis
 (bench.pipeline.run_worker_pipeline; BENCH_REDIS picks the Redis database), and prints the ratio.
+With `--baseline REF` it runs them for git's REF too, alternated with this tree (`layouts_against`).
 
 `--parity` instead runs both paths in this process on the `-n` photos, at the worker's settings and
 at validation's (conf 0.001, up to 300 detections, as Ultralytics' val): photos whose detections
@@ -171,6 +172,51 @@ def time_layouts(layouts: list[tuple[int, int]], paths: list[Path]) -> dict:
     return out
 
 
+def layouts_against(ref: str, layouts: str, photos: list[str], rounds: int) -> dict:
+    """`--layouts` run by git's `ref` and by this tree, each in its own processes with its own code,
+    alternated (ref, this, ref, this ...) so that a busy machine weighs on both alike; per layout the
+    medians over the rounds, and this tree's figures over ref's."""
+    import tempfile
+
+    from bench.api import checkout
+
+    tmp = Path(tempfile.mkdtemp(prefix="wardrobe-bench-layouts-"))
+    trees = {"baseline": tmp / "baseline", "this_tree": ROOT}
+    commit = checkout(ref, trees["baseline"])
+    runs: dict[str, list[dict]] = {name: [] for name in trees}
+    for r in range(rounds):
+        for name, tree in trees.items():
+            out = tmp / f"{name}-{r}.json"
+            subprocess.run([sys.executable, "-m", "bench.lean", "--layouts", layouts, "-n", str(len(photos)),
+                            "--photos", str(Path(photos[0]).parent), "--out", str(out)], cwd=tree, check=True,
+                           env=os.environ | {"PYTHONPATH": str(tree)})
+            runs[name].append(json.loads(out.with_name("lean-layouts.json").read_text())["layouts"])
+    report = {"photos": len(photos), "folder": str(Path(photos[0]).parent), "rounds": rounds,
+              "baseline": {"ref": ref, "commit": commit}, "runs": runs, **summarize_layouts(runs)}
+    for layout, med in report["median"].items():
+        for name, m in med.items():
+            print(f"{layout} {name:9}: bare {m['bare']:.1f} photos/s, workers {m['workers']:.1f} photos/s "
+                  f"({m['workers_vs_bare_same_layout']}x)")
+        print(f"{layout} this tree / {ref}: {report['this_tree_vs_baseline'][layout]}")
+    return report
+
+
+def summarize_layouts(runs: dict[str, list[dict]]) -> dict:
+    """Per layout, each tree's median photos/s over its rounds (bare model, workers) and their ratio;
+    and this tree's medians over the baseline's."""
+    report: dict = {"median": {}, "this_tree_vs_baseline": {}}
+    for layout in runs["this_tree"][0]:
+        med = {name: {part: round(statistics.median(run[layout][part]["photos_per_s"] for run in rs), 2)
+                      for part in ("bare", "workers")}
+               for name, rs in runs.items()}
+        for m in med.values():
+            m["workers_vs_bare_same_layout"] = round(m["workers"] / m["bare"], 3)
+        report["median"][layout] = med
+        report["this_tree_vs_baseline"][layout] = {part: round(med["this_tree"][part] / med["baseline"][part], 3)
+                                                   for part in ("bare", "workers")}
+    return report
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--child", choices=["lean", "ultralytics"], help=argparse.SUPPRESS)
@@ -183,6 +229,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", action="store_true", help="also the installed size of both environments (du)")
     ap.add_argument("--parity", action="store_true", help="compare the two paths' detections instead (see above)")
     ap.add_argument("--layouts", default="", help="e.g. 2x1,1x2: time the worker's layouts instead (see above)")
+    ap.add_argument("--baseline", metavar="REF", help="with --layouts: also git's REF (e.g. main), alternated with "
+                    "this tree for --rounds rounds; ratios this tree / REF")
     ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "lean.json"))
     args = ap.parse_args(argv)
     if args.child:
@@ -196,6 +244,18 @@ def main(argv=None) -> int:
         out = Path(args.out).with_name("lean-parity.json")
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {out}")
+        return 0
+    if args.layouts and args.baseline:
+        from bench.provenance import stamp
+        from core.config import DEFAULT_MODEL
+        from segmentation.card import read_card
+
+        report = layouts_against(args.baseline, args.layouts, photos, args.rounds)
+        report["model_version"] = read_card(DEFAULT_MODEL).get("version")
+        out = Path(args.out).with_name("lean-layouts.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(stamp(report, "bench.lean", argv), indent=2) + "\n")
         print(f"wrote {out}")
         return 0
     if args.layouts:

@@ -15,6 +15,8 @@ KINDS = {
     "api": ("make bench-api", "the API's latency at 200 requests/s and the upload's memory"),
     "chaos": ("make chaos", "faults during real jobs, counted against a fault-free run"),
     "scale": ("make bench-scale", "the control plane's ceiling with an instant stand-in model"),
+    # before "lean", whose records' names it begins with
+    "lean-layouts": ("python -m bench.lean --layouts", "the worker's layouts: real workers against the bare model"),
     "lean": ("python -m bench.lean", "the lean CPU worker against the Ultralytics path"),
     "soak": ("make soak", "a long run under load, one fault every few minutes"),
     "slowclients": ("python -m bench.slowclients", "the API beside half-open and slow clients"),

@@ -211,7 +211,37 @@ def _generic_lines(d: dict) -> list[str]:
     return [f"- `{k}`: {v}" for k, v in d.items() if isinstance(v, (int, float, str, bool)) and k != "date"]
 
 
-BODIES = {"quality": quality_lines, "api": lambda a: api_lines(a, "###")[3:], "chaos": chaos_lines, "scale": scale_lines}
+def layout_lines(d: dict) -> list[str]:
+    """Photos/s of the bare model and of real workers per layout (processes x threads each); with a
+    baseline, its row first."""
+    lines = [f"One upload of {d.get('photos')} photos.", "",
+             "| layout | code | bare model, photos/s | workers, photos/s | workers / bare |", "|---|---|---|---|---|"]
+    if "median" in d:
+        base = d.get("baseline") or {}
+        for layout, med in d["median"].items():
+            for name, m in med.items():
+                commit = base.get("commit") if name == "baseline" else (d.get("recorded") or {}).get("commit")
+                code = f"{'baseline' if name == 'baseline' else 'change'} `{commit}`"
+                lines.append(f"| {layout} | {code} | {m['bare']} | {m['workers']} | {m['workers_vs_bare_same_layout']} |")
+    else:
+        for layout, v in d.get("layouts", {}).items():
+            lines.append(f"| {layout} | | {v['bare']['photos_per_s']} | {v['workers']['photos_per_s']} | "
+                         f"{v['workers_vs_bare_same_layout']} |")
+    return lines
+
+
+def lean_lines(d: dict) -> list[str]:
+    """The lean path against the Ultralytics path: medians over the children, the ratios, the sizes."""
+    med = d.get("median") or {}
+    keys = ("ready_s", "segment_ms_per_photo", "post_ms_per_photo", "rss_mib", "peak_rss_mib")
+    lines = [f"{d.get('photos')} photos a child, {d.get('threads')} OpenVINO thread(s); medians.", "",
+             "| path | " + " | ".join(k.replace("_", " ") for k in keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    lines += [f"| {mode} | " + " | ".join(str(round(m[k], 2)) for k in keys) + " |" for mode, m in med.items()]
+    lines += [""] + [f"- installed size, {k.replace('_', ' ')}: {v} MiB" for k, v in (d.get("sizes_mib") or {}).items()]
+    return lines + [f"- {k.replace('_', ' ')}: {v}" for k, v in (d.get("ratios") or {}).items()]
+
+
+BODIES = {"quality": quality_lines, "lean-layouts": layout_lines, "lean": lean_lines, "api": lambda a: api_lines(a, "###")[3:], "chaos": chaos_lines, "scale": scale_lines}
 NOT_MEASURED = {
     "scale": "No committed record: the run that [Scaling](scaling.md) reports (2026-11-30) kept its JSON in "
              "`bench/out/scale.json`, which git ignores, and it was not kept. `make bench-scale` then `make bench-report` "

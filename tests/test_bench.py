@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -83,3 +84,37 @@ def test_bench_pipeline_measures_and_reports(tmp_path):
     other = dict(report, imgsz=640)
     section = "\n".join(other_size_lines(other))
     assert f"| 2. bare `YOLO.predict`, {report['backend']} (the worker's backend) | {backend['ms_per_photo']} |" in section
+
+
+def test_the_layouts_record_and_the_lean_record_render_their_figures():
+    from bench.records import kind_of
+    from bench.report import lean_lines, layout_lines
+
+    assert kind_of(Path("lean-layouts-2026-12-07-x.json")) == "lean-layouts"
+    assert kind_of(Path("lean-2026-12-07-x.json")) == "lean"
+    with_baseline = {"photos": 900, "baseline": {"ref": "main", "commit": "aaa1111"}, "recorded": {"commit": "bbb2222"},
+                     "median": {"2x1": {"baseline": {"bare": 46.5, "workers": 31.0, "workers_vs_bare_same_layout": 0.667},
+                                        "this_tree": {"bare": 86.8, "workers": 35.1, "workers_vs_bare_same_layout": 0.404}}}}
+    rows = [line for line in layout_lines(with_baseline) if line.startswith("| 2x1")]
+    assert rows == ["| 2x1 | baseline `aaa1111` | 46.5 | 31.0 | 0.667 |", "| 2x1 | change `bbb2222` | 86.8 | 35.1 | 0.404 |"]
+    alone = {"photos": 400, "layouts": {"1x2": {"bare": {"photos_per_s": 45.3}, "workers": {"photos_per_s": 18.1},
+                                                "workers_vs_bare_same_layout": 0.399}}}
+    assert "| 1x2 | | 45.3 | 18.1 | 0.399 |" in layout_lines(alone)
+    lean = {"photos": 100, "threads": 2, "median": {"lean": {"ready_s": 1.39, "segment_ms_per_photo": 31.3,
+                                                             "post_ms_per_photo": 10.4, "rss_mib": 313, "peak_rss_mib": 318}},
+            "sizes_mib": {"lean_env": 752}, "ratios": {"lean_env_vs_this_env_size": 0.103}}
+    text = "\n".join(lean_lines(lean))
+    assert "| lean | 1.39 | 31.3 | 10.4 | 313 | 318 |" in text and "752 MiB" in text and "0.103" in text
+
+
+def test_layouts_against_a_baseline_take_each_trees_median_and_their_ratio():
+    from bench.lean import summarize_layouts
+
+    def run(bare, workers):
+        return {"2x1": {"bare": {"photos_per_s": bare}, "workers": {"photos_per_s": workers}}}
+
+    s = summarize_layouts({"baseline": [run(40, 30), run(50, 32), run(45, 20)],
+                           "this_tree": [run(80, 36), run(90, 34), run(100, 35)]})
+    assert s["median"]["2x1"]["baseline"] == {"bare": 45, "workers": 30, "workers_vs_bare_same_layout": 0.667}
+    assert s["median"]["2x1"]["this_tree"] == {"bare": 90, "workers": 35, "workers_vs_bare_same_layout": 0.389}
+    assert s["this_tree_vs_baseline"]["2x1"] == {"bare": 2.0, "workers": 1.167}
