@@ -123,6 +123,20 @@ def test_the_cpu_worker_installs_no_torch():
     assert "*,worker,*" not in torch_step
 
 
+def test_the_cpu_image_runs_opencvs_headless_wheel_and_installs_no_system_libraries():
+    """libGL (Mesa, LLVM: about 210 MiB) is for opencv-python's GUI build, which only Ultralytics needs:
+    the CPU image swaps in the headless wheel of the same version and installs no apt packages."""
+    steps = re.findall(r"^RUN (.*?)(?<!\\)$", (ROOT / "Dockerfile").read_text(), re.M | re.S)
+    apt = next(step for step in steps if "apt-get install" in step)
+    assert "libgl1" in apt and "*,worker,*" not in apt and "*,gpu,*" in apt
+    swap = next(step for step in steps if "opencv-python-headless" in step)
+    cases = dict(re.findall(r"(\*,[\w,*|]+\))(.*?);;", swap, re.S))
+    assert cases["*,gpu,*|*,training,*)"].strip() == ""  # beside Ultralytics the GUI build stays
+    worker = cases["*,worker,*)"]
+    assert "pip uninstall -y opencv-python" in worker and 'opencv-python-headless==${v}' in worker
+    assert steps.index(swap) > next(i for i, step in enumerate(steps) if step.startswith("pip install --no-cache-dir -e"))
+
+
 def test_dockerfile_pins_torch_as_the_installer_does():
     install = (ROOT / "scripts" / "install.sh").read_text()
     torch, vision = re.search(r"\*\)\s+\$PIP install[^\n]*torch==([\d.]+) torchvision==([\d.]+)", install).groups()
