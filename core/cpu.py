@@ -2,6 +2,7 @@
 reads as "nothing special")."""
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 
 
@@ -34,3 +35,11 @@ def has_native_bf16(flags: frozenset[str] | None = None) -> bool:
 def has_amx(flags: frozenset[str] | None = None) -> bool:
     """Intel's matrix units (Sapphire Rapids and later), which OpenVINO uses for bf16 and int8."""
     return "amx_bf16" in (cpu_flags() if flags is None else flags)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity where Linux sets one (taskset, cpusets), else all."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity outside Linux
+        return os.cpu_count() or 1

@@ -23,7 +23,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from core.cpu import has_amx
+from core.cpu import has_amx, usable_cores
 
 log = logging.getLogger("wardrobe.backends")
 
@@ -105,15 +105,20 @@ def openvino_model(weights: Path, imgsz: int, cache_dir: Path, digest: str) -> P
     return target
 
 
+def process_threads(settings) -> int:
+    """One worker process's inference threads: WARDROBE_THREADS, else its share of the usable cores."""
+    procs = settings.worker_concurrency or usable_cores()
+    return settings.threads or max(1, usable_cores() // max(1, procs))
+
+
 def openvino_cpu_config(threads: int) -> dict:
     """How a worker process compiles its model for OpenVINO's CPU plugin: one request at a time on
     `threads` threads. OpenVINO pins its threads to cores by default, choosing them as if its process
     were alone: the worker's processes of one thread each were all pinned to the first core, and two
     of them ran the model no faster than one. Pinned only where this process's threads cover every
     core it may run on."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": int(threads),
-            "ENABLE_CPU_PINNING": int(threads) >= cores}
+            "ENABLE_CPU_PINNING": int(threads) >= usable_cores()}
 
 
 def limit_openvino_threads(yolo, model_dir: Path, threads: int) -> bool:

@@ -29,7 +29,7 @@ import numpy as np
 
 from core.config import Settings
 from segmentation import yolo_decode as yd
-from segmentation.backends import openvino_cpu_config
+from segmentation.backends import openvino_cpu_config, process_threads
 from segmentation.segmenter import Candidates, Detection, outline, predict_conf
 
 log = logging.getLogger("wardrobe.segmenter")
@@ -131,8 +131,7 @@ class LeanSegmenter:
             raise ModelError(f"{Path(folder) / 'metadata.yaml'}: imgsz {list(self.ir.imgsz)}, the worker serves {imgsz}")
         self.version, self.imgsz, self.device, self.backend = version, imgsz, "cpu", "openvino-int8"
         self.batch = settings.batch_size or 1  # on the CPU one photo a pass is fastest (segmenter.auto_batch)
-        procs = settings.worker_concurrency or (os.cpu_count() or 1)
-        self.threads = settings.threads or max(1, (os.cpu_count() or 1) // max(1, procs))
+        self.threads = process_threads(settings)
         from threadpoolctl import threadpool_limits
 
         # NumPy's BLAS does one small product a photo (the masks); left at a thread a core, its

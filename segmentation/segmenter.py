@@ -115,12 +115,12 @@ def _torch_beside_openvino() -> None:
 class YoloSegmenter:
     def __init__(self, settings: Settings):
         from segmentation.runtime import prepare_ultralytics
-        from segmentation.backends import limit_openvino_threads, openvino_model, resolve_backend, shipped_int8_model
+        from segmentation.backends import (limit_openvino_threads, openvino_model, process_threads, resolve_backend,
+                                           shipped_int8_model)
 
         self.settings = settings
         self.device = pick_device(settings.device)
-        procs = settings.worker_concurrency or (os.cpu_count() or 1)
-        self.threads = settings.threads or max(1, (os.cpu_count() or 1) // max(1, procs))
+        self.threads = process_threads(settings)
         prepare_ultralytics(threads=self.threads if self.device == "cpu" else None)
         from ultralytics import YOLO
 

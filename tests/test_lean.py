@@ -103,11 +103,31 @@ def test_a_worker_process_with_fewer_threads_than_cores_leaves_its_threads_unpin
     if cores < 2:
         pytest.skip("one core: a process of one thread has them all")
     lean, ultra = both  # one thread each
-    assert lean.threads == 1 and lean._compiled[()].get_property("ENABLE_CPU_PINNING") is False
+
+    def pinned(seg) -> bool:  # on AMX CPUs the int8 model is compiled per input shape: any of them
+        return next(iter(seg._compiled.values())).get_property("ENABLE_CPU_PINNING")
+
+    assert lean.threads == 1 and pinned(lean) is False
     assert ultra.model.predictor.model.backend.ov_compiled_model.get_property("ENABLE_CPU_PINNING") is False
     s = _settings(backend="openvino-int8", threads=cores)
-    whole = LeanSegmenter(s, *lean_plan(s))
-    assert whole._compiled[()].get_property("ENABLE_CPU_PINNING") is True
+    assert pinned(LeanSegmenter(s, *lean_plan(s))) is True
+
+
+@pytest.mark.parametrize("allowed, procs, threads, want_threads, want_pinned", [
+    ({0, 1}, 2, 0, 1, False),  # the default: a process a core, each unpinned
+    ({0, 1}, 1, 0, 2, True),  # one process with every core keeps OpenVINO's pinning
+    ({0, 1, 2, 3}, 2, 0, 2, False),
+    ({2, 3}, 2, 0, 1, False),  # under taskset or a cpuset: the cores allowed, not the machine's
+    ({0}, 1, 0, 1, True),
+    ({0, 1, 2, 3}, 2, 3, 3, False),  # WARDROBE_THREADS wins
+])
+def test_threads_and_pinning_follow_the_cores_the_process_may_use(monkeypatch, allowed, procs, threads, want_threads,
+                                                                  want_pinned):
+    from segmentation.backends import openvino_cpu_config, process_threads
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(allowed))
+    n = process_threads(replace(_settings(), worker_concurrency=procs, threads=threads))
+    assert n == want_threads and openvino_cpu_config(n)["ENABLE_CPU_PINNING"] is want_pinned
 
 
 @needs_openvino
