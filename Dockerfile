@@ -3,6 +3,7 @@
 #   EXTRAS=worker       CPU workers: the lean set, OpenVINO runs the shipped int8 model (no PyTorch, no
 #                       Ultralytics, no PyTorch index, OpenCV's headless wheel, no apt packages)
 #   EXTRAS=worker,gpu   the GPU segment worker: CUDA PyTorch (TORCH_INDEX .../whl/cu130) and Ultralytics
+# EXTRAS is comma-separated with no spaces: the steps below match ",worker," and ",gpu," in it.
 FROM python:3.11-slim
 ARG EXTRAS=api
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cu130
@@ -30,10 +31,11 @@ COPY services services
 COPY training training
 COPY cli cli
 COPY models models
-RUN pip install --no-cache-dir -e ".[${EXTRAS}]"
 # The CPU image has no Ultralytics, so nothing there needs opencv-python's GUI build: the headless
-# wheel of the same version writes the same cv2 package, 116 MiB smaller, with no system libraries
-RUN case ",${EXTRAS}," in *,gpu,*|*,training,*) ;; *,worker,*) \
+# wheel of the same version writes the same cv2 package, with no system libraries. In the same step
+# as the install, so the GUI build is in no layer of the image.
+RUN pip install --no-cache-dir -e ".[${EXTRAS}]" && \
+    case ",${EXTRAS}," in *,gpu,*|*,training,*) ;; *,worker,*) \
       v="$(pip show opencv-python | sed -n 's/^Version: //p')" && pip uninstall -y opencv-python && \
       pip install --no-cache-dir "opencv-python-headless==${v}" ;; \
     esac

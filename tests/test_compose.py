@@ -123,18 +123,36 @@ def test_the_cpu_worker_installs_no_torch():
     assert "*,worker,*" not in torch_step
 
 
-def test_the_cpu_image_runs_opencvs_headless_wheel_and_installs_no_system_libraries():
-    """libGL (Mesa, LLVM: about 210 MiB) is for opencv-python's GUI build, which only Ultralytics needs:
-    the CPU image swaps in the headless wheel of the same version and installs no apt packages."""
+def _dockerfile_commands(extras: str) -> str:
+    """The commands the Dockerfile's RUN steps would run for EXTRAS, each step run by a shell whose
+    apt-get, pip and rm only say what they were asked (a bash function each; sh runs the same case)."""
     steps = re.findall(r"^RUN (.*?)(?<!\\)$", (ROOT / "Dockerfile").read_text(), re.M | re.S)
-    apt = next(step for step in steps if "apt-get install" in step)
-    assert "libgl1" in apt and "*,worker,*" not in apt and "*,gpu,*" in apt
-    swap = next(step for step in steps if "opencv-python-headless" in step)
-    cases = dict(re.findall(r"(\*,[\w,*|]+\))(.*?);;", swap, re.S))
-    assert cases["*,gpu,*|*,training,*)"].strip() == ""  # beside Ultralytics the GUI build stays
-    worker = cases["*,worker,*)"]
-    assert "pip uninstall -y opencv-python" in worker and 'opencv-python-headless==${v}' in worker
-    assert steps.index(swap) > next(i for i, step in enumerate(steps) if step.startswith("pip install --no-cache-dir -e"))
+    fake = "apt-get() { echo apt-get \"$@\"; }; pip() { echo pip \"$@\"; }; rm() { :; }; useradd() { :; }\n"
+    out = [subprocess.run(["bash", "-c", fake + step.replace("\\\n", " ")], env={"EXTRAS": extras, "PATH": os.environ["PATH"]},
+                          capture_output=True, text=True, check=True).stdout for step in steps]
+    return "".join(out)
+
+
+@pytest.mark.parametrize("extras", ["worker", "api,worker"])
+def test_the_cpu_image_runs_opencvs_headless_wheel_and_installs_no_system_libraries(extras):
+    """libGL (Mesa, LLVM: about 210 MiB) is for opencv-python's GUI build, which only Ultralytics needs:
+    the CPU image swaps in the headless wheel of the same version, in the install's own step (a later
+    step would leave the GUI build in a layer), and installs no apt packages."""
+    commands = _dockerfile_commands(extras)
+    assert "apt-get" not in commands and "torch" not in commands
+    install = next(line for line in commands.splitlines() if line.startswith("pip install --no-cache-dir -e"))
+    assert commands.index(install) < commands.index("pip uninstall -y opencv-python") < commands.index(
+        "opencv-python-headless==")
+    step = next(s for s in re.findall(r"^RUN (.*?)(?<!\\)$", (ROOT / "Dockerfile").read_text(), re.M | re.S)
+                if "opencv-python-headless" in s)
+    assert step.startswith("pip install --no-cache-dir -e")
+
+
+@pytest.mark.parametrize("extras", ["api", "worker,gpu", "training"])
+def test_images_beside_ultralytics_keep_opencvs_gui_build_and_its_libraries(extras):
+    commands = _dockerfile_commands(extras)
+    assert "headless" not in commands
+    assert ("libgl1" in commands) == (extras != "api") and ("torch==" in commands) == (extras != "api")
 
 
 def test_dockerfile_pins_torch_as_the_installer_does():
