@@ -176,22 +176,27 @@ def layouts_against(ref: str, layouts: str, photos: list[str], rounds: int) -> d
     """`--layouts` run by git's `ref` and by this tree, each in its own processes with its own code,
     alternated (ref, this, ref, this ...) so that a busy machine weighs on both alike; per layout the
     medians over the rounds, and this tree's figures over ref's."""
+    import shutil
     import tempfile
 
     from bench.api import checkout
 
+    folder = str(Path(photos[0]).resolve().parent)  # the baseline's children run in another folder
     tmp = Path(tempfile.mkdtemp(prefix="wardrobe-bench-layouts-"))
-    trees = {"baseline": tmp / "baseline", "this_tree": ROOT}
-    commit = checkout(ref, trees["baseline"])
-    runs: dict[str, list[dict]] = {name: [] for name in trees}
-    for r in range(rounds):
-        for name, tree in trees.items():
-            out = tmp / f"{name}-{r}.json"
-            subprocess.run([sys.executable, "-m", "bench.lean", "--layouts", layouts, "-n", str(len(photos)),
-                            "--photos", str(Path(photos[0]).parent), "--out", str(out)], cwd=tree, check=True,
-                           env=os.environ | {"PYTHONPATH": str(tree)})
-            runs[name].append(json.loads(out.with_name("lean-layouts.json").read_text())["layouts"])
-    report = {"photos": len(photos), "folder": str(Path(photos[0]).parent), "rounds": rounds,
+    try:
+        trees = {"baseline": tmp / "baseline", "this_tree": ROOT}
+        commit = checkout(ref, trees["baseline"])
+        runs: dict[str, list[dict]] = {name: [] for name in trees}
+        for r in range(rounds):
+            for name, tree in trees.items():
+                out = tmp / f"{name}-{r}" / "lean.json"  # --layouts writes lean-layouts.json beside it
+                subprocess.run([sys.executable, "-m", "bench.lean", "--layouts", layouts, "-n", str(len(photos)),
+                                "--photos", folder, "--out", str(out)], cwd=tree, check=True,
+                               env=os.environ | {"PYTHONPATH": str(tree)})
+                runs[name].append(json.loads(out.with_name("lean-layouts.json").read_text())["layouts"])
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    report = {"photos": len(photos), "folder": folder, "rounds": rounds,
               "baseline": {"ref": ref, "commit": commit}, "runs": runs, **summarize_layouts(runs)}
     for layout, med in report["median"].items():
         for name, m in med.items():
@@ -233,6 +238,8 @@ def main(argv=None) -> int:
                     "this tree for --rounds rounds; ratios this tree / REF")
     ap.add_argument("--out", default=str(ROOT / "bench" / "out" / "lean.json"))
     args = ap.parse_args(argv)
+    if args.baseline and not args.layouts:
+        ap.error("--baseline needs --layouts")
     if args.child:
         print(json.dumps(child(args.child, args.photos_, args.threads)))
         return 0
