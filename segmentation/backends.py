@@ -107,8 +107,8 @@ def openvino_model(weights: Path, imgsz: int, cache_dir: Path, digest: str) -> P
 
 def process_threads(settings) -> int:
     """One worker process's inference threads: WARDROBE_THREADS, else its share of the usable cores."""
-    procs = settings.worker_concurrency or usable_cores()
-    return settings.threads or max(1, usable_cores() // max(1, procs))
+    cores = usable_cores()
+    return settings.threads or max(1, cores // max(1, settings.worker_concurrency or cores))
 
 
 def openvino_cpu_config(threads: int) -> dict:

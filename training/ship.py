@@ -57,8 +57,8 @@ def _soup_epoch(results_csv: Path, ingredients: list[str]) -> int:
             epochs.append(_results_summary(results_csv, last=True)["best_epoch"])
         elif p.name == "best.pt":
             epochs.append(_results_summary(results_csv)["best_epoch"])
-        elif checkpoint_epoch(p) is not None:
-            epochs.append(checkpoint_epoch(p))
+        elif (n := checkpoint_epoch(p)) is not None:
+            epochs.append(n)
     if not epochs:
         raise SystemExit(f"none of the soup's checkpoints {ingredients} is a run's last.pt, best.pt or epochN.pt: "
                          f"which epoch of {results_csv} it holds is unknown (ship it without --results-csv)")
