@@ -222,6 +222,15 @@ def summarize_layouts(runs: dict[str, list[dict]]) -> dict:
     return report
 
 
+def _write_beside(out: str, name: str, report: dict) -> int:
+    """Write a report under `name` in --out's folder (each mode has its own file); the exit status."""
+    path = Path(out).with_name(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {path}")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--child", choices=["lean", "ultralytics"], help=argparse.SUPPRESS)
@@ -248,11 +257,7 @@ def main(argv=None) -> int:
     photos = [folder[i % len(folder)] for i in range(args.n)]
     if args.parity:
         report = {"folder": args.photos, "parity": parity(photos, args.threads)}
-        out = Path(args.out).with_name("lean-parity.json")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"wrote {out}")
-        return 0
+        return _write_beside(args.out, "lean-parity.json", report)
     if args.layouts and args.baseline:
         from bench.provenance import stamp
         from core.config import DEFAULT_MODEL
@@ -260,22 +265,14 @@ def main(argv=None) -> int:
 
         report = layouts_against(args.baseline, args.layouts, photos, args.rounds)
         report["model_version"] = read_card(DEFAULT_MODEL).get("version")
-        out = Path(args.out).with_name("lean-layouts.json")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(stamp(report, "bench.lean", argv), indent=2) + "\n")
-        print(f"wrote {out}")
-        return 0
+        return _write_beside(args.out, "lean-layouts.json", stamp(report, "bench.lean", argv))
     if args.layouts:
         layouts = [tuple(int(v) for v in item.split("x")) for item in args.layouts.split(",")]
         report = {"photos": args.n, "folder": args.photos, "layouts": time_layouts(layouts, [Path(p) for p in photos])}
         for name, v in report["layouts"].items():
             print(f"{'workers_vs_bare_same_layout ' + name:50} {v['workers_vs_bare_same_layout']}")
             print(f"{'workers_vs_best_bare ' + name:50} {v['workers_vs_best_bare']}")
-        out = Path(args.out).with_name("lean-layouts.json")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"wrote {out}")
-        return 0
+        return _write_beside(args.out, "lean-layouts.json", report)
     runs: dict[str, list[dict]] = {"lean": [], "ultralytics": []}
     for _ in range(args.rounds):
         runs["lean"].append(run_child("lean", args.lean_python, photos, args.threads))

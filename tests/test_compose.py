@@ -123,10 +123,15 @@ def test_the_cpu_worker_installs_no_torch():
     assert "*,worker,*" not in torch_step
 
 
+def _run_steps() -> list[str]:
+    """The Dockerfile's RUN steps, each with its continuation lines."""
+    return re.findall(r"^RUN (.*?)(?<!\\)$", (ROOT / "Dockerfile").read_text(), re.M | re.S)
+
+
 def _dockerfile_commands(extras: str) -> str:
     """The commands the Dockerfile's RUN steps would run for EXTRAS, each step run by a shell whose
     apt-get, pip and rm only say what they were asked (a bash function each; sh runs the same case)."""
-    steps = re.findall(r"^RUN (.*?)(?<!\\)$", (ROOT / "Dockerfile").read_text(), re.M | re.S)
+    steps = _run_steps()
     fake = "apt-get() { echo apt-get \"$@\"; }; pip() { echo pip \"$@\"; }; rm() { :; }; useradd() { :; }\n"
     out = [subprocess.run(["bash", "-c", fake + step.replace("\\\n", " ")], env={"EXTRAS": extras, "PATH": os.environ["PATH"]},
                           capture_output=True, text=True, check=True).stdout for step in steps]
@@ -143,8 +148,7 @@ def test_the_cpu_image_runs_opencvs_headless_wheel_and_installs_no_system_librar
     install = next(line for line in commands.splitlines() if line.startswith("pip install --no-cache-dir -e"))
     assert commands.index(install) < commands.index("pip uninstall -y opencv-python") < commands.index(
         "opencv-python-headless==")
-    step = next(s for s in re.findall(r"^RUN (.*?)(?<!\\)$", (ROOT / "Dockerfile").read_text(), re.M | re.S)
-                if "opencv-python-headless" in s)
+    step = next(s for s in _run_steps() if "opencv-python-headless" in s)
     assert step.startswith("pip install --no-cache-dir -e")
 
 

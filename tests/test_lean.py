@@ -96,10 +96,11 @@ def test_a_worker_process_with_fewer_threads_than_cores_leaves_its_threads_unpin
     """OpenVINO pins its threads to cores as if its process were alone: each of the worker's
     one-thread processes took the first core, and two ran the model no faster than one. Both paths
     compile unpinned where the process has fewer threads than cores, pinned where it has them all."""
+    from core.cpu import usable_cores
     from segmentation.lean import LeanSegmenter
     from segmentation.serving import lean_plan
 
-    cores = len(os.sched_getaffinity(0))
+    cores = usable_cores()
     if cores < 2:
         pytest.skip("one core: a process of one thread has them all")
     lean, ultra = both  # one thread each
