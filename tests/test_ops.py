@@ -18,6 +18,9 @@ from tests.test_failures import assert_exactly_once, final, job_state, photos_zi
 pytestmark = pytest.mark.skipif(not have("redis-server"), reason="redis-server is not installed")
 
 
+_TASK_RUNS = "wardrobe_task_duration_seconds_count"
+
+
 def scrape(url: str) -> dict[tuple, float]:
     """{(sample name, sorted labels): value} of a Prometheus text exposition."""
     from prometheus_client.parser import text_string_to_metric_families
@@ -68,13 +71,18 @@ def test_metrics_scraped_from_the_api_and_a_worker(make_user, settings, redis_se
         assert value(s, "wardrobe_jobs", status="succeeded") == 1
 
         wait_port(metrics_port, 30)
-        w = scrape(f"http://127.0.0.1:{metrics_port}/metrics")
+        # a task's run time is observed after it returns (Celery's task_postrun), and the last task ends
+        # the job before it returns: the scrape waits until every task has been observed
+        done = lambda w: ((value(w, _TASK_RUNS, task="wardrobe.ingest", state="SUCCESS") or 0) >= 1  # noqa: E731
+                          and (value(w, _TASK_RUNS, task="wardrobe.segment", state="SUCCESS") or 0) >= 2)
+        w = wait_for(lambda: done(got := scrape(f"http://127.0.0.1:{metrics_port}/metrics")) and got, 30,
+                     "the worker's metrics of its tasks", on_fail=logs)
         assert value(w, "wardrobe_photos_total", outcome="done", code="") == 8, logs()
         assert value(w, "wardrobe_items_found_total") == 16
         assert value(w, "wardrobe_model_photos_total") == 8
         assert value(w, "wardrobe_model_inference_seconds_count") == 4  # one per forward pass of 2 photos
-        assert value(w, "wardrobe_task_duration_seconds_count", task="wardrobe.ingest", state="SUCCESS") == 1
-        assert value(w, "wardrobe_task_duration_seconds_count", task="wardrobe.segment", state="SUCCESS") == 2
+        assert value(w, _TASK_RUNS, task="wardrobe.ingest", state="SUCCESS") == 1
+        assert value(w, _TASK_RUNS, task="wardrobe.segment", state="SUCCESS") == 2
         assert value(w, "wardrobe_task_cpu_seconds_total", task="wardrobe.segment") > 0
         assert all(value(w, "wardrobe_segment_stage_seconds_total", stage=st) > 0 for st in ("load", "infer", "post", "commit"))
     finally:
