@@ -462,6 +462,34 @@ def deleted_item_page(page, url: str, auth: dict) -> None:
     page.wait_for_function(f"!document.querySelector(\".card[data-id='{kept}']\")")
 
 
+def hold_first_answers(page, *which):
+    """The first GET whose URL each predicate of `which` accepts (given the parsed URL) is answered by the
+    server at once but handed to the page only when the returned function is called: answers that
+    come after later ones, as on a slow network. That function returns once the page has had them."""
+    from urllib.parse import urlsplit
+
+    held: dict[int, tuple] = {}
+
+    def route(r):
+        url = urlsplit(r.request.url)
+        k = next((k for k, accepts in enumerate(which) if accepts(url)), None)
+        if r.request.method != "GET" or k is None or k in held:
+            return r.continue_()
+        held[k] = (r, r.fetch())
+
+    page.route("**/v1/**", route)
+
+    def release() -> None:
+        assert sorted(held) == list(range(len(which))), f"asked for {len(held)} of {len(which)}"
+        for r, answer in held.values():
+            with page.expect_request_finished(lambda q, url=r.request.url: q.url == url):
+                r.fulfill(response=answer)
+        page.unroute("**/v1/**", route)
+        page.evaluate("() => new Promise((done) => setTimeout(done, 200))")  # the page's own handlers run
+
+    return release
+
+
 def its_a(category: str) -> str:
     """What the page's "Yes, ..." button says of a class (app.js: itsA)."""
     name = category.split(",")[0]
@@ -508,14 +536,20 @@ def review_view(page, url: str, auth: dict, corrected_id: str, shots: Path) -> N
     page.goto(url + "/#/")  # back to the gallery: its link counts again (it showed the model's own count before)
     page.wait_for_selector("#review-banner:not([hidden])")
     page.wait_for_function(f"document.querySelector('#review-count').textContent === '{waiting}'")
+    # the list and the count the page asks for first come back only after the threshold below was set
+    # (a slow network): they must not put back the default's three
+    release = hold_first_answers(page, lambda u: u.path == "/v1/me",
+                                 lambda u: u.path == "/v1/items" and "needs_review=true" in u.query)
     page.click("#review-link")
     page.wait_for_selector("#review:not([hidden])")
     # a threshold of the user's own, set on the page: below 12 % two are left, least certain first
-    page.wait_for_function("document.querySelectorAll('#review-list .review-card').length === 3")
     page.fill("#review-below", "12")
     page.click("#threshold-form button[type=submit]")
     page.wait_for_function("document.querySelector('#review-count').textContent === '2'")
     page.wait_for_function("document.querySelectorAll('#review-list .review-card').length === 2")
+    release()
+    assert page.inner_text("#review-count") == "2" and page.input_value("#review-below") == "12"
+    assert page.locator("#review-list .review-card").count() == 2
     assert requests.get(f"{url}/v1/me", headers=auth, timeout=10).json()["review_below"] == 0.12
     page.fill("#review-below", "20")
     page.click("#threshold-form button[type=submit]")

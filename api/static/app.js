@@ -4,7 +4,8 @@
 
 const $ = (sel) => document.querySelector(sel);
 const state = { token: sessionStorage.getItem("wardrobe-token"), cursor: null, categories: [], polling: null, stream: null,
-  reviewCursor: null, reviewCount: 0,
+  // the review list and /v1/me, as the gallery below: an answer to an older ask is dropped (review.js, askMe)
+  reviewCursor: null, reviewCount: 0, reviewGen: 0, meAsked: 0,
   // the gallery: each filter change starts a new generation; a response of an older one is dropped,
   // so fast changes never draw stale pages over newer ones
   galleryGen: 0, galleryLoaded: false, galleryBusy: null, galleryScroll: 0, me: null };
@@ -445,8 +446,17 @@ function renderReviewCount(n) {
     ` uncertain item${n === 1 ? "" : "s"}`);
 }
 
+// /v1/me's answers can come back out of order (the review page's first read, then a threshold set on it):
+// only the answer to the newest ask is drawn (null for an older one), so an old count never comes back
+async function askMe(opts) {
+  const n = ++state.meAsked;
+  const me = await api("/v1/me", opts);
+  return n === state.meAsked ? me : null;
+}
+
 async function refreshReviewCount() {
-  const me = await api("/v1/me");
+  const me = await askMe();
+  if (!me) return null;
   state.me = me;
   text($("#whoami"), "Signed in as " + me.name);
   renderReviewCount(me.items_needing_review);

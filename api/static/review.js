@@ -88,10 +88,12 @@ async function fixItem(li, body, done) {
 }
 
 async function loadReview(reset) {
-  if (reset) { state.reviewCursor = null; $("#review-list").replaceChildren(); }
+  if (reset) { state.reviewCursor = null; $("#review-list").replaceChildren(); state.reviewGen++; }
+  const gen = state.reviewGen;
   const q = new URLSearchParams({ needs_review: "true", limit: "24" });
   if (state.reviewCursor) q.set("cursor", state.reviewCursor);
   const page = await api("/v1/items?" + q.toString());
+  if (gen !== state.reviewGen) return;  // the list was asked for anew (a new threshold) meanwhile
   $("#review-list").append(...page.items.map(reviewCard));
   state.reviewCursor = page.next_cursor;
   $("#review-more").hidden = !state.reviewCursor;
@@ -106,10 +108,12 @@ function renderThreshold(me) {
 
 async function setThreshold(value) {
   try {
-    const me = await api("/v1/me", { method: "PATCH", json: { review_below: value } });
-    renderThreshold(me);
-    renderReviewCount(me.items_needing_review);
-    text($("#review-message"), `Now asking about items below ${pct(me.review_below)}.`);
+    const me = await askMe({ method: "PATCH", json: { review_below: value } });
+    if (me) {  // else a newer answer draws the threshold and the count
+      renderThreshold(me);
+      renderReviewCount(me.items_needing_review);
+      text($("#review-message"), `Now asking about items below ${pct(me.review_below)}.`);
+    }
     await loadReview(true);
   } catch (e) {
     text($("#review-message"), "Not saved: " + e.message);
@@ -129,7 +133,7 @@ async function setupReview() {
   state.galleryLoaded = false;  // answers here change items: the gallery reloads on the way back
   text($("#review-message"), "");
   const [me] = await Promise.all([refreshReviewCount(), loadReview(true)]);
-  renderThreshold(me);
+  if (me) renderThreshold(me);
 }
 
 // an item the model was unsure of and nobody checked: the item page says so, and confirms in one click
