@@ -545,7 +545,7 @@ def test_a_killed_worker_s_work_comes_back_within_a_minute_and_a_backlog_is_left
         first = start_job(rt, settings, redis_server.url, uid, photos_zip(40, seed=41))  # 10 tasks of 4 photos
         # mid-task: some of a task's photos committed, not all. A task that has committed its last photo
         # may not be acknowledged yet, and then its message is held with no work left in it: the rest
-        # waits in the queue, the job ends without the sweep, and this test would tell nothing.
+        # waits in the queue, and the job ends without the sweep this test is about.
         wait_for(lambda: job_state(first).photos_done % 4, 60, "a segment task half done", interval=0.05,
                  on_fail=worker.tail)
         worker.kill()  # SIGKILL, the whole worker: its message is held, unacknowledged, by nobody
